@@ -1,0 +1,166 @@
+"""Command line of flows/rnn_flow.py: options -> PipelineConfig, one clear line on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tasks.config import STAGES, PipelineConfig, with_overrides
+from tasks.errors import InputError
+
+# option -> (section, field); the option's type comes from the pydantic field, checked there.
+OPTIONS: dict[str, tuple[str, str, str]] = {
+    "--n-points": ("data", "n_points", "points to generate (tutorial: 1020)"),
+    "--noise": ("data", "noise", "std of additive Gaussian noise"),
+    "--trend": ("data", "trend", "linear trend per unit of x"),
+    "--data-seed": ("data", "seed", "seed of the noise"),
+    "--data-path": ("data", "data_path", "your own series: a CSV or Parquet file"),
+    "--time-column": ("data", "time_column", "time column of --data-path"),
+    "--value-column": ("data", "value_column", "value column of --data-path"),
+    "--id-column": ("data", "id_column", "series id column of --data-path (many series)"),
+    "--fill": ("data", "fill", "repair missing values: interpolate or ffill"),
+    "--seq-length": ("window", "seq_length", "input window length (tutorial: 20)"),
+    "--train-fraction": ("window", "train_fraction", "share of windows for training (0.8)"),
+    "--val-fraction": ("window", "val_fraction", "share of training windows held out for early stopping"),
+    "--normalize": ("window", "normalize", "none or standard (fitted on the training range only)"),
+    "--cell": ("model", "cell", "rnn, gru or lstm"),
+    "--hidden-size": ("model", "hidden_size", "hidden units (64)"),
+    "--layers": ("model", "num_layers", "stacked recurrent layers (1)"),
+    "--dropout": ("model", "dropout", "dropout between layers"),
+    "--epochs": ("train", "epochs", "maximum epochs (100)"),
+    "--batch-size": ("train", "batch_size", "mini-batch size (32)"),
+    "--lr": ("train", "lr", "Adam learning rate (1e-3)"),
+    "--seed": ("train", "seed", "seed for weights and shuffling"),
+    "--device": ("train", "device", "auto, cpu, cuda or mps"),
+    "--patience": ("train", "patience", "early-stopping patience in epochs (0: off)"),
+    "--threads": ("train", "threads", "torch CPU threads (1)"),
+    "--no-cuda-graphs": ("train", "cuda_graphs", "train with the plain loop on CUDA"),
+    "--checkpoint-every": ("train", "checkpoint_every", "epochs between checkpoints"),
+    "--fig-width": ("figures", "width", "figure width (inches)"),
+    "--fig-height": ("figures", "height", "figure height (inches)"),
+    "--fig-dpi": ("figures", "dpi", "figure resolution"),
+    "--output-dir": ("output", "root", "run outputs and the stage cache (artifacts)"),
+    "--data-dir": ("output", "data_dir", "generated or ingested series (data)"),
+}
+FLAG_OF = {(s, f): opt for opt, (s, f, _) in OPTIONS.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python flows/rnn_flow.py",
+        description="Train and evaluate an RNN/GRU/LSTM forecaster as a Prefect flow; unchanged stages are reused.",
+    )
+    for opt, (section, field, help_) in OPTIONS.items():
+        if opt == "--no-cuda-graphs":
+            p.add_argument(opt, dest=f"{section}.{field}", action="store_const", const=False, help=help_)
+        else:
+            p.add_argument(opt, dest=f"{section}.{field}", metavar=field.upper(), help=help_)
+    p.add_argument("--config", metavar="FILE", help="a JSON file with a full or partial config")
+    p.add_argument("--refresh", choices=STAGES, help="recompute this stage and every one after it")
+    p.add_argument("--until", choices=STAGES, default="figures", help="stop after this stage")
+    p.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """Build the config: defaults, then --config FILE, then single options (validated by pydantic)."""
+    cfg = PipelineConfig()
+    if args.config:
+        try:
+            cfg = PipelineConfig.model_validate(json.loads(Path(args.config).read_text()))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise InputError("config", args.config, f"cannot read a JSON config ({exc})") from None
+    overrides: dict[str, dict] = {}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, field = dest.split(".")
+            overrides.setdefault(section, {})[field] = value
+    return with_overrides(cfg, overrides)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as one line naming the option and the value."""
+    err = exc.errors()[0]
+    loc = tuple(str(x) for x in err["loc"])
+    name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
+    return f"{name}={err.get('input')!r}: {err['msg']}"
+
+
+def run(argv: list[str], pipeline: Callable) -> int:
+    """Parse, run the flow, print the summary; bad input -> one line on stderr and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if cfg.train.device != "auto":
+            from tasks.model import resolve_device
+
+            resolve_device(cfg.train.device)  # fail before any Prefect start-up
+        _quiet_failures(args.debug)
+        summary = pipeline(config=cfg, refresh=args.refresh, until=args.until, no_cache=args.no_cache)
+    except ValidationError as exc:
+        return _fail(describe_validation_error(exc), exc, args.debug)
+    except InputError as exc:
+        return _fail(str(exc), exc, args.debug)
+    except Exception as exc:
+        from tasks.train import TrainingDiverged
+
+        if isinstance(exc, TrainingDiverged):
+            return _fail(str(exc), exc, args.debug)
+        raise
+    print_summary(summary)
+    return 0
+
+
+def _fail(message: str, exc: BaseException, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+class _DropKnownFailures(logging.Filter):
+    """Hide Prefect's traceback for failures the CLI reports in one line itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tasks.train import TrainingDiverged
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None and record.levelno >= logging.ERROR:
+            msg = record.getMessage()
+            return not ("InputError" in msg or "TrainingDiverged" in msg or "Finished in state Failed" in msg)
+        return not isinstance(exc, (InputError, TrainingDiverged))
+
+
+def _quiet_failures(debug: bool) -> None:
+    if debug:
+        return
+    f = _DropKnownFailures()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for h in logging.getLogger(name).handlers:
+            h.addFilter(f)
+
+
+def print_summary(summary: dict) -> None:
+    """A short, useful end of run: stages, verdict, where the outputs are."""
+    print("\nstages:")
+    for row in summary["stages"]:
+        print(f"  {row['stage']:<9} {row['action']:<10} {row['reason']}")
+    if "verdict" in summary:
+        print(f"result: {summary['verdict']}")
+    print(f"outputs: {summary['run_dir']}")
+
+
+def main(argv: list[str], pipeline: Callable) -> int:
+    """Entry point: `serve` and `rollback` subcommands, else a pipeline run."""
+    return run(argv, pipeline)

@@ -1,0 +1,214 @@
+"""Stage keys, staleness reasons and the Prefect cache policy built on them.
+
+A stage's key hashes four things, and nothing else:
+  params    the config fields the stage reads (`config.stage_params`)
+  upstream  the content hashes of the entries it reads (files, not timestamps)
+  code      the source of the stage's module and of every project module it imports, transitively
+  env       library versions that change its result and, for train, the kind of device
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.context import TaskRunContext
+from pydantic import BaseModel, ConfigDict
+
+from tasks import store
+
+log = logging.getLogger(__name__)
+
+PROJECT_PACKAGES = ("tasks",)
+# Machinery that decides where, when and how visibly results are written, not what they
+# contain (config values that matter are hashed by value): editing these invalidates nothing.
+CODE_HASH_IGNORE = frozenset(
+    {"tasks.caching", "tasks.store", "tasks.config", "tasks.errors", "tasks.retry", "tasks.ui"}
+)
+
+
+# --------------------------------------------------------------------------- code hashing
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # e.g. "tasks.retry.RETRY_OPTIONS" names an attribute
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def imported_project_modules(name: str, source: str) -> set[str]:
+    """Project modules that module `name` (with text `source`) imports directly."""
+    package = name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(p for p in [*parts, base] if p)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES and _module_file(m)}
+
+
+def code_hashes(root_module: str, sources: dict[str, str] | None = None) -> dict[str, str]:
+    """sha256 of the source of `root_module` and every project module it imports, transitively.
+
+    `sources` overrides the text of named modules (to test what an edit would do).
+    """
+    sources = sources or {}
+    seen: dict[str, str] = {}
+    todo = [root_module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in CODE_HASH_IGNORE:
+            continue
+        text = sources.get(name)
+        if text is None:
+            text = _read_source(name)
+        seen[name] = hashlib.sha256(text.encode()).hexdigest()
+        todo.extend(imported_project_modules(name, text) - seen.keys())
+    return dict(sorted(seen.items()))
+
+
+@lru_cache(maxsize=None)
+def _read_source(name: str) -> str:
+    path = _module_file(name)
+    if path is None:
+        raise ModuleNotFoundError(name)
+    return path.read_text()
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class StagePlan(BaseModel):
+    """What the flow decided about one stage before running it, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    key: str
+    base: str
+    run: bool
+    forced: bool = False
+    reason: str
+    key_inputs: dict[str, Any]
+
+    @property
+    def ref(self) -> store.StageRef:
+        return store.StageRef(stage=self.stage, key=self.key, base=self.base)
+
+
+def stage_key(stage: str, key_inputs: dict) -> str:
+    """The content address of a stage output: a short hash of its key inputs."""
+    return store.sha256_json({"stage": stage, **key_inputs})[:24]
+
+
+def plan_stage(
+    base: str | Path,
+    stage: str,
+    *,
+    params: dict,
+    upstream: dict[str, str],
+    code: dict[str, str],
+    env: dict[str, str],
+    force: str | None = None,
+) -> StagePlan:
+    """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse."""
+    base = str(Path(base).resolve())
+    key_inputs = {"params": params, "upstream": upstream, "code": code, "env": env}
+    key = stage_key(stage, key_inputs)
+    problem = store.verify(store.entry_dir(base, stage, key))
+    if force:
+        run, reason = True, f"forced ({force})"
+    elif problem is None:
+        run, reason = False, "inputs unchanged"
+    elif problem != "output missing":
+        run, reason = True, f"output missing or corrupt: {problem}"
+    else:
+        run, reason = True, explain_change(latest_inputs(base, stage), key_inputs)
+    return StagePlan(
+        stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs
+    )
+
+
+def explain_change(previous: dict | None, current: dict) -> str:
+    """Say what differs between the key inputs of the last entry used and now."""
+    if previous is None:
+        return "no cached output (first run)"
+    why = []
+    changed = _diff(previous.get("params", {}), current["params"])
+    if changed:
+        why.append("new parameters: " + ", ".join(changed))
+    ups = sorted(k for k in current["upstream"] if previous.get("upstream", {}).get(k) != current["upstream"][k])
+    if ups:
+        why.append("upstream changed: " + ", ".join(ups))
+    mods = sorted(
+        set(current["code"]) ^ set(previous.get("code", {}))
+        | {m for m in current["code"] if previous.get("code", {}).get(m) not in (None, current["code"][m])}
+    )
+    if mods:
+        why.append("code changed: " + ", ".join(mods))
+    envs = _diff(previous.get("env", {}), current["env"])
+    if envs:
+        why.append("environment changed: " + ", ".join(envs))
+    return "; ".join(why) or "output missing (cache entry deleted)"
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} {a!r}->{b!r}")
+    return out
+
+
+def latest_inputs(base: str | Path, stage: str) -> dict | None:
+    """Key inputs of the entry this stage used last (None before its first run)."""
+    try:
+        return store.read_json(Path(base) / "cache" / stage / "latest.json")["key_inputs"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def record_latest(plan: StagePlan) -> None:
+    """Remember the key inputs just used, so the next change can be explained."""
+    store.write_json(
+        Path(plan.base) / "cache" / plan.stage / "latest.json", {"key": plan.key, "key_inputs": plan.key_inputs}
+    )
+
+
+# --------------------------------------------------------------------------- Prefect policy
+
+
+def _stage_cache_key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Prefect cache key of a stage task: the plan's key, but only while its entry verifies.
+
+    The task returns a `StageRef`, which is fixed by the key, so a cached Prefect result can
+    never point at different files. A plan that must run is called with `refresh_cache=True`,
+    so Prefect runs it and overwrites its record; if an entry planned for reuse went bad in the
+    meantime, no key is returned and the task runs (and rebuilds it) instead of reporting Cached.
+    """
+    plan = parameters["plan"]
+    if isinstance(plan, dict):
+        plan = StagePlan.model_validate(plan)
+    if not plan.run and store.verify(plan.ref.path) is not None:
+        return None  # went bad since it was planned: run the task, never report Cached
+    return f"{plan.stage}-{plan.key}"
+
+
+STAGE_CACHE_POLICY = CacheKeyFnPolicy(cache_key_fn=_stage_cache_key)

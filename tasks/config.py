@@ -1,0 +1,165 @@
+"""The one typed config: a frozen pydantic model with one section per stage.
+
+The flow takes it as its parameter, so Prefect validates it and renders it as a form in the UI.
+Each stage reads only its own section(s); its cache key hashes only those fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+STAGES: tuple[str, ...] = ("generate", "window", "train", "evaluate", "figures")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SineComponent(_Section):
+    """One extra sine term added to the generated series."""
+
+    amplitude: float = Field(1.0, description="Amplitude of this component.")
+    period: float = Field(2 * math.pi, gt=0, description="Period, in the units of x.")
+    phase: float = Field(0.0, description="Phase shift, in radians.")
+
+
+class DataConfig(_Section):
+    """Where the series comes from: the generator (default, the tutorial's sine) or a file."""
+
+    n_points: int = Field(1020, ge=3, le=200_000_000, description="Points to generate (tutorial: 1020).")
+    x_max: float = Field(10 * math.pi, gt=0, description="x runs over linspace(0, x_max, n_points).")
+    amplitude: float = Field(1.0, description="Amplitude of the main sine.")
+    period: float = Field(2 * math.pi, gt=0, description="Period of the main sine, in units of x.")
+    noise: float = Field(0.0, ge=0, description="Std of additive Gaussian noise (seeded).")
+    trend: float = Field(0.0, description="Linear trend added per unit of x.")
+    components: tuple[SineComponent, ...] = Field((), description="Extra sine components.")
+    seed: int = Field(0, ge=0, description="Seed of the noise generator.")
+    data_path: str | None = Field(None, description="CSV or Parquet file with your own series.")
+    time_column: str = Field("timestamp", description="Time column of data_path (dates or integers).")
+    value_column: str = Field("value", description="Value column of data_path.")
+    id_column: str | None = Field(None, description="Series id column of data_path (many series).")
+    fill: Literal["interpolate", "ffill"] | None = Field(
+        None, description="Repair missing values instead of refusing them."
+    )
+
+
+class WindowConfig(_Section):
+    """Sliding windows and the chronological split."""
+
+    seq_length: int = Field(20, ge=1, le=10_000, description="Input window length (tutorial: 20).")
+    train_fraction: float = Field(
+        0.8, gt=0, lt=1, description="Share of windows (in time order) used for training."
+    )
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of the training windows, from its end, held out for early stopping."
+    )
+    normalize: Literal["none", "standard"] = Field(
+        "none", description="standard: per-series mean/std fitted on the training range only."
+    )
+
+    @model_validator(mode="after")
+    def _check_val(self) -> "WindowConfig":
+        if self.train_fraction * (1 - self.val_fraction) <= 0:
+            raise ValueError("val_fraction leaves no training windows")
+        return self
+
+
+class ModelConfig(_Section):
+    """The recurrent network."""
+
+    cell: Literal["rnn", "gru", "lstm"] = Field("rnn", description="Recurrent cell type.")
+    hidden_size: int = Field(64, ge=1, le=8192, description="Hidden units per layer.")
+    num_layers: int = Field(1, ge=1, le=16, description="Stacked recurrent layers.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between layers (needs num_layers > 1).")
+
+
+class TrainConfig(_Section):
+    """Optimisation: the tutorial's defaults, plus early stopping and device choice."""
+
+    epochs: int = Field(100, ge=1, le=100_000, description="Maximum epochs (tutorial: 100).")
+    batch_size: int = Field(32, ge=1, le=1_000_000, description="Mini-batch size.")
+    lr: float = Field(1e-3, gt=0, le=10, description="Adam learning rate.")
+    seed: int = Field(42, ge=0, description="Seed for weights and shuffling.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="auto picks cuda, then mps, then cpu; others are required."
+    )
+    patience: int = Field(
+        10, ge=0, description="Stop after this many epochs without validation improvement (0: off)."
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="Relative improvement of the validation loss that counts as one."
+    )
+    threads: int = Field(1, ge=1, le=256, description="torch CPU threads (1 is fastest for small models).")
+    cuda_graphs: bool = Field(True, description="Capture the whole training step in a CUDA graph on cuda.")
+    checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N epochs.")
+    log_every: int = Field(10, ge=1, description="Log the losses every N epochs.")
+
+
+class EvalConfig(_Section):
+    """Evaluation on the test windows."""
+
+    chunk_size: int = Field(65_536, ge=1, description="Windows per inference chunk (bounds memory).")
+
+
+class FiguresConfig(_Section):
+    """Figure export."""
+
+    width: float = Field(10.0, gt=0, le=100, description="Figure width in inches.")
+    height: float = Field(4.0, gt=0, le=100, description="Figure height in inches.")
+    dpi: int = Field(100, ge=20, le=600, description="Resolution of the PNG files.")
+
+
+class OutputConfig(_Section):
+    """Where files go; relative paths are resolved against the working directory."""
+
+    root: str = Field("artifacts", description="Run outputs, the stage cache and Prefect results.")
+    data_dir: str = Field("data", description="Generated or ingested series (Parquet).")
+
+
+class PipelineConfig(_Section):
+    """Everything a run needs; the flow's single parameter."""
+
+    data: DataConfig = DataConfig()
+    window: WindowConfig = WindowConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    figures: FiguresConfig = FiguresConfig()
+    output: OutputConfig = OutputConfig()
+
+
+# The config sections each stage reads: its cache key hashes exactly these.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "generate": ("data",),
+    "window": ("window",),
+    "train": ("model", "train"),
+    "evaluate": ("eval",),
+    "figures": ("figures",),
+}
+
+# Fields that change how a stage runs but not what it produces: left out of its key.
+KEY_EXCLUDED: dict[str, frozenset[str]] = {
+    "train": frozenset({"device", "checkpoint_every", "log_every"}),
+    "evaluate": frozenset({"chunk_size"}),
+}
+
+
+def stage_params(cfg: PipelineConfig, stage: str) -> dict:
+    """The config fields `stage` reads, as plain JSON-able values (what its key hashes)."""
+    excluded = KEY_EXCLUDED.get(stage, frozenset())
+    out: dict = {}
+    for section in STAGE_SECTIONS[stage]:
+        values = getattr(cfg, section).model_dump(mode="json")
+        out[section] = {k: v for k, v in values.items() if k not in excluded}
+    return out
+
+
+def with_overrides(cfg: PipelineConfig, overrides: dict[str, dict]) -> PipelineConfig:
+    """A copy of `cfg` with `{section: {field: value}}` replaced, validated again."""
+    data = cfg.model_dump()
+    for section, fields in overrides.items():
+        data[section].update(fields)
+    return PipelineConfig.model_validate(data)

@@ -1,0 +1,67 @@
+"""The recurrent forecaster and device resolution (no training logic here)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tasks.errors import InputError
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class Forecaster(nn.Module):
+    """A recurrent layer stack plus a linear head on the last hidden state.
+
+    forward: x (batch, seq_len, 1) -> (batch, horizon)
+    """
+
+    def __init__(
+        self, cell: str = "rnn", hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.0, horizon: int = 1
+    ) -> None:
+        super().__init__()
+        self.rnn = CELLS[cell](
+            input_size=1,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(hidden_size, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)  # (batch, seq_len, hidden)
+        return self.head(out[:, -1, :])
+
+
+def build_model(spec: dict) -> Forecaster:
+    """Rebuild a Forecaster from the `model` spec stored next to its weights."""
+    return Forecaster(**spec)
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is an InputError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", name, "CUDA is not available on this machine (use --device cpu or auto)")
+    if name == "mps" and not _mps_available():
+        raise InputError("device", name, "Apple MPS is not available on this machine (use --device cpu or auto)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise InputError("device", name, "expected auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def load_model(path: str, map_location: str | torch.device = "cpu") -> tuple[Forecaster, dict]:
+    """Load a saved model file safely (weights_only=True): (model in eval mode, its metadata)."""
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    model = build_model(blob["model"])
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, {k: v for k, v in blob.items() if k != "state_dict"}

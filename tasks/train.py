@@ -1,0 +1,372 @@
+"""Stage 3: train the forecaster with a lean loop, early stopping and resumable checkpoints.
+
+The loop keeps everything on the device: the series, the window view, the shuffled indices and
+the running loss. The host synchronises once per epoch (validation loss), never per step. On
+CUDA the whole step (gather, forward, backward, Adam) can be captured in one CUDA graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from prefect import task
+
+from tasks import store
+from tasks.caching import STAGE_CACHE_POLICY, StagePlan
+from tasks.config import ModelConfig, TrainConfig
+from tasks.model import Forecaster, resolve_device
+from tasks.retry import RETRY_OPTIONS
+from tasks.windowing import SPLIT_FILE, VALUES_FILE, ranges_to_index
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+HISTORY_FILE = "history.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------- data on the device
+
+
+@dataclass
+class SeriesData:
+    """The (normalised) series on the device and its window view.
+
+    values:  (n_total,) float32
+    windows: (n_total - L + 1, L) view of `values` (torch unfold, no copy)
+    """
+
+    values: torch.Tensor
+    seq_length: int
+    horizon: int = 1
+    windows: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.windows = self.values.unfold(0, self.seq_length, 1)
+        self._lead = torch.arange(self.horizon, device=self.values.device)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows starting at `idx` (b,) -> inputs (b, L, 1), targets (b, horizon)."""
+        x = self.windows[idx].unsqueeze(-1)
+        y = self.values[idx[:, None] + self.seq_length + self._lead]
+        return x, y
+
+
+def normalised_values(values: np.ndarray, split: dict) -> np.ndarray:
+    """Apply each series' fitted scaler to its own points: (n_total,) float64."""
+    out = values.astype(np.float64, copy=True)
+    for s, sc in zip(split["series"], split["scaler"]):
+        a = s["offset"]
+        out[a : a + s["length"]] = (out[a : a + s["length"]] - sc["mean"]) / sc["std"]
+    return out
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
+    """Model outputs for windows starting at `idx`, in bounded chunks: (n, horizon)."""
+    was_training = model.training
+    model.eval()
+    outs = [model(data.batch(idx[i : i + chunk])[0]) for i in range(0, len(idx), chunk)]
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0, data.horizon, device=data.values.device)
+
+
+@torch.inference_mode()
+def mse_on(model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: int = 65_536) -> float:
+    """Mean squared error over windows `idx` (one host sync)."""
+    if len(idx) == 0:
+        return float("nan")
+    pred = predict(model, data, idx, chunk)
+    return float(((pred - data.batch(idx)[1]) ** 2).mean().item())
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device, capturable: bool = False):
+    """Adam, fused where the device supports it (cpu, cuda), else foreach."""
+    if device.type in ("cpu", "cuda"):
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=capturable)
+    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+def plain_step(model, opt, data: SeriesData) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One eager training step on windows `idx`; returns the batch loss (on the device)."""
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        x, y = data.batch(idx)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
+
+
+def graph_step(model, opt, data: SeriesData, batch_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The whole step captured in one CUDA graph; a short last batch is padded with weight 0.
+
+    Needs an Adam built with capturable=True. Warm-up steps run on a side stream and are then
+    undone (weights copied back, optimiser state zeroed), so the first replay is the first step.
+    """
+    dev = data.values.device
+    static_idx = torch.zeros(batch_size, dtype=torch.long, device=dev)
+    static_w = torch.ones(batch_size, device=dev)
+
+    def loss_fn() -> torch.Tensor:
+        x, y = data.batch(static_idx)
+        err = ((model(x) - y) ** 2).mean(dim=1)  # (batch,)
+        return (err * static_w).sum() / static_w.sum()
+
+    saved = [p.detach().clone() for p in model.parameters()]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss_fn().backward()
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    _undo_warmup(model, opt, saved)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = loss_fn()
+        static_loss.backward()
+        opt.step()
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        b = len(idx)
+        static_idx[:b].copy_(idx)
+        if b < batch_size:
+            static_idx[b:].fill_(0)
+            static_w[b:].zero_()
+        graph.replay()
+        if b < batch_size:
+            static_w.fill_(1.0)
+        return static_loss.detach().clone()
+
+    return step
+
+
+@torch.no_grad()
+def _undo_warmup(model: torch.nn.Module, opt: torch.optim.Optimizer, saved: list[torch.Tensor]) -> None:
+    for p, s in zip(model.parameters(), saved):
+        p.copy_(s)
+    for state in opt.state.values():
+        for v in state.values():
+            if torch.is_tensor(v):
+                v.zero_()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class FitState:
+    """Everything needed to resume: weights, optimiser, RNG, early stopping, history."""
+
+    epoch: int = 0
+    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": []})
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+
+def fit(
+    model: Forecaster,
+    data: SeriesData,
+    train_idx: torch.Tensor,
+    val_idx: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    on_epoch: Callable[[int, FitState], None] | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+) -> FitState:
+    """Train with shuffled mini-batches and early stopping on `val_idx`; restore the best weights.
+
+    train_idx, val_idx: (n,) window starts on the data's device. `checkpoint(blob)` is called
+    every cfg.checkpoint_every epochs and at the end; `resume` is such a blob.
+    """
+    dev = data.values.device
+    use_graph = cfg.cuda_graphs and dev.type == "cuda"
+    opt = make_optimizer(model, cfg.lr, dev, capturable=use_graph)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    st = FitState()
+    if resume is not None:
+        st = _restore(resume, model, opt, gen)
+        log.info("resuming from the checkpoint at epoch %d", st.epoch)
+    step = _choose_step(model, opt, data, cfg.batch_size, use_graph)
+    n, bs = len(train_idx), cfg.batch_size
+    while st.epoch < cfg.epochs and not st.stopped_early:
+        model.train()
+        perm = train_idx[torch.randperm(n, device=dev, generator=gen)]
+        total = torch.zeros((), device=dev)
+        for s in range(0, n, bs):
+            idx = perm[s : s + bs]
+            total += step(idx) * len(idx)
+        st.epoch += 1
+        train_loss = float(total.item()) / n  # the one sync per epoch
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; try a lower --lr")
+        val_loss = mse_on(model, data, val_idx) if len(val_idx) else train_loss
+        _track(st, model, train_loss, val_loss, cfg)
+        if on_epoch:
+            on_epoch(st.epoch, st)
+        if checkpoint and (st.epoch % cfg.checkpoint_every == 0 or st.epoch == cfg.epochs or st.stopped_early):
+            checkpoint(_snapshot(st, model, opt, gen))
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    return st
+
+
+def _choose_step(model, opt, data, batch_size, use_graph):
+    if not use_graph:
+        return plain_step(model, opt, data)
+    try:
+        return graph_step(model, opt, data, batch_size)
+    except Exception as exc:  # capture is impossible on some setups: say so once, carry on
+        log.warning("CUDA graph capture failed (%s); using the plain training loop", exc)
+        return plain_step(model, opt, data)
+
+
+def _track(st: FitState, model: torch.nn.Module, train_loss: float, val_loss: float, cfg: TrainConfig) -> None:
+    st.history["train_loss"].append(train_loss)
+    st.history["val_loss"].append(val_loss)
+    if val_loss < st.best_val * (1 - cfg.min_delta) or st.best_state is None:
+        st.best_val, st.best_epoch, st.bad_epochs = val_loss, st.epoch, 0
+        st.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        st.bad_epochs += 1
+        if cfg.patience and st.bad_epochs >= cfg.patience:
+            st.stopped_early = True
+
+
+def _snapshot(st: FitState, model, opt, gen) -> dict:
+    return {
+        "state": {k: v for k, v in vars(st).items()},
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _restore(blob: dict, model, opt, gen) -> FitState:
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["optimizer"])
+    gen.set_state(blob["generator"])
+    torch.set_rng_state(blob["torch_rng"])
+    if blob["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    return FitState(**copy.deepcopy(blob["state"]))
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def checkpoint_path(root: str, key: str) -> Path:
+    """Where the resumable checkpoint of the train entry `key` lives."""
+    return Path(root) / "checkpoints" / f"train-{key}" / "checkpoint.pt"
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    """A checkpoint blob, or None if there is none or it cannot be read (then start afresh)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file is not worth a crash: train from scratch
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+        return None
+
+
+def save_checkpoint(path: Path, blob: dict) -> None:
+    """torch.save through a temp file and a rename, so a kill never leaves half a checkpoint."""
+    with store.atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def train_model(
+    values: np.ndarray, split: dict, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, **hooks
+) -> tuple[Forecaster, FitState]:
+    """Seed, build and fit a model on one series file's windows (pure apart from `hooks`)."""
+    torch.manual_seed(cfg.seed)
+    model = Forecaster(**model_cfg.model_dump()).to(device)
+    data = SeriesData(torch.as_tensor(normalised_values(values, split), dtype=torch.float32, device=device),
+                      split["seq_length"])
+    train_idx = torch.as_tensor(ranges_to_index(split, "train"), device=device)
+    val_idx = torch.as_tensor(ranges_to_index(split, "val"), device=device)
+    st = fit(model, data, train_idx, val_idx, cfg, **hooks)
+    return model, st
+
+
+def train_env(cfg: TrainConfig) -> dict[str, str]:
+    """What besides config and code changes a trained model: torch version and device kind."""
+    return {"torch": torch.__version__.split("+")[0], "device": resolve_device(cfg.device).type}
+
+
+@task(name="train", cache_policy=STAGE_CACHE_POLICY, **RETRY_OPTIONS)
+def train_task(plan: StagePlan, model_cfg: ModelConfig, cfg: TrainConfig, window: dict, root: str) -> dict:
+    """Train (resuming from a checkpoint if one exists), write model.pt + history.json."""
+
+    def compute(w: store.EntryWriter) -> dict:
+        device = resolve_device(cfg.device)
+        torch.set_num_threads(cfg.threads)
+        win = store.StageRef(**window)
+        values, split = np.load(win.file(VALUES_FILE)), store.read_json(win.file(SPLIT_FILE))
+        ckpt = checkpoint_path(root, plan.key)
+        progress = _progress_reporter(cfg)
+        model, st = train_model(
+            values, split, model_cfg, cfg, device,
+            on_epoch=progress, checkpoint=lambda b: save_checkpoint(ckpt, b), resume=load_checkpoint(ckpt),
+        )
+        meta = {
+            "device": device.type, "threads": cfg.threads, "epochs_run": st.epoch, "best_epoch": st.best_epoch,
+            "stopped_early": st.stopped_early, "best_val_loss": st.best_val,
+            "cuda_graphs": bool(cfg.cuda_graphs and device.type == "cuda"),
+        }
+        torch.save(
+            {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+             "model": model_cfg.model_dump(), "seq_length": split["seq_length"], "horizon": 1,
+             "scaler": split["scaler"], **meta},
+            w.path(MODEL_FILE),
+        )
+        store.write_json(w.path(HISTORY_FILE), {**st.history, **meta})
+        log.info("train: %d epochs on %s (best %d, val loss %.3g)", st.epoch, device.type, st.best_epoch, st.best_val)
+        return meta
+
+    return store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced).model_dump()
+
+
+def _progress_reporter(cfg: TrainConfig) -> Callable[[int, FitState], None]:
+    """Log every cfg.log_every epochs and keep a Prefect progress artifact up to date."""
+    from tasks.ui import ProgressArtifact
+
+    bar = ProgressArtifact("rnn-training-progress", f"Training up to {cfg.epochs} epochs")
+
+    def on_epoch(epoch: int, st: FitState) -> None:
+        if epoch % cfg.log_every == 0 or epoch == 1 or st.stopped_early or epoch == cfg.epochs:
+            log.info(
+                "epoch %d/%d  train %.3e  val %.3e%s", epoch, cfg.epochs,
+                st.history["train_loss"][-1], st.history["val_loss"][-1],
+                "  (early stop)" if st.stopped_early else "",
+            )
+        bar.update(100.0 if st.stopped_early else 100.0 * epoch / cfg.epochs)
+
+    return on_epoch

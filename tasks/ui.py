@@ -1,0 +1,82 @@
+"""What the Prefect UI shows: progress, tables and the markdown report (keys are lowercase-dash).
+
+Every function here is a no-op outside a Prefect run, so stage code stays callable from a REPL
+or a unit test without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+METRICS_KEY = "rnn-metrics"
+REPORT_KEY = "rnn-report"
+STAGES_KEY = "rnn-stages"
+PROGRESS_KEY = "rnn-training-progress"
+
+
+def in_prefect_run() -> bool:
+    """True inside a Prefect flow or task run."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+class ProgressArtifact:
+    """A Prefect progress artifact, updated at most every 5 percentage points."""
+
+    def __init__(self, key: str, description: str) -> None:
+        self.id = None
+        self.shown = -100.0
+        if in_prefect_run():
+            from prefect.artifacts import create_progress_artifact
+
+            self.id = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def update(self, percent: float) -> None:
+        if self.id is None or (percent - self.shown < 5.0 and percent < 100.0):
+            return
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(artifact_id=self.id, progress=percent)
+        self.shown = percent
+
+
+def metrics_rows(metrics: dict[str, dict[str, float]]) -> list[dict]:
+    """One table row per forecaster: name, then each metric."""
+    return [{"forecaster": name, **{k: float(f"{v:.6g}") for k, v in m.items()}} for name, m in metrics.items()]
+
+
+def publish_table(key: str, rows: list[dict], description: str) -> None:
+    """A table artifact (no-op outside a run)."""
+    if in_prefect_run():
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(table=rows, key=key, description=description)
+
+
+def png_data_url(path: str | Path) -> str:
+    """A PNG file as a data: URL that the Prefect UI renders inline."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict[str, Path]) -> str:
+    """The run report: summary lines, the metrics table, and the figures inline."""
+    names = list(next(iter(metrics.values())).keys())
+    lines = [f"# {title}", "", *[f"- {s}" for s in summary], "", "## Metrics on the test range", ""]
+    lines += ["| forecaster | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {f} | " + " | ".join(f"{m[n]:.4g}" for n in names) + " |" for f, m in metrics.items()]
+    for name, path in figures.items():
+        lines += ["", f"## {name.capitalize()}", "", f"![{name}]({png_data_url(path)})"]
+    return "\n".join(lines) + "\n"
+
+
+def publish_markdown(key: str, markdown: str, description: str) -> None:
+    """A markdown artifact (no-op outside a run)."""
+    if in_prefect_run():
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(markdown=markdown, key=key, description=description)

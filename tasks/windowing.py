@@ -1,0 +1,129 @@
+"""Stage 2: sliding windows as views, and a chronological split with no leakage.
+
+Windows are never materialised. The entry holds the series (1-D, all series end to end) and,
+per series, the ranges of window *start* positions for train / val / test:
+
+    values:  s0 s1 s2 ... s(n-1) | t0 t1 ... (next series)
+    window i of a series at offset o:  inputs values[o+i : o+i+L], target values[o+i+L]
+
+    starts:  [ train ............ | val ..... | test ......... ]
+             0                    a           b                 n - L
+    val is carved from the end of the training range; every test target comes after every
+    training and validation target, and no window crosses a series boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from prefect import task
+
+from tasks import store
+from tasks.caching import STAGE_CACHE_POLICY, StagePlan
+from tasks.config import WindowConfig
+from tasks.generate import SERIES_FILE, read_series
+from tasks.retry import RETRY_OPTIONS
+
+log = logging.getLogger(__name__)
+
+VALUES_FILE = "values.npy"
+SPLIT_FILE = "split.json"
+
+
+def window_view(values: np.ndarray, seq_length: int) -> np.ndarray:
+    """All windows of a 1-D series as a read-only view, no copy: (n - seq_length + 1, seq_length)."""
+    return sliding_window_view(values, seq_length)
+
+
+def make_windows(values: np.ndarray, seq_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and next-value targets: X (n - L, L) as a view, y (n - L,)."""
+    n = len(values) - seq_length
+    if n <= 0:
+        raise ValueError(f"series of {len(values)} points is too short for windows of {seq_length}")
+    return window_view(values, seq_length)[:n], values[seq_length:]
+
+
+def split_ranges(n_windows: int, train_fraction: float, val_fraction: float) -> dict[str, tuple[int, int]]:
+    """Chronological [start, end) ranges of window indices for train, val and test."""
+    n_fit = int(n_windows * train_fraction)  # the tutorial's int(len(X) * 0.8)
+    n_val = int(round(n_fit * val_fraction))
+    a, b = n_fit - n_val, n_fit
+    if a < 1 or b >= n_windows:
+        raise ValueError(
+            f"{n_windows} windows cannot be split into train, val and test "
+            f"(train_fraction={train_fraction}, val_fraction={val_fraction})"
+        )
+    return {"train": (0, a), "val": (a, b), "test": (b, n_windows)}
+
+
+def min_series_length(cfg: WindowConfig) -> int:
+    """The shortest series that still gives at least one train and one test window."""
+    n = 2
+    while True:
+        try:
+            split_ranges(n, cfg.train_fraction, cfg.val_fraction)
+            return n + cfg.seq_length
+        except ValueError:
+            n += 1
+
+
+def build_split(lengths: list[int], ids: list[str], cfg: WindowConfig) -> dict:
+    """Global window-start ranges per series, plus the training range a scaler may see."""
+    series, offset = [], 0
+    for sid, n in zip(ids, lengths):
+        ranges = split_ranges(n - cfg.seq_length, cfg.train_fraction, cfg.val_fraction)
+        fit_end = ranges["train"][1] - 1 + cfg.seq_length  # index of the last training target
+        series.append(
+            {
+                "series_id": sid,
+                "offset": offset,
+                "length": n,
+                **{k: [offset + a, offset + b] for k, (a, b) in ranges.items()},
+                "fit_range": [offset, offset + fit_end + 1],
+            }
+        )
+        offset += n
+    return {"seq_length": cfg.seq_length, "series": series}
+
+
+def fit_scaler(values: np.ndarray, split: dict, normalize: str) -> list[dict]:
+    """Per-series (mean, std) from each series' fit_range only; identity when normalize='none'."""
+    out = []
+    for s in split["series"]:
+        a, b = s["fit_range"]
+        if normalize == "standard":
+            fit = values[a:b]
+            std = float(fit.std())
+            out.append({"mean": float(fit.mean()), "std": std if std > 0 else 1.0, "fit_range": [a, b]})
+        else:
+            out.append({"mean": 0.0, "std": 1.0, "fit_range": [a, b]})
+    return out
+
+
+def ranges_to_index(split: dict, part: str) -> np.ndarray:
+    """All window starts of one part (train/val/test) across series: (n_part,) int64."""
+    return np.concatenate([np.arange(*s[part], dtype=np.int64) for s in split["series"]])
+
+
+@task(name="window", cache_policy=STAGE_CACHE_POLICY, **RETRY_OPTIONS)
+def window_task(plan: StagePlan, cfg: WindowConfig, series: dict) -> dict:
+    """Write values.npy (the series, end to end) and split.json; return the StageRef."""
+
+    def compute(w: store.EntryWriter) -> dict:
+        df, _ = read_series(store.StageRef(**series).file(SERIES_FILE))
+        groups = df.groupby("series_id", sort=False)["value"]
+        ids = [str(k) for k in groups.groups]
+        values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
+        split = build_split([int(n) for n in groups.size().loc[ids]], ids, cfg)
+        split["normalize"] = cfg.normalize
+        split["scaler"] = fit_scaler(values, split, cfg.normalize)
+        np.save(w.path(VALUES_FILE), values)
+        store.write_json(w.path(SPLIT_FILE), split)
+        w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
+        counts = {p: int(sum(s[p][1] - s[p][0] for s in split["series"])) for p in ("train", "val", "test")}
+        log.info("window: seq_length %d, windows %s", cfg.seq_length, counts)
+        return {"windows": counts}
+
+    return store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced).model_dump()
