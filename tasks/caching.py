@@ -58,7 +58,7 @@ def imported_project_modules(name: str, source: str) -> set[str]:
                 base = ".".join(p for p in [*parts, base] if p)
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
-    return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES and _module_file(m)}
+    return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES and m not in PROJECT_PACKAGES and _module_file(m)}
 
 
 def code_hashes(root_module: str, sources: dict[str, str] | None = None) -> dict[str, str]:

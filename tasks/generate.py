@@ -55,8 +55,12 @@ def generated_frame(cfg: DataConfig) -> pd.DataFrame:
 
 
 def write_series(df: pd.DataFrame, path: str | Path, meta: dict) -> None:
-    """Write a long-format frame to Parquet (pyarrow) with `meta` as key-value metadata."""
+    """Write a long-format frame to Parquet (pyarrow) with `meta` as key-value metadata.
+
+    series_id is stored as plain `string` (pandas 3 would otherwise give `large_string`).
+    """
     table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.set_column(0, "series_id", table.column("series_id").cast(pa.string()))
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     pq.write_table(table, str(path))
 

@@ -47,7 +47,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError("data_path", shown, "not a file")
     suffix = p.suffix.lower()
     if suffix not in CSV_SUFFIXES | PARQUET_SUFFIXES:
-        raise InputError("data_path", shown, f"unknown file type {suffix or '(none)'!r}; expected .csv, .txt, .parquet or .pq")
+        raise InputError("data_path", shown,
+                         f"unknown file type {suffix or '(none)'!r}; expected .csv, .txt, .parquet or .pq")
     try:
         csv = suffix in CSV_SUFFIXES
         df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True) if csv else pd.read_parquet(p)
@@ -109,14 +110,6 @@ def infer_season_length(frequency: str) -> int | None:
     return season // mult if mult > 1 and season % mult == 0 and season // mult >= 2 else None
 
 
-def _split_alias(frequency: str) -> tuple[int, str]:
-    """Split an alias like '2W-SUN' into (2, 'W'); ('', base) parts default to 1."""
-    match = _FREQ_RE.fullmatch(str(frequency).strip())
-    if match is None:
-        return 1, ""
-    return (int(match.group(1)) if match.group(1).lstrip("+-") else 1), match.group(2)
-
-
 def next_timestamps(last: Any, frequency: str, n: int) -> list[Any]:
     """Return the n times after `last` that continue `frequency` (an alias or an integer step)."""
     if n <= 0:
@@ -129,6 +122,14 @@ def next_timestamps(last: Any, frequency: str, n: int) -> list[Any]:
     except (ValueError, TypeError) as exc:
         raise InputError("frequency", frequency, "not a pandas frequency alias or integer step") from exc
     return list(pd.date_range(start=pd.Timestamp(last) + offset, periods=n, freq=offset))
+
+
+def _split_alias(frequency: str) -> tuple[int, str]:
+    """Split an alias like '2W-SUN' into (2, 'W'); no number means 1."""
+    match = _FREQ_RE.fullmatch(str(frequency).strip())
+    if match is None:
+        return 1, ""
+    return (int(match.group(1)) if match.group(1).lstrip("+-") else 1), match.group(2)
 
 
 def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
@@ -224,8 +225,7 @@ def _as_text(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
         if ((finite % 1 == 0) & (finite.abs() < _INT_LIMIT)).all():
             col = col.astype("Int64")
     isna = col.isna().to_numpy(dtype=bool)
-    texts = pd.Series([("" if m else str(x).strip()) for x, m in zip(col.astype(object), isna)],
-                      index=col.index, dtype=object)
+    texts = pd.Series([("" if m else str(x).strip()) for x, m in zip(col.astype(object), isna)], dtype=object)
     return texts, (texts == "").to_numpy(dtype=bool)
 
 

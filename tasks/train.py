@@ -96,7 +96,9 @@ def mse_on(model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: i
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device, capturable: bool = False):
     """Adam, fused where the device supports it (cpu, cuda), else foreach."""
     if device.type in ("cpu", "cuda"):
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=capturable)
+        # a tensor lr can be decayed without re-capturing a CUDA graph
+        lr_ = torch.tensor(lr, device=device) if capturable else lr
+        return torch.optim.Adam(model.parameters(), lr=lr_, fused=True, capturable=capturable)
     return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
@@ -224,7 +226,7 @@ def fit(
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; try a lower --lr")
         val_loss = mse_on(model, data, val_idx) if len(val_idx) else train_loss
-        _track(st, model, train_loss, val_loss, cfg)
+        _track(st, model, opt, train_loss, val_loss, cfg)
         if on_epoch:
             on_epoch(st.epoch, st)
         if checkpoint and (st.epoch % cfg.checkpoint_every == 0 or st.epoch == cfg.epochs or st.stopped_early):
@@ -244,7 +246,8 @@ def _choose_step(model, opt, data, batch_size, use_graph):
         return plain_step(model, opt, data)
 
 
-def _track(st: FitState, model: torch.nn.Module, train_loss: float, val_loss: float, cfg: TrainConfig) -> None:
+def _track(st: FitState, model, opt, train_loss: float, val_loss: float, cfg: TrainConfig) -> None:
+    """Record the epoch; keep the best weights; decay the lr on a plateau; decide to stop."""
     st.history["train_loss"].append(train_loss)
     st.history["val_loss"].append(val_loss)
     if val_loss < st.best_val * (1 - cfg.min_delta) or st.best_state is None:
@@ -254,17 +257,29 @@ def _track(st: FitState, model: torch.nn.Module, train_loss: float, val_loss: fl
         st.bad_epochs += 1
         if cfg.patience and st.bad_epochs >= cfg.patience:
             st.stopped_early = True
+        elif cfg.lr_patience and st.bad_epochs % cfg.lr_patience == 0:
+            _scale_lr(opt, cfg.lr_factor)
+
+
+def _scale_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    """Decay the learning rate in place (a tensor lr keeps a captured CUDA graph valid)."""
+    for g in opt.param_groups:
+        if torch.is_tensor(g["lr"]):
+            g["lr"].mul_(factor)
+        else:
+            g["lr"] *= factor
 
 
 def _snapshot(st: FitState, model, opt, gen) -> dict:
-    return {
-        "state": {k: v for k, v in vars(st).items()},
+    """A deep copy of everything `_restore` needs (safe to keep in memory or torch.save)."""
+    return copy.deepcopy({
+        "state": dict(vars(st)),
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
+    })
 
 
 def _restore(blob: dict, model, opt, gen) -> FitState:

@@ -126,7 +126,7 @@ def test_integer_times_unsorted_multi_series() -> None:
         "v": ["70", "10", "40", "3", "1", "2", "20"],
         "id": ["b", "b", "b", "a", "a", "a", "b"],
     })
-    with raises("time_column", "irregular spacing", "'b'"):
+    with raises("time_column", "irregular spacing in series 'b'", "expected step 1 between 2 and 4"):
         prepare_series(df, time_column="t", value_column="v", id_column="id")
     df = df[df["t"] != "2"]
     df = pd.concat([df, pd.DataFrame({"t": ["2"], "v": ["2"], "id": ["a"]})])
@@ -156,6 +156,12 @@ def test_two_point_series_follow_the_shared_frequency() -> None:
     })
     _, info = prep(df, id_column="id")
     assert info["frequency"] == "MS" and info["lengths"] == {"a": 3, "b": 2}
+    with raises("time_column", "'b'", "2021-05-15 is not on the MS grid"):
+        prep(df.replace("2021-05-01", "2021-05-15"), id_column="id")
+    with raises("time_column", "'b'", "expected 1 month between 2021-05-01 and 2021-07-01"):
+        prep(df.replace("2021-06-01", "2021-07-01"), id_column="id")
+    _, info = prep(df[df["id"] == "b"])
+    assert info["frequency"] == "31D"  # two points alone only give the difference
 
 
 # ---------------------------------------------------------------- fill
@@ -212,7 +218,8 @@ def test_missing_columns_suggest_names() -> None:
 
 
 def test_bad_times_name_rows() -> None:
-    df = pd.DataFrame({"date": ["2020-01-01", "2020-02-01", "soon", "2020-04-01", "", "2020-06-01", "x"], "value": range(7)})
+    dates = ["2020-01-01", "2020-02-01", "soon", "2020-04-01", "", "2020-06-01", "x"]
+    df = pd.DataFrame({"date": dates, "value": range(7)})
     with raises("time_column", "rows 3, 5, 7", "'soon'"):
         prep(df)
 
@@ -230,14 +237,15 @@ def test_duplicate_times() -> None:
 
 
 def test_irregular_dates() -> None:
-    df = pd.DataFrame({"date": ["2020-01-01", "2020-02-01", "2020-03-01", "2020-05-01", "2020-06-01"], "value": range(5)})
+    dates = ["2020-01-01", "2020-02-01", "2020-03-01", "2020-05-01", "2020-06-01"]
+    df = pd.DataFrame({"date": dates, "value": range(5)})
     with raises("time_column", "irregular spacing in series 'series'", "1 month", "2020-03-01 and 2020-05-01"):
         prep(df)
 
 
 def test_different_date_frequencies() -> None:
     df = pd.DataFrame({
-        "date": list(pd.date_range("2020-01-01", periods=3, freq="MS")) + list(pd.date_range("2020-01-01", periods=3, freq="D")),
+        "date": [*pd.date_range("2020-01-01", periods=3, freq="MS"), *pd.date_range("2020-01-01", periods=3, freq="D")],
         "value": range(6), "id": list("aaabbb"),
     })
     with raises("time_column", "different frequencies", "a=MS", "b=D"):
@@ -271,14 +279,17 @@ def test_infer_season_length(freq: str, season: int | None) -> None:
     assert infer_season_length(freq) == season
 
 
-@pytest.mark.parametrize("freq", ["MS", "QS-OCT", "W-SUN", "YS-JAN", "h"])
-def test_inferred_alias_round_trips(freq: str) -> None:
-    start = {"QS-OCT": "2019-10-01", "W-SUN": "2020-01-05"}.get(freq, "2020-01-01")
-    times = pd.date_range(start, periods=6, freq=freq)
-    long, info = prep(pd.DataFrame({"date": times.strftime("%Y-%m-%d %H:%M"), "value": range(6)}))
-    assert pd.tseries.frequencies.to_offset(info["frequency"]) == pd.tseries.frequencies.to_offset(freq) or freq == "QS-OCT"
-    last = long["timestamp"].iloc[-1]
-    assert next_timestamps(last, info["frequency"], 2) == list(pd.date_range(start, periods=8, freq=freq)[6:])
+@pytest.mark.parametrize(
+    ("freq", "start", "alias"),
+    [("MS", "2020-01-01", "MS"), ("W-SUN", "2020-01-05", "W-SUN"), ("YS", "2020-01-01", "YS-JAN"),
+     ("h", "2020-01-01", "h"), ("B", "2020-01-01", "B"),
+     ("QS-OCT", "2019-10-01", "QS-JAN")],  # pandas names quarter starts by the first month of the year
+)
+def test_inferred_alias_and_next_timestamps(freq: str, start: str, alias: str) -> None:
+    times = pd.date_range(start, periods=8, freq=freq)
+    long, info = prep(pd.DataFrame({"date": times[:6].strftime("%Y-%m-%d %H:%M"), "value": range(6)}))
+    assert info["frequency"] == alias
+    assert next_timestamps(long["timestamp"].iloc[-1], info["frequency"], 2) == list(times[6:])
 
 
 def test_next_timestamps() -> None:
@@ -302,7 +313,7 @@ CELLS = st.one_of(
     st.sampled_from(["", " ", "nan", "NA", "inf", "-inf", "abc", "1e400", "1,5", '"', "null", "2020-13-01"]),
     st.dates(min_value=pd.Timestamp("2019-01-01").date(), max_value=pd.Timestamp("2021-12-31").date()).map(str),
     st.sampled_from(MONTHS),
-    st.text(max_size=6),
+    st.text(alphabet="ab,\"\n\r\t 1-:.é\x00\ud800", max_size=6),
 )
 HEADERS = st.sampled_from(["date,value", "date,value,id", "Date,Value", "date", "value,date", "", "date,value,value"])
 RANDOM_ROWS = st.tuples(HEADERS, st.lists(st.lists(CELLS, max_size=4), max_size=12)).map(
@@ -322,7 +333,8 @@ def monthly_csv(rows: list[tuple[int, str, str, int]]) -> bytes:
     return "\n".join(["date,value,id", *(line for _, line in sorted(lines))]).encode()
 
 
-MESSY_CSV = st.one_of(RANDOM_ROWS, st.lists(SERIES_ROW, min_size=1, max_size=14).map(monthly_csv), st.binary(max_size=200))
+MONTHLY_ROWS = st.lists(SERIES_ROW, min_size=1, max_size=14).map(monthly_csv)
+MESSY_CSV = st.one_of(RANDOM_ROWS, MONTHLY_ROWS, st.binary(max_size=200))
 
 
 def check_invariants(long: pd.DataFrame, info: dict) -> None:
