@@ -93,7 +93,7 @@ class TrainConfig(_Section):
         0.0, ge=0, lt=1, description="Relative improvement of the validation loss that counts as one."
     )
     lr_patience: int = Field(
-        3, ge=0, description="Multiply the learning rate by lr_factor after this many epochs without improvement (0: off)."
+        0, ge=0, description="Multiply the learning rate by lr_factor after this many epochs without improvement (0: off)."
     )
     lr_factor: float = Field(0.5, gt=0, le=1, description="Learning-rate decay factor on a plateau.")
     threads: int = Field(1, ge=1, le=256, description="torch CPU threads (1 is fastest for small models).")
