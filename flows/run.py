@@ -6,7 +6,7 @@ Kept apart from flows/rnn_flow.py so the flow file stays a thin, importable defi
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import time
 
 from prefect import get_run_logger
 from prefect.locking.filesystem import FileSystemLockManager
@@ -42,6 +42,7 @@ def _task_caller(task, paths: Paths, **kwargs):
 
 def execute(cfg: PipelineConfig, *, refresh: str | None, until: str, no_cache: bool, name: str) -> dict:
     """Run the stages up to `until`; return the run's summary."""
+    started = time.perf_counter()
     logger = get_run_logger()
     paths = Paths.from_config(cfg)
     ledger = RunLedger()
@@ -65,9 +66,10 @@ def execute(cfg: PipelineConfig, *, refresh: str | None, until: str, no_cache: b
         run_stage(plan, calls[stage](), ledger)
     logger.info("stages:\n%s", "\n".join(ledger.lines()))
     ui.publish_table(ui.STAGES_KEY, ledger.as_table(), "Each stage: reused or recomputed, and why")
-    summary = {"run": name, "run_dir": "", "stages": ledger.as_table()}
+    summary = {"run": name, "run_dir": "", "stages": ledger.as_table(), "pipeline_seconds": 0.0}
     if "evaluate" in r:
         summary.update(_publish_results(cfg, ledger, name, logger))
+    summary["pipeline_seconds"] = round(time.perf_counter() - started, 3)
     run_dir = write_run_dir(paths.root / "runs" / name, cfg, ledger, {"summary": summary})
     summary["run_dir"] = str(run_dir)
     logger.info("outputs: %s", run_dir)
