@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +30,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "--seq-length": ("window", "seq_length", "input window length (tutorial: 20)"),
     "--train-fraction": ("window", "train_fraction", "share of windows for training (0.8)"),
     "--val-fraction": ("window", "val_fraction", "share of training windows held out for early stopping"),
-    "--normalize": ("window", "normalize", "none or standard (fitted on the training range only)"),
+    "--normalize": ("window", "normalize", "none, standard (fitted on the training range only) or window (per window)"),
     "--cell": ("model", "cell", "rnn, gru or lstm"),
     "--hidden-size": ("model", "hidden_size", "hidden units (64)"),
     "--layers": ("model", "num_layers", "stacked recurrent layers (1)"),
@@ -42,6 +44,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "--threads": ("train", "threads", "torch CPU threads (1)"),
     "--no-cuda-graphs": ("train", "cuda_graphs", "train with the plain loop on CUDA"),
     "--checkpoint-every": ("train", "checkpoint_every", "epochs between checkpoints"),
+    "--season-length": ("eval", "season_length", "seasonal-naive lag in steps (default: from the data's frequency)"),
     "--fig-width": ("figures", "width", "figure width (inches)"),
     "--fig-height": ("figures", "height", "figure height (inches)"),
     "--fig-dpi": ("figures", "dpi", "figure resolution"),
@@ -49,6 +52,13 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "--data-dir": ("output", "data_dir", "generated or ingested series (data)"),
 }
 FLAG_OF = {(s, f): opt for opt, (s, f, _) in OPTIONS.items()}
+# InputError field ("value_column", "output.root", ...) -> the option that sets it
+_FIELDS = [f for _, f, _ in OPTIONS.values()]
+FLAG_OF_FIELD = {
+    **{f: opt for opt, (_, f, _) in OPTIONS.items() if _FIELDS.count(f) == 1},
+    **{f"{s}.{f}": opt for opt, (s, f, _) in OPTIONS.items()},
+    "config": "--config",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,21 +105,84 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{name}={err.get('input')!r}: {err['msg']}"
 
 
+def describe_input_error(exc: InputError) -> str:
+    """An InputError as one line, naming the command-line option where there is one."""
+    return f"{FLAG_OF_FIELD.get(exc.field, exc.field)}={exc.value!r}: {exc.message}"
+
+
+def check_writable(path: str | Path, field: str) -> None:
+    """Require `path` to be a writable directory, or creatable as one, without creating anything.
+
+    Probes with a temporary directory in the nearest existing ancestor, removed at once.
+    """
+    p = Path(path).expanduser().absolute()
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if not existing.is_dir():
+        where = "" if existing == p else f": {existing} is not a directory"
+        raise InputError(field, str(path), f"not a directory{where}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rnnflow-write-test-", dir=existing))
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        msg = (f"not a writable directory ({why})" if existing == p
+               else f"cannot be created: {existing} is not writable ({why})")
+        raise InputError(field, str(path), msg) from None
+
+
+_validated: set[str] = set()
+
+
+def validate(cfg: PipelineConfig) -> None:
+    """Check what pydantic cannot before any training: device, data file, output dirs (InputError)."""
+    if cfg.model_dump_json() in _validated:
+        return
+    if cfg.train.device != "auto":
+        from tasks.model import resolve_device
+
+        resolve_device(cfg.train.device)
+    if cfg.data.data_path is not None:
+        from tasks import ingest
+        from tasks.split import min_series_length
+
+        ingest.prepare_series(
+            ingest.read_table(cfg.data.data_path), time_column=cfg.data.time_column,
+            value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
+            min_length=min_series_length(cfg.window),
+        )
+    check_writable(cfg.output.root, "output.root")
+    check_writable(cfg.output.data_dir, "output.data_dir")
+    _validated.add(cfg.model_dump_json())
+
+
+def precheck(argv: list[str]) -> int | None:
+    """Validate a run's options before Prefect is imported: 2 (after one line on stderr) or None.
+
+    Subcommands and --help are left to `main`; options this parser does not know are ignored here.
+    """
+    if (argv and not argv[0].startswith("-")) or {"-h", "--help"} & set(argv):
+        return None
+    args, _ = build_parser().parse_known_args(argv)
+    try:
+        validate(config_from_args(args))
+    except ValidationError as exc:
+        return _fail(describe_validation_error(exc), exc, args.debug)
+    except InputError as exc:
+        return _fail(describe_input_error(exc), exc, args.debug)
+    return None
+
+
 def run(argv: list[str], pipeline: Callable) -> int:
-    """Parse, run the flow, print the summary; bad input -> one line on stderr and exit 2."""
+    """Parse, validate, run the flow, print the summary; bad input -> one line on stderr and exit 2."""
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if cfg.train.device != "auto":
-            from tasks.model import resolve_device
-
-            resolve_device(cfg.train.device)  # fail before any Prefect start-up
+        validate(cfg)  # fail before any Prefect start-up or training
         _quiet_failures(args.debug)
         summary = pipeline(config=cfg, refresh=args.refresh, until=args.until, no_cache=args.no_cache)
     except ValidationError as exc:
         return _fail(describe_validation_error(exc), exc, args.debug)
     except InputError as exc:
-        return _fail(str(exc), exc, args.debug)
+        return _fail(describe_input_error(exc), exc, args.debug)
     except Exception as exc:
         from tasks.train import TrainingDiverged
 
@@ -163,4 +236,11 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str], pipeline: Callable) -> int:
     """Entry point: `serve` and `rollback` subcommands, else a pipeline run."""
+    from flows import commands
+
+    if argv[:1] == ["serve"]:
+        return commands.serve(argv[1:], pipeline)
+    if argv[:1] == ["rollback"]:
+        return commands.rollback(argv[1:])
+    argv, pipeline = commands.with_promote_options(argv, pipeline)
     return run(argv, pipeline)

@@ -20,6 +20,17 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
 if __package__ in (None, "") and not any((Path(p) / "tasks").is_dir() for p in sys.path[1:]):
     sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
 
+if __name__ == "__main__":  # bad options fail in a second, before Prefect's slow import
+    from flows.cli import precheck
+
+    if (code := precheck(sys.argv[1:])) is not None:
+        sys.exit(code)
+
+if __name__ == "__main__":  # a command, not an import (worker, tests): use a running local server
+    from flows.server import use_running_server
+
+    use_running_server()
+
 import datetime as dt  # noqa: E402
 import secrets  # noqa: E402
 from typing import Literal, Optional  # noqa: E402
@@ -31,6 +42,7 @@ from flows.cli import main  # noqa: E402
 from tasks.config import PipelineConfig  # noqa: E402
 
 Stage = Literal["generate", "window", "train", "evaluate", "figures"]
+Metric = Literal["mse", "rmse", "mae", "smape", "mase"]  # tasks.promote.Metric
 
 
 def run_name() -> str:
@@ -44,6 +56,9 @@ def rnn_pipeline(
     refresh: Optional[Stage] = None,
     until: Stage = "figures",
     no_cache: bool = False,
+    promote: bool = False,
+    promote_metric: Metric = "mase",
+    promote_margin: float = 0.0,
 ) -> dict:
     """Train and evaluate a recurrent forecaster, reusing every stage whose inputs are unchanged.
 
@@ -52,10 +67,16 @@ def rnn_pipeline(
         refresh: recompute this stage and every stage after it.
         until: stop after this stage (e.g. "window" for data preparation only).
         no_cache: recompute every stage.
+        promote: score this run's model and the champion on the newest holdout; keep the better.
+        promote_metric: the metric that decides (lower is better).
+        promote_margin: relative improvement the challenger needs (0.05: 5% lower).
     """
     from flows.run import execute
+    from tasks.promote import PromoteSettings
 
-    return execute(config, refresh=refresh, until=until, no_cache=no_cache, name=flow_run.get_name() or run_name())
+    settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
+    name = flow_run.get_name() or run_name()
+    return execute(config, refresh=refresh, until=until, no_cache=no_cache, name=name, promote=settings)
 
 
 if __name__ == "__main__":

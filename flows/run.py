@@ -9,7 +9,6 @@ import logging
 import time
 
 from prefect import get_run_logger
-from prefect.locking.filesystem import FileSystemLockManager
 
 from tasks import ui
 from tasks.caching import STAGE_CACHE_POLICY, StagePlan
@@ -17,7 +16,9 @@ from tasks.config import STAGES, PipelineConfig
 from tasks.evaluate import METRICS_FILE, evaluate_task
 from tasks.figures import FIGURES, figures_task
 from tasks.generate import generate_task
+from tasks.locks import ProcessFileLockManager
 from tasks.pipeline import Paths, RunLedger, forced_stages, plan_for, run_stage, write_run_dir
+from tasks.promote import PromoteSettings, promote_step
 from tasks.store import read_json
 from tasks.train import train_task
 from tasks.windowing import min_series_length, window_task
@@ -30,7 +31,7 @@ def _task_caller(task, paths: Paths, **kwargs):
     storage = paths.root / "prefect-results"  # a Path: a local store under the output root
     policy = STAGE_CACHE_POLICY.configure(
         isolation_level="SERIALIZABLE",
-        lock_manager=FileSystemLockManager(lock_files_directory=paths.root / "locks" / "prefect"),
+        lock_manager=ProcessFileLockManager(lock_files_directory=paths.root / "locks" / "prefect"),
     )
 
     def call(plan: StagePlan):
@@ -40,8 +41,11 @@ def _task_caller(task, paths: Paths, **kwargs):
     return call
 
 
-def execute(cfg: PipelineConfig, *, refresh: str | None, until: str, no_cache: bool, name: str) -> dict:
-    """Run the stages up to `until`; return the run's summary."""
+def execute(
+    cfg: PipelineConfig, *, refresh: str | None, until: str, no_cache: bool, name: str,
+    promote: PromoteSettings | None = None,
+) -> dict:
+    """Run the stages up to `until`, then the champion/challenger step if `promote`; return the summary."""
     started = time.perf_counter()
     logger = get_run_logger()
     paths = Paths.from_config(cfg)
@@ -73,6 +77,7 @@ def execute(cfg: PipelineConfig, *, refresh: str | None, until: str, no_cache: b
     run_dir = write_run_dir(paths.root / "runs" / name, cfg, ledger, {"summary": summary})
     summary["run_dir"] = str(run_dir)
     logger.info("outputs: %s", run_dir)
+    summary["promotion"] = promote_step(promote, r, paths.root, name, cfg.eval, run_dir)
     return summary
 
 
@@ -87,6 +92,10 @@ def _publish_results(cfg: PipelineConfig, ledger: RunLedger, name: str, logger) 
         f"{metrics['naive']['mse']:.3e} ({result['naive_mse_ratio']:.1f}x lower), "
         f"MASE {metrics['model']['mase']:.3f} vs {metrics['naive']['mase']:.3f}"
     )
+    if "seasonal_naive" in metrics:
+        verdict += f" (seasonal naive {metrics['seasonal_naive']['mase']:.3f}, season {result['season_length']})"
+    if result.get("frequency") not in (None, "1"):
+        verdict += f"; inferred frequency {result['frequency']}"
     logger.info("result: %s", verdict)
     if "figures" in ledger.refs:
         figs = {n: ledger.refs["figures"].file(f"figures/{n}.png") for n in FIGURES}

@@ -56,8 +56,10 @@ class WindowConfig(_Section):
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of the training windows, from its end, held out for early stopping."
     )
-    normalize: Literal["none", "standard"] = Field(
-        "none", description="standard: per-series mean/std fitted on the training range only."
+    normalize: Literal["none", "standard", "window"] = Field(
+        "none",
+        description="standard: per-series mean/std fitted on the training range only; "
+        "window: each input window scaled by its own mean/std (RevIN-style), inverted after the forecast.",
     )
 
     @model_validator(mode="after")
@@ -87,10 +89,13 @@ class TrainConfig(_Section):
         "auto", description="auto picks cuda, then mps, then cpu; others are required."
     )
     patience: int = Field(
-        10, ge=0, description="Stop after this many epochs without validation improvement (0: off)."
+        5, ge=0, description="Stop after this many epochs without validation improvement (0: off)."
     )
     min_delta: float = Field(
-        0.0, ge=0, lt=1, description="Relative improvement of the validation loss that counts as one."
+        0.1, ge=0, lt=1, description="Relative improvement of the validation loss that counts as one."
+    )
+    ema_decay: float = Field(
+        0.95, ge=0, lt=1, description="Per-step decay of the weight average that is validated and kept (0: off)."
     )
     lr_patience: int = Field(
         0, ge=0, description="Multiply the learning rate by lr_factor after this many epochs without improvement (0: off)."
@@ -106,6 +111,9 @@ class EvalConfig(_Section):
     """Evaluation on the test windows."""
 
     chunk_size: int = Field(65_536, ge=1, description="Windows per inference chunk (bounds memory).")
+    season_length: int | None = Field(
+        None, ge=1, description="Season length in steps for the seasonal-naive baseline (None: from the frequency)."
+    )
 
 
 class FiguresConfig(_Section):

@@ -20,7 +20,7 @@ from tasks.config import EvalConfig
 from tasks.metrics import all_metrics, naive_scale
 from tasks.model import load_model
 from tasks.retry import RETRY_OPTIONS
-from tasks.train import MODEL_FILE, SeriesData, normalised_values, predict
+from tasks.train import MODEL_FILE, predict, series_data
 from tasks.windowing import SPLIT_FILE, VALUES_FILE, ranges_to_index
 
 log = logging.getLogger(__name__)
@@ -63,22 +63,41 @@ def score(df: pd.DataFrame, values: np.ndarray, split: dict) -> dict:
 
 def model_predictions(model: torch.nn.Module, values: np.ndarray, split: dict, chunk: int) -> np.ndarray:
     """One-step model forecasts for every test window, in original units: (n_test,)."""
-    data = SeriesData(torch.as_tensor(normalised_values(values, split), dtype=torch.float32), split["seq_length"])
+    data = series_data(values, split)
     idx = ranges_to_index(split, "test")
-    out = predict(model, data, torch.as_tensor(idx), chunk)[:, 0].double().numpy()
-    # undo each series' scaler on its own rows (idx is ordered series by series)
+    out = predict(model, data, torch.as_tensor(idx), chunk, series_units=True)[:, 0].double().numpy()
+    # undo each series' global scaler on its own rows (idx is ordered series by series)
     mean = np.concatenate([np.full(s["test"][1] - s["test"][0], sc["mean"]) for s, sc in zip(split["series"], split["scaler"])])
     std = np.concatenate([np.full(s["test"][1] - s["test"][0], sc["std"]) for s, sc in zip(split["series"], split["scaler"])])
     return out * std + mean
 
 
+def season_for(split: dict, cfg: EvalConfig) -> int | None:
+    """The seasonal-naive lag: cfg.season_length, else the one inferred from the frequency.
+
+    None when unknown, or when some series has fewer points before its first test target
+    than one season (the baseline would reach into the previous series).
+    """
+    season = cfg.season_length or split.get("season_length")
+    if not season:
+        return None
+    L = split["seq_length"]
+    room = min(s["test"][0] + L - s["offset"] for s in split["series"])
+    if season > room:
+        log.warning("season length %d exceeds the %d points before the test range; no seasonal-naive baseline",
+                    season, room)
+        return None
+    return int(season)
+
+
 def evaluate(model: torch.nn.Module, values: np.ndarray, split: dict, cfg: EvalConfig) -> tuple[pd.DataFrame, dict]:
     """Predictions table and metrics for the test range."""
-    season = split.get("season_length")
+    season = season_for(split, cfg)
     df = test_frame(values, split, model_predictions(model, values, split, cfg.chunk_size), season)
     metrics = score(df, values, split)
     ratio = metrics["naive"]["mse"] / metrics["model"]["mse"] if metrics["model"]["mse"] > 0 else float("inf")
-    return df, {"metrics": metrics, "n_test": len(df), "naive_mse_ratio": ratio, "season_length": season}
+    return df, {"metrics": metrics, "n_test": len(df), "naive_mse_ratio": ratio, "season_length": season,
+                "frequency": split.get("frequency")}
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE_POLICY, **RETRY_OPTIONS)

@@ -76,7 +76,7 @@ def load_source(cfg: DataConfig, min_length: int = 1) -> tuple[pd.DataFrame, dic
     """The series and its metadata: from `cfg.data_path` when set, else generated."""
     if cfg.data_path is None:
         params = cfg.model_dump(mode="json", exclude={"data_path", "time_column", "value_column", "id_column", "fill"})
-        return generated_frame(cfg), {"source": "generate", "params": params, "frequency": "1"}
+        return generated_frame(cfg), {"source": "generate", "params": params, "frequency": "1", "season_length": None}
     from tasks import ingest  # only file runs pay for it
 
     raw = ingest.read_table(cfg.data_path)
@@ -90,9 +90,11 @@ def load_source(cfg: DataConfig, min_length: int = 1) -> tuple[pd.DataFrame, dic
     )
     if info.get("filled"):
         log.info("filled %d missing values (%s)", info["filled"], cfg.fill)
-    log.info("read %s: %d series, frequency %s", cfg.data_path, info["n_series"], info["frequency"])
+    season = ingest.infer_season_length(info["frequency"])
+    log.info("read %s: %d series, inferred frequency %s (season length %s)",
+             cfg.data_path, info["n_series"], info["frequency"], season)
     params = cfg.model_dump(mode="json", include={"data_path", "time_column", "value_column", "id_column", "fill"})
-    return df, {"source": "file", "params": params, **info}
+    return df, {"source": "file", "params": params, **info, "season_length": season}
 
 
 @task(name="generate", cache_policy=STAGE_CACHE_POLICY, **RETRY_OPTIONS)

@@ -154,6 +154,7 @@ RUN_FILES = {
 
 def write_run_dir(run_dir: Path, cfg: PipelineConfig, ledger: RunLedger, extra: dict) -> Path:
     """runs/<name>/: config.json, stages.json and hard links to the files of the entries used."""
+    run_dir = store.inside(Path(cfg.output.root) / "runs", run_dir, field="run name")
     run_dir.mkdir(parents=True, exist_ok=True)
     store.write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
     for stage, names in RUN_FILES.items():

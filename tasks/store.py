@@ -31,6 +31,8 @@ from typing import Any
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
+from tasks.errors import InputError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -67,6 +69,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON, atomically."""
     return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike, field: str = "output.root") -> Path:
+    """`path` resolved (relative to `root`), required to lie under the resolved `root`.
+
+    A run or stage name with `..` or an absolute part, or a symlink pointing out of the root,
+    raises InputError naming `field` instead of writing outside the output root.
+    """
+    base = Path(root).expanduser().resolve()
+    resolved = (base / Path(path).expanduser()).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise InputError(field, str(path), f"resolves to {resolved}, outside the output root {base}")
+    return resolved
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -23,6 +23,7 @@ from tasks.caching import STAGE_CACHE_POLICY, StagePlan
 from tasks.config import ModelConfig, TrainConfig
 from tasks.model import Forecaster, resolve_device
 from tasks.retry import RETRY_OPTIONS
+from tasks.scaling import from_window, to_window, window_stats
 from tasks.windowing import SPLIT_FILE, VALUES_FILE, ranges_to_index
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,13 @@ class SeriesData:
 
     values:  (n_total,) float32
     windows: (n_total - L + 1, L) view of `values` (torch unfold, no copy)
+    window_norm: scale every window by its own statistics (tasks.scaling; normalize="window")
     """
 
     values: torch.Tensor
     seq_length: int
     horizon: int = 1
+    window_norm: bool = False
     windows: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -56,10 +59,29 @@ class SeriesData:
         self._lead = torch.arange(self.horizon, device=self.values.device)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windows starting at `idx` (b,) -> inputs (b, L, 1), targets (b, horizon)."""
-        x = self.windows[idx].unsqueeze(-1)
+        """Windows starting at `idx` (b,) -> inputs (b, L, 1), targets (b, horizon), in model space."""
+        x = self.windows[idx]
         y = self.values[idx[:, None] + self.seq_length + self._lead]
-        return x, y
+        if self.window_norm:
+            loc, scale = window_stats(x)
+            x, y = to_window(x, loc, scale), to_window(y, loc, scale)
+        return x.unsqueeze(-1), y
+
+    def forecast(self, model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        """Model forecasts for windows `idx` in series units (window scaling undone): (b, horizon)."""
+        x = self.windows[idx]
+        if not self.window_norm:
+            return model(x.unsqueeze(-1))
+        loc, scale = window_stats(x)
+        return from_window(model(to_window(x, loc, scale).unsqueeze(-1)), loc, scale)
+
+
+def series_data(values: np.ndarray, split: dict, device: torch.device | str = "cpu") -> SeriesData:
+    """The series of a window entry, globally scaled, on `device`, with its window scaling."""
+    return SeriesData(
+        torch.as_tensor(normalised_values(values, split), dtype=torch.float32, device=device),
+        split["seq_length"], window_norm=split.get("normalize") == "window",
+    )
 
 
 def normalised_values(values: np.ndarray, split: dict) -> np.ndarray:
@@ -72,11 +94,17 @@ def normalised_values(values: np.ndarray, split: dict) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
-    """Model outputs for windows starting at `idx`, in bounded chunks: (n, horizon)."""
+def predict(
+    model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: int = 65_536, *, series_units: bool = False
+) -> torch.Tensor:
+    """Model outputs for windows starting at `idx`, in bounded chunks: (n, horizon).
+
+    In model space by default (what the loss compares); `series_units` undoes the window scaling.
+    """
     was_training = model.training
     model.eval()
-    outs = [model(data.batch(idx[i : i + chunk])[0]) for i in range(0, len(idx), chunk)]
+    one = (lambda i: data.forecast(model, i)) if series_units else (lambda i: model(data.batch(i)[0]))
+    outs = [one(idx[i : i + chunk]) for i in range(0, len(idx), chunk)]
     model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0, data.horizon, device=data.values.device)
 
@@ -102,7 +130,26 @@ def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device, capt
     return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
-def plain_step(model, opt, data: SeriesData) -> Callable[[torch.Tensor], torch.Tensor]:
+class WeightAverage:
+    """An exponential moving average of a model's weights (what is validated and kept).
+
+    Averaging out Adam's step-to-step jitter gives a smoother validation curve, so early
+    stopping can trust a plateau, and slightly better weights at the same epoch.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self._src = list(model.parameters())
+        self._dst = list(self.model.parameters())
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """avg += (1 - decay) * (w - avg), for every parameter at once (graph-capturable)."""
+        torch._foreach_lerp_(self._dst, self._src, 1.0 - self.decay)
+
+
+def plain_step(model, opt, data: SeriesData, after: Callable[[], None] = lambda: None):
     """One eager training step on windows `idx`; returns the batch loss (on the device)."""
 
     def step(idx: torch.Tensor) -> torch.Tensor:
@@ -111,16 +158,19 @@ def plain_step(model, opt, data: SeriesData) -> Callable[[torch.Tensor], torch.T
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        after()
         return loss.detach()
 
     return step
 
 
-def graph_step(model, opt, data: SeriesData, batch_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def graph_step(model, opt, data: SeriesData, batch_size: int, after: Callable[[], None] = lambda: None,
+               extra: list[torch.Tensor] = ()) -> Callable[[torch.Tensor], torch.Tensor]:
     """The whole step captured in one CUDA graph; a short last batch is padded with weight 0.
 
     Needs an Adam built with capturable=True. Warm-up steps run on a side stream and are then
-    undone (weights copied back, optimiser state zeroed), so the first replay is the first step.
+    undone (weights and `extra` tensors copied back, optimiser state zeroed), so the first replay
+    is the first step. `after` (the weight average's update) is captured after the Adam step.
     """
     dev = data.values.device
     static_idx = torch.zeros(batch_size, dtype=torch.long, device=dev)
@@ -131,7 +181,8 @@ def graph_step(model, opt, data: SeriesData, batch_size: int) -> Callable[[torch
         err = ((model(x) - y) ** 2).mean(dim=1)  # (batch,)
         return (err * static_w).sum() / static_w.sum()
 
-    saved = [p.detach().clone() for p in model.parameters()]
+    live = [*model.parameters(), *extra]
+    saved = [p.detach().clone() for p in live]
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -139,14 +190,16 @@ def graph_step(model, opt, data: SeriesData, batch_size: int) -> Callable[[torch
             opt.zero_grad(set_to_none=True)
             loss_fn().backward()
             opt.step()
+            after()
     torch.cuda.current_stream().wait_stream(side)
-    _undo_warmup(model, opt, saved)
+    _undo_warmup(live, opt, saved)
     graph = torch.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
         static_loss = loss_fn()
         static_loss.backward()
         opt.step()
+        after()
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         b = len(idx)
@@ -163,8 +216,8 @@ def graph_step(model, opt, data: SeriesData, batch_size: int) -> Callable[[torch
 
 
 @torch.no_grad()
-def _undo_warmup(model: torch.nn.Module, opt: torch.optim.Optimizer, saved: list[torch.Tensor]) -> None:
-    for p, s in zip(model.parameters(), saved):
+def _undo_warmup(live: list[torch.Tensor], opt: torch.optim.Optimizer, saved: list[torch.Tensor]) -> None:
+    for p, s in zip(live, saved):
         p.copy_(s)
     for state in opt.state.values():
         for v in state.values():
@@ -183,6 +236,7 @@ class FitState:
     history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": []})
     best_val: float = math.inf
     best_epoch: int = 0
+    ref_val: float = math.inf  # the last loss that improved on its predecessor by min_delta
     best_state: dict | None = None
     bad_epochs: int = 0
     stopped_early: bool = False
@@ -208,11 +262,13 @@ def fit(
     use_graph = cfg.cuda_graphs and dev.type == "cuda"
     opt = make_optimizer(model, cfg.lr, dev, capturable=use_graph)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    avg = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    kept = avg.model if avg else model  # the weights that are validated, checkpointed as best, returned
     st = FitState()
     if resume is not None:
-        st = _restore(resume, model, opt, gen)
+        st = _restore(resume, model, opt, gen, avg)
         log.info("resuming from the checkpoint at epoch %d", st.epoch)
-    step = _choose_step(model, opt, data, cfg.batch_size, use_graph)
+    step = _choose_step(model, opt, data, cfg.batch_size, use_graph, avg)
     n, bs = len(train_idx), cfg.batch_size
     while st.epoch < cfg.epochs and not st.stopped_early:
         model.train()
@@ -225,34 +281,37 @@ def fit(
         train_loss = float(total.item()) / n  # the one sync per epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; try a lower --lr")
-        val_loss = mse_on(model, data, val_idx) if len(val_idx) else train_loss
-        _track(st, model, opt, train_loss, val_loss, cfg)
+        val_loss = mse_on(kept, data, val_idx) if len(val_idx) else train_loss
+        _track(st, kept, opt, train_loss, val_loss, cfg)
         if on_epoch:
             on_epoch(st.epoch, st)
         if checkpoint and (st.epoch % cfg.checkpoint_every == 0 or st.epoch == cfg.epochs or st.stopped_early):
-            checkpoint(_snapshot(st, model, opt, gen))
+            checkpoint(_snapshot(st, model, opt, gen, avg))
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
     return st
 
 
-def _choose_step(model, opt, data, batch_size, use_graph):
+def _choose_step(model, opt, data, batch_size, use_graph, avg: WeightAverage | None = None):
+    after = avg.update if avg else (lambda: None)
     if not use_graph:
-        return plain_step(model, opt, data)
+        return plain_step(model, opt, data, after)
     try:
-        return graph_step(model, opt, data, batch_size)
+        return graph_step(model, opt, data, batch_size, after, list(avg.model.parameters()) if avg else [])
     except Exception as exc:  # capture is impossible on some setups: say so once, carry on
         log.warning("CUDA graph capture failed (%s); using the plain training loop", exc)
-        return plain_step(model, opt, data)
+        return plain_step(model, opt, data, after)
 
 
 def _track(st: FitState, model, opt, train_loss: float, val_loss: float, cfg: TrainConfig) -> None:
     """Record the epoch; keep the best weights; decay the lr on a plateau; decide to stop."""
     st.history["train_loss"].append(train_loss)
     st.history["val_loss"].append(val_loss)
-    if val_loss < st.best_val * (1 - cfg.min_delta) or st.best_state is None:
-        st.best_val, st.best_epoch, st.bad_epochs = val_loss, st.epoch, 0
+    if val_loss < st.best_val or st.best_state is None:  # keep the lowest-loss weights, always
+        st.best_val, st.best_epoch = val_loss, st.epoch
         st.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if val_loss < st.ref_val * (1 - cfg.min_delta):  # progress that resets the patience
+        st.ref_val, st.bad_epochs = val_loss, 0
     else:
         st.bad_epochs += 1
         if cfg.patience and st.bad_epochs >= cfg.patience:
@@ -270,11 +329,12 @@ def _scale_lr(opt: torch.optim.Optimizer, factor: float) -> None:
             g["lr"] *= factor
 
 
-def _snapshot(st: FitState, model, opt, gen) -> dict:
+def _snapshot(st: FitState, model, opt, gen, avg: WeightAverage | None = None) -> dict:
     """A deep copy of everything `_restore` needs (safe to keep in memory or torch.save)."""
     return copy.deepcopy({
         "state": dict(vars(st)),
         "model": model.state_dict(),
+        "average": avg.model.state_dict() if avg else {},
         "optimizer": opt.state_dict(),
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
@@ -282,8 +342,10 @@ def _snapshot(st: FitState, model, opt, gen) -> dict:
     })
 
 
-def _restore(blob: dict, model, opt, gen) -> FitState:
+def _restore(blob: dict, model, opt, gen, avg: WeightAverage | None = None) -> FitState:
     model.load_state_dict(blob["model"])
+    if avg is not None:
+        avg.model.load_state_dict(blob["average"])
     opt.load_state_dict(blob["optimizer"])
     gen.set_state(blob["generator"])
     torch.set_rng_state(blob["torch_rng"])
@@ -296,8 +358,8 @@ def _restore(blob: dict, model, opt, gen) -> FitState:
 
 
 def checkpoint_path(root: str, key: str) -> Path:
-    """Where the resumable checkpoint of the train entry `key` lives."""
-    return Path(root) / "checkpoints" / f"train-{key}" / "checkpoint.pt"
+    """Where the resumable checkpoint of the train entry `key` lives (always under `root`)."""
+    return store.inside(root, Path("checkpoints") / f"train-{key}" / "checkpoint.pt", field="train key")
 
 
 def load_checkpoint(path: Path) -> dict | None:
@@ -323,8 +385,7 @@ def train_model(
     """Seed, build and fit a model on one series file's windows (pure apart from `hooks`)."""
     torch.manual_seed(cfg.seed)
     model = Forecaster(**model_cfg.model_dump()).to(device)
-    data = SeriesData(torch.as_tensor(normalised_values(values, split), dtype=torch.float32, device=device),
-                      split["seq_length"])
+    data = series_data(values, split, device)
     train_idx = torch.as_tensor(ranges_to_index(split, "train"), device=device)
     val_idx = torch.as_tensor(ranges_to_index(split, "val"), device=device)
     st = fit(model, data, train_idx, val_idx, cfg, **hooks)
@@ -359,7 +420,7 @@ def train_task(plan: StagePlan, model_cfg: ModelConfig, cfg: TrainConfig, window
         torch.save(
             {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
              "model": model_cfg.model_dump(), "seq_length": split["seq_length"], "horizon": 1,
-             "scaler": split["scaler"], **meta},
+             "scaler": split["scaler"], "normalize": split.get("normalize", "none"), **meta},
             w.path(MODEL_FILE),
         )
         store.write_json(w.path(HISTORY_FILE), {**st.history, **meta})

@@ -25,6 +25,7 @@ from tasks.caching import STAGE_CACHE_POLICY, StagePlan
 from tasks.config import WindowConfig
 from tasks.generate import SERIES_FILE, read_series
 from tasks.retry import RETRY_OPTIONS
+from tasks.split import min_series_length, split_ranges  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +44,6 @@ def make_windows(values: np.ndarray, seq_length: int) -> tuple[np.ndarray, np.nd
     if n <= 0:
         raise ValueError(f"series of {len(values)} points is too short for windows of {seq_length}")
     return window_view(values, seq_length)[:n], values[seq_length:]
-
-
-def split_ranges(n_windows: int, train_fraction: float, val_fraction: float) -> dict[str, tuple[int, int]]:
-    """Chronological [start, end) ranges of window indices for train, val and test."""
-    n_fit = int(n_windows * train_fraction)  # the tutorial's int(len(X) * 0.8)
-    n_val = int(round(n_fit * val_fraction))
-    a, b = n_fit - n_val, n_fit
-    if a < 1 or b >= n_windows:
-        raise ValueError(
-            f"{n_windows} windows cannot be split into train, val and test "
-            f"(train_fraction={train_fraction}, val_fraction={val_fraction})"
-        )
-    return {"train": (0, a), "val": (a, b), "test": (b, n_windows)}
-
-
-def min_series_length(cfg: WindowConfig) -> int:
-    """The shortest series that still gives at least one train and one test window."""
-    n = 2
-    while True:
-        try:
-            split_ranges(n, cfg.train_fraction, cfg.val_fraction)
-            return n + cfg.seq_length
-        except ValueError:
-            n += 1
 
 
 def build_split(lengths: list[int], ids: list[str], cfg: WindowConfig) -> dict:
@@ -102,6 +79,19 @@ def fit_scaler(values: np.ndarray, split: dict, normalize: str) -> list[dict]:
     return out
 
 
+def season_info(meta: dict, split: dict) -> dict:
+    """The series' frequency and season length (from the series metadata), also per series.
+
+    meta: the series file's metadata ("frequency", "season_length" as the generate stage found
+    them; None for generated data). Returns {"frequency", "season_length"} and sets each
+    split["series"][i]["season_length"].
+    """
+    season = meta.get("season_length")
+    for s in split["series"]:
+        s["season_length"] = season
+    return {"frequency": meta.get("frequency"), "season_length": season}
+
+
 def ranges_to_index(split: dict, part: str) -> np.ndarray:
     """All window starts of one part (train/val/test) across series: (n_part,) int64."""
     return np.concatenate([np.arange(*s[part], dtype=np.int64) for s in split["series"]])
@@ -112,18 +102,20 @@ def window_task(plan: StagePlan, cfg: WindowConfig, series: dict) -> dict:
     """Write values.npy (the series, end to end) and split.json; return the StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
-        df, _ = read_series(store.StageRef(**series).file(SERIES_FILE))
+        df, meta = read_series(store.StageRef(**series).file(SERIES_FILE))
         groups = df.groupby("series_id", sort=False)["value"]
         ids = [str(k) for k in groups.groups]
         values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
         split = build_split([int(n) for n in groups.size().loc[ids]], ids, cfg)
         split["normalize"] = cfg.normalize
         split["scaler"] = fit_scaler(values, split, cfg.normalize)
+        split.update(season_info(meta, split))
         np.save(w.path(VALUES_FILE), values)
         store.write_json(w.path(SPLIT_FILE), split)
         w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
         counts = {p: int(sum(s[p][1] - s[p][0] for s in split["series"])) for p in ("train", "val", "test")}
-        log.info("window: seq_length %d, windows %s", cfg.seq_length, counts)
+        log.info("window: seq_length %d, windows %s, frequency %s, season length %s",
+                 cfg.seq_length, counts, split["frequency"], split["season_length"])
         return {"windows": counts}
 
     return store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced).model_dump()

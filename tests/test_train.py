@@ -61,7 +61,7 @@ def test_early_stopping_restores_the_best_weights():
     split = split_for(v)
     data = SeriesData(torch.as_tensor(v, dtype=torch.float32), 20)
     st = fit(m, data, torch.as_tensor(ranges_to_index(split, "train")), torch.as_tensor(ranges_to_index(split, "val")),
-             TrainConfig(epochs=60, patience=3, lr=0.02), on_epoch=on_epoch)
+             TrainConfig(epochs=60, patience=3, min_delta=0.0, lr=0.02, ema_decay=0.0), on_epoch=on_epoch)
     assert st.stopped_early and st.epoch < 60
     assert st.best_epoch == int(np.argmin(st.history["val_loss"])) + 1
     assert st.epoch - st.best_epoch == 3
@@ -114,3 +114,21 @@ def test_every_cell_trains_and_loss_falls():
         _, st = train_model(v, split_for(v), ModelConfig(cell=cell, hidden_size=8), TrainConfig(epochs=4, patience=0), CPU)
         assert st.history["train_loss"][-1] < st.history["train_loss"][0]
         assert all(math.isfinite(x) for x in st.history["val_loss"])
+
+
+def test_weight_average_is_what_is_validated_and_kept():
+    v = series(noise=0.1)
+    split = split_for(v)
+    torch.manual_seed(0)
+    from tasks.model import Forecaster
+
+    m = Forecaster(hidden_size=8)
+    data = SeriesData(torch.as_tensor(v, dtype=torch.float32), 20)
+    val = torch.as_tensor(ranges_to_index(split, "val"))
+    st = fit(m, data, torch.as_tensor(ranges_to_index(split, "train")), val,
+             TrainConfig(epochs=4, patience=0, ema_decay=0.9))
+    from tasks.train import mse_on
+
+    # the returned weights are the best epoch's average, whose val loss was recorded
+    assert mse_on(m, data, val) == pytest.approx(st.best_val, rel=1e-6)
+    assert st.best_val == min(st.history["val_loss"])
