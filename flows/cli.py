@@ -76,7 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", choices=STAGES, default="figures", help="stop after this stage")
     p.add_argument("--no-cache", action="store_true", help="recompute every stage")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_promote_options(p)
     return p
+
+
+def add_promote_options(p: argparse.ArgumentParser) -> None:
+    """--promote / --no-promote, --promote-metric, --promote-margin (flow parameters, not config)."""
+    p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=False,
+                   help="judge this run's model against the champion and keep the better one")
+    p.add_argument("--promote-metric", default="mase", help="the deciding metric: mse, rmse, mae, smape or mase")
+    p.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
+                   help="relative improvement a challenger needs (0.05: 5%% lower)")
+
+
+def promote_params(args: argparse.Namespace) -> dict:
+    """The flow's promote parameters, validated (tasks.promote.PromoteSettings)."""
+    from tasks.promote import PromoteSettings
+
+    s = PromoteSettings(metric=args.promote_metric, margin=args.promote_margin)
+    return {"promote": bool(args.promote), "promote_metric": s.metric, "promote_margin": s.margin}
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -101,6 +119,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     """The first pydantic error as one line naming the option and the value."""
     err = exc.errors()[0]
     loc = tuple(str(x) for x in err["loc"])
+    if exc.title == "PromoteSettings" and loc:
+        return f"--promote-{loc[0]}={err.get('input')!r}: {err['msg']}"
     name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
     return f"{name}={err.get('input')!r}: {err['msg']}"
 
@@ -178,7 +198,8 @@ def run(argv: list[str], pipeline: Callable) -> int:
         cfg = config_from_args(args)
         validate(cfg)  # fail before any Prefect start-up or training
         _quiet_failures(args.debug)
-        summary = pipeline(config=cfg, refresh=args.refresh, until=args.until, no_cache=args.no_cache)
+        promote = promote_params(args)
+        summary = pipeline(config=cfg, refresh=args.refresh, until=args.until, no_cache=args.no_cache, **promote)
     except ValidationError as exc:
         return _fail(describe_validation_error(exc), exc, args.debug)
     except InputError as exc:
@@ -242,5 +263,4 @@ def main(argv: list[str], pipeline: Callable) -> int:
         return commands.serve(argv[1:], pipeline)
     if argv[:1] == ["rollback"]:
         return commands.rollback(argv[1:])
-    argv, pipeline = commands.with_promote_options(argv, pipeline)
     return run(argv, pipeline)

@@ -4,54 +4,18 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import typing
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.cli import build_parser, config_from_args, describe_validation_error
+from flows.cli import build_parser, config_from_args, describe_validation_error, promote_params
 from flows.server import LOCAL_API, server_reachable
 from tasks.config import PipelineConfig, with_overrides
 from tasks.errors import InputError
 
 DEPLOYMENT = "rnn-retrain"
-METRICS = ("mse", "rmse", "mae", "smape", "mase")
-
-
-def add_promote_options(p: argparse.ArgumentParser, default: bool) -> None:
-    """--promote / --no-promote, --promote-metric, --promote-margin."""
-    p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=default,
-                   help="judge this run's model against the champion and keep the better one")
-    p.add_argument("--promote-metric", choices=METRICS, default="mase", help="the deciding metric (mase)")
-    p.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
-                   help="relative improvement a challenger needs (0.05: 5%% lower)")
-
-
-def promote_params(args: argparse.Namespace) -> dict:
-    """The flow's promote parameters, validated (tasks.promote.PromoteSettings)."""
-    from tasks.promote import PromoteSettings
-
-    s = PromoteSettings(metric=args.promote_metric, margin=args.promote_margin)
-    return {"promote": bool(args.promote), "promote_metric": s.metric, "promote_margin": s.margin}
-
-
-def with_promote_options(argv: list[str], pipeline: Callable) -> tuple[list[str], Callable]:
-    """Strip the promote options from a plain run's argv; bind them to the pipeline."""
-    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    add_promote_options(p, default=False)
-    args, rest = p.parse_known_args(argv)
-    if rest == argv:
-        return argv, pipeline
-    try:
-        params = promote_params(args)
-    except ValidationError as exc:
-        raise SystemExit(_fail(_option_error(exc)))
-    return rest, functools.partial(pipeline, **params)
-
-
 def serve_parser() -> argparse.ArgumentParser:
     """The run options plus the schedule and the promotion settings."""
     p = build_parser()
@@ -62,7 +26,7 @@ def serve_parser() -> argparse.ArgumentParser:
     g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day)')
     g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS")
     p.add_argument("--name", default=DEPLOYMENT, help=f"deployment name ({DEPLOYMENT})")
-    add_promote_options(p, default=True)
+    p.set_defaults(promote=True)  # a retraining schedule keeps the better model
     return p
 
 
@@ -115,7 +79,7 @@ def serve(argv: list[str], pipeline) -> int:
         check_schedule(args.cron, args.interval)
         url = require_server()
     except ValidationError as exc:
-        return _fail(_option_error(exc))
+        return _fail(describe_validation_error(exc))
     except (InputError, NoServer) as exc:
         return _fail(str(exc))
     # Each run of a served flow gets the flow function pickled by value, without the module
@@ -144,14 +108,6 @@ def rollback(argv: list[str]) -> int:
     print(f"rolled back: champion is {ch['model_sha256'][:16]} (run {ch['run']}) again; "
           f"{retired['model_sha256'][:16]} (run {retired['run']}) retired")
     return 0
-
-
-def _option_error(exc: ValidationError) -> str:
-    """One line naming the option: a config field's flag, or --promote-metric/--promote-margin."""
-    loc = exc.errors()[0]["loc"]
-    if exc.title == "PromoteSettings" and loc:
-        return f"--promote-{loc[0]}={exc.errors()[0].get('input')!r}: {exc.errors()[0]['msg']}"
-    return describe_validation_error(exc)
 
 
 def _fail(message: str) -> int:

@@ -195,7 +195,7 @@ def test_a_champion_reads_the_holdout_with_its_own_window_length_and_scaler(norm
     meta = {"seq_length": 10, "scaler": own["scaler"], "normalize": normalize}
     holdout = make_split(VALUES, seq_length=20)  # this run: longer windows, no scaler
     view = aligned_split(holdout, meta, history=20)
-    (s,), (h,), (o,) = view["series"], holdout["series"], own["series"]
+    (s,), (h,) = view["series"], holdout["series"]
     assert s["test"][0] + 10 == h["test"][0] + 20 and s["test"][1] + 10 == h["test"][1] + 20  # same targets
     got = model_predictions(champion, VALUES, view, 1024)
     direct = model_predictions(champion, VALUES, own, 1024)  # on its own split, more targets
