@@ -13,6 +13,7 @@ import ast
 import hashlib
 import importlib.util
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,46 @@ CODE_HASH_IGNORE = frozenset(
 # --------------------------------------------------------------------------- code hashing
 
 
+@lru_cache(maxsize=None)
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=None)
 def _module_file(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):  # e.g. "tasks.retry.RETRY_OPTIONS" names an attribute
+    """The source file of project module `name`, found by path (nothing is imported)."""
+    package, *rest = name.split(".")
+    if package not in PROJECT_PACKAGES or not rest:
         return None
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+    base = _package_dir(package).joinpath(*rest)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None  # e.g. "tasks.retry.RETRY_OPTIONS" names an attribute, not a module
+
+
+# An import statement anywhere (also inside functions), parenthesised continuations included.
+_IMPORT_RE = re.compile(r"^[ \t]*(from[ \t]+\.*[\w.]*[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.M)
+
+
+@lru_cache(maxsize=None)
+def _import_statements(source: str) -> tuple[ast.stmt, ...]:
+    """The import statements of `source`, parsed one by one (much cheaper than the whole module)."""
+    nodes: list[ast.stmt] = []
+    for match in _IMPORT_RE.finditer(source):
+        try:
+            nodes.extend(ast.parse(match.group(1)).body)
+        except SyntaxError:  # an "import ..." line inside a string: not code
+            continue
+    return tuple(nodes)
 
 
 def imported_project_modules(name: str, source: str) -> set[str]:
     """Project modules that module `name` (with text `source`) imports directly."""
     package = name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in _import_statements(source):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
