@@ -28,13 +28,16 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "--id-column": ("data", "id_column", "series id column of --data-path (many series)"),
     "--fill": ("data", "fill", "repair missing values: interpolate or ffill"),
     "--seq-length": ("window", "seq_length", "input window length (tutorial: 20)"),
+    "--horizon": ("window", "horizon", "steps forecast from each origin (tutorial: 1)"),
     "--train-fraction": ("window", "train_fraction", "share of windows for training (0.8)"),
     "--val-fraction": ("window", "val_fraction", "share of training windows held out for early stopping"),
-    "--normalize": ("window", "normalize", "none, standard (fitted on the training range only) or window (per window)"),
+    "--normalize": ("window", "normalize", "auto (none for generated data, window for files), none, standard "
+                    "(fitted on the training range only) or window (per window)"),
     "--cell": ("model", "cell", "rnn, gru or lstm"),
     "--hidden-size": ("model", "hidden_size", "hidden units (64)"),
     "--layers": ("model", "num_layers", "stacked recurrent layers (1)"),
     "--dropout": ("model", "dropout", "dropout between layers"),
+    "--strategy": ("model", "strategy", "direct (one head, all horizon steps) or recursive (one step, fed back)"),
     "--epochs": ("train", "epochs", "maximum epochs (100)"),
     "--batch-size": ("train", "batch_size", "mini-batch size (32)"),
     "--lr": ("train", "lr", "Adam learning rate (1e-3)"),
@@ -45,6 +48,9 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "--no-cuda-graphs": ("train", "cuda_graphs", "train with the plain loop on CUDA"),
     "--checkpoint-every": ("train", "checkpoint_every", "epochs between checkpoints"),
     "--season-length": ("eval", "season_length", "seasonal-naive lag in steps (default: from the data's frequency)"),
+    "--refit-every": ("eval", "refit_every", "backtest: retrain before every K test origins (0: never; K-fold cost)"),
+    "--levels": ("eval", "levels", "conformal interval levels, comma-separated (0.8,0.95)"),
+    "--refit-full": ("forecast", "refit_full", "retrain on all windows before forecasting the future"),
     "--fig-width": ("figures", "width", "figure width (inches)"),
     "--fig-height": ("figures", "height", "figure height (inches)"),
     "--fig-dpi": ("figures", "dpi", "figure resolution"),
@@ -67,13 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate an RNN/GRU/LSTM forecaster as a Prefect flow; unchanged stages are reused.",
     )
     for opt, (section, field, help_) in OPTIONS.items():
-        if opt == "--no-cuda-graphs":
-            p.add_argument(opt, dest=f"{section}.{field}", action="store_const", const=False, help=help_)
+        if opt in ("--no-cuda-graphs", "--refit-full"):
+            const = opt == "--refit-full"
+            p.add_argument(opt, dest=f"{section}.{field}", action="store_const", const=const, help=help_)
         else:
             p.add_argument(opt, dest=f"{section}.{field}", metavar=field.upper(), help=help_)
     p.add_argument("--config", metavar="FILE", help="a JSON file with a full or partial config")
     p.add_argument("--refresh", choices=STAGES, help="recompute this stage and every one after it")
-    p.add_argument("--until", choices=STAGES, default="figures", help="stop after this stage")
+    p.add_argument("--until", choices=STAGES, default="figures",
+                   help="stop after this stage (forecast: also forecast past the end of every series)")
     p.add_argument("--no-cache", action="store_true", help="recompute every stage")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     add_promote_options(p)
@@ -252,6 +260,10 @@ def print_summary(summary: dict) -> None:
         print(f"  {row['stage']:<9} {row['action']:<10} {row['reason']}")
     if "verdict" in summary:
         print(f"result: {summary['verdict']}")
+    if "gate" in summary:
+        print(summary["gate"])
+    if "forecast" in summary:
+        print(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
     print(f"outputs: {summary['run_dir']}")
 
 

@@ -1,4 +1,4 @@
-"""rnn_pipeline: generate -> window -> train -> evaluate -> figures, as one Prefect flow.
+"""rnn_pipeline: generate -> window -> train -> evaluate -> figures (-> forecast), as one Prefect flow.
 
     python flows/rnn_flow.py                 # the tutorial, end to end, with sensible defaults
     python flows/rnn_flow.py --epochs 20     # change one setting: only affected stages rerun
@@ -41,7 +41,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from flows.cli import main  # noqa: E402
 from tasks.config import PipelineConfig  # noqa: E402
 
-Stage = Literal["generate", "window", "train", "evaluate", "figures"]
+Stage = Literal["generate", "window", "train", "evaluate", "figures", "forecast"]
 Metric = Literal["mse", "rmse", "mae", "smape", "mase"]  # tasks.promote.Metric
 
 
@@ -65,7 +65,8 @@ def rnn_pipeline(
     Args:
         config: every setting, one section per stage.
         refresh: recompute this stage and every stage after it.
-        until: stop after this stage (e.g. "window" for data preparation only).
+        until: stop after this stage (e.g. "window" for data preparation only; "forecast" to also
+            forecast past the end of every series).
         no_cache: recompute every stage.
         promote: score this run's model and the champion on the newest holdout; keep the better.
         promote_metric: the metric that decides (lower is better).

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-STAGES: tuple[str, ...] = ("generate", "window", "train", "evaluate", "figures")
+# forecast comes last so that `until="figures"` (the flow's default) keeps the tutorial's five stages.
+STAGES: tuple[str, ...] = ("generate", "window", "train", "evaluate", "figures", "forecast")
 
 
 class _Section(BaseModel):
@@ -50,15 +51,19 @@ class WindowConfig(_Section):
     """Sliding windows and the chronological split."""
 
     seq_length: int = Field(20, ge=1, le=10_000, description="Input window length (tutorial: 20).")
+    horizon: int = Field(
+        1, ge=1, le=10_000, description="Steps forecast from each origin (tutorial: 1); windows leave room for them."
+    )
     train_fraction: float = Field(
         0.8, gt=0, lt=1, description="Share of windows (in time order) used for training."
     )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of the training windows, from its end, held out for early stopping."
     )
-    normalize: Literal["none", "standard", "window"] = Field(
-        "none",
-        description="standard: per-series mean/std fitted on the training range only; "
+    normalize: Literal["auto", "none", "standard", "window"] = Field(
+        "auto",
+        description="auto: none for generated data (the tutorial), window for files; "
+        "standard: per-series mean/std fitted on the training range only; "
         "window: each input window scaled by its own mean/std (RevIN-style), inverted after the forecast.",
     )
 
@@ -76,6 +81,10 @@ class ModelConfig(_Section):
     hidden_size: int = Field(64, ge=1, le=8192, description="Hidden units per layer.")
     num_layers: int = Field(1, ge=1, le=16, description="Stacked recurrent layers.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between layers (needs num_layers > 1).")
+    strategy: Literal["direct", "recursive"] = Field(
+        "direct",
+        description="direct: the head outputs all horizon steps; recursive: a one-step model fed its own forecasts back.",
+    )
 
 
 class TrainConfig(_Section):
@@ -108,12 +117,32 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """Evaluation on the test windows."""
+    """The rolling-origin backtest over the test range, and the prediction intervals."""
 
     chunk_size: int = Field(65_536, ge=1, description="Windows per inference chunk (bounds memory).")
     season_length: int | None = Field(
         None, ge=1, description="Season length in steps for the seasonal-naive baseline (None: from the frequency)."
     )
+    refit_every: int = Field(
+        0, ge=0, description="Retrain on all data before each block of this many test origins (0: never; costly)."
+    )
+    levels: tuple[float, ...] = Field(
+        (0.8, 0.95), min_length=1, max_length=5, description="Coverage levels of the split-conformal intervals."
+    )
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _parse_levels(cls, v: object) -> object:
+        if isinstance(v, str):  # "0.8,0.95" from the command line
+            return tuple(x for x in (p.strip() for p in v.split(",")) if x)
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _check_levels(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < x < 1 for x in v) or len({round(x * 100) for x in v}) != len(v):
+            raise ValueError("levels must be distinct numbers between 0 and 1 (e.g. 0.8,0.95)")
+        return tuple(sorted(v))
 
 
 class FiguresConfig(_Section):
@@ -122,6 +151,14 @@ class FiguresConfig(_Section):
     width: float = Field(10.0, gt=0, le=100, description="Figure width in inches.")
     height: float = Field(4.0, gt=0, le=100, description="Figure height in inches.")
     dpi: int = Field(100, ge=20, le=600, description="Resolution of the PNG files.")
+
+
+class ForecastConfig(_Section):
+    """The future: horizon steps past the end of every series."""
+
+    refit_full: bool = Field(
+        False, description="Retrain on all windows (train, val and test) for the best epoch count before forecasting."
+    )
 
 
 class OutputConfig(_Section):
@@ -140,6 +177,7 @@ class PipelineConfig(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     figures: FiguresConfig = FiguresConfig()
+    forecast: ForecastConfig = ForecastConfig()
     output: OutputConfig = OutputConfig()
 
 
@@ -148,14 +186,17 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "generate": ("data",),
     "window": ("window",),
     "train": ("model", "train"),
-    "evaluate": ("eval",),
+    "evaluate": ("eval", "model", "train"),  # model and train: the backtest's refits
     "figures": ("figures",),
+    "forecast": ("forecast", "figures", "model", "train"),  # model and train: refit_full
 }
 
 # Fields that change how a stage runs but not what it produces: left out of its key.
+_RUN_ONLY = frozenset({"device", "checkpoint_every", "log_every"})
 KEY_EXCLUDED: dict[str, frozenset[str]] = {
-    "train": frozenset({"device", "checkpoint_every", "log_every"}),
-    "evaluate": frozenset({"chunk_size"}),
+    "train": _RUN_ONLY,
+    "evaluate": _RUN_ONLY | {"chunk_size"},
+    "forecast": _RUN_ONLY,
 }
 
 

@@ -41,3 +41,30 @@ def interval_stats(y: np.ndarray, yhat: np.ndarray, halfwidth: np.ndarray) -> di
     y, yhat = np.asarray(y, dtype=float), np.asarray(yhat, dtype=float)
     inside = np.abs(y - yhat) <= halfwidth
     return {"coverage": float(inside.mean()), "mean_width": float(np.mean(2 * np.broadcast_to(halfwidth, y.shape)))}
+
+
+
+def calibrate(scores: np.ndarray, levels: tuple[float, ...]) -> dict:
+    """Score half-widths {level: (horizon,)} from calibration scores (n, horizon), and how they were found.
+
+    Per lead when every level has enough points (n >= level / (1 - level)); else the scores are
+    divided by each lead's mean score and pooled over leads (n * horizon points), the quantile
+    scaled back per lead. A level still out of reach is clipped at the largest score and named
+    in "clipped" (the exact split-conformal interval would be unbounded).
+    """
+    s = np.abs(np.asarray(scores, dtype=float))
+    s = s[:, None] if s.ndim == 1 else s
+    n, h = s.shape
+    profile = np.ones(h)
+    if n and not all(math.ceil((n + 1) * lv) <= n for lv in levels) and h > 1:
+        profile = s.mean(axis=0)
+        profile = np.where(profile > 0, profile, 1.0)
+        method, pooled = "pooled over leads", (s / profile).reshape(-1, 1)
+    else:
+        method, pooled = "per lead", s
+    widths = conformal_halfwidths(pooled, levels)
+    clipped = [k for k, q in widths.items() if np.isinf(q).any()]
+    for k in clipped:
+        widths[k] = np.where(np.isinf(widths[k]), pooled.max(axis=0), widths[k])
+    widths = {k: q * profile for k, q in widths.items()}
+    return {"method": method, "n_calibration": int(n), "halfwidths": widths, "clipped": clipped}

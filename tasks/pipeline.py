@@ -24,6 +24,7 @@ STAGE_MODULES = {
     "train": "tasks.train",
     "evaluate": "tasks.evaluate",
     "figures": "tasks.figures",
+    "forecast": "tasks.forecast",
 }
 UPSTREAM = {
     "generate": (),
@@ -31,6 +32,7 @@ UPSTREAM = {
     "train": ("window",),
     "evaluate": ("window", "train"),
     "figures": ("evaluate", "train"),
+    "forecast": ("generate", "window", "train", "evaluate"),
 }
 ENV_PACKAGES = {
     "generate": ("numpy", "pandas", "pyarrow"),
@@ -38,6 +40,7 @@ ENV_PACKAGES = {
     "train": (),
     "evaluate": ("numpy", "pandas", "torch"),
     "figures": ("matplotlib", "pandas"),
+    "forecast": ("numpy", "pandas", "torch", "matplotlib"),
 }
 
 
@@ -92,7 +95,8 @@ class RunLedger:
 def stage_env(stage: str, cfg: PipelineConfig) -> dict[str, str]:
     """Library versions (and for train the device kind) that change a stage's result."""
     env = {p: version(p) for p in ENV_PACKAGES[stage]}
-    if stage == "train":
+    refits = (stage == "evaluate" and cfg.eval.refit_every) or (stage == "forecast" and cfg.forecast.refit_full)
+    if stage == "train" or refits:  # training happens here: the device kind changes the result
         from tasks.train import train_env
 
         env.update(train_env(cfg.train))
@@ -148,7 +152,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
 RUN_FILES = {
     "train": ("model.pt", "history.json"),
     "evaluate": ("metrics.json", "predictions.parquet"),
-    "figures": ("figures/prediction.png", "figures/loss.png", "figures/residuals.png"),
+    "figures": ("figures/prediction.png", "figures/loss.png", "figures/residuals.png", "figures/error_by_lead.png"),
+    "forecast": ("forecast.parquet", "figures/forecast.png"),
 }
 
 

@@ -67,20 +67,40 @@ class SeriesData:
             x, y = to_window(x, loc, scale), to_window(y, loc, scale)
         return x.unsqueeze(-1), y
 
-    def forecast(self, model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        """Model forecasts for windows `idx` in series units (window scaling undone): (b, horizon)."""
+    def forecast(self, model: torch.nn.Module, idx: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Forecasts of `steps` (default: horizon) values after windows `idx`, window scaling undone: (b, steps).
+
+        A one-step model is fed its own forecasts back (recursive); the window statistics come
+        from the input window only and are reused for every fed-back step.
+        """
         x = self.windows[idx]
+        steps = steps or self.horizon
         if not self.window_norm:
-            return model(x.unsqueeze(-1))
+            return roll_forward(model, x, steps)
         loc, scale = window_stats(x)
-        return from_window(model(to_window(x, loc, scale).unsqueeze(-1)), loc, scale)
+        return from_window(roll_forward(model, to_window(x, loc, scale), steps), loc, scale)
 
 
-def series_data(values: np.ndarray, split: dict, device: torch.device | str = "cpu") -> SeriesData:
+def roll_forward(model: torch.nn.Module, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """x (b, L) -> (b, steps): one call when the head has `steps` outputs, else one-step calls fed back."""
+    out = model(x.unsqueeze(-1))
+    if out.shape[1] >= steps:
+        return out[:, :steps]
+    if out.shape[1] != 1:
+        raise ValueError(f"a model with {out.shape[1]} outputs cannot forecast {steps} steps")
+    outs = [out]
+    for _ in range(steps - 1):
+        x = torch.cat([x[:, 1:], out], dim=1)  # slide the window over its own forecast
+        out = model(x.unsqueeze(-1))
+        outs.append(out)
+    return torch.cat(outs, dim=1)
+
+
+def series_data(values: np.ndarray, split: dict, device: torch.device | str = "cpu", horizon: int = 1) -> SeriesData:
     """The series of a window entry, globally scaled, on `device`, with its window scaling."""
     return SeriesData(
         torch.as_tensor(normalised_values(values, split), dtype=torch.float32, device=device),
-        split["seq_length"], window_norm=split.get("normalize") == "window",
+        split["seq_length"], horizon=horizon, window_norm=split.get("normalize") == "window",
     )
 
 
@@ -95,18 +115,20 @@ def normalised_values(values: np.ndarray, split: dict) -> np.ndarray:
 
 @torch.inference_mode()
 def predict(
-    model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: int = 65_536, *, series_units: bool = False
+    model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: int = 65_536, *,
+    series_units: bool = False, steps: int | None = None,
 ) -> torch.Tensor:
     """Model outputs for windows starting at `idx`, in bounded chunks: (n, horizon).
 
-    In model space by default (what the loss compares); `series_units` undoes the window scaling.
+    In model space by default (what the loss compares); `series_units` undoes the window scaling
+    and forecasts `steps` values (recursively for a one-step model).
     """
     was_training = model.training
     model.eval()
-    one = (lambda i: data.forecast(model, i)) if series_units else (lambda i: model(data.batch(i)[0]))
+    one = (lambda i: data.forecast(model, i, steps)) if series_units else (lambda i: model(data.batch(i)[0]))
     outs = [one(idx[i : i + chunk]) for i in range(0, len(idx), chunk)]
     model.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0, data.horizon, device=data.values.device)
+    return torch.cat(outs) if outs else torch.empty(0, steps or data.horizon, device=data.values.device)
 
 
 @torch.inference_mode()
@@ -382,14 +404,24 @@ def save_checkpoint(path: Path, blob: dict) -> None:
 def train_model(
     values: np.ndarray, split: dict, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, **hooks
 ) -> tuple[Forecaster, FitState]:
-    """Seed, build and fit a model on one series file's windows (pure apart from `hooks`)."""
+    """Seed, build and fit a model on one series file's windows (pure apart from `hooks`).
+
+    direct: the head outputs split["horizon"] values; recursive: a one-step model (horizon 1).
+    """
     torch.manual_seed(cfg.seed)
-    model = Forecaster(**model_cfg.model_dump()).to(device)
-    data = series_data(values, split, device)
+    spec = model_spec(model_cfg, split.get("horizon", 1))
+    model = Forecaster(**spec).to(device)
+    data = series_data(values, split, device, horizon=spec["horizon"])
     train_idx = torch.as_tensor(ranges_to_index(split, "train"), device=device)
     val_idx = torch.as_tensor(ranges_to_index(split, "val"), device=device)
     st = fit(model, data, train_idx, val_idx, cfg, **hooks)
     return model, st
+
+
+def model_spec(model_cfg: ModelConfig, horizon: int) -> dict:
+    """The Forecaster's arguments (stored in model.pt): its head has `horizon` outputs when direct, else 1."""
+    spec = model_cfg.model_dump(exclude={"strategy"})
+    return {**spec, "horizon": horizon if model_cfg.strategy == "direct" else 1}
 
 
 def train_env(cfg: TrainConfig) -> dict[str, str]:
@@ -419,7 +451,8 @@ def train_task(plan: StagePlan, model_cfg: ModelConfig, cfg: TrainConfig, window
         }
         torch.save(
             {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-             "model": model_cfg.model_dump(), "seq_length": split["seq_length"], "horizon": 1,
+             "model": model_spec(model_cfg, split.get("horizon", 1)), "seq_length": split["seq_length"],
+             "horizon": split.get("horizon", 1), "strategy": model_cfg.strategy,
              "scaler": split["scaler"], "normalize": split.get("normalize", "none"), **meta},
             w.path(MODEL_FILE),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,8 @@ METRICS_KEY = "rnn-metrics"
 REPORT_KEY = "rnn-report"
 STAGES_KEY = "rnn-stages"
 PROGRESS_KEY = "rnn-training-progress"
+FORECAST_KEY = "rnn-forecast"
+FORECAST_ROWS = 1000  # rows of the rnn-forecast table artifact (the parquet file has them all)
 
 
 def in_prefect_run() -> bool:
@@ -45,9 +48,28 @@ class ProgressArtifact:
         self.shown = percent
 
 
-def metrics_rows(metrics: dict[str, dict[str, float]]) -> list[dict]:
-    """One table row per forecaster: name, then each metric."""
-    return [{"forecaster": name, **{k: float(f"{v:.6g}") for k, v in m.items()}} for name, m in metrics.items()]
+def metrics_rows(metrics: dict[str, dict[str, float]], extra: dict[str, dict] | None = None) -> list[dict]:
+    """One table row per forecaster: name, each metric, then the `extra` columns (None where a row has none)."""
+    extra = extra or {}
+    columns = list(dict.fromkeys(k for cols in extra.values() for k in cols))
+    return [{"forecaster": name, **{k: _cell(v) for k, v in m.items()},
+             **{c: _cell(extra.get(name, {}).get(c)) for c in columns}} for name, m in metrics.items()]
+
+
+def _cell(v: object) -> object:
+    """A float to 6 significant digits (None when not finite: JSON has no NaN); anything else as it is."""
+    if isinstance(v, float):
+        return float(f"{v:.6g}") if math.isfinite(v) else None
+    return v
+
+
+def table_rows(frame, limit: int = FORECAST_ROWS) -> list[dict]:
+    """The first `limit` rows of a DataFrame as JSON-able dicts (times as ISO text, floats rounded)."""
+    out = []
+    for row in frame.head(limit).to_dict(orient="records"):
+        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else _cell(v) if isinstance(v, float)
+                        else v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    return out
 
 
 def publish_table(key: str, rows: list[dict], description: str) -> None:

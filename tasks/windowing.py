@@ -1,15 +1,16 @@
 """Stage 2: sliding windows as views, and a chronological split with no leakage.
 
 Windows are never materialised. The entry holds the series (1-D, all series end to end) and,
-per series, the ranges of window *start* positions for train / val / test:
+per series, the ranges of forecast *origins* (window starts) for train / val / test:
 
     values:  s0 s1 s2 ... s(n-1) | t0 t1 ... (next series)
-    window i of a series at offset o:  inputs values[o+i : o+i+L], target values[o+i+L]
+    origin i of a series at offset o:  inputs values[o+i : o+i+L], targets values[o+i+L : o+i+L+H]
 
-    starts:  [ train ............ | val ..... | test ......... ]
-             0                    a           b                 n - L
-    val is carved from the end of the training range; every test target comes after every
-    training and validation target, and no window crosses a series boundary.
+    origins: [ train ............ | val ..... | test ......... ]
+             0                    a           b                 n - L - H + 1
+    val is carved from the end of the training range (purged of H - 1 origins on each side when
+    H > 1, tasks/split.py); every test target comes after every training and validation target,
+    and no window crosses a series boundary.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tasks.caching import STAGE_CACHE_POLICY, StagePlan
 from tasks.config import WindowConfig
 from tasks.generate import SERIES_FILE, read_series
 from tasks.retry import RETRY_OPTIONS
-from tasks.split import min_series_length, split_ranges  # noqa: F401 (re-exported)
+from tasks.split import fit_ranges, min_series_length, n_windows, split_ranges  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +48,32 @@ def make_windows(values: np.ndarray, seq_length: int) -> tuple[np.ndarray, np.nd
 
 
 def build_split(lengths: list[int], ids: list[str], cfg: WindowConfig) -> dict:
-    """Global window-start ranges per series, plus the training range a scaler may see."""
+    """Global origin ranges per series, plus the training range a scaler may see."""
+    L, H = cfg.seq_length, cfg.horizon
     series, offset = [], 0
     for sid, n in zip(ids, lengths):
-        ranges = split_ranges(n - cfg.seq_length, cfg.train_fraction, cfg.val_fraction)
-        fit_end = ranges["train"][1] - 1 + cfg.seq_length  # index of the last training target
-        series.append(
-            {
-                "series_id": sid,
-                "offset": offset,
-                "length": n,
-                **{k: [offset + a, offset + b] for k, (a, b) in ranges.items()},
-                "fit_range": [offset, offset + fit_end + 1],
-            }
-        )
+        ranges = split_ranges(n_windows(n, L, H), cfg.train_fraction, cfg.val_fraction, H)
+        series.append(series_entry(sid, offset, n, ranges, L, H))
         offset += n
-    return {"seq_length": cfg.seq_length, "series": series}
+    return {"seq_length": L, "horizon": H, "series": series,
+            "train_fraction": cfg.train_fraction, "val_fraction": cfg.val_fraction}
+
+
+def series_entry(sid: str, offset: int, n: int, ranges: dict, seq_length: int, horizon: int = 1) -> dict:
+    """One series of split.json: its place in `values`, its origin ranges and the scaler's fit range."""
+    fit_end = ranges["train"][1] - 1 + seq_length + horizon - 1  # index of the last training target
+    return {
+        "series_id": sid, "offset": offset, "length": n,
+        **{k: [offset + a, offset + b] for k, (a, b) in ranges.items()},
+        "fit_range": [offset, offset + max(fit_end, 0) + 1],
+    }
+
+
+def resolve_normalize(normalize: str, source: str | None) -> str:
+    """normalize="auto": none for generated data (the tutorial), window for a user's file."""
+    if normalize != "auto":
+        return normalize
+    return "window" if source == "file" else "none"
 
 
 def fit_scaler(values: np.ndarray, split: dict, normalize: str) -> list[dict]:
@@ -107,15 +118,15 @@ def window_task(plan: StagePlan, cfg: WindowConfig, series: dict) -> dict:
         ids = [str(k) for k in groups.groups]
         values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
         split = build_split([int(n) for n in groups.size().loc[ids]], ids, cfg)
-        split["normalize"] = cfg.normalize
-        split["scaler"] = fit_scaler(values, split, cfg.normalize)
+        split["normalize"] = resolve_normalize(cfg.normalize, meta.get("source"))
+        split["scaler"] = fit_scaler(values, split, split["normalize"])
         split.update(season_info(meta, split))
         np.save(w.path(VALUES_FILE), values)
         store.write_json(w.path(SPLIT_FILE), split)
         w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
         counts = {p: int(sum(s[p][1] - s[p][0] for s in split["series"])) for p in ("train", "val", "test")}
-        log.info("window: seq_length %d, windows %s, frequency %s, season length %s",
-                 cfg.seq_length, counts, split["frequency"], split["season_length"])
+        log.info("window: seq_length %d, horizon %d, origins %s, normalize %s, frequency %s, season length %s",
+                 cfg.seq_length, cfg.horizon, counts, split["normalize"], split["frequency"], split["season_length"])
         return {"windows": counts}
 
     return store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced).model_dump()

@@ -132,3 +132,17 @@ def test_weight_average_is_what_is_validated_and_kept():
     # the returned weights are the best epoch's average, whose val loss was recorded
     assert mse_on(m, data, val) == pytest.approx(st.best_val, rel=1e-6)
     assert st.best_val == min(st.history["val_loss"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_step_matches_the_plain_step():
+    v = series(n=400)
+    split = split_for(v)
+    cuda = torch.device("cuda")
+    # batch 48 leaves a short last batch, which the graph pads with zero weights
+    cfg = TrainConfig(epochs=5, patience=0, batch_size=48)
+    _, plain = train_model(v, split, MODEL, cfg.model_copy(update={"cuda_graphs": False}), cuda)
+    _, graph = train_model(v, split, MODEL, cfg.model_copy(update={"cuda_graphs": True}), cuda)
+    np.testing.assert_allclose(graph.history["train_loss"], plain.history["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(graph.history["val_loss"], plain.history["val_loss"], rtol=1e-4)
