@@ -28,7 +28,13 @@ from tasks.conformal import calibrate, interval_stats, level_name
 from tasks.metrics import all_metrics, naive_scale
 from tasks.scaling import REL_FLOOR
 from tasks.train import predict, series_data
-from tasks.windowing import fit_ranges, fit_scaler, n_windows, ranges_to_index, series_entry
+from tasks.windowing import (
+    fit_ranges,
+    fit_scaler,
+    n_windows,
+    ranges_to_index,
+    series_entry,
+)
 
 log = logging.getLogger(__name__)
 

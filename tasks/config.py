@@ -7,7 +7,7 @@ Each stage reads only its own section(s); its cache key hashes only those fields
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -77,31 +77,46 @@ class WindowConfig(_Section):
 class ModelConfig(_Section):
     """The recurrent network."""
 
-    cell: Literal["rnn", "gru", "lstm"] = Field("rnn", description="Recurrent cell type.")
+    cell: Literal["auto", "rnn", "gru", "lstm"] = Field(
+        "auto", description="Recurrent cell type (auto: rnn as in the tutorial; gru for files)."
+    )
     hidden_size: int = Field(64, ge=1, le=8192, description="Hidden units per layer.")
     num_layers: int = Field(1, ge=1, le=16, description="Stacked recurrent layers.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between layers (needs num_layers > 1).")
+    skip: Literal["auto", "none", "naive", "seasonal"] = Field(
+        "auto",
+        description="Learn a correction to a baseline read off the input window: naive (last value) or seasonal "
+        "(seasonal naive, naive when the season is unknown or longer than the window); auto: none for generated "
+        "data (the tutorial), seasonal for files.",
+    )
     strategy: Literal["direct", "recursive"] = Field(
         "direct",
         description="direct: the head outputs all horizon steps; recursive: a one-step model fed its own forecasts back.",
     )
 
 
-class TrainConfig(_Section):
-    """Optimisation: the tutorial's defaults, plus early stopping and device choice."""
+Auto = Literal["auto"]  # a value chosen by the data source: see AUTO_DEFAULTS
 
-    epochs: int = Field(100, ge=1, le=100_000, description="Maximum epochs (tutorial: 100).")
+
+class TrainConfig(_Section):
+    """Optimisation: the tutorial's defaults (or, for files, AUTO_DEFAULTS), early stopping, device choice."""
+
+    epochs: Annotated[int, Field(ge=1, le=100_000)] | Auto = Field(
+        "auto", description="Maximum epochs (auto: 100 as in the tutorial; 300 for files)."
+    )
     batch_size: int = Field(32, ge=1, le=1_000_000, description="Mini-batch size.")
-    lr: float = Field(1e-3, gt=0, le=10, description="Adam learning rate.")
+    lr: Annotated[float, Field(gt=0, le=10)] | Auto = Field(
+        "auto", description="Adam learning rate (auto: 1e-3 as in the tutorial; 1e-2 for files)."
+    )
     seed: int = Field(42, ge=0, description="Seed for weights and shuffling.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="auto picks cuda, then mps, then cpu; others are required."
     )
-    patience: int = Field(
-        5, ge=0, description="Stop after this many epochs without validation improvement (0: off)."
+    patience: Annotated[int, Field(ge=0)] | Auto = Field(
+        "auto", description="Stop after this many epochs without validation improvement (0: off; auto: 5, files 20)."
     )
-    min_delta: float = Field(
-        0.1, ge=0, lt=1, description="Relative improvement of the validation loss that counts as one."
+    min_delta: Annotated[float, Field(ge=0, lt=1)] | Auto = Field(
+        "auto", description="Relative improvement of the validation loss that counts as one (auto: 0.1, files 0)."
     )
     ema_decay: float = Field(
         0.95, ge=0, lt=1, description="Per-step decay of the weight average that is validated and kept (0: off)."
@@ -179,6 +194,25 @@ class PipelineConfig(_Section):
     figures: FiguresConfig = FiguresConfig()
     forecast: ForecastConfig = ForecastConfig()
     output: OutputConfig = OutputConfig()
+
+
+# What "auto" means, per field: (generated data, i.e. the tutorial; a user's file, i.e. a short real
+# series). The file values were chosen on public monthly, quarterly and yearly series (README,
+# "Defaults for real data"): the tutorial's early stopping (10% steps, patience 5) ends training on
+# a 100-point series after a few epochs of 3 mini-batches each.
+AUTO_DEFAULTS: dict[str, dict[str, tuple]] = {
+    "WindowConfig": {"normalize": ("none", "window")},
+    "ModelConfig": {"cell": ("rnn", "gru"), "skip": ("none", "seasonal")},
+    "TrainConfig": {"epochs": (100, 300), "lr": (1e-3, 1e-2), "patience": (5, 20), "min_delta": (0.1, 0.0)},
+}
+S = TypeVar("S", bound=_Section)
+
+
+def resolve_auto(section: S, source: str | None) -> S:
+    """`section` with each "auto" field set for the data source ("file": a user's file; else generated)."""
+    table = AUTO_DEFAULTS.get(type(section).__name__, {})
+    update = {f: both[source == "file"] for f, both in table.items() if getattr(section, f) == "auto"}
+    return type(section)(**{**section.model_dump(), **update}) if update else section
 
 
 # The config sections each stage reads: its cache key hashes exactly these.

@@ -43,7 +43,6 @@ def interval_stats(y: np.ndarray, yhat: np.ndarray, halfwidth: np.ndarray) -> di
     return {"coverage": float(inside.mean()), "mean_width": float(np.mean(2 * np.broadcast_to(halfwidth, y.shape)))}
 
 
-
 def calibrate(scores: np.ndarray, levels: tuple[float, ...]) -> dict:
     """Score half-widths {level: (horizon,)} from calibration scores (n, horizon), and how they were found.
 

@@ -39,14 +39,17 @@ def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig) -> Figure:
     """The tutorial's plot: actual vs predicted over the test range (first series, lead 1 and the last lead)."""
     fig, ax = _new(cfg)
     whole = df[df["series_id"] == df["series_id"].iloc[0]]
-    first = lead_one(whole)
-    ax.plot(first["step"], first["actual"], label="Actual", linewidth=2)
+    first, title = lead_one(whole), "One-step-ahead forecast on the test range"
+    actual = whole.drop_duplicates("step").sort_values("step")
+    ax.plot(actual["step"], actual["actual"], label="Actual", linewidth=2)
     ax.plot(first["step"], first["model"], label="Predicted (RNN)", linestyle="--")
     if "lead" in whole and whole["lead"].max() > 1:
-        last = whole[whole["lead"] == whole["lead"].max()]
-        ax.plot(last["step"], last["model"], label=f"Predicted {int(last['lead'].iloc[0])} steps ahead", linestyle=":")
+        h = int(whole["lead"].max())
+        last = whole[whole["lead"] == h]
+        ax.plot(last["step"], last["model"], label=f"Predicted {h} steps ahead", linestyle=":")
+        title = f"Forecasts 1 and {h} steps ahead on the test range"
     ax.plot(first["step"], first["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
-    ax.set(title="One-step-ahead forecast on the test range", xlabel="Time step", ylabel="Value")
+    ax.set(title=title, xlabel="Time step", ylabel="Value")
     ax.legend()
     ax.grid(alpha=0.3)
     return fig

@@ -23,7 +23,13 @@ from prefect import task
 from tasks import store
 from tasks.backtest import band_columns, model_forecasts, score_scales
 from tasks.caching import STAGE_CACHE_POLICY, StagePlan
-from tasks.config import FiguresConfig, ForecastConfig, ModelConfig, TrainConfig
+from tasks.config import (
+    FiguresConfig,
+    ForecastConfig,
+    ModelConfig,
+    TrainConfig,
+    resolve_auto,
+)
 from tasks.evaluate import METRICS_FILE
 from tasks.generate import SERIES_FILE, read_series
 from tasks.ingest import next_timestamps
@@ -103,7 +109,8 @@ def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, s
     for alpha, name in zip((0.18, 0.3, 0.42, 0.54, 0.66), bands):
         ax.fill_between(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha, color="tab:orange",
                         linewidth=0, label=f"{name}% interval")
-    ax.plot(f[x], f["forecast"], label="Forecast (RNN)", color="tab:orange", marker="." if len(f) < 50 else None)
+    joined_x, joined_y = [h[x].iloc[-1], *f[x]], [h["value"].iloc[-1], *f["forecast"]]  # from the last point on
+    ax.plot(joined_x, joined_y, label="Forecast (RNN)", color="tab:orange", marker="." if len(f) < 50 else None)
     ax.set(title=f"Forecast of the next {len(f)} step(s) — {sid}", xlabel="Time" if x == "timestamp" else "Time step",
            ylabel="Value")
     ax.legend()
@@ -115,7 +122,7 @@ def refit_on_everything(values: np.ndarray, split: dict, meta: dict, model_cfg: 
                         train_cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     """(model retrained on all windows for the best epoch count, the split it read)."""
     full = full_split(values, split)
-    epochs = max(int(meta.get("best_epoch") or train_cfg.epochs), 1)
+    epochs = max(int(meta.get("best_epoch") or resolve_auto(train_cfg, split.get("source")).epochs), 1)
     cfg = train_cfg.model_copy(update={"epochs": epochs, "patience": 0})
     log.info("forecast: refitting on all %d origins for %d epochs", sum(s["train"][1] - s["train"][0]
                                                                         for s in full["series"]), epochs)

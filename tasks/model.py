@@ -14,10 +14,16 @@ class Forecaster(nn.Module):
     """A recurrent layer stack plus a linear head on the last hidden state.
 
     forward: x (batch, seq_len, 1) -> (batch, horizon)
+
+    skip_lag m > 0 adds a baseline read off the input window to the head's output, so the
+    network learns a correction to it (and starts as it: the head is zero-initialised):
+
+        out[:, h-1] = head(...)[:, h-1] + x[:, L-1 + h - m*ceil(h/m)]    m = 1: naive, m = season: seasonal naive
     """
 
     def __init__(
-        self, cell: str = "rnn", hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.0, horizon: int = 1
+        self, cell: str = "rnn", hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.0, horizon: int = 1,
+        skip_lag: int = 0,
     ) -> None:
         super().__init__()
         self.rnn = CELLS[cell](
@@ -28,10 +34,18 @@ class Forecaster(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.head = nn.Linear(hidden_size, horizon)
+        self.skip_lag = skip_lag
+        if skip_lag:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)  # (batch, seq_len, hidden)
-        return self.head(out[:, -1, :])
+        y = self.head(out[:, -1, :])
+        if not self.skip_lag:
+            return y
+        m, h = self.skip_lag, torch.arange(1, y.shape[1] + 1, device=x.device)
+        return y + x[:, x.shape[1] - 1 + h - m * ((h + m - 1) // m), 0]
 
 
 def build_model(spec: dict) -> Forecaster:

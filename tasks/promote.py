@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import registry, store, ui
 from tasks.config import EvalConfig
-from tasks.evaluate import model_predictions, score, season_for, test_frame
+from tasks.evaluate import METRICS_FILE, model_predictions, score, season_for, test_frame
 from tasks.model import load_model
 from tasks.train import MODEL_FILE
 from tasks.windowing import SPLIT_FILE, VALUES_FILE, ranges_to_index
@@ -112,6 +112,9 @@ def promotion_markdown(d: dict) -> str:
         f"- metric: {d['metric']} (lower is better), margin {d['margin']:g}",
         f"- holdout: {h['n_test']} test targets of data `{h['data_hash'][:12]}` (window entry `{h['window_hash'][:12]}`)",
     ]
+    if gate := d["challenger"].get("gate"):
+        lines.append(f"- baseline gate (backtest MASE vs {gate['baseline']}): "
+                     f"{'passed' if gate['passed'] else 'failed'}, {gate['model']:.4g} vs {gate['baseline_value']:.4g}")
     if d["champion"] and d["champion"].get("problem"):
         lines.append(f"- champion not scored: {d['champion']['problem']}")
     lines += ["", "## Metrics on the newest holdout", ""]
@@ -132,6 +135,9 @@ def judge(ch: dict, champ: dict | None, settings: PromoteSettings) -> tuple[bool
     m = settings.metric
     if champ is not None and champ["model_sha256"] == ch["model_sha256"]:
         return False, "the challenger is the champion's own model file"
+    if (gate := ch.get("gate")) is not None and not gate["passed"]:  # tasks.backtest.baseline_gate
+        return False, (f"the challenger fails the baseline gate: backtest MASE {gate['model']:.4g} is not below "
+                       f"{gate['baseline']} {gate['baseline_value']:.4g}")
     if champ is not None and champ["problem"]:
         return True, f"the champion cannot be scored ({champ['problem']})"
     return decide(ch["metrics"][m], champ["metrics"][m] if champ else None, m, settings.margin)
@@ -166,15 +172,18 @@ def score_both(root: Path, reg: dict, train_file: Path, values: np.ndarray, spli
 
 
 def promote(root: str | os.PathLike, window: store.StageRef, train: store.StageRef, run: str,
-            settings: PromoteSettings, cfg: EvalConfig = EvalConfig()) -> dict:
-    """Judge this run's model against the champion, update the registry (last); return the decision."""
+            settings: PromoteSettings, cfg: EvalConfig = EvalConfig(), gate: dict | None = None) -> dict:
+    """Judge this run's model against the champion, update the registry (last); return the decision.
+
+    `gate`: the evaluate stage's baseline gate; a challenger that fails it is never promoted.
+    """
     root, manifest = Path(root), window.manifest()
     data_hash = manifest["key_inputs"]["upstream"].get("generate", "")
     values, split = np.load(window.file(VALUES_FILE)), store.read_json(window.file(SPLIT_FILE))
     with registry.registry_lock(root):
         reg = registry.load(root)
         ch, champ, baselines, n, meta = score_both(root, reg, train.file(MODEL_FILE), values, split, cfg)
-        ch.update(run=run, data_hash=data_hash)
+        ch.update(run=run, data_hash=data_hash, **({"gate": gate} if gate is not None else {}))
         ok, reason = judge(ch, champ, settings)
         at = registry.now()
         d = {
@@ -206,9 +215,10 @@ def summarize(d: dict, root: str | os.PathLike) -> dict:
 
 
 @task(name="promote", cache_policy=NO_CACHE, persist_result=False)
-def promote_task(window: dict, train: dict, root: str, run: str, settings: dict, cfg: EvalConfig) -> dict:
+def promote_task(window: dict, train: dict, root: str, run: str, settings: dict, cfg: EvalConfig,
+                 gate: dict | None = None) -> dict:
     """Decide, write the registry, then publish the rnn-promotion artifact; return the summary."""
-    d = promote(root, store.StageRef(**window), store.StageRef(**train), run, PromoteSettings(**settings), cfg)
+    d = promote(root, store.StageRef(**window), store.StageRef(**train), run, PromoteSettings(**settings), cfg, gate)
     ui.publish_markdown(PROMOTION_KEY, promotion_markdown(d), f"Champion/challenger decision of run {run}")
     return summarize(d, root)
 
@@ -222,7 +232,8 @@ def promote_step(
     elif "train" not in refs:
         out = {"action": "skipped", "reason": "no model was trained in this run"}
     else:
+        gate = store.read_json(refs["evaluate"].file(METRICS_FILE))["gate"] if "evaluate" in refs else None
         out = promote_task(refs["window"].model_dump(), refs["train"].model_dump(), str(root), run,
-                           settings.model_dump(), cfg)
+                           settings.model_dump(), cfg, gate)
     store.write_json(Path(run_dir) / "promotion.json", out)
     return out

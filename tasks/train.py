@@ -20,7 +20,7 @@ from prefect import task
 
 from tasks import store
 from tasks.caching import STAGE_CACHE_POLICY, StagePlan
-from tasks.config import ModelConfig, TrainConfig
+from tasks.config import ModelConfig, TrainConfig, resolve_auto
 from tasks.model import Forecaster, resolve_device
 from tasks.retry import RETRY_OPTIONS
 from tasks.scaling import from_window, to_window, window_stats
@@ -125,6 +125,7 @@ def predict(
     """
     was_training = model.training
     model.eval()
+    chunk = bounded_chunk(model, data, chunk)
     one = (lambda i: data.forecast(model, i, steps)) if series_units else (lambda i: model(data.batch(i)[0]))
     outs = [one(idx[i : i + chunk]) for i in range(0, len(idx), chunk)]
     model.train(was_training)
@@ -136,8 +137,24 @@ def mse_on(model: torch.nn.Module, data: SeriesData, idx: torch.Tensor, chunk: i
     """Mean squared error over windows `idx` (one host sync)."""
     if len(idx) == 0:
         return float("nan")
-    pred = predict(model, data, idx, chunk)
-    return float(((pred - data.batch(idx)[1]) ** 2).mean().item())
+    was_training = model.training
+    model.eval()
+    chunk = bounded_chunk(model, data, chunk)
+    total = torch.zeros((), dtype=torch.float64, device=data.values.device)
+    for i in range(0, len(idx), chunk):  # never all windows (or all targets) at once
+        x, y = data.batch(idx[i : i + chunk])
+        total += ((model(x) - y) ** 2).sum(dtype=torch.float64)
+    model.train(was_training)
+    return float(total.item()) / (len(idx) * data.horizon)
+
+
+def bounded_chunk(model: torch.nn.Module, data: SeriesData, chunk: int) -> int:
+    """At most `chunk` windows, and few enough that one inference chunk stays near 64 MB on CPU
+    (1 GB on a GPU): the recurrent layers keep about 8 floats per step, unit and window."""
+    rnn = getattr(model, "rnn", None)
+    units = rnn.hidden_size * rnn.num_layers if rnn is not None else 64
+    budget = (1 << 30) if data.values.device.type == "cuda" else (64 << 20)
+    return max(1, min(chunk, budget // (data.seq_length * units * 32)))
 
 
 # --------------------------------------------------------------------------- steps
@@ -280,6 +297,7 @@ def fit(
     train_idx, val_idx: (n,) window starts on the data's device. `checkpoint(blob)` is called
     every cfg.checkpoint_every epochs and at the end; `resume` is such a blob.
     """
+    cfg = resolve_auto(cfg, None)  # train_model resolved it for the data source; direct callers get the tutorial's
     dev = data.values.device
     use_graph = cfg.cuda_graphs and dev.type == "cuda"
     opt = make_optimizer(model, cfg.lr, dev, capturable=use_graph)
@@ -408,8 +426,9 @@ def train_model(
 
     direct: the head outputs split["horizon"] values; recursive: a one-step model (horizon 1).
     """
+    cfg = resolve_auto(cfg, split.get("source"))
     torch.manual_seed(cfg.seed)
-    spec = model_spec(model_cfg, split.get("horizon", 1))
+    spec = model_spec(model_cfg, split)
     model = Forecaster(**spec).to(device)
     data = series_data(values, split, device, horizon=spec["horizon"])
     train_idx = torch.as_tensor(ranges_to_index(split, "train"), device=device)
@@ -418,10 +437,18 @@ def train_model(
     return model, st
 
 
-def model_spec(model_cfg: ModelConfig, horizon: int) -> dict:
-    """The Forecaster's arguments (stored in model.pt): its head has `horizon` outputs when direct, else 1."""
-    spec = model_cfg.model_dump(exclude={"strategy"})
-    return {**spec, "horizon": horizon if model_cfg.strategy == "direct" else 1}
+def model_spec(model_cfg: ModelConfig, split: dict) -> dict:
+    """The Forecaster's arguments (stored in model.pt): head size and skip lag resolved for this split.
+
+    The head has split["horizon"] outputs when direct, else 1; skip "auto" is none for generated
+    data and seasonal for files; seasonal falls back to naive (lag 1) without a season that fits the window.
+    """
+    model_cfg = resolve_auto(model_cfg, split.get("source"))
+    spec = model_cfg.model_dump(exclude={"strategy", "skip"})
+    spec["horizon"] = split.get("horizon", 1) if model_cfg.strategy == "direct" else 1
+    season = split.get("season_length") or 0
+    lag = {"none": 0, "naive": 1, "seasonal": season if 0 < season <= split["seq_length"] else 1}[model_cfg.skip]
+    return {**spec, "skip_lag": lag} if lag else spec
 
 
 def train_env(cfg: TrainConfig) -> dict[str, str]:
@@ -439,7 +466,7 @@ def train_task(plan: StagePlan, model_cfg: ModelConfig, cfg: TrainConfig, window
         win = store.StageRef(**window)
         values, split = np.load(win.file(VALUES_FILE)), store.read_json(win.file(SPLIT_FILE))
         ckpt = checkpoint_path(root, plan.key)
-        progress = _progress_reporter(cfg)
+        progress = _progress_reporter(resolve_auto(cfg, split.get("source")))
         model, st = train_model(
             values, split, model_cfg, cfg, device,
             on_epoch=progress, checkpoint=lambda b: save_checkpoint(ckpt, b), resume=load_checkpoint(ckpt),
@@ -451,7 +478,7 @@ def train_task(plan: StagePlan, model_cfg: ModelConfig, cfg: TrainConfig, window
         }
         torch.save(
             {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-             "model": model_spec(model_cfg, split.get("horizon", 1)), "seq_length": split["seq_length"],
+             "model": model_spec(model_cfg, split), "seq_length": split["seq_length"],
              "horizon": split.get("horizon", 1), "strategy": model_cfg.strategy,
              "scaler": split["scaler"], "normalize": split.get("normalize", "none"), **meta},
             w.path(MODEL_FILE),

