@@ -94,9 +94,9 @@ def _publish_results(cfg: PipelineConfig, ledger: RunLedger, name: str, logger) 
     """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
     result = read_json(ledger.refs["evaluate"].file(METRICS_FILE))
     metrics, tr, gate = result["metrics"], result["train"], result["gate"]
+    gate_text = gate_line(gate, result["horizon"], result["n_test"])
     ui.publish_table(ui.METRICS_KEY, ui.metrics_rows(metrics, _metric_extras(result)),
-                     f"Backtest metrics of run {name} (averages over {result['horizon']} lead(s)); "
-                     f"{gate_line(gate, result['horizon'], result['n_test'])}")
+                     f"Backtest metrics of run {name} (averages over {result['horizon']} lead(s)); {gate_text}")
     verdict = (
         f"device {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
         f"{' (early stop)' if tr['stopped_early'] else ''}; test MSE {metrics['model']['mse']:.3e} vs naive "
@@ -109,7 +109,6 @@ def _publish_results(cfg: PipelineConfig, ledger: RunLedger, name: str, logger) 
         verdict += f"; averaged over {result['horizon']} leads"
     if result.get("frequency") not in (None, "1"):
         verdict += f"; inferred frequency {result['frequency']}"
-    gate_text = gate_line(gate, result["horizon"], result["n_test"])
     logger.info("result: %s", verdict)
     logger.info("%s", gate_text)
     if "figures" in ledger.refs:
