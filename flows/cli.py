@@ -1,4 +1,12 @@
-"""Command line of flows/rnn_flow.py: options -> PipelineConfig, one clear line on bad input."""
+"""Command line of flows/rnn_flow.py: argv -> one Invocation, parsed and validated once, then run.
+
+    python flows/rnn_flow.py [options]            run the pipeline once
+    python flows/rnn_flow.py serve [options]      scheduled retraining on a running Prefect server
+    python flows/rnn_flow.py rollback             the previous champion model again
+
+Options map onto PipelineConfig fields; their help texts are the fields' descriptions. Bad input
+is one `error:` line naming the option and the value, exit status 2, before Prefect is imported.
+"""
 
 from __future__ import annotations
 
@@ -8,105 +16,166 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticUndefined
 
-from tasks.config import STAGES, PipelineConfig, with_overrides
+from tasks.config import STAGES, PipelineConfig, PromoteSettings, with_overrides
 from tasks.errors import InputError
 
-# option -> (section, field); the option's type comes from the pydantic field, checked there.
-OPTIONS: dict[str, tuple[str, str, str]] = {
-    "--n-points": ("data", "n_points", "points to generate (tutorial: 1020)"),
-    "--noise": ("data", "noise", "std of additive Gaussian noise"),
-    "--trend": ("data", "trend", "linear trend per unit of x"),
-    "--data-seed": ("data", "seed", "seed of the noise"),
-    "--data-path": ("data", "data_path", "your own series: a CSV or Parquet file"),
-    "--time-column": ("data", "time_column", "time column of --data-path"),
-    "--value-column": ("data", "value_column", "value column of --data-path"),
-    "--id-column": ("data", "id_column", "series id column of --data-path (many series)"),
-    "--fill": ("data", "fill", "repair missing values: interpolate or ffill"),
-    "--seq-length": ("window", "seq_length", "input window length (tutorial: 20)"),
-    "--horizon": ("window", "horizon", "steps forecast from each origin (tutorial: 1)"),
-    "--train-fraction": ("window", "train_fraction", "share of windows for training (0.8)"),
-    "--val-fraction": ("window", "val_fraction", "share of training windows held out for early stopping"),
-    "--normalize": ("window", "normalize", "auto (none for generated data, window for files), none, standard "
-                    "(fitted on the training range only) or window (per window)"),
-    "--cell": ("model", "cell", "auto (rnn for generated data, gru for files), rnn, gru or lstm"),
-    "--hidden-size": ("model", "hidden_size", "hidden units (64)"),
-    "--layers": ("model", "num_layers", "stacked recurrent layers (1)"),
-    "--dropout": ("model", "dropout", "dropout between layers"),
-    "--strategy": ("model", "strategy", "direct (one head, all horizon steps) or recursive (one step, fed back)"),
-    "--skip": ("model", "skip", "learn a correction to a baseline: auto (none for generated data, seasonal for "
-               "files), none, naive or seasonal"),
-    "--epochs": ("train", "epochs", "maximum epochs (auto: 100; 300 for files)"),
-    "--batch-size": ("train", "batch_size", "mini-batch size (32)"),
-    "--lr": ("train", "lr", "Adam learning rate (auto: 1e-3; 1e-2 for files)"),
-    "--seed": ("train", "seed", "seed for weights and shuffling"),
-    "--device": ("train", "device", "auto, cpu, cuda or mps"),
-    "--patience": ("train", "patience", "early-stopping patience in epochs (0: off; auto: 5, 20 for files)"),
-    "--min-delta": ("train", "min_delta", "relative val-loss improvement that resets the patience (auto: 0.1; 0 for files)"),
-    "--ema-decay": ("train", "ema_decay", "per-step decay of the averaged weights that are kept (0: off)"),
-    "--threads": ("train", "threads", "torch CPU threads (1)"),
-    "--no-cuda-graphs": ("train", "cuda_graphs", "train with the plain loop on CUDA"),
-    "--checkpoint-every": ("train", "checkpoint_every", "epochs between checkpoints"),
-    "--season-length": ("eval", "season_length", "seasonal-naive lag in steps (default: from the data's frequency)"),
-    "--refit-every": ("eval", "refit_every", "backtest: retrain before every K test origins (0: never; K-fold cost)"),
-    "--levels": ("eval", "levels", "conformal interval levels, comma-separated (0.8,0.95)"),
-    "--refit-full": ("forecast", "refit_full", "retrain on all windows before forecasting the future"),
-    "--fig-width": ("figures", "width", "figure width (inches)"),
-    "--fig-height": ("figures", "height", "figure height (inches)"),
-    "--fig-dpi": ("figures", "dpi", "figure resolution"),
-    "--output-dir": ("output", "root", "run outputs and the stage cache (artifacts)"),
-    "--data-dir": ("output", "data_dir", "generated or ingested series (data)"),
+PROG = "python flows/rnn_flow.py"
+DEPLOYMENT = "rnn-retrain"
+
+# option -> (config section, field); the help text and the type come from the pydantic field.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "--n-points": ("data", "n_points"),
+    "--noise": ("data", "noise"),
+    "--trend": ("data", "trend"),
+    "--data-seed": ("data", "seed"),
+    "--data-path": ("data", "data_path"),
+    "--time-column": ("data", "time_column"),
+    "--value-column": ("data", "value_column"),
+    "--id-column": ("data", "id_column"),
+    "--fill": ("data", "fill"),
+    "--seq-length": ("window", "seq_length"),
+    "--horizon": ("window", "horizon"),
+    "--train-fraction": ("window", "train_fraction"),
+    "--val-fraction": ("window", "val_fraction"),
+    "--normalize": ("window", "normalize"),
+    "--cell": ("model", "cell"),
+    "--hidden-size": ("model", "hidden_size"),
+    "--layers": ("model", "num_layers"),
+    "--dropout": ("model", "dropout"),
+    "--strategy": ("model", "strategy"),
+    "--skip": ("model", "skip"),
+    "--epochs": ("train", "epochs"),
+    "--batch-size": ("train", "batch_size"),
+    "--lr": ("train", "lr"),
+    "--seed": ("train", "seed"),
+    "--device": ("train", "device"),
+    "--patience": ("train", "patience"),
+    "--min-delta": ("train", "min_delta"),
+    "--ema-decay": ("train", "ema_decay"),
+    "--threads": ("train", "threads"),
+    "--no-cuda-graphs": ("train", "cuda_graphs"),
+    "--checkpoint-every": ("train", "checkpoint_every"),
+    "--season-length": ("eval", "season_length"),
+    "--refit-every": ("eval", "refit_every"),
+    "--levels": ("eval", "levels"),
+    "--refit-full": ("forecast", "refit_full"),
+    "--fig-width": ("figures", "width"),
+    "--fig-height": ("figures", "height"),
+    "--fig-dpi": ("figures", "dpi"),
+    "--output-dir": ("output", "root"),
+    "--data-dir": ("output", "data_dir"),
 }
-FLAG_OF = {(s, f): opt for opt, (s, f, _) in OPTIONS.items()}
+SWITCHES = {"--no-cuda-graphs": False, "--refit-full": True}  # flags that set a boolean field
+FLAG_OF = {(s, f): opt for opt, (s, f) in OPTIONS.items()}
 # InputError field ("value_column", "output.root", ...) -> the option that sets it
-_FIELDS = [f for _, f, _ in OPTIONS.values()]
+_FIELDS = [f for _, f in OPTIONS.values()]
 FLAG_OF_FIELD = {
-    **{f: opt for opt, (_, f, _) in OPTIONS.items() if _FIELDS.count(f) == 1},
-    **{f"{s}.{f}": opt for opt, (s, f, _) in OPTIONS.items()},
+    **{f: opt for opt, (_, f) in OPTIONS.items() if _FIELDS.count(f) == 1},
+    **{f"{s}.{f}": opt for opt, (s, f) in OPTIONS.items()},
     "config": "--config",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Invocation:
+    """One command line, parsed and validated: what to do and with which settings."""
+
+    command: str  # "run" | "serve" | "rollback"
+    config: PipelineConfig | None = None
+    controls: dict[str, Any] = field(default_factory=dict)  # the flow's other parameters
+    schedule: dict[str, Any] = field(default_factory=dict)  # serve: cron, interval, name
+    output_dir: str | None = None  # rollback
+    debug: bool = False
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _help(section: str, name: str) -> str:
+    info = type(getattr(PipelineConfig(), section)).model_fields[name]
+    default = info.default if info.default is not PydanticUndefined else None
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    return f"{info.description} (default: {shown})"
+
+
+def run_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Every pipeline option, grouped by config section, plus the rerun and promotion controls."""
     p = argparse.ArgumentParser(
-        prog="python flows/rnn_flow.py",
+        prog=prog, usage="%(prog)s [options]", epilog=f"subcommands: {PROG} serve --help | {PROG} rollback --help",
         description="Train and evaluate an RNN/GRU/LSTM forecaster as a Prefect flow; unchanged stages are reused.",
     )
-    for opt, (section, field, help_) in OPTIONS.items():
-        if opt in ("--no-cuda-graphs", "--refit-full"):
-            const = opt == "--refit-full"
-            p.add_argument(opt, dest=f"{section}.{field}", action="store_const", const=const, help=help_)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for opt, (section, name) in OPTIONS.items():
+        if section not in groups:
+            doc = (type(getattr(PipelineConfig(), section)).__doc__ or section).strip().splitlines()[0]
+            groups[section] = p.add_argument_group(f"{section}: {doc.rstrip('.')}")
+        if opt in SWITCHES:
+            groups[section].add_argument(opt, dest=f"{section}.{name}", action="store_const", const=SWITCHES[opt],
+                                         help=_help(section, name))
         else:
-            p.add_argument(opt, dest=f"{section}.{field}", metavar=field.upper(), help=help_)
-    p.add_argument("--config", metavar="FILE", help="a JSON file with a full or partial config")
-    p.add_argument("--refresh", choices=STAGES, help="recompute this stage and every one after it")
-    p.add_argument("--until", choices=STAGES, default="figures",
+            groups[section].add_argument(opt, dest=f"{section}.{name}", metavar=name.upper(), help=_help(section, name))
+    g = p.add_argument_group("run controls")
+    g.add_argument("--config", metavar="FILE", help="a JSON file with a full or partial config")
+    g.add_argument("--refresh", choices=STAGES, help="recompute this stage and every one after it")
+    g.add_argument("--until", choices=STAGES, default="figures",
                    help="stop after this stage (forecast: also forecast past the end of every series)")
-    p.add_argument("--no-cache", action="store_true", help="recompute every stage")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    add_promote_options(p)
+    g.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    g.add_argument("--promote", action=argparse.BooleanOptionalAction, default=False,
+                   help="judge this run's model against the champion and keep the better one")
+    g.add_argument("--promote-metric", default="mase", help="the deciding metric: mse, rmse, mae, smape or mase")
+    g.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
+                   help="relative improvement a challenger needs (0.05: 5%% lower)")
     return p
 
 
-def add_promote_options(p: argparse.ArgumentParser) -> None:
-    """--promote / --no-promote, --promote-metric, --promote-margin (flow parameters, not config)."""
-    p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=False,
-                   help="judge this run's model against the champion and keep the better one")
-    p.add_argument("--promote-metric", default="mase", help="the deciding metric: mse, rmse, mae, smape or mase")
-    p.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
-                   help="relative improvement a challenger needs (0.05: 5%% lower)")
+def serve_parser() -> argparse.ArgumentParser:
+    """The run options plus the schedule; promotion on by default."""
+    p = run_parser(f"{PROG} serve")
+    p.description = (f"Serve rnn_pipeline as the deployment '{DEPLOYMENT}' on a running Prefect server "
+                     "(PREFECT_API_URL, else one at 127.0.0.1:4200); runs never overlap.")
+    p.epilog = None
+    s = p.add_argument_group("schedule")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day)')
+    g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS")
+    s.add_argument("--name", default=DEPLOYMENT, help=f"deployment name ({DEPLOYMENT})")
+    p.set_defaults(promote=True)  # a retraining schedule keeps the better model
+    return p
 
 
-def promote_params(args: argparse.Namespace) -> dict:
-    """The flow's promote parameters, validated (tasks.promote.PromoteSettings)."""
-    from tasks.promote import PromoteSettings
+def rollback_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"{PROG} rollback",
+                                description="Restore the previous champion model of <output-dir>/models/registry.json.")
+    p.add_argument("--output-dir", default=PipelineConfig().output.root, help="the output root (artifacts)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
 
-    s = PromoteSettings(metric=args.promote_metric, margin=args.promote_margin)
-    return {"promote": bool(args.promote), "promote_metric": s.metric, "promote_margin": s.margin}
+
+# --------------------------------------------------------------------------- argv -> Invocation
+
+
+def parse(argv: list[str]) -> Invocation:
+    """The Invocation of `argv` (argparse exits on a malformed command line; pydantic and
+    InputError say which setting is wrong)."""
+    command = argv[0] if argv[:1] in (["serve"], ["rollback"]) else "run"
+    rest = argv[1:] if command != "run" else argv
+    if command == "rollback":
+        a = rollback_parser().parse_args(rest)
+        return Invocation("rollback", output_dir=a.output_dir, debug=a.debug)
+    a = (serve_parser() if command == "serve" else run_parser()).parse_args(rest)
+    promote = PromoteSettings(metric=a.promote_metric, margin=a.promote_margin)
+    controls = {"refresh": a.refresh, "until": a.until, "no_cache": a.no_cache, "promote": bool(a.promote),
+                "promote_metric": promote.metric, "promote_margin": promote.margin}
+    schedule = {"cron": a.cron, "interval": a.interval, "name": a.name} if command == "serve" else {}
+    return Invocation(command, config_from_args(a), controls, schedule, debug=a.debug)
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -122,24 +191,29 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     overrides: dict[str, dict] = {}
     for dest, value in vars(args).items():
         if "." in dest and value is not None:
-            section, field = dest.split(".")
-            overrides.setdefault(section, {})[field] = value
+            section, name = dest.split(".")
+            overrides.setdefault(section, {})[name] = value
     return with_overrides(cfg, overrides)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as one line naming the option and the value."""
-    err = exc.errors()[0]
-    loc = tuple(str(x) for x in err["loc"])
-    if exc.title == "PromoteSettings" and loc:
-        return f"--promote-{loc[0]}={err.get('input')!r}: {err['msg']}"
-    name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
-    return f"{name}={err.get('input')!r}: {err['msg']}"
+def validate(cfg: PipelineConfig) -> None:
+    """Check what pydantic cannot before any training: device, data file, output dirs (InputError)."""
+    if cfg.train.device != "auto":
+        from tasks.components.network import resolve_device
 
+        resolve_device(cfg.train.device)
+    if cfg.data.data_path is not None:
+        from tasks.components import ingest
+        from tasks.components.split import min_series_length
 
-def describe_input_error(exc: InputError) -> str:
-    """An InputError as one line, naming the command-line option where there is one."""
-    return f"{FLAG_OF_FIELD.get(exc.field, exc.field)}={exc.value!r}: {exc.message}"
+        w = cfg.window
+        ingest.prepare_series(
+            ingest.read_table(cfg.data.data_path), time_column=cfg.data.time_column,
+            value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
+            min_length=min_series_length(w.seq_length, w.horizon, w.train_fraction, w.val_fraction),
+        )
+    check_writable(cfg.output.root, "output.root")
+    check_writable(cfg.output.data_dir, "output.data_dir")
 
 
 def check_writable(path: str | Path, field: str) -> None:
@@ -161,72 +235,68 @@ def check_writable(path: str | Path, field: str) -> None:
         raise InputError(field, str(path), msg) from None
 
 
-_validated: set[str] = set()
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as one line naming the option and the value."""
+    err = exc.errors()[0]
+    loc = tuple(str(x) for x in err["loc"])
+    if exc.title == "PromoteSettings" and loc:
+        return f"--promote-{loc[0]}={err.get('input')!r}: {err['msg']}"
+    name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
+    return f"{name}={err.get('input')!r}: {err['msg']}"
 
 
-def validate(cfg: PipelineConfig) -> None:
-    """Check what pydantic cannot before any training: device, data file, output dirs (InputError)."""
-    if cfg.model_dump_json() in _validated:
-        return
-    if cfg.train.device != "auto":
-        from tasks.model import resolve_device
-
-        resolve_device(cfg.train.device)
-    if cfg.data.data_path is not None:
-        from tasks import ingest
-        from tasks.split import min_series_length
-
-        ingest.prepare_series(
-            ingest.read_table(cfg.data.data_path), time_column=cfg.data.time_column,
-            value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
-            min_length=min_series_length(cfg.window),
-        )
-    check_writable(cfg.output.root, "output.root")
-    check_writable(cfg.output.data_dir, "output.data_dir")
-    _validated.add(cfg.model_dump_json())
+def describe_input_error(exc: InputError) -> str:
+    """An InputError as one line, naming the command-line option where there is one."""
+    return f"{FLAG_OF_FIELD.get(exc.field, exc.field)}={exc.value!r}: {exc.message}"
 
 
-def precheck(argv: list[str]) -> int | None:
-    """Validate a run's options before Prefect is imported: 2 (after one line on stderr) or None.
+# --------------------------------------------------------------------------- running
 
-    Subcommands and --help are left to `main`; options this parser does not know are ignored here.
-    """
-    if (argv and not argv[0].startswith("-")) or {"-h", "--help"} & set(argv):
-        return None
-    args, _ = build_parser().parse_known_args(argv)
+
+def main(argv: list[str]) -> int:
+    """Entry point: parse and validate once, then run, serve or roll back; bad input -> exit 2."""
+    debug = "--debug" in argv
     try:
-        validate(config_from_args(args))
+        inv = parse(argv)
+        if inv.config is not None:
+            validate(inv.config)  # fail before any Prefect start-up or training
+        if inv.command == "rollback":
+            from flows.serve import rollback
+
+            return rollback(inv.output_dir)
+        if inv.command == "serve":
+            from flows.serve import NoServer, serve
+
+            try:
+                return serve(inv)
+            except NoServer as exc:
+                return fail(str(exc), exc, debug)
+        return run(inv)
     except ValidationError as exc:
-        return _fail(describe_validation_error(exc), exc, args.debug)
+        return fail(describe_validation_error(exc), exc, debug)
     except InputError as exc:
-        return _fail(describe_input_error(exc), exc, args.debug)
-    return None
+        return fail(describe_input_error(exc), exc, debug)
 
 
-def run(argv: list[str], pipeline: Callable) -> int:
-    """Parse, validate, run the flow, print the summary; bad input -> one line on stderr and exit 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        validate(cfg)  # fail before any Prefect start-up or training
-        _quiet_failures(args.debug)
-        promote = promote_params(args)
-        summary = pipeline(config=cfg, refresh=args.refresh, until=args.until, no_cache=args.no_cache, **promote)
-    except ValidationError as exc:
-        return _fail(describe_validation_error(exc), exc, args.debug)
-    except InputError as exc:
-        return _fail(describe_input_error(exc), exc, args.debug)
-    except Exception as exc:
-        from tasks.train import TrainingDiverged
+def run(inv: Invocation) -> int:
+    """Run the flow once (on a running local server when there is one) and print the summary."""
+    from flows.serve import prefect_api
+    from tasks.components.fit import TrainingDiverged
 
-        if isinstance(exc, TrainingDiverged):
-            return _fail(str(exc), exc, args.debug)
-        raise
+    with prefect_api():
+        from flows.rnn_flow import rnn_pipeline
+
+        _quiet_known_failures(inv.debug, (InputError, TrainingDiverged))
+        try:
+            summary = rnn_pipeline(config=inv.config, **inv.controls)
+        except TrainingDiverged as exc:
+            return fail(str(exc), exc, inv.debug)
     print_summary(summary)
     return 0
 
 
-def _fail(message: str, exc: BaseException, debug: bool) -> int:
+def fail(message: str, exc: BaseException, debug: bool) -> int:
+    """Print one `error:` line (the traceback too with --debug); the exit status 2."""
     if debug:
         import traceback
 
@@ -235,23 +305,23 @@ def _fail(message: str, exc: BaseException, debug: bool) -> int:
     return 2
 
 
-class _DropKnownFailures(logging.Filter):
-    """Hide Prefect's traceback for failures the CLI reports in one line itself."""
+class _NoTraceback(logging.Filter):
+    """Keep Prefect's line about a failure the CLI reports itself, without the traceback."""
+
+    def __init__(self, known: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.known = known
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from tasks.train import TrainingDiverged
-
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is None and record.levelno >= logging.ERROR:
-            msg = record.getMessage()
-            return not ("InputError" in msg or "TrainingDiverged" in msg or "Finished in state Failed" in msg)
-        return not isinstance(exc, (InputError, TrainingDiverged))
+        if record.exc_info and isinstance(record.exc_info[1], self.known):
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
-def _quiet_failures(debug: bool) -> None:
+def _quiet_known_failures(debug: bool, known: tuple[type[BaseException], ...]) -> None:
     if debug:
         return
-    f = _DropKnownFailures()
+    f = _NoTraceback(known)
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
         for h in logging.getLogger(name).handlers:
             h.addFilter(f)
@@ -269,14 +339,3 @@ def print_summary(summary: dict) -> None:
     if "forecast" in summary:
         print(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
     print(f"outputs: {summary['run_dir']}")
-
-
-def main(argv: list[str], pipeline: Callable) -> int:
-    """Entry point: `serve` and `rollback` subcommands, else a pipeline run."""
-    from flows import commands
-
-    if argv[:1] == ["serve"]:
-        return commands.serve(argv[1:], pipeline)
-    if argv[:1] == ["rollback"]:
-        return commands.rollback(argv[1:])
-    return run(argv, pipeline)

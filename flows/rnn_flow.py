@@ -3,33 +3,25 @@
     python flows/rnn_flow.py                 # the tutorial, end to end, with sensible defaults
     python flows/rnn_flow.py --epochs 20     # change one setting: only affected stages rerun
     python flows/rnn_flow.py --help          # all options
+
+Each stage is a task in tasks/<stage>.py; its logic is one step from here. What a stage reads is
+what is passed to it below, and its cache key covers exactly that (tasks/runtime/stages.py).
 """
 
-from __future__ import annotations
-
-import os
+# No `from __future__ import annotations` in this module: Prefect validates the flow's parameters
+# from its annotations, resolving string ones in the function's __globals__ (PrefectHQ/prefect#19289),
+# and `serve` hands each run a copy of the function pickled by value, whose globals hold only the
+# names its body uses. Real annotations need no lookup.
 import sys
 from pathlib import Path
 
-# Quiet, offline-friendly Prefect defaults (the repo's prefect.toml says the same, but only
-# when run from the repo root). Set before Prefect is imported; explicit settings win.
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+if __package__ in (None, ""):  # run or loaded as a script (a worker's entrypoint): this checkout's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-if __package__ in (None, "") and not any((Path(p) / "tasks").is_dir() for p in sys.path[1:]):
-    sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
+if __name__ == "__main__":  # a command: parse and validate the options before Prefect's slow import
+    from flows.cli import main
 
-if __name__ == "__main__":  # bad options fail in a second, before Prefect's slow import
-    from flows.cli import precheck
-
-    if (code := precheck(sys.argv[1:])) is not None:
-        sys.exit(code)
-
-if __name__ == "__main__":  # a command, not an import (worker, tests): use a running local server
-    from flows.server import use_running_server
-
-    use_running_server()
+    sys.exit(main(sys.argv[1:]))
 
 import datetime as dt  # noqa: E402
 import secrets  # noqa: E402
@@ -38,11 +30,19 @@ from typing import Literal, Optional  # noqa: E402
 from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from flows.cli import main  # noqa: E402
-from tasks.config import PipelineConfig  # noqa: E402
+from flows.report import finish  # noqa: E402
+from tasks.config import Metric, PipelineConfig, PromoteSettings  # noqa: E402
+from tasks.evaluate import evaluate_task  # noqa: E402
+from tasks.figures import figures_task  # noqa: E402
+from tasks.forecast import forecast_task  # noqa: E402
+from tasks.formats.scores import read_metrics  # noqa: E402
+from tasks.generate import generate_task, source_digest  # noqa: E402
+from tasks.promote import promote_task  # noqa: E402
+from tasks.runtime.stages import Run  # noqa: E402
+from tasks.train import train_task  # noqa: E402
+from tasks.windowing import window_task  # noqa: E402
 
 Stage = Literal["generate", "window", "train", "evaluate", "figures", "forecast"]
-Metric = Literal["mse", "rmse", "mae", "smape", "mase"]  # tasks.promote.Metric
 
 
 def run_name() -> str:
@@ -63,7 +63,7 @@ def rnn_pipeline(
     """Train and evaluate a recurrent forecaster, reusing every stage whose inputs are unchanged.
 
     Args:
-        config: every setting, one section per stage.
+        config: every setting, one section per stage ("auto" values are resolved at the start).
         refresh: recompute this stage and every stage after it.
         until: stop after this stage (e.g. "window" for data preparation only; "forecast" to also
             forecast past the end of every series).
@@ -72,13 +72,21 @@ def rnn_pipeline(
         promote_metric: the metric that decides (lower is better).
         promote_margin: relative improvement the challenger needs (0.05: 5% lower).
     """
-    from flows.run import execute
-    from tasks.promote import PromoteSettings
+    run = Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until, no_cache=no_cache)
+    cfg = run.cfg  # every "auto" resolved
 
-    settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
-    name = flow_run.get_name() or run_name()
-    return execute(config, refresh=refresh, until=until, no_cache=no_cache, name=name, promote=settings)
+    series = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
+    split = run.stage(window_task, window_cfg=cfg.window, series=series)
+    model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, split=split)
+    scores = run.stage(evaluate_task, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train,
+                       split=split, model=model)
+    run.stage(figures_task, fig_cfg=cfg.figures, scores=scores, model=model)
+    run.stage(forecast_task, forecast_cfg=cfg.forecast, fig_cfg=cfg.figures, model_cfg=cfg.model,
+              train_cfg=cfg.train, series=series, split=split, model=model, scores=scores)
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], rnn_pipeline))
+    decision = None
+    if promote and model is not None:
+        gate = read_metrics(scores.path)["gate"] if scores is not None else None
+        decision = promote_task(split, model, gate, str(run.paths.root), run.name,
+                                PromoteSettings(metric=promote_metric, margin=promote_margin), cfg.eval)
+    return finish(run, promoted=decision, promote=promote)

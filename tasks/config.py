@@ -7,7 +7,7 @@ Each stage reads only its own section(s); its cache key hashes only those fields
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -95,7 +95,7 @@ class ModelConfig(_Section):
     )
 
 
-Auto = Literal["auto"]  # a value chosen by the data source: see AUTO_DEFAULTS
+Auto = Literal["auto"]  # a value chosen by the data source: see AUTO_DEFAULTS and resolve()
 
 
 class TrainConfig(_Section):
@@ -183,6 +183,16 @@ class OutputConfig(_Section):
     data_dir: str = Field("data", description="Generated or ingested series (Parquet).")
 
 
+Metric = Literal["mse", "rmse", "mae", "smape", "mase"]
+
+
+class PromoteSettings(_Section):
+    """How a challenger is judged against the champion: the metric (lower is better) and the margin."""
+
+    metric: Metric = Field("mase", description="Metric on the newest holdout; lower is better.")
+    margin: float = Field(0.0, ge=0, lt=1, description="Required relative improvement (0.05: 5% lower).")
+
+
 class PipelineConfig(_Section):
     """Everything a run needs; the flow's single parameter."""
 
@@ -201,47 +211,31 @@ class PipelineConfig(_Section):
 # "Defaults for real data"): the tutorial's early stopping (10% steps, patience 5) ends training on
 # a 100-point series after a few epochs of 3 mini-batches each.
 AUTO_DEFAULTS: dict[str, dict[str, tuple]] = {
-    "WindowConfig": {"normalize": ("none", "window")},
-    "ModelConfig": {"cell": ("rnn", "gru"), "skip": ("none", "seasonal")},
-    "TrainConfig": {"epochs": (100, 300), "lr": (1e-3, 1e-2), "patience": (5, 20), "min_delta": (0.1, 0.0)},
-}
-S = TypeVar("S", bound=_Section)
-
-
-def resolve_auto(section: S, source: str | None) -> S:
-    """`section` with each "auto" field set for the data source ("file": a user's file; else generated)."""
-    table = AUTO_DEFAULTS.get(type(section).__name__, {})
-    update = {f: both[source == "file"] for f, both in table.items() if getattr(section, f) == "auto"}
-    return type(section)(**{**section.model_dump(), **update}) if update else section
-
-
-# The config sections each stage reads: its cache key hashes exactly these.
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "generate": ("data",),
-    "window": ("window",),
-    "train": ("model", "train"),
-    "evaluate": ("eval", "model", "train"),  # model and train: the backtest's refits
-    "figures": ("figures",),
-    "forecast": ("forecast", "figures", "model", "train"),  # model and train: refit_full
-}
-
-# Fields that change how a stage runs but not what it produces: left out of its key.
-_RUN_ONLY = frozenset({"device", "checkpoint_every", "log_every"})
-KEY_EXCLUDED: dict[str, frozenset[str]] = {
-    "train": _RUN_ONLY,
-    "evaluate": _RUN_ONLY | {"chunk_size"},
-    "forecast": _RUN_ONLY,
+    "window": {"normalize": ("none", "window")},
+    "model": {"cell": ("rnn", "gru"), "skip": ("none", "seasonal")},
+    "train": {"epochs": (100, 300), "lr": (1e-3, 1e-2), "patience": (5, 20), "min_delta": (0.1, 0.0)},
 }
 
 
-def stage_params(cfg: PipelineConfig, stage: str) -> dict:
-    """The config fields `stage` reads, as plain JSON-able values (what its key hashes)."""
-    excluded = KEY_EXCLUDED.get(stage, frozenset())
-    out: dict = {}
-    for section in STAGE_SECTIONS[stage]:
-        values = getattr(cfg, section).model_dump(mode="json")
-        out[section] = {k: v for k, v in values.items() if k not in excluded}
-    return out
+def data_source(cfg: PipelineConfig) -> str:
+    """Where the series comes from: "file" (data_path is set) or "generate"."""
+    return "file" if cfg.data.data_path else "generate"
+
+
+def resolve(cfg: PipelineConfig, device: str) -> PipelineConfig:
+    """`cfg` with every "auto" replaced by what it means for this run: no "auto" is left.
+
+    Each AUTO_DEFAULTS field takes its value for the data source; `device` is the device that
+    train.device="auto" resolved to (tasks.components.network.resolve_device), given by the caller
+    so that this module needs no torch. Resolved once, at the start of a run: stage keys hash
+    these values, and the run directory records both the asked and the resolved config.
+    """
+    file = data_source(cfg) == "file"
+    update = {section: {f: both[file] for f, both in fields.items() if getattr(getattr(cfg, section), f) == "auto"}
+              for section, fields in AUTO_DEFAULTS.items()}
+    if cfg.train.device == "auto":
+        update["train"]["device"] = device
+    return with_overrides(cfg, {k: v for k, v in update.items() if v})
 
 
 def with_overrides(cfg: PipelineConfig, overrides: dict[str, dict]) -> PipelineConfig:
@@ -250,3 +244,11 @@ def with_overrides(cfg: PipelineConfig, overrides: dict[str, dict]) -> PipelineC
     for section, fields in overrides.items():
         data[section].update(fields)
     return PipelineConfig.model_validate(data)
+
+
+def section_name(section: BaseModel) -> str:
+    """The PipelineConfig field a section instance belongs to ("data", "window", ...)."""
+    for name, info in PipelineConfig.model_fields.items():
+        if info.annotation is type(section):
+            return name
+    raise TypeError(f"{type(section).__name__} is not a section of PipelineConfig")

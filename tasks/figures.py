@@ -1,4 +1,4 @@
-"""Stage 5: figures. Plot functions return a Figure; only the task saves them.
+"""Stage 5: figures of the backtest and of training. Plot functions return a Figure; only the task saves them.
 
 matplotlib's object API (Figure + Agg canvas) is used instead of pyplot: no global state, no GUI
 backend, no font look-ups beyond the default DejaVu Sans (so no font warnings).
@@ -12,16 +12,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from prefect import task
 
-from tasks import store
-from tasks.caching import STAGE_CACHE_POLICY, StagePlan
 from tasks.config import FiguresConfig
-from tasks.evaluate import METRICS_FILE, PREDICTIONS_FILE
-from tasks.retry import RETRY_OPTIONS
-from tasks.train import HISTORY_FILE
+from tasks.formats.figures import FIGURES, figure_file
+from tasks.formats.history import read_history
+from tasks.formats.scores import read_metrics, read_predictions
+from tasks.runtime import store
+from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("prediction", "loss", "residuals", "error_by_lead")
+STAGE = StageSpec("figures", packages=("matplotlib", "pandas"), files=tuple(figure_file(n) for n in FIGURES))
 FORECASTERS = {"model": "RNN", "naive": "Naive (last value)", "seasonal_naive": "Seasonal naive"}
 
 
@@ -108,18 +108,17 @@ def render_all(df: pd.DataFrame, history: dict, cfg: FiguresConfig, per_lead: di
     return figs
 
 
-@task(name="figures", cache_policy=STAGE_CACHE_POLICY, **RETRY_OPTIONS)
-def figures_task(plan: StagePlan, cfg: FiguresConfig, evaluate: dict, train: dict) -> dict:
-    """Write figures/*.png; return the StageRef."""
+@task(**stage_task(STAGE))
+def figures_task(plan, fig_cfg: FiguresConfig, scores: store.StageRef, model: store.StageRef) -> dict:
+    """Write figures/*.png from the backtest (scores) and the training history (model); return the StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
-        ev = store.StageRef(**evaluate)
-        df = pd.read_parquet(ev.file(PREDICTIONS_FILE))
-        per_lead = store.read_json(ev.file(METRICS_FILE))["per_lead"]
-        history = store.read_json(store.StageRef(**train).file(HISTORY_FILE))
-        for name, fig in render_all(df, history, cfg, per_lead).items():
-            fig.savefig(w.path(f"figures/{name}.png"), dpi=cfg.dpi)
-        log.info("figures: %s", ", ".join(f"{n}.png" for n in FIGURES))
-        return {"figures": [f"figures/{n}.png" for n in FIGURES]}
+        df = read_predictions(scores.path)
+        per_lead = read_metrics(scores.path)["per_lead"]
+        figs = render_all(df, read_history(model.path), fig_cfg, per_lead)
+        for name, fig in figs.items():
+            fig.savefig(w.path(figure_file(name)), dpi=fig_cfg.dpi)
+        log.info("figures: %s", ", ".join(f"{n}.png" for n in figs))
+        return {"figures": [figure_file(n) for n in figs]}
 
-    return store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced).model_dump()
+    return build(plan, compute)

@@ -9,82 +9,65 @@ is written last: a crash before that leaves the old champion in charge.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from prefect import task
-from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field
 
-from tasks import registry, store, ui
-from tasks.config import EvalConfig
-from tasks.evaluate import METRICS_FILE, model_predictions, score, season_for, test_frame
-from tasks.model import load_model
-from tasks.train import MODEL_FILE
-from tasks.windowing import SPLIT_FILE, VALUES_FILE, ranges_to_index
+from tasks.components.backtest import (
+    holdout_frame,
+    one_step_forecasts,
+    score_frame,
+    season_for,
+)
+from tasks.components.split import IDENTITY, Scaler, Split
+from tasks.config import EvalConfig, PromoteSettings
+from tasks.formats.model import MODEL_FILE, ModelFile, load_model_file
+from tasks.formats.window import read_window
+from tasks.runtime import publish, registry, store
 
 log = logging.getLogger(__name__)
 
 PROMOTION_KEY = "rnn-promotion"
-Metric = Literal["mse", "rmse", "mae", "smape", "mase"]
-
-
-class PromoteSettings(BaseModel):
-    """How a challenger is judged: the metric (lower is better) and the relative margin."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    metric: Metric = Field("mase", description="Metric on the newest holdout; lower is better.")
-    margin: float = Field(0.0, ge=0, lt=1, description="Required relative improvement (0.05: 5% lower).")
 
 
 # --------------------------------------------------------------------------- pure functions
 
 
-def aligned_split(split: dict, meta: dict, history: int) -> dict:
-    """`split` as the model of `meta` reads it: its window length, scaler and normalisation.
+def scalers_for(record: ModelFile, split: Split) -> tuple[Scaler, ...]:
+    """A model's own scalers (from its model file), one per series of the holdout.
 
-    The test windows end on the same targets as the holdout's; only targets with at least
-    `history` points before them in their series are kept, so models with different window
-    lengths are scored on the same targets:
-
-        targets of the holdout:  [test[0] + L, test[1] + L)     L = split["seq_length"]
-        a window of length L' for target t starts at t - L' (and needs t - L' >= offset)
+    Raises ValueError when the model was fitted on a different number of series with real scalers.
     """
-    L, seq_length, out = split["seq_length"], int(meta["seq_length"]), copy.deepcopy(split)
-    out.update(seq_length=seq_length, scaler=scaler_for(meta, split), normalize=meta.get("normalize", "none"))
-    for s in out["series"]:
-        first, end = max(s["test"][0] + L, s["offset"] + history), s["test"][1] + L
-        s["test"] = [first - seq_length, max(first, end) - seq_length]
-    return out
-
-
-def scaler_for(meta: dict, split: dict) -> list[dict]:
-    """A model's own scaler (stored in its model.pt), one entry per series of the holdout."""
-    own = meta.get("scaler") or []
-    if len(own) == len(split["series"]):
+    own = record.scalers
+    if len(own) == len(split.series):
         return own
-    if all(sc["mean"] == 0.0 and sc["std"] == 1.0 for sc in own):
-        return [{"mean": 0.0, "std": 1.0}] * len(split["series"])
-    raise ValueError(f"its scaler covers {len(own)} series, the holdout has {len(split['series'])}")
+    if all(sc == IDENTITY for sc in own):
+        return (IDENTITY,) * len(split.series)
+    raise ValueError(f"its scaler covers {len(own)} series, the holdout has {len(split.series)}")
+
+
+def holdout_view(split: Split, record: ModelFile, history: int) -> Split:
+    """`split`'s test targets as the model of `record` reads them (Split.seen_by): its window
+    length, its scalers and its normalisation, on the targets with `history` points before them."""
+    return split.seen_by(record.seq_length, history, scalers_for(record, split), record.normalize)
 
 
 def holdout_scores(
-    model: torch.nn.Module, meta: dict, values: np.ndarray, split: dict, history: int, cfg: EvalConfig
+    model: torch.nn.Module, record: ModelFile, values: np.ndarray, split: Split, history: int, cfg: EvalConfig
 ) -> tuple[dict[str, dict[str, float]], int]:
     """Metrics of `model` and the baselines on the holdout targets with `history` points: (scores, n)."""
-    sp = aligned_split(split, meta, history)
-    n = len(ranges_to_index(sp, "test"))
+    sp = holdout_view(split, record, history)
+    n = sp.count("test")
     if n == 0:
         raise ValueError(f"no holdout target has the {history} points of history a window needs")
-    df = test_frame(values, sp, model_predictions(model, values, sp, cfg.chunk_size), season_for(sp, cfg))
-    return score(df, values, sp), n
+    df = holdout_frame(values, sp, one_step_forecasts(model, values, sp, cfg.chunk_size),
+                       season_for(sp, cfg.season_length))
+    return score_frame(df, values, sp), n
 
 
 def decide(challenger: float, champion: float | None, metric: str, margin: float) -> tuple[bool, str]:
@@ -143,22 +126,22 @@ def judge(ch: dict, champ: dict | None, settings: PromoteSettings) -> tuple[bool
     return decide(ch["metrics"][m], champ["metrics"][m] if champ else None, m, settings.margin)
 
 
-def _champion(root: Path, record: dict, challenger_sha: str) -> tuple[dict, torch.nn.Module | None, dict | None]:
-    """The champion's decision entry, and its (model, meta) when it must be scored."""
+def _champion(root: Path, record: dict, challenger_sha: str) -> tuple[dict, torch.nn.Module | None, ModelFile | None]:
+    """The champion's decision entry, and its (model, model file record) when it must be scored."""
     entry = {k: record.get(k) for k in ("model_sha256", "run", "data_hash")} | {"metrics": None, "problem": None}
     if record["model_sha256"] == challenger_sha:
         return entry, None, None
     if (problem := registry.check_model(root, record)) is not None:
         return {**entry, "problem": problem}, None, None
-    return entry, *load_model(str(registry.model_path(root, record)))
+    return entry, *load_model_file(registry.model_path(root, record))
 
 
-def score_both(root: Path, reg: dict, train_file: Path, values: np.ndarray, split: dict, cfg: EvalConfig) -> tuple:
-    """(challenger entry, champion entry or None, baseline scores, n targets, challenger meta)."""
-    model, meta = load_model(str(train_file))
+def score_both(root: Path, reg: dict, train_file: Path, values: np.ndarray, split: Split, cfg: EvalConfig) -> tuple:
+    """(challenger entry, champion entry or None, baseline scores, n targets, challenger record)."""
+    model, meta = load_model_file(train_file)
     ch = {"model_sha256": store.sha256_file(train_file)}
     champ, c_model, c_meta = _champion(root, reg["champion"], ch["model_sha256"]) if reg["champion"] else (None,) * 3
-    history = max(int(meta["seq_length"]), int(c_meta["seq_length"]) if c_meta else 0)
+    history = max(meta.seq_length, c_meta.seq_length if c_meta else 0)
     scores, n = holdout_scores(model, meta, values, split, history, cfg)
     ch["metrics"] = scores.pop("model")
     if c_model is not None:
@@ -179,7 +162,7 @@ def promote(root: str | os.PathLike, window: store.StageRef, train: store.StageR
     """
     root, manifest = Path(root), window.manifest()
     data_hash = manifest["key_inputs"]["upstream"].get("generate", "")
-    values, split = np.load(window.file(VALUES_FILE)), store.read_json(window.file(SPLIT_FILE))
+    values, split = read_window(window.path)
     with registry.registry_lock(root):
         reg = registry.load(root)
         ch, champ, baselines, n, meta = score_both(root, reg, train.file(MODEL_FILE), values, split, cfg)
@@ -194,7 +177,7 @@ def promote(root: str | os.PathLike, window: store.StageRef, train: store.StageR
         }
         if ok:
             record = {**registry.install_model(root, train.file(MODEL_FILE)), "run": run, "data_hash": data_hash,
-                      "seq_length": int(meta["seq_length"]), "metrics": ch["metrics"], "promoted_at": at}
+                      "seq_length": meta.seq_length, "metrics": ch["metrics"], "promoted_at": at}
             reg = registry.with_promotion(reg, record)
         registry.commit(root, registry.with_decision(reg, d))  # the last step: now the decision holds
     log.info("promotion: %s (%s)", d["action"], reason)
@@ -214,26 +197,13 @@ def summarize(d: dict, root: str | os.PathLike) -> dict:
     }
 
 
-@task(name="promote", cache_policy=NO_CACHE, persist_result=False)
-def promote_task(window: dict, train: dict, root: str, run: str, settings: dict, cfg: EvalConfig,
-                 gate: dict | None = None) -> dict:
-    """Decide, write the registry, then publish the rnn-promotion artifact; return the summary."""
-    d = promote(root, store.StageRef(**window), store.StageRef(**train), run, PromoteSettings(**settings), cfg, gate)
-    ui.publish_markdown(PROMOTION_KEY, promotion_markdown(d), f"Champion/challenger decision of run {run}")
+@task(name="promote", cache_policy=None, persist_result=False)
+def promote_task(split: store.StageRef, model: store.StageRef, gate: dict | None, root: str, run: str,
+                 settings: PromoteSettings, eval_cfg: EvalConfig) -> dict:
+    """Decide, write the registry, then publish the rnn-promotion artifact; return the summary.
+
+    gate: the evaluate stage's baseline gate (metrics.json), None when evaluate did not run.
+    """
+    d = promote(root, split, model, run, settings, eval_cfg, gate)
+    publish.publish_markdown(PROMOTION_KEY, promotion_markdown(d), f"Champion/challenger decision of run {run}")
     return summarize(d, root)
-
-
-def promote_step(
-    settings: PromoteSettings | None, refs: dict, root: Path, run: str, cfg: EvalConfig, run_dir: Path
-) -> dict:
-    """Run the promote task when asked and possible; record the outcome in the run directory."""
-    if settings is None:
-        out = {"action": "skipped", "reason": "promotion is off (promote=False)"}
-    elif "train" not in refs:
-        out = {"action": "skipped", "reason": "no model was trained in this run"}
-    else:
-        gate = store.read_json(refs["evaluate"].file(METRICS_FILE))["gate"] if "evaluate" in refs else None
-        out = promote_task(refs["window"].model_dump(), refs["train"].model_dump(), str(root), run,
-                           settings.model_dump(), cfg, gate)
-    store.write_json(Path(run_dir) / "promotion.json", out)
-    return out

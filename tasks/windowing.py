@@ -1,16 +1,7 @@
-"""Stage 2: sliding windows as views, and a chronological split with no leakage.
+"""Stage 2: the split of forecast origins, with scalers fitted on the training range only.
 
-Windows are never materialised. The entry holds the series (1-D, all series end to end) and,
-per series, the ranges of forecast *origins* (window starts) for train / val / test:
-
-    values:  s0 s1 s2 ... s(n-1) | t0 t1 ... (next series)
-    origin i of a series at offset o:  inputs values[o+i : o+i+L], targets values[o+i+L : o+i+L+H]
-
-    origins: [ train ............ | val ..... | test ......... ]
-             0                    a           b                 n - L - H + 1
-    val is carved from the end of the training range (purged of H - 1 origins on each side when
-    H > 1, tasks/split.py); every test target comes after every training and validation target,
-    and no window crosses a series boundary.
+Windows are never materialised: the entry holds the series (every series end to end) and the
+Split (tasks/components/split.py), which owns the origin arithmetic and the train/val/test ranges.
 """
 
 from __future__ import annotations
@@ -18,114 +9,52 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from prefect import task
 
-from tasks import store
-from tasks.caching import STAGE_CACHE_POLICY, StagePlan
-from tasks.config import WindowConfig, resolve_auto
-from tasks.generate import SERIES_FILE, read_series
-from tasks.retry import RETRY_OPTIONS
-from tasks.split import fit_ranges, min_series_length, n_windows, split_ranges  # noqa: F401 (re-exported)
+from tasks.components.split import build_split
+from tasks.config import WindowConfig
+from tasks.errors import InputError
+from tasks.formats.series import read_series
+from tasks.formats.window import VALUES_FILE, write_window
+from tasks.runtime import store
+from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-VALUES_FILE = "values.npy"
-SPLIT_FILE = "split.json"
+STAGE = StageSpec("window", packages=("numpy",))
 
 
-def window_view(values: np.ndarray, seq_length: int) -> np.ndarray:
-    """All windows of a 1-D series as a read-only view, no copy: (n - seq_length + 1, seq_length)."""
-    return sliding_window_view(values, seq_length)
+def split_series(df, meta: dict, cfg: WindowConfig):
+    """(values (n_total,), Split) of a long series frame: ranges per series, scalers fitted.
 
-
-def make_windows(values: np.ndarray, seq_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and next-value targets: X (n - L, L) as a view, y (n - L,)."""
-    n = len(values) - seq_length
-    if n <= 0:
-        raise ValueError(f"series of {len(values)} points is too short for windows of {seq_length}")
-    return window_view(values, seq_length)[:n], values[seq_length:]
-
-
-def build_split(lengths: list[int], ids: list[str], cfg: WindowConfig) -> dict:
-    """Global origin ranges per series, plus the training range a scaler may see."""
-    L, H = cfg.seq_length, cfg.horizon
-    series, offset = [], 0
-    for sid, n in zip(ids, lengths):
-        ranges = split_ranges(n_windows(n, L, H), cfg.train_fraction, cfg.val_fraction, H)
-        series.append(series_entry(sid, offset, n, ranges, L, H))
-        offset += n
-    return {"seq_length": L, "horizon": H, "series": series,
-            "train_fraction": cfg.train_fraction, "val_fraction": cfg.val_fraction}
-
-
-def series_entry(sid: str, offset: int, n: int, ranges: dict, seq_length: int, horizon: int = 1) -> dict:
-    """One series of split.json: its place in `values`, its origin ranges and the scaler's fit range."""
-    fit_end = ranges["train"][1] - 1 + seq_length + horizon - 1  # index of the last training target
-    return {
-        "series_id": sid, "offset": offset, "length": n,
-        **{k: [offset + a, offset + b] for k, (a, b) in ranges.items()},
-        "fit_range": [offset, offset + max(fit_end, 0) + 1],
-    }
-
-
-def resolve_normalize(normalize: str, source: str | None) -> str:
-    """normalize="auto": none for generated data (the tutorial), window for a user's file."""
-    return resolve_auto(WindowConfig(normalize=normalize), source).normalize
-
-
-def fit_scaler(values: np.ndarray, split: dict, normalize: str) -> list[dict]:
-    """Per-series (mean, std) from each series' fit_range only; identity when normalize='none'."""
-    out = []
-    for s in split["series"]:
-        a, b = s["fit_range"]
-        if normalize == "standard":
-            fit = values[a:b]
-            std = float(fit.std())
-            out.append({"mean": float(fit.mean()), "std": std if std > 0 else 1.0, "fit_range": [a, b]})
-        else:
-            out.append({"mean": 0.0, "std": 1.0, "fit_range": [a, b]})
-    return out
-
-
-def season_info(meta: dict, split: dict) -> dict:
-    """The series' frequency and season length (from the series metadata), also per series.
-
-    meta: the series file's metadata ("frequency", "season_length" as the generate stage found
-    them; None for generated data). Returns {"frequency", "season_length"} and sets each
-    split["series"][i]["season_length"].
+    cfg.normalize must be resolved (not "auto"). Raises InputError naming the series that is
+    too short for the windows.
     """
-    season = meta.get("season_length")
-    for s in split["series"]:
-        s["season_length"] = season
-    return {"frequency": meta.get("frequency"), "season_length": season}
+    groups = df.groupby("series_id", sort=False)["value"]
+    ids = [str(k) for k in groups.groups]
+    values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
+    try:
+        split = build_split(
+            [int(n) for n in groups.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
+            cfg.val_fraction, normalize=cfg.normalize, source=meta.get("source"), frequency=meta.get("frequency"),
+            season_length=meta.get("season_length"),
+        )
+    except ValueError as exc:
+        raise InputError("seq_length", cfg.seq_length, f"{exc}; lower --seq-length or --horizon") from None
+    return values, split.with_scalers(values)
 
 
-def ranges_to_index(split: dict, part: str) -> np.ndarray:
-    """All window starts of one part (train/val/test) across series: (n_part,) int64."""
-    return np.concatenate([np.arange(*s[part], dtype=np.int64) for s in split["series"]])
-
-
-@task(name="window", cache_policy=STAGE_CACHE_POLICY, **RETRY_OPTIONS)
-def window_task(plan: StagePlan, cfg: WindowConfig, series: dict) -> dict:
-    """Write values.npy (the series, end to end) and split.json; return the StageRef."""
+@task(**stage_task(STAGE))
+def window_task(plan, window_cfg: WindowConfig, series: store.StageRef) -> dict:
+    """Write values.npy and split.json; return the entry's StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
-        df, meta = read_series(store.StageRef(**series).file(SERIES_FILE))
-        groups = df.groupby("series_id", sort=False)["value"]
-        ids = [str(k) for k in groups.groups]
-        values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
-        split = build_split([int(n) for n in groups.size().loc[ids]], ids, cfg)
-        split["source"] = meta.get("source")
-        split["normalize"] = resolve_normalize(cfg.normalize, meta.get("source"))
-        split["scaler"] = fit_scaler(values, split, split["normalize"])
-        split.update(season_info(meta, split))
-        np.save(w.path(VALUES_FILE), values)
-        store.write_json(w.path(SPLIT_FILE), split)
+        values, split = split_series(*read_series(series.path), window_cfg)
+        write_window(w.dir, values, split)
         w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
-        counts = {p: int(sum(s[p][1] - s[p][0] for s in split["series"])) for p in ("train", "val", "test")}
+        counts = {p: split.count(p) for p in ("train", "val", "test")}
         log.info("window: seq_length %d, horizon %d, origins %s, normalize %s, frequency %s, season length %s",
-                 cfg.seq_length, cfg.horizon, counts, split["normalize"], split["frequency"], split["season_length"])
+                 split.seq_length, split.horizon, counts, split.normalize, split.frequency, split.season_length)
         return {"windows": counts}
 
-    return store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced).model_dump()
+    return build(plan, compute)

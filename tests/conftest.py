@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs, one Prefect test harness per session."""
+"""Every fixture of the test suite: one Prefect test harness and one real server per session."""
 
 from __future__ import annotations
 
@@ -7,27 +7,17 @@ import os
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+# Unit tests call stage code outside any flow run: its log lines are not for the API.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tasks.config import PipelineConfig, with_overrides  # noqa: E402
+from tests.helpers.server import PrefectServer, start_server, stop  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def tiny_config(tmp_path, **sections) -> PipelineConfig:
-    """A config that trains in well under a second, writing under tmp_path."""
-    base = {
-        "data": {"n_points": 240},
-        "model": {"hidden_size": 8},
-        "train": {"epochs": 3, "batch_size": 32, "device": "cpu", "patience": 0},
-        "figures": {"width": 4, "height": 3, "dpi": 40},
-        "output": {"root": str(tmp_path / "artifacts"), "data_dir": str(tmp_path / "data")},
-    }
-    for section, fields in sections.items():
-        base.setdefault(section, {}).update(fields)
-    return with_overrides(PipelineConfig(), base)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +27,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One real `prefect server start` for the session, for tests that run the CLI in processes."""
+    server = start_server(tmp_path_factory.mktemp("prefect-home"))
+    try:
+        yield server
+    finally:
+        for child in server.children:
+            stop(child)
+        stop(server.process)

@@ -1,0 +1,101 @@
+"""The end of a run: the staleness report, the result lines, the Prefect artifacts, the run directory.
+
+Everything here reads the stages' files (tasks/formats.py); nothing is computed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prefect import get_run_logger
+
+from tasks.components.backtest import gate_line
+from tasks.formats.figures import FIGURES, figure_file
+from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
+from tasks.formats.scores import read_metrics
+from tasks.runtime import publish, store
+from tasks.runtime.ledger import write_run_dir
+from tasks.runtime.stages import Run
+
+logging.getLogger("tasks").setLevel(logging.INFO)
+
+
+def finish(run: Run, promoted: dict | None = None, promote: bool = False) -> dict:
+    """Publish what the run did and where its outputs are; return the flow's summary.
+
+    promoted: the promote task's summary when it ran; `promote`: whether it was asked for.
+    """
+    logger = get_run_logger()
+    logger.info("stages:\n%s", "\n".join(run.lines()))
+    publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
+    summary = {"run": run.name, "run_dir": "", "stages": run.table(), "pipeline_seconds": 0.0}
+    if "evaluate" in run.refs:
+        summary.update(publish_results(run, logger))
+    if "forecast" in run.refs:
+        summary["forecast"] = publish_forecast(run, logger)
+    summary["pipeline_seconds"] = round(time.perf_counter() - run.started, 3)
+    run_dir = write_run_dir(run, {"summary": summary})
+    summary["run_dir"] = str(run_dir)
+    logger.info("outputs: %s", run_dir)
+    summary["promotion"] = promoted or {
+        "action": "skipped",
+        "reason": "no model was trained in this run" if promote else "promotion is off (promote=False)",
+    }
+    store.write_json(run_dir / "promotion.json", summary["promotion"])
+    return summary
+
+
+def publish_results(run: Run, logger) -> dict:
+    """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
+    result = read_metrics(run.refs["evaluate"].path)
+    metrics, tr, gate = result["metrics"], result["train"], result["gate"]
+    gate_text = gate_line(gate, result["horizon"], result["n_test"])
+    publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
+                          f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")
+    verdict = (
+        f"device {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
+        f"{' (early stop)' if tr['stopped_early'] else ''}; test MSE {metrics['model']['mse']:.3e} vs naive "
+        f"{metrics['naive']['mse']:.3e} ({result['naive_mse_ratio']:.1f}x lower), "
+        f"MASE {metrics['model']['mase']:.3f} vs {metrics['naive']['mase']:.3f}"
+    )
+    if "seasonal_naive" in metrics:
+        verdict += f" (seasonal naive {metrics['seasonal_naive']['mase']:.3f}, season {result['season_length']})"
+    if result["horizon"] > 1:
+        verdict += f"; averaged over {result['horizon']} leads"
+    if result.get("frequency") not in (None, "1"):
+        verdict += f"; inferred frequency {result['frequency']}"
+    logger.info("result: %s", verdict)
+    logger.info("%s", gate_text)
+    if "figures" in run.refs:
+        figs = {n: run.refs["figures"].file(figure_file(n)) for n in FIGURES}
+        lines = [verdict, gate_text, interval_line(result)]
+        md = publish.report_markdown(f"RNN forecast report — {run.name}", lines, metrics, figs)
+        publish.publish_markdown(publish.REPORT_KEY, md, f"Metrics and figures of run {run.name}")
+    return {"metrics": metrics, "train": tr, "verdict": verdict, "gate": gate_text, "gate_passed": gate["passed"]}
+
+
+def metric_extras(result: dict) -> dict[str, dict]:
+    """Extra columns of the rnn-metrics table: interval coverage and width (model) and the gate."""
+    test, gate = result["intervals"]["test"], result["gate"]
+    model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", t["coverage"]), (f"width_{k}", t["mean_width"]))}
+    model["gate"] = "passed" if gate["passed"] else "failed"
+    return {"model": model, gate["baseline"]: {"gate": "baseline"}}
+
+
+def interval_line(result: dict) -> str:
+    """Empirical coverage and mean width of each conformal interval on the test range, in one line."""
+    iv = result["intervals"]
+    parts = [f"{k}%: coverage {t['coverage']:.2f}, mean width {t['mean_width']:.4g}" for k, t in iv["test"].items()]
+    return f"conformal intervals ({iv['n_calibration']} validation origins, {iv['method']}): " + "; ".join(parts)
+
+
+def publish_forecast(run: Run, logger) -> dict:
+    """The rnn-forecast table artifact; returns where the forecast is and what it starts with."""
+    ref = run.refs["forecast"]
+    fc = read_forecast(ref.path)
+    publish.publish_table(publish.FORECAST_KEY, publish.table_rows(fc), f"Forecast past the end of each series, run {run.name}")
+    when = fc["timestamp"].iloc[0] if "timestamp" in fc else fc["step"].iloc[0]
+    logger.info("forecast: %d rows from %s (%s)", len(fc), when, ref.file(FORECAST_FILE))
+    return {"rows": len(fc), "first": str(when), "file": str(ref.file(FORECAST_FILE)),
+            "figure": str(ref.file(FORECAST_FIGURE))}

@@ -1,0 +1,265 @@
+"""Rolling-origin backtest over the test range, baselines, intervals and the baseline gate (pure).
+
+Every test origin forecasts H steps from the true history up to it, never from its own earlier
+forecasts:
+
+    origin o (a window start), L inputs, leads h = 1..H
+        history   values[o : o+L]              last observed index T = o + L - 1
+        targets   values[T+h]
+    naive           values[T]                  (the last value, repeated)
+    seasonal naive  values[T + h - m*ceil(h/m)] (the same point of the last season observed)
+
+No refit by default: the trained model forecasts every origin. With refit_every K the model is
+retrained (same config, same seed) before each block of K origins on all data strictly before
+the block's first target, so a backtest costs ceil(n_test / K) extra trainings. Scoring follows
+Hyndman & Koehler (2006): MASE divides by the in-sample one-step naive MAE of the training range.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tasks.components.conformal import calibrate, interval_stats
+from tasks.components.metrics import all_metrics, naive_scale
+from tasks.components.scaling import REL_FLOOR
+from tasks.components.series_data import predict, series_data
+from tasks.components.split import Split
+
+log = logging.getLogger(__name__)
+
+Refit = Callable[[Split], torch.nn.Module]  # a split with train/val ranges -> a freshly trained model
+
+
+def model_forecasts(
+    model: torch.nn.Module, values: np.ndarray, split: Split, idx: np.ndarray, steps: int, chunk: int = 65_536
+) -> np.ndarray:
+    """Forecasts of `steps` values after each origin `idx`, in the series' own units: (n, steps)."""
+    data = series_data(values, split)
+    out = predict(model, data, torch.as_tensor(idx), chunk, series_units=True, steps=steps).double().numpy()
+    k = split.series_index(np.asarray(idx))
+    mean = np.array([sc.mean for sc in split.scalers], dtype=float)[k]
+    std = np.array([sc.std for sc in split.scalers], dtype=float)[k]
+    return out * std[:, None] + mean[:, None]  # undo each series' scaler on its own rows
+
+
+def actuals(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None = None) -> np.ndarray:
+    """The true values at leads 1..steps after each origin: (n, steps)."""
+    return values[split.target_index(idx, steps)]
+
+
+def baselines(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None, season: int | None) -> dict:
+    """Naive and (if `season`) seasonal-naive forecasts from each origin: {name: (n, steps)}."""
+    steps = steps or split.horizon
+    last = split.last_observed(idx)
+    h = np.arange(1, steps + 1)
+    out = {"naive": np.repeat(values[last][:, None], steps, axis=1)}
+    if season:
+        out["seasonal_naive"] = values[last[:, None] + h - season * np.ceil(h / season).astype(np.int64)]
+    return out
+
+
+def lead_metrics(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> tuple[dict, dict]:
+    """Metrics per lead {metric: [H]} and their averages over leads {metric: float}; y, yhat (n, H)."""
+    per = [all_metrics(y[:, h], yhat[:, h], scale) for h in range(y.shape[1])]
+    per_lead = {k: [p[k] for p in per] for k in per[0]}
+    return per_lead, {k: float(np.mean(v)) for k, v in per_lead.items()}
+
+
+def series_scales(values: np.ndarray, split: Split) -> np.ndarray:
+    """Each series' in-sample one-step naive MAE over its fit range (the MASE denominator): (n_series,)."""
+    return np.array([naive_scale(values[slice(*s.fit_range)]) for s in split.series])
+
+
+def mase_scales(values: np.ndarray, split: Split, idx: np.ndarray) -> np.ndarray:
+    """Each origin's MASE scale: its series' in-sample naive MAE on the training range: (n,)."""
+    return series_scales(values, split)[split.series_index(np.asarray(idx))]
+
+
+def score_scales(values: np.ndarray, split: Split, idx: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """What a residual is divided by for conformal scores: (n,).
+
+    normalize="window": the input window's own (floored) std, as tasks.components.scaling
+    computes it, so intervals widen with the level of a growing series; otherwise the series'
+    MASE scale.
+    """
+    idx = np.asarray(idx)
+    if split.normalize != "window":
+        s = mase_scales(values, split, idx)
+        return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    out = np.empty(len(idx))
+    for i in range(0, len(idx), chunk):
+        x = values[split.input_index(idx[i : i + chunk])]
+        std = np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
+        s = np.maximum(std, REL_FLOOR * np.abs(x).mean(axis=1))
+        out[i : i + chunk] = np.where(s > 0, s, 1.0)
+    return out
+
+
+def season_for(split: Split, season_length: int | None) -> int | None:
+    """The seasonal-naive lag: `season_length` if given, else the one inferred from the frequency.
+
+    None when unknown, or when some series has fewer points before its first test target
+    than one season (the baseline would reach into the previous series).
+    """
+    season = season_length or split.season_length
+    if not season:
+        return None
+    room = min(s.test[0] + split.seq_length - s.offset for s in split.series)
+    if season > room:
+        log.warning("season length %d exceeds the %d points before the test range; no seasonal-naive baseline",
+                    season, room)
+        return None
+    return int(season)
+
+
+# --------------------------------------------------------------------------- refits
+
+
+def refit_forecasts(
+    values: np.ndarray, split: Split, every: int, refit: Refit, steps: int, chunk: int = 65_536
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Origins, their forecasts (n, steps) from a model retrained before each block, and the number of fits."""
+    blocks = split.refit_blocks(values, every)
+    idx, preds = [], []
+    for i, (sub, origins) in enumerate(blocks, 1):
+        log.info("backtest refit %d/%d on %d training origins", i, len(blocks), sub.count("train"))
+        preds.append(model_forecasts(refit(sub), values, sub, origins, steps, chunk))
+        idx.append(origins)
+    order = np.argsort(np.concatenate(idx), kind="stable")
+    return np.concatenate(idx)[order], np.concatenate(preds)[order], len(blocks)
+
+
+# --------------------------------------------------------------------------- intervals and the gate
+
+
+def conformal_bands(
+    model: torch.nn.Module, values: np.ndarray, split: Split, levels: tuple[float, ...], chunk: int = 65_536
+) -> dict:
+    """Split-conformal score half-widths per level and lead, calibrated on the val origins only."""
+    val = split.origins("val")
+    resid = actuals(values, split, val) - model_forecasts(model, values, split, val, split.horizon, chunk)
+    cal = calibrate(resid / score_scales(values, split, val)[:, None], levels)
+    if cal["clipped"]:
+        log.warning("only %d validation origins: the %s%% interval(s) are clipped at the largest score",
+                    cal["n_calibration"], ", ".join(cal["clipped"]))
+    return {**cal, "levels": list(levels), "scale": "window std" if split.normalize == "window" else "series"}
+
+
+def band_columns(pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict[str, np.ndarray]:
+    """lower_<level> / upper_<level> arrays (n, H) around `pred` for every calibrated level."""
+    out = {}
+    for name, q in cal["halfwidths"].items():
+        half = np.asarray(q, dtype=float)[None, :] * scales[:, None]
+        out[f"lower_{name}"], out[f"upper_{name}"] = pred - half, pred + half
+    return out
+
+
+def interval_report(y: np.ndarray, pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict:
+    """Empirical coverage (overall and per lead) and mean width of each level on the test origins."""
+    out = {}
+    for name, q in cal["halfwidths"].items():
+        half = np.asarray(q, dtype=float)[None, :] * scales[:, None]
+        stats = interval_stats(y, pred, half)
+        by_lead = (np.abs(y - pred) <= half).mean(axis=0)
+        out[name] = {**stats, "coverage_by_lead": [float(c) for c in by_lead]}
+    return out
+
+
+def baseline_gate(metrics: dict[str, dict[str, float]]) -> dict:
+    """Does the model beat seasonal-naive MASE (naive when no season is known)?"""
+    base = "seasonal_naive" if "seasonal_naive" in metrics else "naive"
+    model, ref = metrics["model"]["mase"], metrics[base]["mase"]
+    return {"metric": "mase", "baseline": base, "model": model, "baseline_value": ref,
+            "passed": bool(math.isfinite(model) and model < ref)}
+
+
+def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
+    """The gate as one line of the run result."""
+    name = gate["baseline"].replace("_", "-")
+    verdict = "passed" if gate["passed"] else "FAILED"
+    sign = "<" if gate["passed"] else ">="
+    return (f"baseline gate {verdict}: model MASE {gate['model']:.3f} {sign} {name} {gate['baseline_value']:.3f} "
+            f"on the backtest ({n_origins} origins, horizon {horizon})")
+
+
+# --------------------------------------------------------------------------- the whole backtest
+
+
+def backtest_frame(split: Split, idx: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per (test origin, lead): series_id, target step, origin step (the last observed
+    point), lead, then `columns` (n, H) raveled."""
+    k = split.series_index(idx)
+    n, H = next(iter(columns.values())).shape
+    origin = np.repeat(split.local(split.last_observed(idx)), H)
+    lead = np.tile(np.arange(1, H + 1), n)
+    ids = np.array(split.ids, dtype=object)[k]
+    return pd.DataFrame({"series_id": np.repeat(ids, H), "step": origin + lead, "origin": origin, "lead": lead,
+                         **{c: v.ravel() for c, v in columns.items()}})
+
+
+def backtest(
+    model: torch.nn.Module, values: np.ndarray, split: Split, *, levels: tuple[float, ...],
+    season_length: int | None = None, chunk: int = 65_536, refit_every: int = 0, refit: Refit | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Predictions table (one row per test origin and lead) and the metrics of the backtest.
+
+    The model and the baselines are scored on the same targets, per lead and averaged over
+    leads; intervals are calibrated on the validation origins and their coverage measured here.
+    """
+    season = season_for(split, season_length)
+    H = split.horizon
+    n_fits = 0
+    if refit is not None and refit_every:
+        idx, pred, n_fits = refit_forecasts(values, split, refit_every, refit, H, chunk)
+    else:
+        idx = split.origins("test")
+        pred = model_forecasts(model, values, split, idx, H, chunk)
+    y = actuals(values, split, idx)
+    forecasts = {"model": pred, **baselines(values, split, idx, H, season)}
+    scale = mase_scales(values, split, idx)
+    per_lead, metrics = {}, {}
+    for name, f in forecasts.items():
+        per_lead[name], metrics[name] = lead_metrics(y, f, scale)
+    cal = conformal_bands(model, values, split, levels, chunk)
+    scores = score_scales(values, split, idx)
+    df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, cal)})
+    intervals = {**cal, "halfwidths": {k: [float(x) for x in q] for k, q in cal["halfwidths"].items()},
+                 "test": interval_report(y, pred, scores, cal)}
+    ratio = metrics["naive"]["mse"] / metrics["model"]["mse"] if metrics["model"]["mse"] > 0 else float("inf")
+    return df, {"metrics": metrics, "per_lead": per_lead, "n_test": len(idx), "horizon": H,
+                "naive_mse_ratio": ratio, "season_length": season, "frequency": split.frequency,
+                "intervals": intervals, "gate": baseline_gate(metrics), "refit_every": refit_every,
+                "refits": n_fits}
+
+
+# --------------------------------------------------------------------------- one-step holdout scores
+
+
+def holdout_frame(values: np.ndarray, split: Split, model_pred: np.ndarray, season: int | None) -> pd.DataFrame:
+    """One row per test target (lead 1): series_id, step, actual, and each forecaster's prediction."""
+    idx = split.origins("test")
+    targets = split.target_index(idx, 1)[:, 0]
+    df = pd.DataFrame({"series_id": np.array(split.ids, dtype=object)[split.series_index(idx)],
+                       "step": split.local(targets), "actual": values[targets], "model": model_pred})
+    for name, pred in baselines(values, split, idx, 1, season).items():
+        df[name] = pred[:, 0]
+    return df
+
+
+def score_frame(df: pd.DataFrame, values: np.ndarray, split: Split) -> dict:
+    """Metrics of every forecaster column of a holdout frame, with MASE scaled per series."""
+    scales = dict(zip(split.ids, series_scales(values, split)))
+    scale = df["series_id"].map(scales).to_numpy(float)
+    forecasters = [c for c in ("model", "naive", "seasonal_naive") if c in df]
+    return {name: all_metrics(df["actual"].to_numpy(), df[name].to_numpy(), scale) for name in forecasters}
+
+
+def one_step_forecasts(model: torch.nn.Module, values: np.ndarray, split: Split, chunk: int = 65_536) -> np.ndarray:
+    """One-step (lead 1) model forecasts for every test origin, in the series' units: (n_test,)."""
+    return model_forecasts(model, values, split, split.origins("test"), 1, chunk)[:, 0]

@@ -1,0 +1,189 @@
+"""The training loop: shuffled mini-batches, early stopping on validation, resumable state.
+
+The loop keeps everything on the device: the series, the window view, the shuffled indices and
+the running loss. The host synchronises once per epoch (validation loss), never per step. On
+CUDA the whole step (gather, forward, backward, Adam) can be captured in one CUDA graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tasks.components.network import Forecaster, build_model
+from tasks.components.series_data import SeriesData, mse_on, series_data
+from tasks.components.specs import FitSettings, NetworkSpec, network_spec, pick
+from tasks.components.split import Split
+from tasks.components.steps import WeightAverage, graph_step, make_optimizer, plain_step
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitState:
+    """Everything needed to resume: weights, optimiser, RNG, early stopping, history."""
+
+    epoch: int = 0
+    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": []})
+    best_val: float = math.inf
+    best_epoch: int = 0
+    ref_val: float = math.inf  # the last loss that improved on its predecessor by min_delta
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+
+def fit(
+    model: Forecaster,
+    data: SeriesData,
+    train_idx: torch.Tensor,
+    val_idx: torch.Tensor,
+    settings: FitSettings,
+    *,
+    on_epoch: Callable[[int, FitState], None] | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+) -> FitState:
+    """Train with shuffled mini-batches and early stopping on `val_idx`; restore the best weights.
+
+    train_idx, val_idx: (n,) window starts on the data's device. `checkpoint(blob)` is called
+    every settings.checkpoint_every epochs and at the end; `resume` is such a blob. Raises
+    TrainingDiverged when the epoch's training loss is not finite.
+    """
+    s = settings
+    dev = data.values.device
+    use_graph = s.cuda_graphs and dev.type == "cuda"
+    opt = make_optimizer(model, s.lr, dev, capturable=use_graph)
+    gen = torch.Generator(device=dev).manual_seed(s.seed)
+    avg = WeightAverage(model, s.ema_decay) if s.ema_decay > 0 else None
+    kept = avg.model if avg else model  # the weights that are validated, checkpointed as best, returned
+    st = FitState()
+    if resume is not None:
+        st = _restore(resume, model, opt, gen, avg)
+        log.info("resuming from the checkpoint at epoch %d", st.epoch)
+    step = _choose_step(model, opt, data, s.batch_size, use_graph, avg)
+    n, bs = len(train_idx), s.batch_size
+    while st.epoch < s.epochs and not st.stopped_early:
+        model.train()
+        perm = train_idx[torch.randperm(n, device=dev, generator=gen)]
+        total = torch.zeros((), device=dev)
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            total += step(idx) * len(idx)
+        st.epoch += 1
+        train_loss = float(total.item()) / n  # the one sync per epoch
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; try a lower --lr")
+        val_loss = mse_on(kept, data, val_idx) if len(val_idx) else train_loss
+        _track(st, kept, opt, train_loss, val_loss, s)
+        if on_epoch:
+            on_epoch(st.epoch, st)
+        if checkpoint and (st.epoch % s.checkpoint_every == 0 or st.epoch == s.epochs or st.stopped_early):
+            checkpoint(_snapshot(st, model, opt, gen, avg))
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    return st
+
+
+def train_model(
+    values: np.ndarray, split: Split, spec: NetworkSpec, settings: FitSettings, device: torch.device, **hooks
+) -> tuple[Forecaster, FitState]:
+    """Seed, build and fit a network on a split's train origins, stopping early on its val origins.
+
+    values: (n_total,) every series end to end; the targets are spec.n_outputs wide.
+    `hooks`: on_epoch, checkpoint, resume (see `fit`).
+    """
+    torch.manual_seed(settings.seed)
+    model = build_model(spec).to(device)
+    data = series_data(values, split, device, horizon=spec.n_outputs)
+    train_idx = torch.as_tensor(split.origins("train"), device=device)
+    val_idx = torch.as_tensor(split.origins("val"), device=device)
+    st = fit(model, data, train_idx, val_idx, settings, **hooks)
+    return model, st
+
+
+def network_for(split: Split, model: Mapping[str, Any]) -> NetworkSpec:
+    """The network of model settings (cell, hidden_size, ..., strategy, skip) on a split: head width
+    from its horizon, skip lag from its season."""
+    return network_spec(seq_length=split.seq_length, horizon=split.horizon, season=split.season_length, **model)
+
+
+def retrain(values: np.ndarray, split: Split, model: Mapping[str, Any], train: Mapping[str, Any],
+            device: torch.device) -> Forecaster:
+    """A fresh network trained on `split` from model and training settings given as mappings
+    (a resolved config section's fields); returned on the CPU in eval mode."""
+    net, _ = train_model(values, split, network_for(split, model), pick(FitSettings, train), device)
+    return net.cpu().eval()
+
+
+def _choose_step(model, opt, data, batch_size, use_graph, avg: WeightAverage | None = None):
+    after = avg.update if avg else (lambda: None)
+    if not use_graph:
+        return plain_step(model, opt, data, after)
+    try:
+        return graph_step(model, opt, data, batch_size, after, list(avg.model.parameters()) if avg else [])
+    except Exception as exc:  # capture is impossible on some setups: say so once, carry on
+        log.warning("CUDA graph capture failed (%s); using the plain training loop", exc)
+        return plain_step(model, opt, data, after)
+
+
+def _track(st: FitState, model, opt, train_loss: float, val_loss: float, s: FitSettings) -> None:
+    """Record the epoch; keep the best weights; decay the lr on a plateau; decide to stop."""
+    st.history["train_loss"].append(train_loss)
+    st.history["val_loss"].append(val_loss)
+    if val_loss < st.best_val or st.best_state is None:  # keep the lowest-loss weights, always
+        st.best_val, st.best_epoch = val_loss, st.epoch
+        st.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if val_loss < st.ref_val * (1 - s.min_delta):  # progress that resets the patience
+        st.ref_val, st.bad_epochs = val_loss, 0
+    else:
+        st.bad_epochs += 1
+        if s.patience and st.bad_epochs >= s.patience:
+            st.stopped_early = True
+        elif s.lr_patience and st.bad_epochs % s.lr_patience == 0:
+            _scale_lr(opt, s.lr_factor)
+
+
+def _scale_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    """Decay the learning rate in place (a tensor lr keeps a captured CUDA graph valid)."""
+    for g in opt.param_groups:
+        if torch.is_tensor(g["lr"]):
+            g["lr"].mul_(factor)
+        else:
+            g["lr"] *= factor
+
+
+def _snapshot(st: FitState, model, opt, gen, avg: WeightAverage | None = None) -> dict:
+    """A deep copy of everything `_restore` needs (safe to keep in memory or torch.save)."""
+    return copy.deepcopy({
+        "state": dict(vars(st)),
+        "model": model.state_dict(),
+        "average": avg.model.state_dict() if avg else {},
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    })
+
+
+def _restore(blob: dict, model, opt, gen, avg: WeightAverage | None = None) -> FitState:
+    model.load_state_dict(blob["model"])
+    if avg is not None:
+        avg.model.load_state_dict(blob["average"])
+    opt.load_state_dict(blob["optimizer"])
+    gen.set_state(blob["generator"])
+    torch.set_rng_state(blob["torch_rng"])
+    if blob["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    return FitState(**copy.deepcopy(blob["state"]))

@@ -1,0 +1,281 @@
+"""The split of forecast origins, and the origin arithmetic every stage shares (pure, no I/O).
+
+All series are stored end to end in one 1-D array `values`; a series starts at its `offset`.
+An origin o (a window start, a global index into `values`) reads L inputs and forecasts H targets:
+
+    values:  ... | o .. o+L-1 | o+L .. o+L+H-1 | ...
+                   inputs       targets           last observed point T = o+L-1, lead h -> T+h
+
+Per series the origins are split in time order. With H > 1 neighbouring parts are purged of
+H - 1 origins, so no target is in two parts:
+
+    origins: [ train ......... | gap | val ..... | gap | test ............ ]
+             0                 a-H+1 a           b-H+1  b                  n_windows
+
+`fit_range` is what a scaler may see: the series' points up to its last training target.
+Every other split (refit blocks of the backtest, all origins for a final refit, a champion's
+view of a holdout) is built from these same pieces, by the methods below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+Range = tuple[int, int]
+PARTS = ("train", "val", "test")
+
+
+# --------------------------------------------------------------------------- ranges of one series
+
+
+def n_windows(length: int, seq_length: int, horizon: int = 1) -> int:
+    """Origins of a series of `length` points with room for L inputs and H targets."""
+    return length - seq_length - horizon + 1
+
+
+def fit_ranges(n_windows: int, val_fraction: float, horizon: int = 1) -> tuple[Range, Range]:
+    """Local train and val origin ranges over `n_windows` origins (val from the end, purged gap before it)."""
+    n_val = int(round(n_windows * val_fraction))
+    a = n_windows - n_val
+    return ((0, a - (horizon - 1)) if n_val else (0, a)), (a, n_windows)
+
+
+def split_ranges(n_windows: int, train_fraction: float, val_fraction: float, horizon: int = 1) -> dict[str, Range]:
+    """Local [start, end) origin ranges for train, val and test (horizon 1: the tutorial's split).
+
+    Raises ValueError when the origins cannot give at least one train and one test origin.
+    """
+    b = int(n_windows * train_fraction)  # the tutorial's int(len(X) * 0.8)
+    train, val = fit_ranges(b - (horizon - 1), val_fraction, horizon)
+    if train[1] < 1 or b >= n_windows:
+        raise ValueError(
+            f"{n_windows} windows cannot be split into train, val and test "
+            f"(train_fraction={train_fraction}, val_fraction={val_fraction}, horizon={horizon})"
+        )
+    return {"train": train, "val": val, "test": (b, n_windows)}
+
+
+def min_series_length(seq_length: int, horizon: int = 1, train_fraction: float = 0.8, val_fraction: float = 0.1) -> int:
+    """The shortest series that still gives at least one train and one test origin."""
+    n = 2
+    while True:
+        try:
+            split_ranges(n, train_fraction, val_fraction, horizon)
+            return n + seq_length + horizon - 1
+        except ValueError:
+            n += 1
+
+
+# --------------------------------------------------------------------------- the typed contract
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """A per-series affine map fitted on the training range: z = (y - mean) / std."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+
+IDENTITY = Scaler()
+
+
+@dataclass(frozen=True)
+class SeriesSplit:
+    """One series' place in `values` and its global origin ranges ([start, end), offset included)."""
+
+    series_id: str
+    offset: int
+    length: int
+    train: Range
+    val: Range
+    test: Range
+    fit_range: Range
+    scaler: Scaler = IDENTITY
+
+    def part(self, name: str) -> Range:
+        """The origin range of part "train", "val" or "test"."""
+        return getattr(self, name)
+
+    def count(self, name: str) -> int:
+        """Number of origins in a part."""
+        a, b = self.part(name)
+        return max(b - a, 0)
+
+
+def series_split(series_id: str, offset: int, length: int, ranges: dict[str, Range], seq_length: int,
+                 horizon: int = 1, scaler: Scaler = IDENTITY) -> SeriesSplit:
+    """A SeriesSplit from local origin ranges: made global, with the scaler's fit range.
+
+    fit_range ends one past the last training target, local index train_end - 1 + L + H - 1.
+    """
+    fit_end = ranges["train"][1] - 1 + seq_length + horizon - 1
+    glob = {k: (offset + a, offset + b) for k, (a, b) in ranges.items()}
+    return SeriesSplit(series_id, offset, length, glob["train"], glob["val"], glob["test"],
+                       (offset, offset + max(fit_end, 0) + 1), scaler)
+
+
+@dataclass(frozen=True)
+class Split:
+    """What the window stage hands on: window geometry, every series' origin ranges and scalers.
+
+    normalize: "none" | "standard" (the series' scaler) | "window" (each window by its own stats);
+    source: "generate" | "file"; frequency: a pandas alias or an integer step as text;
+    season_length: inferred from the frequency (None when unknown).
+    """
+
+    seq_length: int
+    horizon: int
+    series: tuple[SeriesSplit, ...]
+    train_fraction: float = 0.8
+    val_fraction: float = 0.1
+    normalize: str = "none"
+    source: str | None = None
+    frequency: str | None = None
+    season_length: int | None = None
+
+    # ---------------------------------------------------------------- origin arithmetic
+
+    def origins(self, part: str) -> np.ndarray:
+        """Every origin of one part ("train", "val" or "test") across series: (n_part,) int64."""
+        ranges = [np.arange(*s.part(part), dtype=np.int64) for s in self.series]
+        return np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
+
+    def count(self, part: str) -> int:
+        """Number of origins in a part, over all series."""
+        return sum(s.count(part) for s in self.series)
+
+    def series_index(self, origins: np.ndarray) -> np.ndarray:
+        """Position in `series` of the series each origin (or any global index) belongs to: (n,)."""
+        offsets = np.array([s.offset for s in self.series])
+        return np.searchsorted(offsets, np.asarray(origins), side="right") - 1
+
+    def last_observed(self, origins: np.ndarray) -> np.ndarray:
+        """T = o + L - 1, the last point each origin's window reads: (n,)."""
+        return np.asarray(origins, dtype=np.int64) + self.seq_length - 1
+
+    def input_index(self, origins: np.ndarray) -> np.ndarray:
+        """Indices o .. o+L-1 of each origin's inputs: (n, L)."""
+        return np.asarray(origins, dtype=np.int64)[:, None] + np.arange(self.seq_length)
+
+    def target_index(self, origins: np.ndarray, steps: int | None = None) -> np.ndarray:
+        """Indices o+L .. o+L+steps-1 of each origin's targets (steps defaults to the horizon): (n, steps)."""
+        return self.last_observed(origins)[:, None] + np.arange(1, (steps or self.horizon) + 1)
+
+    def local(self, index: np.ndarray) -> np.ndarray:
+        """Global indices as positions within their own series (0 = the series' first point): (n,)."""
+        index = np.asarray(index)
+        return index - np.array([s.offset for s in self.series], dtype=np.int64)[self.series_index(index)]
+
+    def last_origins(self) -> np.ndarray:
+        """The origin of each series' last window (its last L points): (n_series,)."""
+        return np.array([s.offset + s.length - self.seq_length for s in self.series], dtype=np.int64)
+
+    @property
+    def scalers(self) -> tuple[Scaler, ...]:
+        return tuple(s.scaler for s in self.series)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.series_id for s in self.series]
+
+    # ---------------------------------------------------------------- derived splits
+
+    def with_scalers(self, values: np.ndarray, normalize: str | None = None) -> "Split":
+        """This split with every series' scaler fitted on its own fit_range only.
+
+        normalize "standard": mean and std of the fit range (std 1 when it is 0); otherwise identity.
+        """
+        normalize = normalize or self.normalize
+        return dataclasses.replace(self, normalize=normalize, series=tuple(
+            dataclasses.replace(s, scaler=fit_scaler(values, s.fit_range, normalize)) for s in self.series))
+
+    def rebuilt(self, ranges: Sequence[dict[str, Range]], seq_length: int | None = None) -> "Split":
+        """The same series with new local origin ranges (and window length), scalers kept."""
+        L = seq_length or self.seq_length
+        return dataclasses.replace(self, seq_length=L, series=tuple(
+            series_split(s.series_id, s.offset, s.length, r, L, self.horizon, s.scaler)
+            for s, r in zip(self.series, ranges)))
+
+    def all_origins(self, values: np.ndarray) -> "Split":
+        """Every origin of every series in train (no val, no test), scalers refitted on all of it."""
+        ranges = []
+        for s in self.series:
+            n = n_windows(s.length, self.seq_length, self.horizon)
+            ranges.append({"train": (0, n), "val": (n, n), "test": (n, n)})
+        return self.rebuilt(ranges).with_scalers(values)
+
+    def refit_blocks(self, values: np.ndarray, every: int) -> list[tuple["Split", np.ndarray]]:
+        """(training split, origins) per block of `every` test origins of each series.
+
+        A block's split has train/val ranges over the points strictly before each series' first
+        target in the block (purged as above) and scalers refitted on them; a series with no
+        origin in the block has empty ranges. Raises ValueError when a block leaves no history.
+        """
+        L, H = self.seq_length, self.horizon
+        longest = max(s.count("test") for s in self.series)
+        empty = {"train": (0, 0), "val": (0, 0), "test": (0, 0)}
+        blocks = []
+        for start in range(0, longest, every):
+            ranges, origins = [], []
+            for s in self.series:
+                a, b = s.test[0] + start, min(s.test[0] + start + every, s.test[1])
+                if a >= b:
+                    ranges.append(empty)
+                    continue
+                train, val = fit_ranges(n_windows(a + L - s.offset, L, H), self.val_fraction, H)
+                if train[1] < 1:
+                    raise ValueError(f"series {s.series_id!r}: too little history to refit before origin {a - s.offset}")
+                ranges.append({"train": train, "val": val, "test": (a - s.offset, b - s.offset)})
+                origins.append(np.arange(a, b, dtype=np.int64))
+            blocks.append((self.rebuilt(ranges).with_scalers(values), np.concatenate(origins)))
+        return blocks
+
+    def seen_by(self, seq_length: int, history: int, scalers: Sequence[Scaler], normalize: str) -> "Split":
+        """This split's test targets as a model with its own window length and scalers reads them.
+
+        Only targets with at least `history` points before them in their series are kept, so
+        models with different window lengths are scored on the same targets:
+
+            targets of this split:  [test[0] + L, test[1] + L)
+            a window of length L' for target t starts at t - L' (and needs t - L' >= offset)
+        """
+        ranges = []
+        for s in self.series:
+            first, end = max(s.test[0] + self.seq_length, s.offset + history), s.test[1] + self.seq_length
+            test = (first - seq_length - s.offset, max(first, end) - seq_length - s.offset)
+            ranges.append({"train": (0, 0), "val": (0, 0), "test": test})
+        view = self.rebuilt(ranges, seq_length)
+        return dataclasses.replace(view, normalize=normalize, series=tuple(
+            dataclasses.replace(s, scaler=sc) for s, sc in zip(view.series, scalers)))
+
+
+def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
+    """The scaler of one series: mean/std of values[fit_range] for "standard", else identity."""
+    if normalize != "standard":
+        return IDENTITY
+    fit = np.asarray(values[slice(*fit_range)], dtype=np.float64)
+    std = float(fit.std())
+    return Scaler(float(fit.mean()), std if std > 0 else 1.0)
+
+
+def build_split(lengths: Iterable[int], ids: Iterable[str], seq_length: int, horizon: int = 1,
+                train_fraction: float = 0.8, val_fraction: float = 0.1, **info) -> Split:
+    """The split of series of `lengths` stored end to end (identity scalers; see Split.with_scalers).
+
+    `info`: normalize, source, frequency, season_length. Raises ValueError naming the series that
+    is too short to split.
+    """
+    series, offset = [], 0
+    for sid, n in zip(ids, lengths):
+        try:
+            ranges = split_ranges(n_windows(n, seq_length, horizon), train_fraction, val_fraction, horizon)
+        except ValueError as exc:
+            raise ValueError(f"series {sid!r} ({n} points): {exc}") from None
+        series.append(series_split(sid, offset, n, ranges, seq_length, horizon))
+        offset += n
+    return Split(seq_length, horizon, tuple(series), train_fraction, val_fraction, **info)

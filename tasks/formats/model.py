@@ -1,0 +1,82 @@
+"""train: model.pt, a ModelFile record with the network's weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tasks.components.network import Forecaster, build_model
+from tasks.components.specs import NetworkSpec
+from tasks.components.split import Scaler
+
+MODEL_FILE = "model.pt"
+_MODEL_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """What model.pt holds besides the weights: enough to forecast from a series on its own.
+
+    network: the architecture (its n_outputs is the head's width, not the horizon);
+    horizon: the leads this model forecasts (recursively when strategy is "recursive");
+    seq_length, normalize, scalers: how it reads a series (one Scaler per series it was fitted on);
+    trained: device, threads, epochs_run, best_epoch, stopped_early, best_val_loss, cuda_graphs.
+    """
+
+    network: NetworkSpec
+    seq_length: int
+    horizon: int
+    strategy: str
+    normalize: str
+    scalers: tuple[Scaler, ...]
+    trained: dict = field(default_factory=dict)
+
+
+def save_model(directory: Path, model: torch.nn.Module, record: ModelFile) -> Path:
+    """model.pt: CPU weights plus the record, loadable with torch.load(weights_only=True)."""
+    path = Path(directory) / MODEL_FILE
+    torch.save({
+        "format": _MODEL_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "network": record.network.as_dict(),
+        "seq_length": record.seq_length, "horizon": record.horizon, "strategy": record.strategy,
+        "normalize": record.normalize, "scalers": [dataclasses.asdict(s) for s in record.scalers],
+        "trained": dict(record.trained),
+    }, path)
+    return path
+
+
+def load_model_file(path: str | Path) -> tuple[Forecaster, ModelFile]:
+    """A model file (an entry's model.pt or a champion's copy), safely: (model in eval mode, record).
+
+    Files written before the record was typed (network under "model" with its head width as
+    "horizon", per-series "scaler" dicts, training facts at the top level) are read as well.
+    """
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("format") == _MODEL_FORMAT:
+        record = ModelFile(NetworkSpec(**blob["network"]), blob["seq_length"], blob["horizon"], blob["strategy"],
+                           blob["normalize"], tuple(Scaler(**s) for s in blob["scalers"]), blob["trained"])
+    else:
+        record = _legacy_record(blob)
+    model = build_model(record.network)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, record
+
+
+def _legacy_record(blob: dict) -> ModelFile:
+    spec = dict(blob["model"])
+    spec["n_outputs"] = spec.pop("horizon", 1)
+    trained = {k: blob[k] for k in ("device", "threads", "epochs_run", "best_epoch", "stopped_early",
+                                    "best_val_loss", "cuda_graphs") if k in blob}
+    scalers = tuple(Scaler(float(s["mean"]), float(s["std"])) for s in blob.get("scaler") or [])
+    return ModelFile(NetworkSpec(**spec), int(blob["seq_length"]), int(blob.get("horizon", 1)),
+                     blob.get("strategy", "direct"), blob.get("normalize", "none"), scalers, trained)
+
+
+def load_model(directory: Path) -> tuple[Forecaster, ModelFile]:
+    """The model of a train entry."""
+    return load_model_file(Path(directory) / MODEL_FILE)

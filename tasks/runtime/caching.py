@@ -1,0 +1,223 @@
+"""Stage keys and staleness reasons.
+
+A stage's key hashes four things, and nothing else:
+  params    the resolved config sections the flow passes to the stage (minus its run-only fields)
+  upstream  the content hashes of the entries it reads (files, not timestamps)
+  code      the source of the stage's module and of the code it computes with, found by folder:
+            the modules it imports, transitively, under tasks/components/ plus tasks/formats.py.
+            Machinery (tasks/runtime/), the config (hashed by value) and error messages
+            (tasks/errors.py) are not followed: they cannot change what a stage computes.
+  env       library versions that change its result and, where it trains, the kind of device
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from tasks.runtime import store
+
+log = logging.getLogger(__name__)
+
+PROJECT_PACKAGES = ("tasks",)
+# The code a stage computes with, by folder: the numerical components and the file formats.
+COMPUTING = ("tasks.components", "tasks.formats")
+
+
+def computes(module: str) -> bool:
+    """True for a module whose edits can change a stage's result (see the module docstring)."""
+    return any(module == root or module.startswith(root + ".") for root in COMPUTING)
+
+
+# --------------------------------------------------------------------------- code hashing
+
+
+@lru_cache(maxsize=None)
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=None)
+def _module_file(name: str) -> Path | None:
+    """The source file of project module `name`, found by path (nothing is imported)."""
+    package, *rest = name.split(".")
+    if package not in PROJECT_PACKAGES or not rest:
+        return None
+    base = _package_dir(package).joinpath(*rest)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None  # e.g. "tasks.retry.RETRY_OPTIONS" names an attribute, not a module
+
+
+# An import statement anywhere (also inside functions), parenthesised continuations included.
+_IMPORT_RE = re.compile(r"^[ \t]*(from[ \t]+\.*[\w.]*[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.M)
+
+
+@lru_cache(maxsize=None)
+def _import_statements(source: str) -> tuple[ast.stmt, ...]:
+    """The import statements of `source`, parsed one by one (much cheaper than the whole module)."""
+    nodes: list[ast.stmt] = []
+    for match in _IMPORT_RE.finditer(source):
+        try:
+            nodes.extend(ast.parse(match.group(1)).body)
+        except SyntaxError:  # an "import ..." line inside a string: not code
+            continue
+    return tuple(nodes)
+
+
+def imported_project_modules(name: str, source: str) -> set[str]:
+    """Project modules that module `name` (with text `source`) imports directly."""
+    package = name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in _import_statements(source):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(p for p in [*parts, base] if p)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES and m not in PROJECT_PACKAGES and _module_file(m)}
+
+
+def code_hashes(stage_module: str, sources: dict[str, str] | None = None) -> dict[str, str]:
+    """sha256 of the source of `stage_module` and of every computing module it imports, transitively.
+
+    `sources` overrides the text of named modules (to test what an edit would do).
+    """
+    sources = sources or {}
+    seen: dict[str, str] = {}
+    todo = [stage_module]
+    while todo:
+        name = todo.pop()
+        if name in seen or (name != stage_module and not computes(name)):
+            continue
+        text = sources.get(name)
+        if text is None:
+            text = _read_source(name)
+        seen[name] = hashlib.sha256(text.encode()).hexdigest()
+        todo.extend(imported_project_modules(name, text) - seen.keys())
+    return dict(sorted(seen.items()))
+
+
+@lru_cache(maxsize=None)
+def _read_source(name: str) -> str:
+    path = _module_file(name)
+    if path is None:
+        raise ModuleNotFoundError(name)
+    return path.read_text()
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class StagePlan(BaseModel):
+    """What the flow decided about one stage before running it, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    key: str
+    base: str
+    run: bool
+    forced: bool = False
+    reason: str
+    key_inputs: dict[str, Any]
+
+    @property
+    def ref(self) -> store.StageRef:
+        return store.StageRef(stage=self.stage, key=self.key, base=self.base)
+
+
+def stage_key(stage: str, key_inputs: dict) -> str:
+    """The content address of a stage output: a short hash of its key inputs."""
+    return store.sha256_json({"stage": stage, **key_inputs})[:24]
+
+
+def plan_stage(
+    base: str | Path,
+    stage: str,
+    *,
+    params: dict,
+    upstream: dict[str, str],
+    code: dict[str, str],
+    env: dict[str, str],
+    force: str | None = None,
+) -> StagePlan:
+    """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse."""
+    base = str(Path(base).resolve())
+    key_inputs = {"params": params, "upstream": upstream, "code": code, "env": env}
+    key = stage_key(stage, key_inputs)
+    problem = store.verify(store.entry_dir(base, stage, key))
+    if force:
+        run, reason = True, f"forced ({force})"
+    elif problem is None:
+        run, reason = False, "inputs unchanged"
+    elif problem != "output missing":
+        run, reason = True, f"output missing or corrupt: {problem}"
+    else:
+        run, reason = True, explain_change(latest_inputs(base, stage), key_inputs)
+    return StagePlan(
+        stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs
+    )
+
+
+def explain_change(previous: dict | None, current: dict) -> str:
+    """Say what differs between the key inputs of the last entry used and now."""
+    if previous is None:
+        return "no cached output (first run)"
+    why = []
+    changed = _diff(previous.get("params", {}), current["params"])
+    if changed:
+        why.append("new parameters: " + ", ".join(changed))
+    ups = sorted(k for k in current["upstream"] if previous.get("upstream", {}).get(k) != current["upstream"][k])
+    if ups:
+        why.append("upstream changed: " + ", ".join(ups))
+    mods = sorted(
+        set(current["code"]) ^ set(previous.get("code", {}))
+        | {m for m in current["code"] if previous.get("code", {}).get(m) not in (None, current["code"][m])}
+    )
+    if mods:
+        why.append("code changed: " + ", ".join(mods))
+    envs = _diff(previous.get("env", {}), current["env"])
+    if envs:
+        why.append("environment changed: " + ", ".join(envs))
+    return "; ".join(why) or "output missing (cache entry deleted)"
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} {a!r}->{b!r}")
+    return out
+
+
+def latest_inputs(base: str | Path, stage: str) -> dict | None:
+    """Key inputs of the entry this stage used last (None before its first run)."""
+    try:
+        return store.read_json(Path(base) / "cache" / stage / "latest.json")["key_inputs"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def record_latest(plan: StagePlan) -> None:
+    """Remember the key inputs just used, so the next change can be explained."""
+    store.write_json(
+        Path(plan.base) / "cache" / plan.stage / "latest.json", {"key": plan.key, "key_inputs": plan.key_inputs}
+    )

@@ -1,0 +1,29 @@
+"""The run directory: what one run asked for, what ran, and links to the files it used.
+
+    <output root>/runs/<run name>/
+        config.json      {"asked": the flow's config parameter, "resolved": every "auto" turned into its value}
+        stages.json      each stage: reused or recomputed, why, its key and entry; plus the run summary
+        <files>          hard links to the files each stage declares (model.pt, metrics.json, figures/...)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.runtime import store
+from tasks.runtime.stages import Run
+
+
+def write_run_dir(run: Run, extra: dict) -> Path:
+    """runs/<name>/ of `run`, with `extra` (the summary) in stages.json; returns the directory."""
+    run_dir = store.inside(run.paths.root / "runs", run.name, field="run name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store.write_json(run_dir / "config.json", {"asked": run.asked.model_dump(mode="json"),
+                                               "resolved": run.cfg.model_dump(mode="json")})
+    for stage, ref in run.refs.items():
+        for name in run.specs[stage].files:
+            if ref.file(name).is_file():
+                store.link_or_copy(ref.file(name), run_dir / name)
+    stages = {r.stage: vars(r) for r in run.rows}
+    store.write_json(run_dir / "stages.json", {"stages": stages, **extra})
+    return run_dir

@@ -1,0 +1,136 @@
+"""The model registry under `<output root>/models/`: the champion, its predecessors, every decision.
+
+    <root>/models/registry.json         champion, previous, older (newest last), history
+    <root>/models/<sha16>/model.pt      a champion's model file (a hard link or copy of the cache
+                                        entry's file, so cache cleanup never loses it)
+    <root>/models/registry.lock         one reader-writer of registry.json at a time
+
+registry.json is replaced atomically and written last, so a crash anywhere before that leaves the
+old champion in place. The functions named `with_*` are pure: registry in, new registry out.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from filelock import FileLock
+
+from tasks.errors import InputError
+from tasks.runtime import store
+
+log = logging.getLogger(__name__)
+
+REGISTRY_FILE = "registry.json"
+MODEL_FILE = "model.pt"
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def models_dir(root: str | os.PathLike) -> Path:
+    """Where the registry and the champions' model files live."""
+    return Path(root) / "models"
+
+
+def empty() -> dict:
+    """A registry with no champion yet."""
+    return {"champion": None, "previous": None, "older": [], "history": []}
+
+
+def load(root: str | os.PathLike) -> dict:
+    """The registry under `root` (an empty one if there is none yet)."""
+    path = models_dir(root) / REGISTRY_FILE
+    if not path.is_file():
+        return empty()
+    try:
+        return {**empty(), **store.read_json(path)}
+    except ValueError as exc:
+        raise InputError("registry", str(path), f"not a readable registry ({exc})") from None
+
+
+def registry_lock(root: str | os.PathLike) -> FileLock:
+    """An inter-process lock held from reading the registry to writing it."""
+    path = models_dir(root) / "registry.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
+def commit(root: str | os.PathLike, registry: dict) -> Path:
+    """Replace registry.json atomically (the last step of every change)."""
+    return store.write_json(models_dir(root) / REGISTRY_FILE, registry)
+
+
+def model_path(root: str | os.PathLike, record: dict) -> Path:
+    """The model file of a champion record."""
+    return models_dir(root) / record["path"]
+
+
+def check_model(root: str | os.PathLike, record: dict) -> str | None:
+    """None if a record's model file is there and intact, else why not."""
+    path = model_path(root, record)
+    if not path.is_file():
+        return f"model file {path} is missing"
+    if store.sha256_file(path) != record["model_sha256"]:
+        return f"model file {path} does not match its sha256"
+    return None
+
+
+def install_model(root: str | os.PathLike, src: str | os.PathLike) -> dict:
+    """Hard-link (or copy) a model file to models/<sha16>/model.pt: {path, model_sha256}."""
+    sha = store.sha256_file(src)
+    record = {"path": f"{sha[:16]}/{MODEL_FILE}", "model_sha256": sha}
+    if check_model(root, record) is not None:
+        store.link_or_copy(Path(src), model_path(root, record))
+        if (problem := check_model(root, record)) is not None:
+            raise OSError(problem)
+    return record
+
+
+def with_promotion(registry: dict, champion: dict) -> dict:
+    """The registry with `champion` in charge and the old champion as `previous`."""
+    reg = copy.deepcopy(registry)
+    if reg["previous"] is not None:
+        reg["older"].append(reg["previous"])
+    reg["previous"], reg["champion"] = reg["champion"], copy.deepcopy(champion)
+    return reg
+
+
+def with_decision(registry: dict, decision: dict) -> dict:
+    """The registry with one more entry in its history."""
+    reg = copy.deepcopy(registry)
+    reg["history"].append(copy.deepcopy(decision))
+    return reg
+
+
+def with_rollback(registry: dict, at: str) -> dict:
+    """The registry with the previous champion restored and the rollback in its history."""
+    if registry.get("previous") is None:
+        raise ValueError("there is no previous champion to roll back to")
+    reg = copy.deepcopy(registry)
+    retired = reg["champion"]
+    reg["champion"], reg["previous"] = reg["previous"], (reg["older"].pop() if reg["older"] else None)
+    entry = {"at": at, "action": "rolled_back", "reason": "rollback requested", "from": retired, "to": reg["champion"]}
+    return with_decision(reg, entry)
+
+
+def rollback(root: str | os.PathLike) -> dict:
+    """Restore the previous champion under `root`; return the new registry."""
+    path = models_dir(root) / REGISTRY_FILE
+    if load(root).get("previous") is None:  # checked before the lock, which creates models/
+        raise InputError("registry", str(path), "there is no previous champion to roll back to")
+    with registry_lock(root):
+        try:
+            reg = with_rollback(load(root), now())
+        except ValueError as exc:
+            raise InputError("registry", str(path), str(exc)) from None
+        if (problem := check_model(root, reg["champion"])) is not None:
+            raise InputError("registry", "previous", f"cannot restore the previous champion: {problem}")
+        commit(root, reg)
+    log.info("rollback: champion is %s again (run %s)", reg["champion"]["model_sha256"][:16], reg["champion"]["run"])
+    return reg

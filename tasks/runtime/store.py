@@ -1,0 +1,257 @@
+"""Where stage outputs live: content-addressed directories, atomic writes, verified manifests.
+
+Layout under a base directory (the data dir for `generate`, the output root for the rest):
+
+    <base>/cache/<stage>/<key>/            one finished stage output; exists only with its manifest
+        <files...>
+        manifest.json                      written last: files + sha256, what went into the key
+    <base>/cache/<stage>/latest.json       key inputs of the last entry used (to explain changes)
+    <base>/cache/<stage>/.tmp-<key>-<rand>/  work in progress, renamed into place when complete
+    <base>/locks/<stage>-<key>.lock        one writer per entry at a time
+
+A directory is published by one `os.replace` of a complete temp directory, so a reader sees
+either nothing or a finished entry, and two runs computing the same entry never mix files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from pydantic import BaseModel, ConfigDict
+
+from tasks.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it into place, else remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write `obj` as indented JSON, atomically."""
+    return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike, field: str = "output.root") -> Path:
+    """`path` resolved (relative to `root`), required to lie under the resolved `root`.
+
+    A run or stage name with `..` or an absolute part, or a symlink pointing out of the root,
+    raises InputError naming `field` instead of writing outside the output root.
+    """
+    base = Path(root).expanduser().resolve()
+    resolved = (base / Path(path).expanduser()).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise InputError(field, str(path), f"resolves to {resolved}, outside the output root {base}")
+    return resolved
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Hex sha256 of a canonical JSON encoding of `obj`."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- stage entries
+
+
+class StageRef(BaseModel):
+    """What a stage task returns: small, JSON-able, and fixed by the key alone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    key: str
+    base: str  # the base directory (absolute) the entry lives under
+
+    @property
+    def path(self) -> Path:
+        return entry_dir(self.base, self.stage, self.key)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def manifest(self) -> dict:
+        return read_json(self.path / MANIFEST)
+
+
+def entry_dir(base: str | os.PathLike, stage: str, key: str) -> Path:
+    """The directory of one stage output."""
+    return Path(base) / "cache" / stage / key
+
+
+def verify(path: str | os.PathLike) -> str | None:
+    """None if the entry at `path` is complete and intact, else why not (one short phrase)."""
+    path = Path(path)
+    if not path.is_dir():
+        return "output missing"
+    try:
+        manifest = read_json(path / MANIFEST)
+    except FileNotFoundError:
+        return "manifest missing"
+    except (OSError, ValueError):
+        return "manifest unreadable"
+    for name, info in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} missing"
+        if file.stat().st_size != info["bytes"]:
+            return f"{name} has {file.stat().st_size} bytes, expected {info['bytes']}"
+        if sha256_file(file) != info["sha256"]:
+            return f"{name} sha256 mismatch"
+    return None
+
+
+def content_hash(manifest: dict) -> str:
+    """A hash of an entry's file contents (not its timestamps): what downstream keys use."""
+    return sha256_json({n: f["sha256"] for n, f in sorted(manifest["files"].items())})
+
+
+class EntryWriter:
+    """Collects a stage's files in a temp dir; `publish` writes the manifest and renames it."""
+
+    def __init__(self, base: str | os.PathLike, stage: str, key: str) -> None:
+        self.final = entry_dir(base, stage, key)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.dir = self.final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        self.dir.mkdir()
+        self.extra: dict[str, dict] = {}
+
+    def path(self, name: str) -> Path:
+        """Where to write file `name` (inside the temp dir)."""
+        p = self.dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def describe(self, name: str, **info: Any) -> None:
+        """Attach shape/schema notes to file `name` in the manifest."""
+        self.extra.setdefault(name, {}).update(info)
+
+    def publish(self, key_inputs: dict, meta: dict | None = None) -> dict:
+        """Hash every file, write manifest.json last, and move the entry into place."""
+        files = {}
+        for p in sorted(q for q in self.dir.rglob("*") if q.is_file()):
+            name = p.relative_to(self.dir).as_posix()
+            files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size, **self.extra.get(name, {})}
+        manifest = {
+            "stage": self.final.parent.name,
+            "key": self.final.name,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": files,
+            "key_inputs": key_inputs,
+            "meta": meta or {},
+        }
+        write_json(self.dir / MANIFEST, manifest)
+        if self.final.exists():  # a bad entry we are replacing: move it aside first
+            trash = self.final.parent / f".trash-{self.final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(self.final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(self.dir, self.final)
+        return manifest
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def lock(base: str | os.PathLike, stage: str, key: str) -> FileLock:
+    """An inter-process lock for one stage entry."""
+    path = Path(base) / "locks" / f"{stage}-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
+def build_entry(
+    base: str | os.PathLike,
+    stage: str,
+    key: str,
+    key_inputs: dict,
+    compute: Callable[[EntryWriter], dict | None],
+    force: bool = False,
+) -> tuple[StageRef, bool]:
+    """The entry for `key` and whether this call built it: (ref, built).
+
+    `compute` writes its files through the writer and returns manifest `meta`. Holding the
+    entry's lock, a valid entry (one another run may just have finished) is reused unless
+    `force`; an invalid one is replaced. Work left by a builder that died (`.tmp-<key>-*`)
+    is removed first: nobody else can be building this key while the lock is held.
+    """
+    ref = StageRef(stage=stage, key=key, base=str(Path(base).resolve()))
+    with lock(base, stage, key):
+        problem = verify(ref.path)
+        if problem is None and not force:
+            log.debug("%s: reusing %s", stage, ref.path)
+            return ref, False
+        if problem not in (None, "output missing"):
+            log.warning("%s: cached output is unusable (%s); recomputing", stage, problem)
+        for stale in ref.path.parent.glob(f".tmp-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        writer = EntryWriter(base, stage, key)
+        try:
+            meta = compute(writer)
+            writer.publish(key_inputs, meta)
+        except BaseException:
+            writer.discard()
+            raise
+    return ref, True
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` at `dst` (copy across file systems), replacing `dst` atomically."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)

@@ -1,0 +1,128 @@
+"""Scheduled retraining: prefect.yaml, the `serve` command, and a served run on a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post, free_port, spawn, stop
+
+DEPLOYMENT = "rnn_pipeline/rnn-retrain"
+STAGE_TASKS = {"generate", "window", "train", "evaluate", "figures", "promote"}
+KEYS = {"rnn-metrics", "rnn-report", "rnn-stages", "rnn-promotion"}
+
+
+def test_prefect_yaml_deploys_the_flow_to_a_process_pool_with_one_run_at_a_time():
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    raw = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    model = PrefectYamlModel.model_validate(raw)
+    (dep,) = model.deployments
+    assert dep.name == "rnn-retrain" and dep.entrypoint == "flows/rnn_flow.py:rnn_pipeline"
+    assert dep.work_pool.name == "rnnflow-pool"
+    assert dep.concurrency_limit.limit == 1
+    assert dep.parameters["promote"] is True
+    assert raw["deployments"][0]["schedules"][0]["cron"] == "0 3 * * *"
+    (step,) = raw["pull"]
+    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ repo-dir.stdout }}"
+    assert raw["build"][0]["prefect.deployments.steps.run_shell_script"]["id"] == "repo-dir"
+
+
+def test_serve_without_a_server_says_so_in_one_line_and_exits_2(tmp_path):
+    env = {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api", "PREFECT_HOME": str(tmp_path)}
+    res = subprocess.run([sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 3 * * *"], cwd=REPO,
+                         env={**_plain_env(), **env}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: no server answers at PREFECT_API_URL=") and "prefect server start" in line
+
+
+def _plain_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+
+
+# --------------------------------------------------------------------------- on a real server
+
+
+def _wait_for_deployment(server: PrefectServer, proc: subprocess.Popen, log: Path, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = api_post(server, "deployments/filter", {"deployments": {"name": {"any_": ["rnn-retrain"]}}})
+        if found:
+            return found[0]
+        assert proc.poll() is None, f"serve exited:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    raise AssertionError(f"no deployment after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _trigger(server: PrefectServer):
+    """Run the deployment through the Prefect client and wait for the final state."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        return run_deployment(DEPLOYMENT, timeout=300, poll_interval=1, as_subflow=False)
+
+
+def _artifacts(server: PrefectServer, run_id) -> dict[str, dict]:
+    arts = api_post(server, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [str(run_id)]}}})
+    return {a["key"]: a for a in arts if a["key"]}
+
+
+def _rows(artifact: dict) -> list[dict]:
+    data = artifact["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect_server, tmp_path):
+    out, log = tmp_path / "artifacts", tmp_path / "serve.log"
+    cmd = [sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 0 1 1 *", "--epochs", "20", "--lr", "0.01",
+           "--n-points", "240",  # enough training to beat the naive forecast (the baseline gate)
+           "--hidden-size", "8", "--fig-dpi", "40", "--device", "cpu", "--output-dir", str(out),
+           "--data-dir", str(tmp_path / "data")]
+    proc = spawn(cmd, prefect_server.env(PREFECT_RUNNER_POLL_FREQUENCY="1"), log)  # pick runs up at once
+    prefect_server.children.append(proc)
+    try:
+        dep = _wait_for_deployment(prefect_server, proc, log)
+        assert dep["parameters"]["promote"] is True
+        assert dep["parameters"]["config"]["output"]["root"] == str(out)
+        assert dep["global_concurrency_limit"]["limit"] == 1
+        assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["0 0 1 1 *"]
+
+        run = _trigger(prefect_server)
+        assert run.state.is_completed(), f"{run.state}\n{log.read_text()[-3000:]}"
+        assert run.name.startswith("rnn-")
+        tasks = api_post(prefect_server, "task_runs/filter", {"flow_runs": {"id": {"any_": [str(run.id)]}}})
+        assert {t["name"].rsplit("-", 1)[0] for t in tasks} >= STAGE_TASKS
+        assert all(t["state_type"] == "COMPLETED" for t in tasks)
+
+        arts = _artifacts(prefect_server, run.id)
+        assert set(arts) >= KEYS
+        assert {r["forecaster"] for r in _rows(arts["rnn-metrics"])} >= {"model", "naive"}
+        assert [r["stage"] for r in _rows(arts["rnn-stages"])] == ["generate", "window", "train", "evaluate", "figures"]
+        assert "RNN forecast report" in arts["rnn-report"]["data"]
+        promo = arts["rnn-promotion"]["data"]
+        assert "**promoted**, no champion yet" in promo and "| challenger |" in promo and "| naive |" in promo
+        registry = json.loads((out / "models" / "registry.json").read_text())
+        assert registry["champion"]["run"] == run.name
+        assert (out / "models" / registry["champion"]["path"]).is_file()
+
+        again = _trigger(prefect_server)  # same data and config: the cached model is the champion itself
+        assert again.state.is_completed()
+        promo = _artifacts(prefect_server, again.id)["rnn-promotion"]["data"]
+        assert "**kept**" in promo and "| champion |" in promo
+        registry = json.loads((out / "models" / "registry.json").read_text())
+        assert registry["champion"]["run"] == run.name and [h["action"] for h in registry["history"]] == [
+            "promoted", "kept"]
+    finally:
+        stop(proc)

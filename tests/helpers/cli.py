@@ -1,0 +1,36 @@
+"""Run `python flows/rnn_flow.py` in a subprocess against the shared test server (tests/helpers/server.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.server import PrefectServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_flow(cwd: Path, server: PrefectServer, *args: str, log: Path | None = None) -> subprocess.Popen:
+    """Start one CLI run in its own process group (so a test can kill all of it); output to `log`."""
+    env = server.env(PYTHONUNBUFFERED="1")
+    out = open(log, "w") if log else subprocess.PIPE
+    try:
+        return subprocess.Popen([sys.executable, str(ROOT / "flows" / "rnn_flow.py"), *args], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    finally:
+        if log:
+            out.close()
+
+
+def finish_flow(proc: subprocess.Popen, log: Path | None = None, timeout: float = 300) -> str:
+    """Wait for a run; return its output; fail with the output's tail unless it exited 0."""
+    out, _ = proc.communicate(timeout=timeout)
+    text = log.read_text() if log else out
+    assert proc.returncode == 0, text[-4000:]
+    return text
+
+
+def run_dir_of(output: str) -> Path:
+    """The run directory printed on the last `outputs:` line."""
+    return Path([line for line in output.splitlines() if line.startswith("outputs: ")][-1].split("outputs: ", 1)[1])

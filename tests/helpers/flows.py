@@ -1,0 +1,30 @@
+"""In-process flow runs under the session's Prefect test harness, and what they report."""
+
+from __future__ import annotations
+
+from flows.rnn_flow import rnn_pipeline
+
+
+def actions(summary: dict) -> dict[str, str]:
+    return {r["stage"]: r["action"] for r in summary["stages"]}
+
+
+def reasons(summary: dict) -> dict[str, str]:
+    return {r["stage"]: r["reason"] for r in summary["stages"]}
+
+
+def read_artifacts(flow_run_id) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in arts if a.key}
+
+
+def run(cfg, **kw):
+    state = rnn_pipeline(config=cfg, return_state=True, **kw)
+    assert state.is_completed(), state
+    return state.result(), state

@@ -1,0 +1,130 @@
+"""A real Prefect server for tests marked `server`: `prefect server start` on a free port.
+
+The session fixture `prefect_server` (tests/conftest.py) starts one with `start_server`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FLOW_SCRIPT = REPO / "flows" / "rnn_flow.py"
+
+
+@dataclass
+class PrefectServer:
+    """A running server: its port, home directory, process and log file."""
+
+    port: int
+    home: Path
+    process: subprocess.Popen
+    log: Path
+    children: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment for a process that talks to this server (and only to it)."""
+        return server_env(self.port, self.home) | extra
+
+
+def server_env(port: int, home: Path) -> dict[str, str]:
+    """os.environ plus the settings that point Prefect (API and UI) at 127.0.0.1:`port`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks",
+    }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(api_url: str, timeout: float = 1.0) -> bool:
+    """True if GET <api_url>/health answers 200."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> subprocess.Popen:
+    """Start `cmd` in its own process group, output to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the process group of `proc`, then SIGKILL it if it is still there after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (a run's subprocess)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def start_server(home: Path, timeout: float = 120.0) -> PrefectServer:
+    """`prefect server start` on a free port with its own PREFECT_HOME; wait until it is healthy."""
+    home.mkdir(parents=True, exist_ok=True)
+    port, log = free_port(), home / "server.log"
+    prefect = [sys.executable, "-m", "prefect"]
+    proc = spawn([*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env(port, home), log)
+    server = PrefectServer(port, home, proc, log)
+    deadline = time.monotonic() + timeout
+    while not healthy(server.api_url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"Prefect server did not start on port {port}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return server
+
+
+def run_flow(server: PrefectServer, tmp: Path, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
+    """`python flows/rnn_flow.py ARGS` against `server` (a tiny config unless ARGS say otherwise)."""
+    tiny = ["--epochs", "2", "--n-points", "240", "--hidden-size", "8", "--fig-dpi", "40",
+            "--device", "cpu", "--output-dir", str(tmp / "artifacts"), "--data-dir", str(tmp / "data")]
+    return subprocess.run([sys.executable, str(FLOW_SCRIPT), *tiny, *args], env=server.env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def api_post(server: PrefectServer, path: str, body: dict | None = None, timeout: float = 10.0):
+    """POST JSON to the server's REST API (e.g. "flow_runs/filter"); the decoded answer."""
+    import json
+
+    req = urllib.request.Request(f"{server.api_url}/{path}", data=json.dumps(body or {}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")

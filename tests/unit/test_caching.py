@@ -1,0 +1,81 @@
+from tasks.runtime import caching, store
+from tasks.runtime.caching import code_hashes, explain_change, plan_stage
+
+
+def test_train_key_covers_its_helpers_but_not_figures():
+    train = code_hashes("tasks.train")
+    assert {"tasks.train", "tasks.components.network", "tasks.components.fit", "tasks.formats"} <= set(train)
+    assert "tasks.figures" not in train
+    assert "tasks.runtime.store" not in train  # machinery: where files go, not what they hold
+    assert "tasks.formats" in code_hashes("tasks.figures")  # figures reads train's history format
+
+
+def test_editing_a_helper_changes_the_hash_of_stages_that_use_it():
+    edited = caching._read_source("tasks.components.network") + "\n# an edit\n"
+    before = code_hashes("tasks.train")
+    after = code_hashes("tasks.train", sources={"tasks.components.network": edited})
+    assert before["tasks.components.network"] != after["tasks.components.network"]
+    assert before["tasks.train"] == after["tasks.train"]
+    assert code_hashes("tasks.generate") == code_hashes("tasks.generate", sources={"tasks.components.network": edited})
+
+
+def test_relative_and_attribute_imports_are_followed():
+    mods = caching.imported_project_modules(
+        "tasks.x", "from .formats.window import read_window\nfrom tasks.components import metrics\nimport tasks.runtime.store\n")
+    assert mods == {"tasks.formats.window", "tasks.components", "tasks.components.metrics", "tasks.runtime.store"}
+
+
+def inputs(**over):
+    base = {"params": {"train": {"epochs": 100, "lr": 0.001}}, "upstream": {"window": "w1"},
+            "code": {"tasks.train": "c1"}, "env": {"torch": "2.13.0"}}
+    base.update(over)
+    return base
+
+
+def test_explanations_name_what_changed():
+    assert explain_change(None, inputs()) == "no cached output (first run)"
+    assert explain_change(inputs(), inputs(params={"train": {"epochs": 5, "lr": 0.001}})) == (
+        "new parameters: train.epochs 100->5"
+    )
+    assert explain_change(inputs(), inputs(upstream={"window": "w2"})) == "upstream changed: window"
+    assert explain_change(inputs(), inputs(code={"tasks.train": "c2"})) == "code changed: tasks.train"
+    assert explain_change(inputs(), inputs(env={"torch": "2.14.0"})) == "environment changed: torch '2.13.0'->'2.14.0'"
+    assert explain_change(inputs(), inputs()) == "output missing (cache entry deleted)"
+
+
+def plan(tmp_path, force=None, **over):
+    i = inputs(**over)
+    return plan_stage(tmp_path, "train", params=i["params"], upstream=i["upstream"], code=i["code"], env=i["env"], force=force)
+
+
+def test_plan_reuses_only_a_verified_entry(tmp_path):
+    p = plan(tmp_path)
+    assert p.run and p.reason == "no cached output (first run)"
+
+    def compute(w):
+        w.path("model.pt").write_bytes(b"weights")
+
+    store.build_entry(tmp_path, "train", p.key, p.key_inputs, compute)
+    caching.record_latest(p)
+    assert plan(tmp_path).run is False and plan(tmp_path).reason == "inputs unchanged"
+    forced = plan(tmp_path, force="--refresh train")
+    assert forced.run and forced.forced and forced.reason == "forced (--refresh train)"
+    p.ref.file("model.pt").write_bytes(b"w")
+    corrupt = plan(tmp_path)
+    assert corrupt.run and corrupt.reason.startswith("output missing or corrupt: model.pt")
+    changed = plan(tmp_path, params={"train": {"epochs": 7, "lr": 0.001}})
+    assert changed.key != p.key and changed.reason == "new parameters: train.epochs 100->7"
+
+
+def test_an_entry_that_went_bad_after_planning_is_rebuilt_not_reported_cached(tmp_path):
+    from tasks.runtime.stages import build
+
+    p = plan(tmp_path)
+    store.build_entry(tmp_path, "train", p.key, p.key_inputs, lambda w: w.path("a").write_text("x"))
+    reuse = plan(tmp_path)
+    assert not reuse.run
+    cached = build(reuse, lambda w: w.path("a").write_text("x"))
+    assert cached.name == "Cached" and cached.is_completed()
+    reuse.ref.file("a").unlink()  # goes bad between planning and the task
+    rebuilt = build(reuse, lambda w: w.path("a").write_text("x"))
+    assert rebuilt == reuse.ref.model_dump() and store.verify(reuse.ref.path) is None

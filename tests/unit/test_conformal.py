@@ -1,0 +1,65 @@
+"""Split-conformal intervals: calibrated on validation origins, nominal coverage on fresh data."""
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.components.backtest import backtest
+from tasks.components.conformal import calibrate, conformal_halfwidths, interval_stats
+from tests.helpers import split_for
+
+
+class LastValue(torch.nn.Module):
+    """The naive forecaster as a model: every lead is the window's last value."""
+
+    def __init__(self, horizon: int) -> None:
+        super().__init__()
+        self.horizon = horizon
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1, :].expand(-1, self.horizon)
+
+
+def test_halfwidth_is_the_conformal_order_statistic():
+    r = np.array([[1.0, -10.0], [-2.0, 20.0], [3.0, 30.0], [4.0, -40.0]])
+    # n = 4, level 0.6: ceil(5 * 0.6) = 3rd smallest |r| per lead
+    assert conformal_halfwidths(r, (0.6,))["60"].tolist() == [3.0, 30.0]
+    assert np.isinf(conformal_halfwidths(r, (0.9,))["90"]).all()  # ceil(5 * 0.9) = 5 > n
+
+
+def test_too_few_calibration_points_are_pooled_over_leads_then_clipped():
+    rng = np.random.default_rng(0)
+    s = np.abs(rng.normal(size=(6, 12))) * np.arange(1, 13)  # spread grows with the lead
+    cal = calibrate(s, (0.8, 0.95))
+    assert cal["method"] == "pooled over leads" and cal["clipped"] == []
+    q = cal["halfwidths"]["80"]
+    assert q.shape == (12,) and np.allclose(q / s.mean(axis=0), q[0] / s[:, 0].mean())  # each lead's own spread
+    tiny = calibrate(s[:, :1], (0.95,))
+    assert tiny["clipped"] == ["95"] and tiny["halfwidths"]["95"][0] == s[:, 0].max()
+
+
+@pytest.mark.parametrize("level", [0.8, 0.95])
+def test_gaussian_noise_gets_nominal_coverage(level):
+    rng = np.random.default_rng(1)
+    truth = np.sin(np.linspace(0, 60, 6000))
+    cal, test = truth[:2000] + rng.normal(0, 0.3, 2000), truth[2000:] + rng.normal(0, 0.3, 4000)
+    q = calibrate((cal - truth[:2000])[:, None], (level,))["halfwidths"][str(round(level * 100))]
+    cov = interval_stats(test[:, None], truth[2000:, None], q)["coverage"]
+    assert abs(cov - level) < 3 * np.sqrt(level * (1 - level) / 4000) + 1 / 2000
+    assert q[0] == pytest.approx(0.3 * {0.8: 1.2816, 0.95: 1.96}[level], rel=0.08)
+
+
+def test_backtest_intervals_cover_a_random_walk_at_every_lead():
+    """Through the evaluate stage: a naive model on a Gaussian random walk, calibrated on val only."""
+    rng = np.random.default_rng(2)
+    v = 100.0 + np.cumsum(rng.normal(0, 1.0, 8000))
+    split = split_for(v, ("rw",), seq_length=5, horizon=3, train_fraction=0.5, val_fraction=0.6)
+    _, result = backtest(LastValue(3).eval(), v, split, levels=(0.8, 0.95))
+    iv = result["intervals"]
+    assert iv["method"] == "per lead" and iv["n_calibration"] > 2000
+    hw = np.array(iv["halfwidths"]["80"])
+    assert hw[0] < hw[1] < hw[2]  # the h-step error of a random walk grows like sqrt(h)
+    for name, level in (("80", 0.8), ("95", 0.95)):
+        for cov in iv["test"][name]["coverage_by_lead"]:
+            assert abs(cov - level) < 0.03, (name, cov)
+        assert result["intervals"]["test"][name]["mean_width"] > 0

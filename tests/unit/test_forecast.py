@@ -1,0 +1,83 @@
+"""The future: forecasts start right after each series' last time, on its own frequency."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tasks.components.network import Forecaster
+from tasks.config import (
+    DataConfig,
+    FiguresConfig,
+    PipelineConfig,
+    WindowConfig,
+    resolve,
+)
+from tasks.forecast import forecast_frame, future_forecast, future_times, plot_forecast
+from tasks.generate import load_source
+from tasks.windowing import split_series
+
+INTERVALS = {"halfwidths": {"80": [1.0, 2.0, 3.0], "95": [2.0, 4.0, 6.0]}}
+
+
+def prepared(df: pd.DataFrame, meta: dict, data: DataConfig, horizon: int = 3):
+    """What the window stage makes of a series file: values and split ("auto" resolved for its source)."""
+    cfg = resolve(PipelineConfig(data=data, window=WindowConfig(seq_length=12, horizon=horizon)), device="cpu")
+    return split_series(df, meta, cfg.window)
+
+
+def monthly_file(tmp_path, n=60):
+    dates = pd.date_range("2001-01-01", periods=n, freq="MS")
+    frame = pd.DataFrame({"month": np.tile(dates.strftime("%Y-%m-%d"), 2), "shop": np.repeat(["a", "b"], n),
+                          "sales": np.r_[100 + 10 * np.sin(np.arange(n)), 50 + np.arange(n)]})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    return DataConfig(data_path=str(tmp_path / "m.csv"), time_column="month", value_column="sales", id_column="shop")
+
+
+def test_a_monthly_file_is_forecast_from_the_next_month_on(tmp_path):
+    data = monthly_file(tmp_path)
+    df, meta = load_source(data)
+    values, split = prepared(df, meta, data)
+    assert split.normalize == "window" and split.frequency == "MS"
+    torch.manual_seed(0)
+    cols = future_forecast(Forecaster(hidden_size=4, n_outputs=3).eval(), values, split, INTERVALS)
+    fc = forecast_frame(split, future_times(df, split, 3), cols)
+    assert list(fc.columns) == ["series_id", "lead", "step", "timestamp", "forecast",
+                                "lower_80", "upper_80", "lower_95", "upper_95"]
+    for sid, g in fc.groupby("series_id"):
+        assert g["timestamp"].tolist() == list(pd.date_range("2006-01-01", periods=3, freq="MS"))
+        assert g["step"].tolist() == [60, 61, 62] and g["lead"].tolist() == [1, 2, 3]
+    assert (fc["lower_95"] < fc["lower_80"]).all() and (fc["lower_80"] < fc["forecast"]).all()
+    assert (fc["forecast"] < fc["upper_80"]).all() and (fc["upper_80"] < fc["upper_95"]).all()
+    fig = plot_forecast(df, fc, FiguresConfig(width=4, height=3, dpi=40), season=12)
+    assert fig.axes[0].get_title().endswith("— a")
+
+
+def test_the_future_reads_the_last_window_of_each_series(tmp_path):
+    data = monthly_file(tmp_path)
+    df, meta = load_source(data)
+    values, split = prepared(df, meta, data)
+    assert split.last_origins().tolist() == [60 - 12, 120 - 12]
+    changed = values.copy()
+    changed[:48] = -1.0  # everything before the last window of series a
+    model = Forecaster(hidden_size=4, n_outputs=3).eval()
+    a, b = (future_forecast(model, x, split, INTERVALS)["forecast"] for x in (values, changed))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_generated_data_continues_with_integer_steps():
+    df, meta = load_source(DataConfig(n_points=100))
+    _, split = prepared(df, meta, DataConfig(n_points=100), horizon=4)
+    assert split.normalize == "none"
+    times = future_times(df, split, 4)
+    assert times == {"sine": {"step": [100, 101, 102, 103]}}
+
+
+@pytest.mark.parametrize("horizon", [1, 5])
+def test_refit_full_trains_on_every_window(horizon):
+    df, meta = load_source(DataConfig(n_points=100))
+    values, split = prepared(df, meta, DataConfig(n_points=100), horizon=horizon)
+    full = split.all_origins(values)
+    (s,) = full.series
+    assert len(full.origins("train")) == 100 - 12 - horizon + 1
+    assert len(full.origins("val")) == 0 and s.fit_range == (0, 100)

@@ -1,0 +1,122 @@
+"""The shape of the house: stages side by side, numbers without Prefect, honest code hashes."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.runtime import caching
+from tasks.runtime.caching import code_hashes
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE_MODULES = ("generate", "windowing", "train", "evaluate", "figures", "forecast", "promote")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an import statement of `path` names (at any depth: functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def test_every_stage_module_declares_itself():
+    for name in STAGE_MODULES:
+        source = (ROOT / "tasks" / f"{name}.py").read_text()
+        assert "STAGE = StageSpec(" in source or name == "promote", name
+
+
+@pytest.mark.parametrize("stage", STAGE_MODULES)
+def test_no_stage_module_imports_another_stage_module(stage):
+    others = {f"tasks.{s}" for s in STAGE_MODULES} - {f"tasks.{stage}"}
+    imported = imported_modules(ROOT / "tasks" / f"{stage}.py")
+    assert not imported & others, f"tasks/{stage}.py imports {sorted(imported & others)}"
+    assert not {m for m in imported if m.startswith("flows")}
+
+
+def test_numbers_import_neither_prefect_nor_the_file_layer_nor_the_machinery():
+    for path in (ROOT / "tasks" / "components").glob("*.py"):
+        for module in imported_modules(path):
+            assert not module.startswith(("prefect", "pydantic", "filelock", "tasks.formats", "tasks.runtime",
+                                          "tasks.config", "flows")), (path.name, module)
+
+
+WITHOUT_PREFECT = """
+import sys
+for name in ("prefect", "pydantic", "filelock"):
+    sys.modules[name] = None  # `import name` raises ImportError: no stubs
+import pkgutil, importlib
+import tasks.components as components
+for info in pkgutil.iter_modules(components.__path__):
+    importlib.import_module(f"tasks.components.{info.name}")
+import torch
+from tasks.components.fit import train_model
+from tasks.components.specs import FitSettings, NetworkSpec
+from tasks.components.split import build_split
+from tasks.components.synthetic import sine_values
+values = sine_values(n_points=120)
+split = build_split([120], ["s"], seq_length=10).with_scalers(values)
+model, st = train_model(values, split, NetworkSpec(hidden_size=4), FitSettings(epochs=2, patience=0),
+                        torch.device("cpu"))
+assert st.epoch == 2 and len(st.history["train_loss"]) == 2
+print("trained", st.history["train_loss"][-1])
+"""
+
+
+def test_the_numerical_folder_imports_and_trains_without_prefect_pydantic_or_filelock():
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_PREFECT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("trained ")
+
+
+def edit(module: str, old: str, new: str) -> dict[str, str]:
+    """The `sources` override of code_hashes for `module` with one string replaced."""
+    text = caching._read_source(module)
+    assert old in text, f"{old!r} is not in {module}"
+    return {module: text.replace(old, new, 1)}
+
+
+def stage_hashes(sources: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    return {s: code_hashes(f"tasks.{s}", sources) for s in STAGE_MODULES}
+
+
+def test_rewording_an_ingestion_error_changes_only_the_generate_key():
+    before = stage_hashes()
+    after = stage_hashes(edit("tasks.components.ingest", "no such column", "there is no column"))
+    assert {s for s in STAGE_MODULES if before[s] != after[s]} == {"generate"}
+
+
+def test_editing_figure_code_changes_only_the_figures_key():
+    before = stage_hashes()
+    after = stage_hashes(edit("tasks.figures", "Training loss (MSE)", "Loss per epoch (MSE)"))
+    assert {s for s in STAGE_MODULES if before[s] != after[s]} == {"figures"}
+
+
+def test_editing_the_network_changes_the_stages_that_run_it_only():
+    before = stage_hashes()
+    after = stage_hashes(edit("tasks.components.network", "out, _ = self.rnn(x)", "out, _h = self.rnn(x)"))
+    assert {s for s in STAGE_MODULES if before[s] != after[s]} == {"train", "evaluate", "forecast", "promote"}
+
+
+def test_machinery_config_and_messages_are_in_no_key():
+    for stage, hashes in stage_hashes().items():
+        assert not [m for m in hashes if m.startswith(("tasks.runtime", "tasks.config", "tasks.errors"))], stage
+
+
+PRIVATE = re.compile(r"_locks|_get_lock_info|__annotations__|Finished in state")
+
+
+def test_no_private_prefect_names_no_rewritten_annotations_no_log_text_matching():
+    hits = [f"{p.relative_to(ROOT)}:{i}" for folder in ("flows", "tasks") for p in (ROOT / folder).rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if PRIVATE.search(line)]
+    assert hits == []

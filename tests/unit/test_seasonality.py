@@ -1,0 +1,69 @@
+"""The ingested series' frequency flows on: season length in split.json, seasonal-naive baseline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.components.backtest import backtest, season_for
+from tasks.components.network import Forecaster
+from tasks.config import DataConfig, EvalConfig, WindowConfig
+from tasks.generate import load_source
+from tasks.windowing import split_series
+
+
+def monthly_csv(tmp_path, n=60):
+    dates = pd.date_range("2005-01-01", periods=n, freq="MS").strftime("%Y-%m-%d")
+    values = 1000 + 100 * np.sin(2 * np.pi * np.arange(n) / 12)
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"month": dates, "sales": values}).to_csv(path, index=False)
+    return path
+
+
+def test_a_monthly_file_gives_frequency_ms_and_season_12(tmp_path, caplog):
+    caplog.set_level("INFO", logger="tasks")
+    df, meta = load_source(DataConfig(data_path=str(monthly_csv(tmp_path)), time_column="month", value_column="sales"))
+    assert meta["frequency"] == "MS" and meta["season_length"] == 12
+    assert "inferred frequency MS" in caplog.text
+
+
+def test_generated_data_has_no_season():
+    _, meta = load_source(DataConfig(n_points=50))
+    assert meta["season_length"] is None
+
+
+def split_with(meta, n=120, seq_length=12, values=None):
+    """The window stage's split of one series of `n` points with the series file's metadata `meta`."""
+    values = np.zeros(n) if values is None else values
+    df = pd.DataFrame({"series_id": "s", "step": np.arange(n), "value": values})
+    return split_series(df, meta, WindowConfig(seq_length=seq_length, normalize="none"))[1]
+
+
+def test_split_records_frequency_and_season():
+    split = split_with({"frequency": "MS", "season_length": 12})
+    assert split.frequency == "MS" and split.season_length == 12
+    assert split_with({"frequency": "1"}).season_length is None
+
+
+def test_season_comes_from_eval_config_first_then_the_frequency():
+    split = split_with({"frequency": "MS", "season_length": 12})
+    assert season_for(split, EvalConfig().season_length) == 12
+    assert season_for(split, EvalConfig(season_length=4).season_length) == 4
+    assert season_for(split_with({"frequency": "1", "season_length": None}), None) is None
+    assert season_for(split, 500) is None  # longer than the history: no baseline
+
+
+def test_eval_config_season_is_bounded():
+    with pytest.raises(ValueError):
+        EvalConfig(season_length=0)
+
+
+def test_seasonal_naive_is_scored_on_the_same_targets():
+    n = 120
+    values = 1000 + 100 * np.sin(2 * np.pi * np.arange(n) / 12)
+    split = split_with({"frequency": "MS", "season_length": 12}, n=n, values=values)
+    df, result = backtest(Forecaster(hidden_size=4).eval(), values, split, levels=EvalConfig().levels)
+    targets = df["step"].to_numpy()
+    np.testing.assert_allclose(df["seasonal_naive"], values[targets - 12])
+    np.testing.assert_allclose(df["naive"], values[targets - 1])
+    assert result["season_length"] == 12 and result["frequency"] == "MS"
+    assert result["metrics"]["seasonal_naive"]["mase"] < 1e-9  # a pure 12-month cycle
