@@ -32,6 +32,7 @@ DEPLOYMENT = "rnn-retrain"
 # option -> (config section, field); the help text and the type come from the pydantic field.
 OPTIONS: dict[str, tuple[str, str]] = {
     "--n-points": ("data", "n_points"),
+    "--n-series": ("data", "n_series"),
     "--noise": ("data", "noise"),
     "--trend": ("data", "trend"),
     "--data-seed": ("data", "seed"),
@@ -40,6 +41,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--value-column": ("data", "value_column"),
     "--id-column": ("data", "id_column"),
     "--fill": ("data", "fill"),
+    "--series-per-bucket": ("data", "series_per_bucket"),
     "--seq-length": ("window", "seq_length"),
     "--horizon": ("window", "horizon"),
     "--train-fraction": ("window", "train_fraction"),
@@ -62,6 +64,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--threads": ("train", "threads"),
     "--no-cuda-graphs": ("train", "cuda_graphs"),
     "--checkpoint-every": ("train", "checkpoint_every"),
+    "--steps-per-epoch": ("train", "steps_per_epoch"),
     "--season-length": ("eval", "season_length"),
     "--refit-every": ("eval", "refit_every"),
     "--levels": ("eval", "levels"),
@@ -69,6 +72,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--fig-width": ("figures", "width"),
     "--fig-height": ("figures", "height"),
     "--fig-dpi": ("figures", "dpi"),
+    "--runner": ("runner", "kind"),
+    "--dask-address": ("runner", "address"),
+    "--workers": ("runner", "workers"),
     "--output-dir": ("output", "root"),
     "--data-dir": ("output", "data_dir"),
 }
@@ -80,6 +86,9 @@ FLAG_OF_FIELD = {
     **{f: opt for opt, (_, f) in OPTIONS.items() if _FIELDS.count(f) == 1},
     **{f"{s}.{f}": opt for opt, (s, f) in OPTIONS.items()},
     "config": "--config",
+    "grid": "--grid",
+    "grid_file": "--grid-file",
+    "runner.kind": "--runner",
 }
 
 
@@ -151,6 +160,19 @@ def serve_parser() -> argparse.ArgumentParser:
     return p
 
 
+def sweep_parser() -> argparse.ArgumentParser:
+    """The run options plus the grid of members."""
+    p = run_parser(f"{PROG} sweep")
+    p.description = ("Train one model per member of a grid (on the runner), rank the members on the validation "
+                     "range, then evaluate the winner on the test range as a run does.")
+    p.epilog = None
+    g = p.add_argument_group("grid")
+    g.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="settings to cross, e.g. cell=rnn,gru,lstm "
+                   "hidden_size=32,64 seq_length=12,24 (any option's field name, or section.field)")
+    g.add_argument("--grid-file", metavar="FILE", help="a JSON grid: {key: [values]} or a list of {key: value}")
+    return p
+
+
 def rollback_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"{PROG} rollback",
                                 description="Restore the previous champion model of <output-dir>/models/registry.json.")
@@ -165,17 +187,75 @@ def rollback_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> Invocation:
     """The Invocation of `argv` (argparse exits on a malformed command line; pydantic and
     InputError say which setting is wrong)."""
-    command = argv[0] if argv[:1] in (["serve"], ["rollback"]) else "run"
+    command = argv[0] if argv[:1] in (["serve"], ["rollback"], ["sweep"]) else "run"
     rest = argv[1:] if command != "run" else argv
     if command == "rollback":
         a = rollback_parser().parse_args(rest)
         return Invocation("rollback", output_dir=a.output_dir, debug=a.debug)
-    a = (serve_parser() if command == "serve" else run_parser()).parse_args(rest)
+    a = {"serve": serve_parser, "sweep": sweep_parser}.get(command, run_parser)().parse_args(rest)
     promote = PromoteSettings(metric=a.promote_metric, margin=a.promote_margin)
     controls = {"refresh": a.refresh, "until": a.until, "no_cache": a.no_cache, "promote": bool(a.promote),
                 "promote_metric": promote.metric, "promote_margin": promote.margin}
     schedule = {"cron": a.cron, "interval": a.interval, "name": a.name} if command == "serve" else {}
-    return Invocation(command, config_from_args(a), controls, schedule, debug=a.debug)
+    config = config_from_args(a)
+    if command == "sweep":
+        controls["grid"] = grid_members(config, a.grid or [], a.grid_file)
+    return Invocation(command, config, controls, schedule, debug=a.debug)
+
+
+def grid_members(config: PipelineConfig, specs: list[str], grid_file: str | None) -> list[dict[str, Any]]:
+    """The members of a sweep, each {"section.field": value}: the product of `specs`
+    ("cell=rnn,gru" ...), or a JSON file holding such a mapping of lists or a list of members.
+    Each member is validated on top of `config` (InputError naming --grid)."""
+    import itertools
+
+    if grid_file:
+        try:
+            raw = json.loads(Path(grid_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError("grid_file", grid_file, f"cannot read a JSON grid ({exc})") from None
+    else:
+        raw = {}
+        for spec in specs:
+            key, sep, values = spec.partition("=")
+            if not sep or not values:
+                raise InputError("grid", spec, "expected KEY=V1,V2 (e.g. cell=rnn,gru)")
+            raw[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    if isinstance(raw, dict):
+        keys = [grid_key(k) for k in raw]
+        members = [dict(zip(keys, combo)) for combo in itertools.product(*[list(v) for v in raw.values()])]
+    elif isinstance(raw, list) and all(isinstance(m, dict) for m in raw):
+        members = [{grid_key(k): v for k, v in m.items()} for m in raw]
+    else:
+        raise InputError("grid_file", grid_file, "expected {key: [values]} or a list of {key: value} members")
+    if not members:
+        raise InputError("grid", " ".join(specs), "no members (give --grid KEY=V1,V2 ... or --grid-file FILE)")
+    for m in members:
+        overrides: dict[str, dict] = {}
+        for dotted, value in m.items():
+            section, name = dotted.split(".")
+            overrides.setdefault(section, {})[name] = value
+        try:
+            with_overrides(config, overrides)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise InputError("grid", f"{where}={err.get('input')}", err["msg"]) from None
+    return members
+
+
+def grid_key(key: str) -> str:
+    """A grid key as "section.field": "seq_length" -> "window.seq_length" (or given dotted)."""
+    sections = {name: type(getattr(PipelineConfig(), name)) for name in PipelineConfig.model_fields}
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in sections and name in sections[section].model_fields:
+            return key
+    found = [s for s, cls in sections.items() if key in cls.model_fields and s not in ("output", "runner")]
+    if len(found) != 1:
+        raise InputError("grid", key, "not a setting (e.g. cell, hidden_size, seq_length, lr, or model.cell)"
+                         if not found else f"ambiguous: name it as one of {', '.join(f'{s}.{key}' for s in found)}")
+    return f"{found[0]}.{key}"
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -282,15 +362,24 @@ def run(inv: Invocation) -> int:
     """Run the flow once (on a running local server when there is one) and print the summary."""
     from flows.serve import prefect_api
     from tasks.components.fit import TrainingDiverged
+    from tasks.runtime.faults import InjectedFault
 
     with prefect_api():
-        from flows.rnn_flow import rnn_pipeline
+        if inv.config.runner.kind == "dask":
+            from tasks.runtime.runners import require_real_api
 
-        _quiet_known_failures(inv.debug, (InputError, TrainingDiverged))
+            require_real_api()  # workers must reach a real API: refuse before anything starts
+        from flows.rnn_flow import rnn_pipeline, rnn_sweep
+
+        _quiet_known_failures(inv.debug, (InputError, TrainingDiverged, InjectedFault))
         try:
-            summary = rnn_pipeline(config=inv.config, **inv.controls)
+            flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
+            summary = flow(config=inv.config, **inv.controls)
         except TrainingDiverged as exc:
             return fail(str(exc), exc, inv.debug)
+        except InjectedFault as exc:
+            fail(f"the run failed: {exc}; finished entries are kept, run again to resume", exc, inv.debug)
+            return 1
     print_summary(summary)
     return 0
 
@@ -338,4 +427,7 @@ def print_summary(summary: dict) -> None:
         print(summary["gate"])
     if "forecast" in summary:
         print(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
+    if "leaderboard" in summary:
+        lb = summary["leaderboard"]
+        print(f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {lb['val_mase']:.4g})")
     print(f"outputs: {summary['run_dir']}")

@@ -21,10 +21,12 @@ from tasks.runtime.stages import Run
 logging.getLogger("tasks").setLevel(logging.INFO)
 
 
-def finish(run: Run, promoted: dict | None = None, promote: bool = False) -> dict:
+def finish(run: Run, promoted: dict | None = None, promote: bool = False, leaderboard=None,
+           winner=None) -> dict:
     """Publish what the run did and where its outputs are; return the flow's summary.
 
-    promoted: the promote task's summary when it ran; `promote`: whether it was asked for.
+    promoted: the promote task's summary when it ran; `promote`: whether it was asked for;
+    leaderboard, winner: a sweep's ranking (a DataFrame, best first) and the winner's config.
     """
     logger = get_run_logger()
     logger.info("stages:\n%s", "\n".join(run.lines()))
@@ -34,9 +36,16 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False) -> dic
         summary.update(publish_results(run, logger))
     if "forecast" in run.refs:
         summary["forecast"] = publish_forecast(run, logger)
+    if leaderboard is not None:
+        summary["leaderboard"] = publish_leaderboard(run, leaderboard, logger)
     summary["pipeline_seconds"] = round(time.perf_counter() - run.started, 3)
+    summary["largest_task_payload_bytes"] = run.largest_payload
+    summary["driver_peak_rss_mb"] = round(store.peak_rss_mb(), 1)
     run_dir = write_run_dir(run, {"summary": summary})
     summary["run_dir"] = str(run_dir)
+    if leaderboard is not None:
+        store.write_bytes(run_dir / LEADERBOARD_FILE, leaderboard.to_parquet(index=False))
+        store.write_json(run_dir / "winner.json", winner.model_dump(mode="json"))
     logger.info("outputs: %s", run_dir)
     summary["promotion"] = promoted or {
         "action": "skipped",
@@ -68,7 +77,8 @@ def publish_results(run: Run, logger) -> dict:
     logger.info("result: %s", verdict)
     logger.info("%s", gate_text)
     if "figures" in run.refs:
-        figs = {n: run.refs["figures"].file(figure_file(n)) for n in FIGURES}
+        figs = {n: run.refs["figures"].file(figure_file(n)) for n in FIGURES
+                if run.refs["figures"].file(figure_file(n)).is_file()}
         lines = [verdict, gate_text, interval_line(result)]
         md = publish.report_markdown(f"RNN forecast report — {run.name}", lines, metrics, figs)
         publish.publish_markdown(publish.REPORT_KEY, md, f"Metrics and figures of run {run.name}")
@@ -99,3 +109,18 @@ def publish_forecast(run: Run, logger) -> dict:
     logger.info("forecast: %d rows from %s (%s)", len(fc), when, ref.file(FORECAST_FILE))
     return {"rows": len(fc), "first": str(when), "file": str(ref.file(FORECAST_FILE)),
             "figure": str(ref.file(FORECAST_FIGURE))}
+
+
+LEADERBOARD_FILE = "leaderboard.parquet"
+
+
+def publish_leaderboard(run: Run, board, logger) -> dict:
+    """The rnn-leaderboard table artifact (members ranked by validation MASE); the winner in one line."""
+    publish.publish_table(publish.LEADERBOARD_KEY, publish.table_rows(board.drop(columns=["model_entry",
+                                                                                    "scores_entry"])),
+                          f"Sweep members of run {run.name}, ranked by the model's MASE on the validation range")
+    top = board.iloc[0]
+    settings = {k: top[k] for k in board.columns if "." in k}
+    logger.info("sweep: %d members; winner %s (validation MASE %.4g)", len(board), settings, top["val_mase"])
+    return {"members": len(board), "winner": {k: str(v) for k, v in settings.items()},
+            "val_mase": float(top["val_mase"])}

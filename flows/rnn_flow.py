@@ -12,8 +12,15 @@ what is passed to it below, and its cache key covers exactly that (tasks/runtime
 # from its annotations, resolving string ones in the function's __globals__ (PrefectHQ/prefect#19289),
 # and `serve` hands each run a copy of the function pickled by value, whose globals hold only the
 # names its body uses. Real annotations need no lookup.
+import os
 import sys
 from pathlib import Path
+
+# Quiet, offline-friendly Prefect defaults (the repo's prefect.toml says the same, but only when
+# run from the repository root). Set before Prefect is imported; explicit settings win.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
 
 if __package__ in (None, ""):  # run or loaded as a script (a worker's entrypoint): this checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,21 +32,23 @@ if __name__ == "__main__":  # a command: parse and validate the options before P
 
 import datetime as dt  # noqa: E402
 import secrets  # noqa: E402
-from typing import Literal, Optional  # noqa: E402
+from typing import Any, Literal, Optional  # noqa: E402
 
 from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
-from tasks.config import Metric, PipelineConfig, PromoteSettings  # noqa: E402
-from tasks.evaluate import evaluate_task  # noqa: E402
+from tasks.config import Metric, PipelineConfig, PromoteSettings, with_overrides  # noqa: E402
+from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
 from tasks.figures import figures_task  # noqa: E402
-from tasks.forecast import forecast_task  # noqa: E402
+from tasks.forecast import forecast_task, predict_task, refit_task  # noqa: E402
 from tasks.formats.scores import read_metrics  # noqa: E402
-from tasks.generate import generate_task, source_digest  # noqa: E402
+from tasks.generate import buckets, generate_task, ingest_task, shared_calendar, source_digest  # noqa: E402
 from tasks.promote import promote_task  # noqa: E402
-from tasks.runtime.stages import Run  # noqa: E402
+from tasks.runtime.stages import Run, each  # noqa: E402
+from tasks.runtime.stages import StageRef  # noqa: E402
 from tasks.train import train_task  # noqa: E402
+from tasks.validate import leaderboard, validate_task  # noqa: E402
 from tasks.windowing import window_task  # noqa: E402
 
 Stage = Literal["generate", "window", "train", "evaluate", "figures", "forecast"]
@@ -72,21 +81,92 @@ def rnn_pipeline(
         promote_metric: the metric that decides (lower is better).
         promote_margin: relative improvement the challenger needs (0.05: 5% lower).
     """
-    run = Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until, no_cache=no_cache)
-    cfg = run.cfg  # every "auto" resolved
+    with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
+                   no_cache=no_cache) as run:
+        cfg = run.cfg  # every "auto" resolved
+        series = prepare_series(run, cfg)
+        splits = run.map(window_task, each(series=series), window_cfg=cfg.window)
+        model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits)
+        settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
+        return assess(run, cfg, series, splits, model, settings, promote)
 
-    series = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
-    split = run.stage(window_task, window_cfg=cfg.window, series=series)
-    model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, split=split)
-    scores = run.stage(evaluate_task, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train,
-                       split=split, model=model)
-    run.stage(figures_task, fig_cfg=cfg.figures, scores=scores, model=model)
-    run.stage(forecast_task, forecast_cfg=cfg.forecast, fig_cfg=cfg.figures, model_cfg=cfg.model,
-              train_cfg=cfg.train, series=series, split=split, model=model, scores=scores)
 
+@flow(name="rnn_sweep", flow_run_name=run_name, validate_parameters=True)
+def rnn_sweep(
+    config: PipelineConfig = PipelineConfig(),
+    grid: list[dict[str, Any]] = [],  # noqa: B006 (a flow parameter's JSON default)
+    refresh: Optional[Stage] = None,
+    until: Stage = "figures",
+    no_cache: bool = False,
+    promote: bool = False,
+    promote_metric: Metric = "mase",
+    promote_margin: float = 0.0,
+) -> dict:
+    """Train one model per member of a grid, rank them on the validation range, then evaluate the
+    winner on the test range (and promote it) as rnn_pipeline does.
+
+    Args:
+        config: the settings every member starts from.
+        grid: the members, each {"section.field": value, ...} on top of `config`
+            (e.g. [{"model.cell": "gru", "window.seq_length": 12}, ...]).
+        Others: as rnn_pipeline.
+    """
+    with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
+                   no_cache=no_cache) as run:
+        cfg = run.cfg
+        series = prepare_series(run, cfg)
+        members = [run.resolve(with_overrides(config, nested(m))) for m in grid or [{}]]
+        splits = {}
+        for m in members:  # members share the window entries of equal window settings
+            if m.window not in splits:
+                splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window)
+        models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
+                                      for m in members])
+        board, best = None, 0
+        if models is not None:  # rank on the validation range only; the test range is the winner's alone
+            scores = run.map(validate_task, [{"splits": splits[m.window], "model": model}
+                                             for m, model in zip(members, models)], eval_cfg=cfg.eval)
+            board = leaderboard(grid or [{}], scores, models)
+            best = int(board["member"].iloc[0])
+        winner = members[best]
+        settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
+        return assess(run, winner, series, splits[winner.window], models[best] if models else None, settings,
+                      promote, board)
+
+
+def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[StageRef, ...] | None:
+    """The series, in hash buckets of series_id, each bucket validated on its own (on the runner);
+    one calendar for all of them."""
+    raw = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
+    series = run.map(ingest_task, buckets(raw), data_cfg=cfg.data, raw=raw)
+    shared_calendar(series, cfg.data)
+    return series
+
+
+def assess(run: Run, cfg: PipelineConfig, series, splits, model, settings: PromoteSettings | None,
+           promote: bool, board=None) -> dict:
+    """Backtest `model` bucket by bucket on the test range, combine, draw, forecast the future,
+    judge it against the champion when `settings` say so, and finish the run."""
+    backtests = run.map(backtest_task, each(split=splits), eval_cfg=cfg.eval, model_cfg=cfg.model,
+                        train_cfg=cfg.train, model=model)
+    scores = run.stage(evaluate_task, backtests=backtests)
+    run.stage(figures_task, fig_cfg=cfg.figures, scores=scores, backtests=backtests, model=model)
+    final = model
+    if cfg.forecast.refit_full:
+        final = run.stage(refit_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits, model=model)
+    predictions = run.map(predict_task, each(series=series, split=splits, backtest=backtests), model=final)
+    run.stage(forecast_task, fig_cfg=cfg.figures, predictions=predictions, series=series)
     decision = None
-    if promote and model is not None:
+    if settings is not None and model is not None:
         gate = read_metrics(scores.path)["gate"] if scores is not None else None
-        decision = promote_task(split, model, gate, str(run.paths.root), run.name,
-                                PromoteSettings(metric=promote_metric, margin=promote_margin), cfg.eval)
-    return finish(run, promoted=decision, promote=promote)
+        decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
+    return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=cfg if board is not None else None)
+
+
+def nested(member: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"model.cell": "gru"} -> {"model": {"cell": "gru"}} (the overrides of one grid member)."""
+    out: dict[str, dict[str, Any]] = {}
+    for dotted, value in member.items():
+        section, _, name = dotted.partition(".")
+        out.setdefault(section, {})[name] = value
+    return out

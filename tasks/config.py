@@ -30,7 +30,11 @@ class SineComponent(_Section):
 class DataConfig(_Section):
     """Where the series comes from: the generator (default, the tutorial's sine) or a file."""
 
-    n_points: int = Field(1020, ge=3, le=200_000_000, description="Points to generate (tutorial: 1020).")
+    n_points: int = Field(1020, ge=3, le=200_000_000, description="Points to generate per series (tutorial: 1020).")
+    n_series: int = Field(
+        1, ge=1, le=10_000_000, description="Series to generate: the sine, then seeded variations of it (phase, "
+        "amplitude, level)."
+    )
     x_max: float = Field(10 * math.pi, gt=0, description="x runs over linspace(0, x_max, n_points).")
     amplitude: float = Field(1.0, description="Amplitude of the main sine.")
     period: float = Field(2 * math.pi, gt=0, description="Period of the main sine, in units of x.")
@@ -44,6 +48,10 @@ class DataConfig(_Section):
     id_column: str | None = Field(None, description="Series id column of data_path (many series).")
     fill: Literal["interpolate", "ffill"] | None = Field(
         None, description="Repair missing values instead of refusing them."
+    )
+    series_per_bucket: int = Field(
+        1000, ge=1, le=10_000_000, description="Series per hash bucket of series_id: the unit of parallel work "
+        "(buckets = ceil(series / this))."
     )
 
 
@@ -128,6 +136,10 @@ class TrainConfig(_Section):
     threads: int = Field(1, ge=1, le=256, description="torch CPU threads (1 is fastest for small models).")
     cuda_graphs: bool = Field(True, description="Capture the whole training step in a CUDA graph on cuda.")
     checkpoint_every: int = Field(10, ge=1, description="Save a resumable checkpoint every N epochs.")
+    steps_per_epoch: int = Field(
+        0, ge=0, description="At most this many batches per epoch (0: every training window once; many series: "
+        "a fixed amount of work per epoch)."
+    )
     log_every: int = Field(10, ge=1, description="Log the losses every N epochs.")
 
 
@@ -176,6 +188,22 @@ class ForecastConfig(_Section):
     )
 
 
+class RunnerConfig(_Section):
+    """Where the per-bucket work runs: in threads of this process, or on a Dask cluster through Prefect."""
+
+    kind: Literal["local", "dask"] = Field(
+        "local", description="local: threads of this process; dask: a Dask cluster (prefect-dask)."
+    )
+    address: str | None = Field(
+        None, description="Scheduler address of a running Dask cluster (tcp://host:8786); none: a LocalCluster."
+    )
+    workers: int = Field(2, ge=1, le=1024, description="Worker processes of the LocalCluster (or threads, local).")
+    threads_per_worker: int = Field(1, ge=1, le=256, description="Threads per LocalCluster worker process.")
+    in_flight: int = Field(
+        2, ge=1, le=64, description="Tasks submitted per worker at a time (submission in bounded waves)."
+    )
+
+
 class OutputConfig(_Section):
     """Where files go; relative paths are resolved against the working directory."""
 
@@ -203,6 +231,7 @@ class PipelineConfig(_Section):
     eval: EvalConfig = EvalConfig()
     figures: FiguresConfig = FiguresConfig()
     forecast: ForecastConfig = ForecastConfig()
+    runner: RunnerConfig = RunnerConfig()
     output: OutputConfig = OutputConfig()
 
 

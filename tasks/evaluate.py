@@ -1,5 +1,8 @@
 """Stage 4: the rolling-origin backtest on the test range, scored against baselines, with intervals.
 
+    backtest   one entry per bucket of series (runs on the task runner)
+    evaluate   one entry: every bucket's scores combined, and the scores of each series
+
 Every forecaster is scored on exactly the same targets: the model, the naive last-value
 forecast and, where a season length is known, the seasonal-naive forecast; per lead time and
 averaged over leads (tasks/components/backtest.py). Split-conformal intervals are calibrated on
@@ -12,25 +15,30 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Refit, backtest
+from tasks.components.backtest import Refit, backtest, combine, sample_series, series_metrics, series_scales
 from tasks.components.fit import retrain
 from tasks.config import EvalConfig, ModelConfig, TrainConfig
 from tasks.formats.model import load_model
-from tasks.formats.scores import METRICS_FILE, PREDICTIONS_FILE, write_scores
+from tasks.formats.scores import (
+    BY_SERIES_FILE, METRICS_FILE, PREDICTIONS_FILE, read_by_series, read_metrics, read_predictions, write_scores,
+)
 from tasks.formats.window import read_window
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-STAGE = StageSpec(
-    "evaluate", packages=("numpy", "pandas", "torch"),
+BACKTEST = StageSpec(
+    "backtest", phase="evaluate", packages=("numpy", "pandas", "torch"),
     run_only=frozenset({"device", "checkpoint_every", "log_every", "chunk_size"}),
-    trains=lambda inputs: inputs["eval_cfg"].refit_every > 0, files=(METRICS_FILE, PREDICTIONS_FILE),
+    trains=lambda inputs: inputs["eval_cfg"].refit_every > 0,
 )
+STAGE = StageSpec("evaluate", packages=("numpy", "pandas", "pyarrow"),
+                  files=(METRICS_FILE, BY_SERIES_FILE, PREDICTIONS_FILE))
 
 
 def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Refit:
@@ -39,10 +47,10 @@ def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig)
     return lambda sp: retrain(values, sp, model, train, device)
 
 
-@task(**stage_task(STAGE))
-def evaluate_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
+@task(**stage_task(BACKTEST))
+def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
                   split: store.StageRef, model: store.StageRef) -> dict:
-    """Write metrics.json and predictions.parquet; return the entry's StageRef.
+    """Backtest one bucket: write its predictions.parquet, metrics.json and metrics_by_series.parquet.
 
     model_cfg, train_cfg: resolved; used only to retrain when eval_cfg.refit_every > 0.
     """
@@ -59,10 +67,31 @@ def evaluate_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg:
         result["strategy"] = record.strategy
         result["train"] = {k: record.trained.get(k) for k in ("device", "epochs_run", "best_epoch", "stopped_early",
                                                                "threads")}
-        write_scores(w.dir, df, result)
+        by_series = series_metrics(df, dict(zip(sp.ids, series_scales(values, sp))))
+        write_scores(w.dir, df, result, by_series)
         m = result["metrics"]
-        log.info("evaluate: %d origins x %d leads, model MASE %.3f, naive %.3f, gate %s", result["n_test"],
-                 result["horizon"], m["model"]["mase"], m["naive"]["mase"],
+        log.info("backtest: %d series, %d origins x %d leads, model MASE %.3f, naive %.3f", len(sp.series),
+                 result["n_test"], result["horizon"], m["model"]["mase"], m["naive"]["mase"])
+        return {"n_series": len(sp.series), "n_test": result["n_test"]}
+
+    return build(plan, compute)
+
+
+@task(**stage_task(STAGE))
+def evaluate_task(plan, backtests: tuple[store.StageRef, ...]) -> dict:
+    """Combine every bucket's backtest: metrics.json, metrics_by_series.parquet (and, for a single
+    bucket, its predictions.parquet); return the entry's StageRef."""
+
+    def compute(w: store.EntryWriter) -> dict:
+        results = [read_metrics(ref.path) for ref in backtests]
+        by_series = pd.concat([read_by_series(ref.path).assign(bucket=b) for b, ref in enumerate(backtests)],
+                              ignore_index=True)
+        result = {**combine(results), "strategy": results[0]["strategy"], "train": results[0]["train"],
+                  "n_series": len(by_series), "sample": sample_series(by_series)}
+        write_scores(w.dir, read_predictions(backtests[0].path) if len(backtests) == 1 else None, result, by_series)
+        m = result["metrics"]
+        log.info("evaluate: %d series, %d origins x %d leads, model MASE %.3f, naive %.3f, gate %s",
+                 result["n_series"], result["n_test"], result["horizon"], m["model"]["mase"], m["naive"]["mase"],
                  "passed" if result["gate"]["passed"] else "failed")
         return {"model_mse": m["model"]["mse"], "naive_mse": m["naive"]["mse"], "gate": result["gate"]["passed"]}
 

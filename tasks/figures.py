@@ -7,7 +7,9 @@ backend, no font look-ups beyond the default DejaVu Sans (so no font warnings).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from prefect import task
@@ -15,7 +17,7 @@ from prefect import task
 from tasks.config import FiguresConfig
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.history import read_history
-from tasks.formats.scores import read_metrics, read_predictions
+from tasks.formats.scores import read_by_series, read_metrics, read_predictions
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
 
@@ -108,14 +110,60 @@ def render_all(df: pd.DataFrame, history: dict, cfg: FiguresConfig, per_lead: di
     return figs
 
 
+def plot_sample(frames: dict[str, pd.DataFrame], cfg: FiguresConfig) -> Figure:
+    """One-step-ahead forecasts of a few series of many (e.g. best, median, worst), one row each."""
+    fig = Figure(figsize=(cfg.width, cfg.height * len(frames) * 0.7), dpi=cfg.dpi, layout="constrained")
+    for ax, (label, df) in zip(fig.subplots(len(frames), 1, squeeze=False)[:, 0], frames.items()):
+        one = lead_one(df).sort_values("step")
+        ax.plot(one["step"], one["actual"], label="Actual", linewidth=2)
+        ax.plot(one["step"], one["model"], label="Predicted (RNN)", linestyle="--")
+        ax.plot(one["step"], one["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
+        ax.set(title=f"{label}: {df['series_id'].iloc[0]}", xlabel="Time step", ylabel="Value")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend()
+    return fig
+
+
+def plot_series_mase(by_series: pd.DataFrame, cfg: FiguresConfig) -> Figure:
+    """Distribution over series of the model's and the baselines' MASE on the backtest (log scale)."""
+    fig, ax = _new(cfg)
+    for name, label in FORECASTERS.items():
+        col = f"{name}_mase"
+        if col in by_series:
+            v = by_series[col].to_numpy(float)
+            v = v[np.isfinite(v) & (v > 0)]
+            if len(v):
+                bins = np.geomspace(v.min(), v.max(), 40) if v.max() > v.min() else 10
+                ax.hist(v, bins=bins, histtype="step", linewidth=2 if name == "model" else 1,
+                        label=f"{label} (median {np.median(v):.3g})")
+    ax.set(title=f"MASE per series on the backtest ({len(by_series)} series)", xlabel="MASE", ylabel="Series",
+           xscale="log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def sample_predictions(scores: store.StageRef, backtests: Sequence[store.StageRef]) -> dict[str, pd.DataFrame]:
+    """The backtest rows of the sample series the evaluate stage chose, by label ("only", "best", ...)."""
+    sample = read_metrics(scores.path)["sample"]
+    bucket = read_by_series(scores.path).set_index("series_id")["bucket"]
+    return {label: read_predictions(backtests[int(bucket.loc[sid])].path, [sid]) for label, sid in sample.items()}
+
+
 @task(**stage_task(STAGE))
-def figures_task(plan, fig_cfg: FiguresConfig, scores: store.StageRef, model: store.StageRef) -> dict:
-    """Write figures/*.png from the backtest (scores) and the training history (model); return the StageRef."""
+def figures_task(plan, fig_cfg: FiguresConfig, scores: store.StageRef, backtests: tuple[store.StageRef, ...],
+                 model: store.StageRef) -> dict:
+    """Write figures/*.png from the backtest (scores: combined, backtests: per bucket) and the
+    training history (model); return the StageRef. Many series: a sample and the distribution."""
 
     def compute(w: store.EntryWriter) -> dict:
-        df = read_predictions(scores.path)
+        frames = sample_predictions(scores, backtests)
         per_lead = read_metrics(scores.path)["per_lead"]
+        df = pd.concat(list(frames.values()), ignore_index=True)
         figs = render_all(df, read_history(model.path), fig_cfg, per_lead)
+        if "only" not in frames:
+            figs["prediction"] = plot_sample(frames, fig_cfg)
+            figs["series_mase"] = plot_series_mase(read_by_series(scores.path), fig_cfg)
         for name, fig in figs.items():
             fig.savefig(w.path(figure_file(name)), dpi=fig_cfg.dpi)
         log.info("figures: %s", ", ".join(f"{n}.png" for n in figs))

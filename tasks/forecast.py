@@ -1,5 +1,9 @@
 """Stage 6: the future. Forecast `horizon` steps past the end of every series, with conformal bands.
 
+    refit      one entry, only with refit_full: the model retrained on every window of every series
+    predict    one entry per bucket: its series' forecasts, with its bucket's calibration
+    forecast   one entry: every bucket's forecasts (forecast.parquet) and figures/forecast.png
+
     series s:  ... values[end-L : end] | forecast leads 1..H at the next H times of its frequency
     band:      forecast +- (score half-width of the lead, from the evaluate stage) * score scale
 
@@ -11,6 +15,7 @@ with validation; the interval widths still come from the validation residuals.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -22,10 +27,10 @@ from prefect import task
 from tasks.components.backtest import band_columns, model_forecasts, score_scales
 from tasks.components.calendar import next_timestamps
 from tasks.components.fit import retrain
-from tasks.components.split import Split
-from tasks.config import FiguresConfig, ForecastConfig, ModelConfig, TrainConfig
-from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, write_forecast
-from tasks.formats.model import ModelFile, load_model
+from tasks.components.split import Split, concat_splits
+from tasks.config import FiguresConfig, ModelConfig, TrainConfig
+from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast, write_forecast
+from tasks.formats.model import ModelFile, load_model, save_model
 from tasks.formats.scores import read_metrics
 from tasks.formats.series import read_series
 from tasks.formats.window import read_window
@@ -34,11 +39,10 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-STAGE = StageSpec(
-    "forecast", packages=("numpy", "pandas", "torch", "matplotlib"),
-    run_only=frozenset({"device", "checkpoint_every", "log_every"}),
-    trains=lambda inputs: inputs["forecast_cfg"].refit_full, files=(FORECAST_FILE, FORECAST_FIGURE),
-)
+_RUN_ONLY = frozenset({"device", "checkpoint_every", "log_every"})
+REFIT = StageSpec("refit", phase="forecast", packages=("torch",), run_only=_RUN_ONLY, trains=lambda inputs: True)
+PREDICT = StageSpec("predict", phase="forecast", packages=("numpy", "pandas", "torch"))
+STAGE = StageSpec("forecast", packages=("pandas", "matplotlib"), files=(FORECAST_FILE, FORECAST_FIGURE))
 
 
 def future_times(frame: pd.DataFrame, split: Split, steps: int) -> dict[str, dict[str, list]]:
@@ -110,33 +114,59 @@ def refit_on_everything(values: np.ndarray, split: Split, record: ModelFile, mod
     return retrain(values, full, model_cfg.model_dump(), train, torch.device(train_cfg.device)), full
 
 
-@task(**stage_task(STAGE))
-def forecast_task(
-    plan, forecast_cfg: ForecastConfig, fig_cfg: FiguresConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
-    series: store.StageRef, split: store.StageRef, model: store.StageRef, scores: store.StageRef,
-) -> dict:
-    """Write forecast.parquet and figures/forecast.png; return the entry's StageRef.
+@task(**stage_task(REFIT))
+def refit_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tuple[store.StageRef, ...],
+               model: store.StageRef) -> dict:
+    """Retrain the model on every window of every series (train, val and test) for its best epoch
+    count; write model.pt. Its scalers are refitted on all of each series."""
 
-    The bands use the evaluate stage's (scores') calibration; model_cfg and train_cfg are used
-    only by forecast_cfg.refit_full.
-    """
+    def compute(w: store.EntryWriter) -> dict:
+        torch.set_num_threads(train_cfg.threads)
+        values, sp = concat_splits([read_window(ref.path) for ref in splits])
+        _, record = load_model(model.path)
+        net, full = refit_on_everything(values, sp, record, model_cfg, train_cfg)
+        trained = {**record.trained, "refit_full": True}
+        save_model(w.dir, net, dataclasses.replace(record, scalers=full.scalers, trained=trained))
+        return {"refit_full": True}
+
+    return build(plan, compute)
+
+
+@task(**stage_task(PREDICT))
+def predict_task(plan, series: store.StageRef, split: store.StageRef, model: store.StageRef,
+                 backtest: store.StageRef) -> dict:
+    """Forecast one bucket's series past their end (forecast.parquet), with the bands of its
+    backtest's calibration; `model` is the trained model, or the refit one."""
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
         frame, _ = read_series(series.path)
         net, record = load_model(model.path)
-        intervals = read_metrics(scores.path)["intervals"]
-        model_split = None
-        if forecast_cfg.refit_full:
-            torch.set_num_threads(train_cfg.threads)
-            net, model_split = refit_on_everything(values, sp, record, model_cfg, train_cfg)
+        intervals = read_metrics(backtest.path)["intervals"]
+        model_split = sp.all_origins(values) if record.trained.get("refit_full") else None
         columns = future_forecast(net, values, sp, intervals, model_split)
         fc = forecast_frame(sp, future_times(frame, sp, columns["forecast"].shape[1]), columns)
         write_forecast(w.dir, fc)
-        plot_forecast(frame, fc, fig_cfg, sp.season_length).savefig(w.path(FORECAST_FIGURE), dpi=fig_cfg.dpi)
+        return {"rows": len(fc)}
+
+    return build(plan, compute)
+
+
+@task(**stage_task(STAGE))
+def forecast_task(plan, fig_cfg: FiguresConfig, predictions: tuple[store.StageRef, ...],
+                  series: tuple[store.StageRef, ...]) -> dict:
+    """Every bucket's forecasts in one forecast.parquet, and figures/forecast.png of the first
+    series (its history from its bucket of `series`); return the entry's StageRef."""
+
+    def compute(w: store.EntryWriter) -> dict:
+        fc = pd.concat([read_forecast(ref.path) for ref in predictions], ignore_index=True)
+        write_forecast(w.dir, fc)
+        history, meta = read_series(series[0].path)
+        plot_forecast(history, fc, fig_cfg, meta.get("season_length")).savefig(w.path(FORECAST_FIGURE),
+                                                                              dpi=fig_cfg.dpi)
         first = fc.iloc[0]
-        log.info("forecast: %d series x %d steps from %s", len(sp.series), columns["forecast"].shape[1],
+        log.info("forecast: %d series x %d steps from %s", fc["series_id"].nunique(), int(fc["lead"].max()),
                  first.get("timestamp", first["step"]))
-        return {"rows": len(fc), "refit_full": forecast_cfg.refit_full}
+        return {"rows": len(fc)}
 
     return build(plan, compute)

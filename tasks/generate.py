@@ -1,67 +1,108 @@
-"""Stage 1: the series. Generated (the tutorial's sine by default) or ingested from a file.
+"""Stage 1: the series, generated (the tutorial's sine by default) or ingested from a source,
+partitioned into hash buckets of series_id so that every later stage can work bucket by bucket.
 
-Both write the same Parquet layout (tasks/formats.py), so every later stage is the same for
+    generate   one entry: the source streamed into buckets/<b>.parquet (rows as read; bounded memory)
+    ingest     one entry per bucket: its series validated and sorted (series.parquet), with its calendar
+
+Both paths write the same layout (tasks/formats/series.py), so every later stage is the same for
 generated and real data. A file's key is its content (`source_digest`), never its path.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 
-from tasks.components import ingest
+from tasks.components import ingest, scan
+from tasks.components.buckets import bucket_count, buckets_of
 from tasks.components.calendar import infer_season_length
-from tasks.components.synthetic import sine_frame, sine_values
+from tasks.components.synthetic import panel_ids, panel_values, sine_frame
 from tasks.config import DataConfig
 from tasks.errors import InputError
-from tasks.formats.series import SERIES_FILE, write_series
+from tasks.formats.series import SERIES_FILE, BucketWriter, read_bucket, write_series
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-STAGE = StageSpec(
-    "generate", base="data", packages=("numpy", "pandas", "pyarrow"),
-    # where the file is, not what it holds: its content is keyed by `source_digest` instead
-    run_only=frozenset({"data_path"}),
-)
+# where the file is, not what it holds: its content is keyed by `source_digest` instead
+_NOT_KEYED = frozenset({"data_path"})
+STAGE = StageSpec("generate", base="data", packages=("numpy", "pandas", "pyarrow"), run_only=_NOT_KEYED)
+INGEST = StageSpec("ingest", base="data", phase="generate", packages=("numpy", "pandas", "pyarrow"),
+                   run_only=_NOT_KEYED)
 FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "fill")
 
 
 def source_digest(cfg: DataConfig) -> str:
-    """What the series is read from: sha256 of the data file's bytes, or "generated"."""
+    """What the series is read from: sha256 of the data file's bytes (of every file, for a
+    directory of Parquet files), or "generated"."""
     if cfg.data_path is None:
         return "generated"
     try:
-        return store.sha256_file(cfg.data_path)
+        return store.sha256_path(cfg.data_path)
     except OSError as exc:
         raise InputError("data_path", cfg.data_path, f"cannot read file ({exc.strerror or exc})") from None
 
 
-def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
-    """The series (long frame) and its metadata: from `cfg.data_path` when set, else generated."""
-    if cfg.data_path is None:
-        params = cfg.model_dump(mode="json", exclude=set(FILE_FIELDS))
-        return sine_frame(sine_values(**params)), {"source": "generate", "params": params, "frequency": "1",
-                                                   "season_length": None}
-    df, info = ingest.prepare_series(
-        ingest.read_table(cfg.data_path), time_column=cfg.time_column, value_column=cfg.value_column,
-        id_column=cfg.id_column, fill=cfg.fill,
-    )
-    if info.get("filled"):
-        log.info("filled %d missing values (%s)", info["filled"], cfg.fill)
-    season = infer_season_length(info["frequency"])
-    log.info("read %s: %d series, inferred frequency %s (season length %s)",
-             cfg.data_path, info["n_series"], info["frequency"], season)
-    params = cfg.model_dump(mode="json", include=set(FILE_FIELDS) - {"data_path"})
-    return df, {"source": "file", "params": params, **info, "season_length": season}
+def generator_params(cfg: DataConfig) -> dict:
+    """The generator's settings (the data section without the file fields)."""
+    return cfg.model_dump(mode="json", exclude=set(FILE_FIELDS) | {"series_per_bucket", "n_series"})
+
+
+def partition_generated(w: store.EntryWriter, cfg: DataConfig) -> dict:
+    """Generate the panel bucket by bucket (one bucket of series in memory at a time)."""
+    ids = panel_ids(cfg.n_series)
+    n_buckets = bucket_count(len(ids), cfg.series_per_bucket)
+    where = buckets_of(ids, n_buckets)
+    params = generator_params(cfg)
+    writer = BucketWriter(w.dir, n_buckets)
+    for b in range(n_buckets):
+        members = [(i, sid) for i, sid in enumerate(ids) if where[sid] == b]
+        frames = [sine_frame(panel_values(i, **params)).assign(series_id=sid) for i, sid in members]
+        if frames:
+            writer.write(b, pd.concat(frames, ignore_index=True))
+    rows = writer.close()
+    return {"source": "generate", "n_buckets": n_buckets, "n_series": len(ids), "rows": rows}
+
+
+def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
+    """Stream the source's columns into buckets, in Arrow batches: the ids first (one pass over the
+    id column), then every row to its series' bucket (the id normalised as validation reads it)."""
+    columns = scan.check_columns(cfg.data_path, time_column=cfg.time_column, value_column=cfg.value_column,
+                                 id_column=cfg.id_column)
+    ids = scan.distinct_ids(cfg.data_path, cfg.id_column)
+    n_buckets = bucket_count(len(ids), cfg.series_per_bucket)
+    where = buckets_of(ids, n_buckets)
+    writer = BucketWriter(w.dir, n_buckets)
+    row = 1
+    for table in scan.batches(cfg.data_path, columns):
+        if cfg.id_column is None:
+            writer.write_table(0, table)
+        else:
+            text = scan.id_text(table.column(cfg.id_column), cfg.id_column, row)
+            table = table.set_column(table.column_names.index(cfg.id_column), cfg.id_column, text)
+            codes = pc.dictionary_encode(text)
+            lookup = np.array([where[u] for u in codes.dictionary.to_pylist()], dtype=np.int64)
+            bucket = lookup[codes.indices.to_numpy(zero_copy_only=False)]
+            order = np.argsort(bucket, kind="stable")  # rows keep their file order within a bucket
+            cuts = np.flatnonzero(np.diff(bucket[order])) + 1
+            for part in np.split(order, cuts):
+                writer.write_table(int(bucket[part[0]]), table.take(pa.array(part)))
+        row += table.num_rows
+    rows = writer.close()
+    log.info("generate: %s partitioned into %d bucket(s) of %d series", cfg.data_path, n_buckets, len(ids))
+    return {"source": "file", "n_buckets": n_buckets, "n_series": len(ids), "rows": rows}
 
 
 @task(**stage_task(STAGE))
 def generate_task(plan, data_cfg: DataConfig, source: str) -> dict:
-    """Write series.parquet; return the entry's StageRef.
+    """Write the source into buckets/<b>.parquet; return the entry's StageRef.
 
     source: `source_digest(data_cfg)` as planned; a file that changed since is refused.
     """
@@ -69,10 +110,70 @@ def generate_task(plan, data_cfg: DataConfig, source: str) -> dict:
     def compute(w: store.EntryWriter) -> dict:
         if source_digest(data_cfg) != source:
             raise InputError("data_path", data_cfg.data_path, "the file changed while the run started; run again")
-        df, meta = load_source(data_cfg)
-        write_series(w.dir, df, meta)
-        w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
-        log.info("generate: %d points in %d series", len(df), df["series_id"].nunique())
-        return meta
+        return partition_file(w, data_cfg) if data_cfg.data_path else partition_generated(w, data_cfg)
 
     return build(plan, compute)
+
+
+def buckets(raw: store.StageRef | None) -> list[dict] | None:
+    """One item per bucket of a generate entry, for `run.map`: [{"bucket": 0}, {"bucket": 1}, ...]."""
+    if raw is None:
+        return None
+    return [{"bucket": b} for b in range(raw.manifest()["meta"]["n_buckets"])]
+
+
+def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "") -> tuple[pd.DataFrame, dict]:
+    """Rows of series (a bucket, or a whole small source) as a validated long frame and its metadata.
+
+    Generated rows are already clean; a file's rows go through ingest.prepare_series (InputError
+    naming the column and the rows on bad data), then its calendar's season is inferred.
+    """
+    if cfg.data_path is None:
+        return frame, {"source": "generate", "params": generator_params(cfg), "frequency": "1",
+                       "season_length": None, "n_series": int(frame["series_id"].nunique())}
+    df, info = ingest.prepare_series(frame, time_column=cfg.time_column, value_column=cfg.value_column,
+                                     id_column=cfg.id_column, fill=cfg.fill)
+    if info.get("filled"):
+        log.info("filled %d missing values (%s)", info["filled"], cfg.fill)
+    season = infer_season_length(info["frequency"])
+    log.info("read %s%s: %d series, inferred frequency %s (season length %s)",
+             cfg.data_path, where, info["n_series"], info["frequency"], season)
+    params = cfg.model_dump(mode="json", include=set(FILE_FIELDS) - {"data_path"})
+    return df, {"source": "file", "params": params, **info, "season_length": season}
+
+
+def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
+    """A whole (small) source in memory, as the generate and ingest stages see it bucket by bucket."""
+    if cfg.data_path is None:
+        params = generator_params(cfg)
+        frame = pd.concat([sine_frame(panel_values(i, **params)).assign(series_id=sid)
+                           for i, sid in enumerate(panel_ids(cfg.n_series))], ignore_index=True)
+        return validate(frame, cfg)
+    return validate(ingest.read_table(cfg.data_path), cfg)
+
+
+@task(**stage_task(INGEST))
+def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) -> dict:
+    """Validate one bucket's series and write series.parquet; return the entry's StageRef."""
+
+    def compute(w: store.EntryWriter) -> dict:
+        df, meta = validate(read_bucket(raw.path, bucket), data_cfg, f" (bucket {bucket})")
+        write_series(w.dir, df, {**meta, "bucket": bucket})
+        w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
+        return {"bucket": bucket, "n_series": meta["n_series"], "frequency": meta["frequency"],
+                "season_length": meta["season_length"]}
+
+    return build(plan, compute)
+
+
+def shared_calendar(series: Sequence[store.StageRef] | None, cfg: DataConfig) -> dict | None:
+    """The one frequency and season every bucket found; InputError naming the buckets that disagree."""
+    if not series:
+        return None
+    metas = [ref.manifest()["meta"] for ref in series]
+    found = {(m["frequency"], m["season_length"]) for m in metas if m["n_series"]}
+    if len(found) > 1:
+        listed = ", ".join(f"bucket {m['bucket']}: {m['frequency']}" for m in metas[:5])
+        raise InputError("time_column", cfg.time_column, f"series have different frequencies ({listed})")
+    frequency, season = found.pop() if found else (None, None)
+    return {"frequency": frequency, "season_length": season, "n_series": sum(m["n_series"] for m in metas)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from tasks.components.backtest import (
     score_frame,
     season_for,
 )
-from tasks.components.split import IDENTITY, Scaler, Split
+from tasks.components.split import IDENTITY, Scaler, Split, concat_splits
 from tasks.config import EvalConfig, PromoteSettings
 from tasks.formats.model import MODEL_FILE, ModelFile, load_model_file
 from tasks.formats.window import read_window
@@ -154,15 +155,27 @@ def score_both(root: Path, reg: dict, train_file: Path, values: np.ndarray, spli
     return ch, champ, scores, n, meta
 
 
-def promote(root: str | os.PathLike, window: store.StageRef, train: store.StageRef, run: str,
-            settings: PromoteSettings, cfg: EvalConfig = EvalConfig(), gate: dict | None = None) -> dict:
+def holdout_data(windows: Sequence[store.StageRef]) -> tuple[np.ndarray, Split, str, str]:
+    """(values, split, data hash, window hash) of this run's window entries (one per bucket)."""
+    manifests = [w.manifest() for w in windows]
+    upstream = [next(iter(m["key_inputs"]["upstream"].values()), "") for m in manifests]
+    contents = [store.content_hash(m) for m in manifests]
+    data_hash = upstream[0] if len(windows) == 1 else store.sha256_json(upstream)
+    window_hash = contents[0] if len(windows) == 1 else store.sha256_json(contents)
+    values, split = concat_splits([read_window(w.path) for w in windows])
+    return values, split, data_hash, window_hash
+
+
+def promote(root: str | os.PathLike, windows: store.StageRef | Sequence[store.StageRef], train: store.StageRef,
+            run: str, settings: PromoteSettings, cfg: EvalConfig = EvalConfig(), gate: dict | None = None) -> dict:
     """Judge this run's model against the champion, update the registry (last); return the decision.
 
+    windows: this run's window entries (one per bucket of series): the holdout is their test range.
     `gate`: the evaluate stage's baseline gate; a challenger that fails it is never promoted.
     """
-    root, manifest = Path(root), window.manifest()
-    data_hash = manifest["key_inputs"]["upstream"].get("generate", "")
-    values, split = read_window(window.path)
+    root = Path(root)
+    values, split, data_hash, window_hash = holdout_data(
+        (windows,) if isinstance(windows, store.StageRef) else tuple(windows))
     with registry.registry_lock(root):
         reg = registry.load(root)
         ch, champ, baselines, n, meta = score_both(root, reg, train.file(MODEL_FILE), values, split, cfg)
@@ -173,7 +186,7 @@ def promote(root: str | os.PathLike, window: store.StageRef, train: store.StageR
             "at": at, "run": run, "action": "promoted" if ok else "kept", "reason": reason,
             "metric": settings.metric, "margin": settings.margin, "challenger": ch, "champion": champ,
             "baselines": baselines,
-            "holdout": {"n_test": n, "data_hash": data_hash, "window_hash": store.content_hash(manifest)},
+            "holdout": {"n_test": n, "data_hash": data_hash, "window_hash": window_hash},
         }
         if ok:
             record = {**registry.install_model(root, train.file(MODEL_FILE)), "run": run, "data_hash": data_hash,
@@ -198,12 +211,12 @@ def summarize(d: dict, root: str | os.PathLike) -> dict:
 
 
 @task(name="promote", cache_policy=None, persist_result=False)
-def promote_task(split: store.StageRef, model: store.StageRef, gate: dict | None, root: str, run: str,
+def promote_task(splits: tuple[store.StageRef, ...], model: store.StageRef, gate: dict | None, root: str, run: str,
                  settings: PromoteSettings, eval_cfg: EvalConfig) -> dict:
     """Decide, write the registry, then publish the rnn-promotion artifact; return the summary.
 
     gate: the evaluate stage's baseline gate (metrics.json), None when evaluate did not run.
     """
-    d = promote(root, split, model, run, settings, eval_cfg, gate)
+    d = promote(root, splits, model, run, settings, eval_cfg, gate)
     publish.publish_markdown(PROMOTION_KEY, promotion_markdown(d), f"Champion/challenger decision of run {run}")
     return summarize(d, root)

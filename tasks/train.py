@@ -8,14 +8,16 @@ with the same result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from prefect import task
 
 from tasks.components.fit import FitState, network_for, train_model
 from tasks.components.specs import FitSettings, pick
+from tasks.components.split import Split, concat_splits
 from tasks.config import ModelConfig, TrainConfig
 from tasks.formats.history import HISTORY_FILE, write_history
 from tasks.formats.model import MODEL_FILE, ModelFile, save_model
@@ -70,9 +72,15 @@ def progress_reporter(cfg: TrainConfig) -> Callable[[int, FitState], None]:
     return on_epoch
 
 
+def read_windows(splits: Sequence[store.StageRef]) -> tuple[np.ndarray, Split]:
+    """Every bucket's window entry as one (values, Split): a global model sees all series."""
+    return concat_splits([read_window(ref.path) for ref in splits])
+
+
 @task(**stage_task(STAGE))
-def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, split: store.StageRef) -> dict:
-    """Train (resuming from a checkpoint if one exists); write model.pt and history.json.
+def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tuple[store.StageRef, ...]) -> dict:
+    """Train one (global) model on every bucket's series, resuming from a checkpoint if one
+    exists; write model.pt and history.json.
 
     model_cfg, train_cfg: resolved (no "auto"); train_cfg.device is the device to train on.
     """
@@ -80,7 +88,7 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, split: stor
     def compute(w: store.EntryWriter) -> dict:
         device = torch.device(train_cfg.device)
         torch.set_num_threads(train_cfg.threads)
-        values, sp = read_window(split.path)
+        values, sp = read_windows(splits)
         spec = network_for(sp, model_cfg.model_dump())
         ckpt = checkpoint_path(Path(plan.base), plan.key)
         model, st = train_model(

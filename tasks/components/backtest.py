@@ -263,3 +263,114 @@ def score_frame(df: pd.DataFrame, values: np.ndarray, split: Split) -> dict:
 def one_step_forecasts(model: torch.nn.Module, values: np.ndarray, split: Split, chunk: int = 65_536) -> np.ndarray:
     """One-step (lead 1) model forecasts for every test origin, in the series' units: (n_test,)."""
     return model_forecasts(model, values, split, split.origins("test"), 1, chunk)[:, 0]
+
+
+# --------------------------------------------------------------------------- many series
+
+
+def series_metrics(df: pd.DataFrame, scales: dict[str, float]) -> pd.DataFrame:
+    """Metrics of each series over its test origins and leads, for every forecaster column.
+
+    df: a backtest frame (series_id, lead, actual, model, naive[, seasonal_naive], ...);
+    scales: each series' MASE denominator. Returns one row per series: series_id, n (rows), and
+    <forecaster>_<metric> for metric in mse, rmse, mae, smape, mase.
+    """
+    forecasters = [c for c in ("model", "naive", "seasonal_naive") if c in df]
+    scale = df["series_id"].map(scales).to_numpy(float)
+    y = df["actual"].to_numpy(float)
+    cols = {"series_id": df["series_id"].to_numpy(object)}
+    for f in forecasters:
+        e = y - df[f].to_numpy(float)
+        den = np.abs(y) + np.abs(df[f].to_numpy(float))
+        cols[f"{f}_se"] = e**2
+        cols[f"{f}_ae"] = np.abs(e)
+        cols[f"{f}_sape"] = np.divide(200.0 * np.abs(e), den, out=np.zeros_like(den), where=den > 0)
+        cols[f"{f}_ase"] = np.abs(e) / scale
+    means = pd.DataFrame(cols).groupby("series_id", sort=False).mean()
+    out = pd.DataFrame({"series_id": means.index.astype(str),
+                        "n": df.groupby("series_id", sort=False).size().loc[means.index].to_numpy()})
+    for f in forecasters:
+        out[f"{f}_mse"] = means[f"{f}_se"].to_numpy()
+        out[f"{f}_rmse"] = np.sqrt(means[f"{f}_se"].to_numpy())
+        out[f"{f}_mae"] = means[f"{f}_ae"].to_numpy()
+        out[f"{f}_smape"] = means[f"{f}_sape"].to_numpy()
+        out[f"{f}_mase"] = means[f"{f}_ase"].to_numpy()
+    return out
+
+
+def _weighted(values: list, weights: list[float]) -> float:
+    w = np.asarray(weights, dtype=float)
+    return float(np.dot(np.asarray(values, dtype=float), w) / w.sum()) if w.sum() else float("nan")
+
+
+def combine(results: list[dict]) -> dict:
+    """The backtest metrics of all buckets as one (metrics.json of the evaluate stage).
+
+    One bucket: its result as it is. Several: per-lead means weighted by each bucket's test
+    origins (rmse from the combined mse), interval coverage and width weighted likewise, the
+    calibration of each bucket kept per bucket, and the baseline gate on the combined metrics.
+    """
+    if len(results) == 1:
+        return {**results[0], "n_buckets": 1}
+    first, n = results[0], [r["n_test"] for r in results]
+    per_lead: dict = {}
+    for name in first["per_lead"]:
+        per = {}
+        for metric in ("mse", "mae", "smape", "mase"):
+            per[metric] = [_weighted([r["per_lead"][name][metric][h] for r in results], n)
+                           for h in range(first["horizon"])]
+        per["rmse"] = [float(np.sqrt(v)) for v in per["mse"]]
+        per_lead[name] = {k: per[k] for k in ("mse", "rmse", "mae", "smape", "mase")}
+    metrics = {name: {k: float(np.mean(v)) for k, v in per.items()} for name, per in per_lead.items()}
+    test = {}
+    for level in first["intervals"]["test"]:
+        stats = [r["intervals"]["test"][level] for r in results]
+        test[level] = {"coverage": _weighted([s["coverage"] for s in stats], n),
+                       "mean_width": _weighted([s["mean_width"] for s in stats], n),
+                       "coverage_by_lead": [_weighted([s["coverage_by_lead"][h] for s in stats], n)
+                                            for h in range(first["horizon"])]}
+    iv = [r["intervals"] for r in results]
+    intervals = {"levels": first["intervals"]["levels"], "scale": first["intervals"]["scale"],
+                 "method": "/".join(sorted({i["method"] for i in iv})), "test": test,
+                 "n_calibration": sum(i["n_calibration"] for i in iv),
+                 "clipped": sorted({c for i in iv for c in i["clipped"]}),
+                 "per_bucket": [{"n_calibration": i["n_calibration"], "halfwidths": i["halfwidths"]} for i in iv]}
+    ratio = metrics["naive"]["mse"] / metrics["model"]["mse"] if metrics["model"]["mse"] > 0 else float("inf")
+    return {**{k: first[k] for k in ("horizon", "season_length", "frequency", "refit_every")},
+            "metrics": metrics, "per_lead": per_lead, "n_test": sum(n), "naive_mse_ratio": ratio,
+            "intervals": intervals, "gate": baseline_gate(metrics), "refits": sum(r["refits"] for r in results),
+            "n_buckets": len(results)}
+
+
+def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[str, str]:
+    """Series to show in figures: best, median and worst by `metric` (finite values), or the only one."""
+    ok = by_series[np.isfinite(by_series[metric].to_numpy(float))].sort_values(metric, kind="stable")
+    if ok.empty:
+        ok = by_series
+    if len(ok) == 1:
+        return {"only": str(ok["series_id"].iloc[0])}
+    ids = ok["series_id"].astype(str).tolist()
+    return {"best": ids[0], "median": ids[(len(ids) - 1) // 2], "worst": ids[-1]}
+
+
+def validation_scores(model: torch.nn.Module, values: np.ndarray, split: Split, season_length: int | None = None,
+                      chunk: int = 65_536) -> dict:
+    """The rolling-origin backtest of `model` over the validation origins only (never the test range):
+    {"metrics": {forecaster: {metric: mean over leads}}, "per_lead": ..., "n_val": origins}.
+
+    What a sweep or a model search ranks members by. Raises ValueError without validation origins.
+    """
+    idx = split.origins("val")
+    if len(idx) == 0:
+        raise ValueError("no validation origins to rank by (val_fraction is 0 or the series are too short)")
+    season = season_length or split.season_length
+    room = min(s.val[0] + split.seq_length - s.offset for s in split.series if s.count("val"))
+    season = season if season and season <= room else None
+    y = actuals(values, split, idx)
+    forecasts = {"model": model_forecasts(model, values, split, idx, split.horizon, chunk),
+                 **baselines(values, split, idx, split.horizon, season)}
+    scale = mase_scales(values, split, idx)
+    per_lead, metrics = {}, {}
+    for name, f in forecasts.items():
+        per_lead[name], metrics[name] = lead_metrics(y, f, scale)
+    return {"metrics": metrics, "per_lead": per_lead, "n_val": len(idx), "season_length": season}

@@ -29,8 +29,30 @@ _UNITS = {
 
 
 def frequency_of(groups: dict[str, np.ndarray], is_integer: bool, name: str) -> str:
-    """The one frequency every series' sorted times follow (InputError naming `name` otherwise)."""
-    return _integer_frequency(groups, name) if is_integer else _date_frequency(groups, name)
+    """The one frequency every series' sorted times follow (InputError naming `name` otherwise).
+
+    Many series on one fixed step (days, hours, minutes, ...) are recognised from their time
+    differences at once (`_fixed_step`); anything else is inferred series by series.
+    """
+    if is_integer:
+        return _integer_frequency(groups, name)
+    return _fixed_step(groups) or _date_frequency(groups, name)
+
+
+def _fixed_step(groups: dict[str, np.ndarray]) -> str | None:
+    """The alias shared by every series when all their steps are one fixed, unanchored duration
+    (a Tick or a Day: the same length everywhere), else None (the series-by-series path decides)."""
+    series = [t for t in groups.values() if len(t) >= 3]
+    if len(series) < 2 or len(series) != len(groups):
+        return None
+    diffs = np.concatenate([np.diff(t) for t in series])
+    if len(diffs) == 0 or not (diffs == diffs[0]).all() or diffs[0] <= np.timedelta64(0):
+        return None
+    alias = _infer_freq(series[0])
+    if alias is None:
+        return None
+    offset = to_offset(alias)
+    return alias if isinstance(offset, (pd.offsets.Tick, pd.offsets.Day)) else None
 
 
 def infer_season_length(frequency: str) -> int | None:

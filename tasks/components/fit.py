@@ -54,11 +54,16 @@ def fit(
     on_epoch: Callable[[int, FitState], None] | None = None,
     checkpoint: Callable[[dict], None] | None = None,
     resume: dict | None = None,
+    series: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FitState:
     """Train with shuffled mini-batches and early stopping on `val_idx`; restore the best weights.
 
     train_idx, val_idx: (n,) window starts on the data's device. `checkpoint(blob)` is called
-    every settings.checkpoint_every epochs and at the end; `resume` is such a blob. Raises
+    every settings.checkpoint_every epochs and at the end; `resume` is such a blob. `series`:
+    (first train origin, number of train origins) of each series, when there are several: each
+    epoch then draws len(train_idx) windows by series first, then a window of that series
+    (`epoch_origins`); without it an epoch is a permutation of train_idx. settings.steps_per_epoch
+    caps an epoch at that many batches (large data: a fixed amount of work per epoch). Raises
     TrainingDiverged when the epoch's training loss is not finite.
     """
     s = settings
@@ -73,10 +78,11 @@ def fit(
         st = _restore(resume, model, opt, gen, avg)
         log.info("resuming from the checkpoint at epoch %d", st.epoch)
     step = _choose_step(model, opt, data, s.batch_size, use_graph, avg)
-    n, bs = len(train_idx), s.batch_size
+    bs = s.batch_size
+    n = min(len(train_idx), s.steps_per_epoch * bs) if s.steps_per_epoch else len(train_idx)
     while st.epoch < s.epochs and not st.stopped_early:
         model.train()
-        perm = train_idx[torch.randperm(n, device=dev, generator=gen)]
+        perm = epoch_origins(train_idx, gen, series)[:n]
         total = torch.zeros((), device=dev)
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
@@ -96,12 +102,39 @@ def fit(
     return st
 
 
+def epoch_origins(train_idx: torch.Tensor, gen: torch.Generator,
+                  series: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The window starts of one epoch, (len(train_idx),) on train_idx's device.
+
+    Without `series`: a permutation of train_idx (every window once). With series = (starts,
+    counts) per series: for each draw, a series uniformly, then one of its windows uniformly,
+    so a long series does not outweigh many short ones in a global model.
+    """
+    n, dev = len(train_idx), train_idx.device
+    if series is None:
+        return train_idx[torch.randperm(n, device=dev, generator=gen)]
+    starts, counts = series
+    pick = torch.randint(len(starts), (n,), device=dev, generator=gen)
+    offset = (torch.rand(n, device=dev, generator=gen, dtype=torch.float64) * counts[pick]).long()
+    return starts[pick] + torch.minimum(offset, counts[pick] - 1)
+
+
+def series_ranges(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(first train origin, number of train origins) of each series with any, or None for fewer than two."""
+    parts = [(s.train[0], s.count("train")) for s in split.series if s.count("train") > 0]
+    if len(parts) < 2:
+        return None
+    starts, counts = zip(*parts)
+    return (torch.tensor(starts, dtype=torch.long, device=device), torch.tensor(counts, dtype=torch.long, device=device))
+
+
 def train_model(
     values: np.ndarray, split: Split, spec: NetworkSpec, settings: FitSettings, device: torch.device, **hooks
 ) -> tuple[Forecaster, FitState]:
     """Seed, build and fit a network on a split's train origins, stopping early on its val origins.
 
-    values: (n_total,) every series end to end; the targets are spec.n_outputs wide.
+    values: (n_total,) every series end to end; the targets are spec.n_outputs wide. With several
+    series the model is a global one: epochs sample series, then windows (`epoch_origins`).
     `hooks`: on_epoch, checkpoint, resume (see `fit`).
     """
     torch.manual_seed(settings.seed)
@@ -109,7 +142,7 @@ def train_model(
     data = series_data(values, split, device, horizon=spec.n_outputs)
     train_idx = torch.as_tensor(split.origins("train"), device=device)
     val_idx = torch.as_tensor(split.origins("val"), device=device)
-    st = fit(model, data, train_idx, val_idx, settings, **hooks)
+    st = fit(model, data, train_idx, val_idx, settings, series=series_ranges(split, device), **hooks)
     return model, st
 
 

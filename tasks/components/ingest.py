@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.components.calendar import fmt_time, frequency_of, scalar_time
 from tasks.errors import InputError
@@ -69,21 +71,21 @@ def prepare_series(
         if name is not None:
             _check_column(df, field, name)
     times, is_int = _parse_times(df[time_column], time_column)
-    long = pd.DataFrame({
-        "series_id": _parse_ids(df, id_column), "timestamp": times,
+    long = pd.DataFrame({  # ids as categories (sorted): sorting and grouping work on integer codes
+        "series_id": pd.Categorical(_parse_ids(df, id_column)), "timestamp": times,
         "value": _parse_values(df[value_column], value_column), "_row": np.arange(1, len(df) + 1),
     })
     long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
     _check_duplicates(long, time_column)
-    lengths = long.groupby("series_id", sort=True).size()
+    lengths = long.groupby("series_id", sort=True, observed=True).size()
     if int(lengths.min()) < min_length:
         sid, n = lengths.idxmin(), int(lengths.min())
         raise InputError("series_length", n, f"series {sid!r} has {n} point{'s' * (n != 1)}; "
                          f"needs at least {min_length} (window length + split)")
-    groups = {str(sid): g.to_numpy() for sid, g in long.groupby("series_id", sort=True)["timestamp"]}
+    groups = {str(sid): g.to_numpy() for sid, g in long.groupby("series_id", sort=True, observed=True)["timestamp"]}
     frequency = frequency_of(groups, is_int, time_column)
     filled = _fill_missing(long, value_column, fill)
-    long.insert(1, "step", long.groupby("series_id", sort=False).cumcount().astype("int64"))
+    long.insert(1, "step", long.groupby("series_id", sort=False, observed=True).cumcount().astype("int64"))
     info = {
         "frequency": frequency, "n_series": len(groups),
         "lengths": {sid: len(t) for sid, t in groups.items()}, "filled": filled,
@@ -91,7 +93,7 @@ def prepare_series(
         "end": {sid: str(scalar_time(t[-1])) for sid, t in groups.items()},
     }
     log.debug("prepared %d series at frequency %s (%d values filled)", len(groups), frequency, filled)
-    return long[COLUMNS], info
+    return long[COLUMNS].assign(series_id=long["series_id"].astype(str)), info
 
 
 def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
@@ -187,6 +189,13 @@ def _as_text(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
         finite = col.dropna()
         if ((finite % 1 == 0) & (finite.abs() < _INT_LIMIT)).all():
             col = col.astype("Int64")
+    if pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_integer_dtype(col.dtype):  # vectorised (Arrow)
+        arr = pa.array(col if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object
+                       else col.astype(object).to_numpy(), from_pandas=True)
+        stripped = pc.utf8_trim_whitespace(arr if pa.types.is_string(arr.type) else arr.cast(pa.string()))
+        empty = pc.or_kleene(pc.is_null(stripped), pc.equal(stripped, "")).fill_null(True)
+        return (pd.Series(stripped.fill_null("").to_numpy(zero_copy_only=False), dtype=object),
+                empty.to_numpy(zero_copy_only=False))
     isna = col.isna().to_numpy(dtype=bool)
     texts = pd.Series([("" if m else str(x).strip()) for x, m in zip(col.astype(object), isna)], dtype=object)
     return texts, (texts == "").to_numpy(dtype=bool)
@@ -212,15 +221,15 @@ def _fill_missing(long: pd.DataFrame, name: str, fill: str | None) -> int:
     if fill is None:
         raise InputError("value_column", name, f"{count} missing or infinite values "
                          f"({_rows(long.loc[missing, '_row'] - 1)}); use --fill interpolate|ffill to repair")
-    present = long.groupby("series_id", sort=True)["value"].count()
+    present = long.groupby("series_id", sort=True, observed=True)["value"].count()
     if (present == 0).any():
         raise InputError("value_column", name, f"series {present.idxmin()!r} has no values to fill from")
-    grouped = long.groupby("series_id", sort=False)["value"]
+    grouped = long.groupby("series_id", sort=False, observed=True)["value"]
     if fill == "interpolate":
         long["value"] = grouped.transform(lambda s: s.interpolate(method="linear", limit_direction="both"))
     else:
         long["value"] = grouped.ffill()
-        long["value"] = long.groupby("series_id", sort=False)["value"].bfill()
+        long["value"] = long.groupby("series_id", sort=False, observed=True)["value"].bfill()
     return count
 
 

@@ -70,7 +70,8 @@ class FitSettings:
     patience/min_delta: stop after `patience` epochs whose validation loss is not `min_delta`
     (relative) below the last improvement (0: never); ema_decay: per-step decay of the weight
     average that is validated and kept (0: off); lr_patience/lr_factor: multiply the learning
-    rate by lr_factor after lr_patience epochs without improvement (0: off).
+    rate by lr_factor after lr_patience epochs without improvement (0: off); steps_per_epoch: at most
+    this many batches per epoch (0: all training windows).
     """
 
     epochs: int = 100
@@ -84,3 +85,4 @@ class FitSettings:
     lr_factor: float = 0.5
     cuda_graphs: bool = True
     checkpoint_every: int = 10
+    steps_per_epoch: int = 0  # 0: every training window once per epoch

@@ -279,3 +279,27 @@ def build_split(lengths: Iterable[int], ids: Iterable[str], seq_length: int, hor
         series.append(series_split(sid, offset, n, ranges, seq_length, horizon))
         offset += n
     return Split(seq_length, horizon, tuple(series), train_fraction, val_fraction, **info)
+
+
+def concat_splits(parts: Sequence[tuple[np.ndarray, Split]]) -> tuple[np.ndarray, Split]:
+    """Several (values, Split) pairs (buckets of series) as one: values end to end, offsets shifted.
+
+    The parts must share window geometry and calendar (seq_length, horizon, normalize, frequency,
+    season); raises ValueError otherwise. One part is returned as it is.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0][1]
+    keys = ("seq_length", "horizon", "normalize", "frequency", "season_length")
+    for _, sp in parts[1:]:
+        if any(getattr(sp, k) != getattr(first, k) for k in keys):
+            raise ValueError("buckets disagree on " + ", ".join(
+                f"{k} ({getattr(first, k)} vs {getattr(sp, k)})" for k in keys if getattr(sp, k) != getattr(first, k)))
+    series, shift = [], 0
+    for values, sp in parts:
+        for s in sp.series:
+            series.append(dataclasses.replace(
+                s, offset=s.offset + shift, **{k: (a + shift, b + shift) for k in (*PARTS, "fit_range")
+                                               for a, b in [s.part(k) if k in PARTS else s.fit_range]}))
+        shift += len(values)
+    return np.concatenate([v for v, _ in parts]), dataclasses.replace(first, series=tuple(series))

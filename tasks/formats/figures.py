@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FIGURES = ("prediction", "loss", "residuals", "error_by_lead")
+FIGURES = ("prediction", "loss", "residuals", "error_by_lead", "series_mase")  # series_mase: many series only
 
 
 def figure_file(name: str) -> str:

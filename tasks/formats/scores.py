@@ -1,4 +1,10 @@
-"""evaluate: metrics.json and predictions.parquet of the backtest."""
+"""evaluate: the backtest, per bucket and over all series.
+
+    backtest entry (one per bucket)   predictions.parquet, metrics.json, metrics_by_series.parquet
+    evaluate entry (all buckets)      metrics.json (combined), metrics_by_series.parquet (every
+                                      series, with its bucket), predictions.parquet (one bucket only)
+    validate entry (a sweep member)   scores.json: its validation-range metrics
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,23 @@ from tasks.formats import read_json, write_json
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"
+BY_SERIES_FILE = "metrics_by_series.parquet"
+VALIDATION_FILE = "scores.json"  # validate entry: a sweep member's scores on the validation range
 
 
-def write_scores(directory: Path, predictions: pd.DataFrame, result: dict) -> None:
-    """predictions.parquet and metrics.json of a backtest."""
-    predictions.to_parquet(Path(directory) / PREDICTIONS_FILE, index=False)
+def write_scores(directory: Path, predictions: pd.DataFrame | None, result: dict,
+                 by_series: pd.DataFrame | None = None) -> None:
+    """metrics.json, and predictions.parquet and metrics_by_series.parquet where given."""
+    if predictions is not None:
+        predictions.to_parquet(Path(directory) / PREDICTIONS_FILE, index=False)
+    if by_series is not None:
+        by_series.to_parquet(Path(directory) / BY_SERIES_FILE, index=False)
     write_json(Path(directory) / METRICS_FILE, result)
+
+
+def read_by_series(directory: Path) -> pd.DataFrame:
+    """metrics_by_series.parquet: series_id, n, <forecaster>_<metric> (mse, rmse, mae, smape, mase)[, bucket]."""
+    return pd.read_parquet(Path(directory) / BY_SERIES_FILE)
 
 
 def read_metrics(directory: Path) -> dict:
@@ -23,6 +40,17 @@ def read_metrics(directory: Path) -> dict:
     return read_json(Path(directory) / METRICS_FILE)
 
 
-def read_predictions(directory: Path) -> pd.DataFrame:
-    """predictions.parquet: series_id, step, origin, lead, actual, one column per forecaster, bands."""
-    return pd.read_parquet(Path(directory) / PREDICTIONS_FILE)
+def read_predictions(directory: Path, series: list[str] | None = None) -> pd.DataFrame:
+    """predictions.parquet: series_id, step, origin, lead, actual, one column per forecaster, bands
+    (only the rows of `series` when given)."""
+    filters = [("series_id", "in", list(series))] if series is not None else None
+    return pd.read_parquet(Path(directory) / PREDICTIONS_FILE, filters=filters)
+
+
+def write_validation(directory: Path, scores: dict) -> None:
+    write_json(Path(directory) / VALIDATION_FILE, scores)
+
+
+def read_validation(directory: Path) -> dict:
+    """scores.json: metrics and per_lead of the model and baselines on the validation origins, n_val, train."""
+    return read_json(Path(directory) / VALIDATION_FILE)

@@ -1,4 +1,12 @@
-"""generate: series.parquet, the long frame of every series, with its metadata."""
+"""generate: the series, partitioned into hash buckets of series_id.
+
+    generate entry   buckets/00000.parquet ...   the source's rows, unvalidated, one file per bucket
+                                                  (rows of one series are all in one file)
+    ingest entry     series.parquet               one bucket's series, validated: long format
+    (one per bucket)                              series_id (string), step (int64), value (float64)
+                                                  [, timestamp], sorted by series and time; source,
+                                                  parameters and calendar in the key-value metadata
+"""
 
 from __future__ import annotations
 
@@ -10,16 +18,67 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SERIES_FILE = "series.parquet"
+BUCKETS_DIR = "buckets"
 _META_KEY = b"rnnflow"
 
 
-def write_series(directory: Path, df: pd.DataFrame, meta: dict) -> Path:
-    """series.parquet from a long frame, `meta` in the key-value metadata; returns the file.
+def bucket_file(bucket: int) -> str:
+    """The raw file of bucket `bucket` within a generate entry."""
+    return f"{BUCKETS_DIR}/{bucket:05d}.parquet"
 
-    series_id is stored as plain `string` (pandas 3 would otherwise give `large_string`).
+
+class BucketWriter:
+    """Appends row batches to one Parquet file per bucket, opening each file on its first rows.
+
+    Every file gets the schema of the first batch written (with series_id as plain string);
+    buckets that receive no rows get an empty file of that schema when closed.
     """
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.set_column(0, "series_id", table.column("series_id").cast(pa.string()))
+
+    def __init__(self, directory: Path, n_buckets: int) -> None:
+        self.directory, self.n_buckets = Path(directory), n_buckets
+        (self.directory / BUCKETS_DIR).mkdir(parents=True, exist_ok=True)
+        self.writers: dict[int, pq.ParquetWriter] = {}
+        self.schema: pa.Schema | None = None
+        self.rows = [0] * n_buckets
+
+    def write(self, bucket: int, frame: pd.DataFrame) -> None:
+        self.write_table(bucket, pa.Table.from_pandas(frame, preserve_index=False))
+
+    def write_table(self, bucket: int, table: pa.Table) -> None:
+        table = _with_string_ids(table)
+        if self.schema is None:
+            self.schema = table.schema
+        if bucket not in self.writers:
+            self.writers[bucket] = pq.ParquetWriter(str(self.directory / bucket_file(bucket)), self.schema)
+        self.writers[bucket].write_table(table.cast(self.schema))
+        self.rows[bucket] += table.num_rows
+
+    def close(self) -> list[int]:
+        """Close every file (empty ones for buckets without rows); rows per bucket."""
+        for w in self.writers.values():
+            w.close()
+        for b in range(self.n_buckets):
+            if b not in self.writers and self.schema is not None:
+                pq.write_table(self.schema.empty_table(), str(self.directory / bucket_file(b)))
+        return self.rows
+
+
+def read_bucket(directory: Path, bucket: int) -> pd.DataFrame:
+    """The raw rows of one bucket of a generate entry."""
+    return pq.read_table(str(Path(directory) / bucket_file(bucket))).to_pandas()
+
+
+def _with_string_ids(table: pa.Table) -> pa.Table:
+    """series_id as plain `string` (pandas 3 would otherwise give `large_string`)."""
+    if "series_id" not in table.column_names:
+        return table
+    i = table.column_names.index("series_id")
+    return table.set_column(i, "series_id", table.column(i).cast(pa.string()))
+
+
+def write_series(directory: Path, df: pd.DataFrame, meta: dict) -> Path:
+    """series.parquet from a long frame, `meta` in the key-value metadata; returns the file."""
+    table = _with_string_ids(pa.Table.from_pandas(df, preserve_index=False))
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
     path = Path(directory) / SERIES_FILE
     pq.write_table(table, str(path))
@@ -27,7 +86,7 @@ def write_series(directory: Path, df: pd.DataFrame, meta: dict) -> Path:
 
 
 def read_series(directory: Path) -> tuple[pd.DataFrame, dict]:
-    """The long frame of a generate entry and its metadata (source, frequency, season_length, ...)."""
+    """The long frame of an ingest entry and its metadata (source, frequency, season_length, ...)."""
     table = pq.read_table(str(Path(directory) / SERIES_FILE))
     meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
     return table.to_pandas(), meta

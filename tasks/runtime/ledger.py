@@ -21,9 +21,9 @@ def write_run_dir(run: Run, extra: dict) -> Path:
     store.write_json(run_dir / "config.json", {"asked": run.asked.model_dump(mode="json"),
                                                "resolved": run.cfg.model_dump(mode="json")})
     for stage, ref in run.refs.items():
-        for name in run.specs[stage].files:
+        for name in run.specs[stage].files if isinstance(ref, store.StageRef) else ():
             if ref.file(name).is_file():
                 store.link_or_copy(ref.file(name), run_dir / name)
-    stages = {r.stage: vars(r) for r in run.rows}
+    stages = {r.stage: vars(r) for r in run.rows.values()}
     store.write_json(run_dir / "stages.json", {"stages": stages, **extra})
     return run_dir

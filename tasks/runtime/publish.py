@@ -18,6 +18,7 @@ REPORT_KEY = "rnn-report"
 STAGES_KEY = "rnn-stages"
 PROGRESS_KEY = "rnn-training-progress"
 FORECAST_KEY = "rnn-forecast"
+LEADERBOARD_KEY = "rnn-leaderboard"
 FORECAST_ROWS = 1000  # rows of the rnn-forecast table artifact (the parquet file has them all)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from prefect.states import Completed
 
 from tasks.config import STAGES, PipelineConfig, resolve, section_name
 from tasks.errors import InputError
-from tasks.runtime import store
+from tasks.runtime import faults, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
 from tasks.runtime.retry import RETRY_OPTIONS
 
@@ -44,7 +45,9 @@ StageRef = store.StageRef
 class StageSpec:
     """What the runtime needs to know about a stage besides its inputs.
 
-    name: the stage name (one of tasks.config.STAGES, or "promote");
+    name: the entry's stage name (its cache folder); phase: the pipeline stage it belongs to
+    (tasks.config.STAGES: what --until and --refresh name and the report shows), e.g. the
+    per-bucket "ingest" entries are part of "generate";
     base: "data" (the generated/ingested series live under the data dir) or "output";
     run_only: config fields that change how it runs, not what it produces (left out of the key);
     packages: libraries whose versions change its result (in the key);
@@ -58,6 +61,11 @@ class StageSpec:
     packages: tuple[str, ...] = ()
     trains: Callable[[dict[str, Any]], bool] = lambda inputs: False
     files: tuple[str, ...] = ()
+    phase: str = ""  # the pipeline stage (tasks.config.STAGES) this one is part of; default: its name
+
+    @property
+    def stage(self) -> str:
+        return self.phase or self.name
 
 
 def stage_task(spec: StageSpec) -> dict[str, Any]:
@@ -71,13 +79,18 @@ def stage_task(spec: StageSpec) -> dict[str, Any]:
 def build(plan: StagePlan, compute: Callable[[store.EntryWriter], dict | None]) -> Any:
     """Inside a stage task: the plan's entry, built with `compute` unless a verified one exists.
 
-    Returns the StageRef as a plain dict, or a Completed state named "Cached" carrying it when
-    the entry was reused (planned so, or finished by a concurrent run while this one waited).
+    Returns the StageRef as a plain dict with "built" (whether this call built it), in a
+    Completed state named "Cached" when the entry was reused (planned so, or finished by a
+    concurrent run while this one waited). Safe to run twice (Dask may re-run a finished task
+    after losing a worker): the second call finds the entry and reuses it.
     """
-    ref, built = store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, compute, force=plan.forced)
-    if built:
-        return ref.model_dump()
-    return Completed(name="Cached", message=f"reused entry {plan.key}", data=ref.model_dump())
+    def drilled(w: store.EntryWriter) -> dict | None:
+        faults.check(plan.stage, plan.key_inputs.get("params", {}))  # RNNFLOW_FAULT drills only
+        return compute(w)
+
+    ref, built = store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, drilled, force=plan.forced)
+    out = {**ref.model_dump(), "built": built}
+    return out if built else Completed(name="Cached", message=f"reused entry {plan.key}", data=out)
 
 
 @dataclass
@@ -107,7 +120,7 @@ class Paths:
 
 @dataclass
 class StageRow:
-    """One line of the staleness report."""
+    """One line of the staleness report: a pipeline stage, over all of its entries."""
 
     stage: str
     action: str  # "reused" | "recomputed"
@@ -115,14 +128,20 @@ class StageRow:
     key: str = ""
     prefect_state: str = ""
     entry: str = ""
+    entries: int = 0  # how many entries the stage has (buckets, members); key and entry are the first's
+    recomputed: int = 0
+
+
+Inputs = dict[str, Any]
 
 
 @dataclass
 class Run:
     """One run of the pipeline: its config (every "auto" resolved), where it writes, what it did.
 
-    `stage` plans, calls and records one stage; it returns None (and runs nothing) for a stage
-    after `until` or one whose upstream did not run.
+    `stage` plans, calls and records one entry in this thread; `map` does the same for one entry
+    per item (a bucket of series, a sweep member) on the run's task runner, in bounded waves.
+    Both return None (and run nothing) for a stage after `until` or one whose upstream did not run.
     """
 
     name: str
@@ -131,10 +150,12 @@ class Run:
     paths: Paths
     until: str = "figures"
     forced: dict[str, str] = field(default_factory=dict)
-    rows: list[StageRow] = field(default_factory=list)
-    refs: dict[str, StageRef] = field(default_factory=dict)
+    rows: dict[str, StageRow] = field(default_factory=dict)
+    refs: dict[str, Any] = field(default_factory=dict)  # entry stage name -> StageRef or tuple of them
     specs: dict[str, StageSpec] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    runner: Any = None  # an entered Prefect task runner, for `map`
+    largest_payload: int = 0  # bytes of the largest value a stage task returned (pickled)
 
     @classmethod
     def start(cls, config: PipelineConfig, *, name: str, refresh: str | None = None, until: str = "figures",
@@ -145,33 +166,108 @@ class Run:
         cfg = resolve(config, device=resolve_device(config.train.device).type)
         return cls(name, config, cfg, Paths.from_config(cfg), until, forced_stages(refresh, no_cache))
 
+    def resolve(self, config: PipelineConfig) -> PipelineConfig:
+        """Another asked config (a sweep member) with "auto" resolved as this run's was."""
+        return resolve(config, device=self.cfg.train.device)
+
+    def __enter__(self) -> "Run":
+        from tasks.runtime.runners import task_runner
+
+        self.runner = task_runner(self.cfg.runner).__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.runner is not None:
+            self.runner.__exit__(*exc)
+            self.runner = None
+
     def wants(self, stage: str) -> bool:
         """Is `stage` at or before `until`?"""
         return stage not in STAGES or STAGES.index(stage) <= STAGES.index(self.until)
 
     def stage(self, task: Any, **inputs: Any) -> StageRef | None:
-        """Plan the stage of `task` from `inputs`, call it, record the outcome; its StageRef."""
+        """Plan the one entry of `task` from `inputs`, call it here, record the outcome; its StageRef."""
         spec = spec_of(task)
-        if not self.wants(spec.name) or any(v is None for v in inputs.values()):
+        if not self.wants(spec.stage) or any(v is None for v in inputs.values()):
             return None
         plan = self.plan(spec, task, inputs)
         state = task(plan=plan, return_state=True, **inputs)
-        ref = StageRef(**state.result())
-        record_latest(plan)
-        reused = state.name == "Cached"
-        reason = plan.reason if reused == (not plan.run) else "built by a concurrent run while this one waited"
-        self.rows.append(StageRow(spec.name, "reused" if reused else "recomputed", reason, plan.key, state.name,
-                                  str(ref.path)))
+        ref = self._record(spec, plan, state.result())
         self.refs[spec.name], self.specs[spec.name] = ref, spec
         return ref
 
-    def plan(self, spec: StageSpec, task: Any, inputs: dict[str, Any]) -> StagePlan:
+    def map(self, task: Any, items: list[Inputs], **shared: Any) -> tuple[StageRef, ...] | None:
+        """One entry of `task` per item (its own inputs plus `shared`), run on the task runner.
+
+        At most runner.in_flight tasks per worker are submitted at a time. Every task is waited
+        for; then the first failure, if any, is raised (the other entries are complete).
+        """
+        spec = spec_of(task)
+        if not self.wants(spec.stage) or items is None or any(v is None for v in shared.values()):
+            return None
+        plans = [self.plan(spec, task, {**item, **shared}) for item in items]
+        results = self._submit_in_waves(task, [(p, {**item, **shared}) for p, item in zip(plans, items)])
+        refs = tuple(self._record(spec, plan, result) for plan, result in zip(plans, results))
+        self.refs[spec.name], self.specs[spec.name] = refs, spec
+        return refs
+
+    def _submit_in_waves(self, task: Any, calls: list[tuple[StagePlan, Inputs]]) -> list[Any]:
+        """Results of every call, in order; raises the first task failure after all have ended."""
+        from prefect.futures import wait
+
+        limit = max(1, self.cfg.runner.workers * self.cfg.runner.in_flight)
+        futures: list[Any] = [None] * len(calls)
+        pending: dict[Any, int] = {}
+        for i, (plan, inputs) in enumerate(calls):
+            if len(pending) >= limit:
+                done, _ = wait(list(pending))
+                for f in done:
+                    pending.pop(f, None)
+            named = task.with_options(task_run_name=f"{task.name}-{plan.key[:6]}")
+            futures[i] = self.runner.submit(named, parameters={"plan": plan, **inputs})
+            pending[futures[i]] = i
+        wait(list(pending))
+        results, failure = [], None
+        for f in futures:
+            value = f.result(raise_on_failure=False)
+            if isinstance(value, BaseException) and failure is None:
+                failure = value
+            results.append(value)
+        if failure is not None:
+            raise failure
+        return results
+
+    def _record(self, spec: StageSpec, plan: StagePlan, result: dict) -> StageRef:
+        """Fold one entry's outcome into its stage's row of the report; its StageRef."""
+        self.largest_payload = max(self.largest_payload, len(pickle.dumps(result)))
+        built = bool(result.pop("built", True))
+        ref = StageRef(**result)
+        record_latest(plan)
+        if built:
+            reason = plan.reason if plan.run else "output went missing or corrupt after planning"
+        else:
+            reason = "built by a concurrent run while this one waited" if plan.run else plan.reason
+        row = self.rows.get(spec.stage)
+        if row is None:
+            row = self.rows[spec.stage] = StageRow(spec.stage, "recomputed" if built else "reused", reason)
+        elif built and row.action == "reused":
+            row.action, row.reason = "recomputed", reason
+        if not row.entries:
+            row.key, row.entry = plan.key, str(ref.path)
+        row.entries += 1
+        row.recomputed += built
+        row.prefect_state = "Completed" if row.recomputed else "Cached"
+        return ref
+
+    def plan(self, spec: StageSpec, task: Any, inputs: Inputs) -> StagePlan:
         """The key inputs of one call (see the module docstring) and whether it must run."""
         params: dict[str, Any] = {}
         upstream: dict[str, str] = {}
         for name, value in inputs.items():
             if isinstance(value, StageRef):
                 upstream[value.stage] = store.content_hash(value.manifest())
+            elif isinstance(value, tuple) and value and all(isinstance(v, StageRef) for v in value):
+                upstream[value[0].stage] = store.sha256_json([store.content_hash(v.manifest()) for v in value])
             elif hasattr(value, "model_dump"):
                 fields = value.model_dump(mode="json")
                 params[section_name(value)] = {k: v for k, v in fields.items() if k not in spec.run_only}
@@ -181,19 +277,43 @@ class Run:
         if spec.trains(inputs):
             env["device"] = self.cfg.train.device
         return plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
-                          code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.name))
+                          code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage))
 
     def table(self) -> list[dict]:
         """The staleness report as table rows (the rnn-stages artifact, stages.json)."""
-        return [vars(r) for r in self.rows]
+        return [vars(r) for r in self.rows.values()]
 
     def lines(self) -> list[str]:
-        return [f"  {r.stage:<9} {r.action:<10} {r.reason}" for r in self.rows]
+        return [f"  {r.stage:<9} {r.action:<10} {r.reason}{_counts(r)}" for r in self.rows.values()]
+
+
+def _counts(row: StageRow) -> str:
+    """ " (3 of 10 buckets)" for a stage of many entries, else nothing."""
+    if row.entries <= 1:
+        return ""
+    n = row.recomputed if row.action == "recomputed" else row.entries
+    return f" ({n} of {row.entries} entries)"
+
+
+def each(**columns: tuple[StageRef, ...] | None) -> list[Inputs] | None:
+    """Items for `Run.map`, one per bucket: each(series=a, split=b) -> [{"series": a[0], "split": b[0]}, ...].
+
+    None when any column is None (its stage did not run); columns must have equal lengths.
+    """
+    if any(c is None for c in columns.values()):
+        return None
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"columns of different lengths: { {k: len(c) for k, c in columns.items()} }")
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 def spec_of(task: Any) -> StageSpec:
-    """The StageSpec declared as STAGE in the module that defines a stage task."""
-    return sys.modules[task.fn.__module__].STAGE
+    """The StageSpec named like `task`, declared in the module that defines it."""
+    for value in vars(sys.modules[task.fn.__module__]).values():
+        if isinstance(value, StageSpec) and value.name == task.name:
+            return value
+    raise LookupError(f"no StageSpec named {task.name!r} in {task.fn.__module__}")
 
 
 def forced_stages(refresh: str | None, no_cache: bool) -> dict[str, str]:

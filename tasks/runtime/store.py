@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -96,6 +97,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, or of a directory's files (relative names and their sha256s)."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p)
+    return sha256_json({q.relative_to(p).as_posix(): sha256_file(q) for q in sorted(p.rglob("*")) if q.is_file()})
 
 
 def sha256_json(obj: Any) -> str:
@@ -191,6 +200,8 @@ class EntryWriter:
             "files": files,
             "key_inputs": key_inputs,
             "meta": meta or {},
+            "built_by": {"host": socket.gethostname(), "pid": os.getpid(),  # provenance (a Dask worker, ...)
+                         "peak_rss_mb": round(peak_rss_mb(), 1)},
         }
         write_json(self.dir / MANIFEST, manifest)
         if self.final.exists():  # a bad entry we are replacing: move it aside first
@@ -244,6 +255,17 @@ def build_entry(
             writer.discard()
             raise
     return ref, True
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux: VmHWM; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -28,7 +28,7 @@ def test_tiny_run_writes_everything_and_publishes_artifacts(tmp_path):
     assert set(metrics["metrics"]) >= {"model", "naive"}
     assert set(metrics["metrics"]["model"]) == {"mse", "rmse", "mae", "smape", "mase"}
     assert metrics["train"]["device"] == "cpu" and metrics["train"]["epochs_run"] == 3
-    assert list((tmp_path / "data" / "cache" / "generate").glob("*/series.parquet"))
+    assert list((tmp_path / "data" / "cache" / "ingest").glob("*/series.parquet"))  # the validated buckets
 
     arts = read_artifacts(state.state_details.flow_run_id)
     assert {"rnn-metrics", "rnn-report", "rnn-stages", "rnn-training-progress"} <= set(arts)

@@ -78,4 +78,4 @@ def test_an_entry_that_went_bad_after_planning_is_rebuilt_not_reported_cached(tm
     assert cached.name == "Cached" and cached.is_completed()
     reuse.ref.file("a").unlink()  # goes bad between planning and the task
     rebuilt = build(reuse, lambda w: w.path("a").write_text("x"))
-    assert rebuilt == reuse.ref.model_dump() and store.verify(reuse.ref.path) is None
+    assert rebuilt == {**reuse.ref.model_dump(), "built": True} and store.verify(reuse.ref.path) is None

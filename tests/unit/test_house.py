@@ -14,7 +14,7 @@ from tasks.runtime import caching
 from tasks.runtime.caching import code_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGE_MODULES = ("generate", "windowing", "train", "evaluate", "figures", "forecast", "promote")
+STAGE_MODULES = ("generate", "windowing", "train", "evaluate", "figures", "forecast", "promote", "validate")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -105,7 +105,8 @@ def test_editing_figure_code_changes_only_the_figures_key():
 def test_editing_the_network_changes_the_stages_that_run_it_only():
     before = stage_hashes()
     after = stage_hashes(edit("tasks.components.network", "out, _ = self.rnn(x)", "out, _h = self.rnn(x)"))
-    assert {s for s in STAGE_MODULES if before[s] != after[s]} == {"train", "evaluate", "forecast", "promote"}
+    assert {s for s in STAGE_MODULES if before[s] != after[s]} == {"train", "evaluate", "forecast", "promote",
+                                                                   "validate"}
 
 
 def test_machinery_config_and_messages_are_in_no_key():

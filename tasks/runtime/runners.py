@@ -1,0 +1,46 @@
+"""The Prefect task runner that per-bucket and per-member tasks are submitted to.
+
+    local  ThreadPoolTaskRunner(max_workers=workers): threads of the flow's own process
+    dask   prefect_dask.DaskTaskRunner: on a running cluster (address=tcp://...), else on a
+           distributed.LocalCluster it starts (processes, `workers` x `threads_per_worker`)
+
+The runner is built from settings (cluster_class/cluster_kwargs), never from a live cluster
+object: Prefect duplicates task runners and a duplicate would drop it. Dask workers report task
+runs to the Prefect API named in the driver's settings, so they need a real server: a run on
+Prefect's temporary per-process server is refused before anything starts (`require_real_api`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.errors import InputError
+
+
+def task_runner(cfg: Any) -> Any:
+    """A (not yet entered) Prefect task runner for RunnerConfig `cfg`."""
+    if cfg.kind == "local":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=cfg.workers)
+    require_real_api()
+    from prefect_dask import DaskTaskRunner
+
+    if cfg.address:
+        return DaskTaskRunner(address=cfg.address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker, "processes": True,
+                        "dashboard_address": None},
+    )
+
+
+def require_real_api() -> str:
+    """The Prefect API URL workers will report to; InputError when it is Prefect's temporary server."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise InputError("runner.kind", "dask", "Dask workers need a running Prefect server to report to, not the "
+                         "temporary one of this process: start `prefect server start` (or set PREFECT_API_URL)")
+    return url
