@@ -40,6 +40,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--time-column": ("data", "time_column"),
     "--value-column": ("data", "value_column"),
     "--id-column": ("data", "id_column"),
+    "--group-column": ("data", "group_column"),
     "--fill": ("data", "fill"),
     "--series-per-bucket": ("data", "series_per_bucket"),
     "--seq-length": ("window", "seq_length"),

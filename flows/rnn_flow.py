@@ -39,6 +39,7 @@ from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
 from tasks.config import Metric, PipelineConfig, PromoteSettings, with_overrides  # noqa: E402
+from tasks.errors import InputError  # noqa: E402
 from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
 from tasks.figures import figures_task  # noqa: E402
 from tasks.forecast import forecast_task, predict_task, refit_task  # noqa: E402
@@ -84,11 +85,17 @@ def rnn_pipeline(
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache) as run:
         cfg = run.cfg  # every "auto" resolved
-        series = prepare_series(run, cfg)
+        series, groups = prepare_series(run, cfg)
         splits = run.map(window_task, each(series=series), window_cfg=cfg.window)
-        model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits)
+        if groups:  # one global model per group of series, the groups side by side on the runner
+            trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
+                              splits=splits)
+            models = dict(zip(groups, trained)) if trained is not None else None
+        else:  # one global model over every series
+            model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits)
+            models = {None: model} if model is not None else None
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
-        return assess(run, cfg, series, splits, model, settings, promote)
+        return assess(run, cfg, series, splits, models, settings, promote)
 
 
 @flow(name="rnn_sweep", flow_run_name=run_name, validate_parameters=True)
@@ -114,7 +121,10 @@ def rnn_sweep(
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache) as run:
         cfg = run.cfg
-        series = prepare_series(run, cfg)
+        series, groups = prepare_series(run, cfg)
+        if groups:
+            raise InputError("group_column", cfg.data.group_column, "a sweep trains one model per member; "
+                             "per-group models are a run of their own")
         members = [run.resolve(with_overrides(config, nested(m))) for m in grid or [{}]]
         splits = {}
         for m in members:  # members share the window entries of equal window settings
@@ -130,37 +140,59 @@ def rnn_sweep(
             best = int(board["member"].iloc[0])
         winner = members[best]
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
-        return assess(run, winner, series, splits[winner.window], models[best] if models else None, settings,
-                      promote, board)
+        return assess(run, winner, series, splits[winner.window], {None: models[best]} if models else None,
+                      settings, promote, board)
 
 
-def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[StageRef, ...] | None:
-    """The series, in hash buckets of series_id, each bucket validated on its own (on the runner);
-    one calendar for all of them."""
+def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] | None, list[str]]:
+    """The series, in hash buckets of series_id, each bucket validated on its own (on the runner),
+    one calendar for all of them; and their groups (--group-column), if any."""
     raw = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
     series = run.map(ingest_task, buckets(raw), data_cfg=cfg.data, raw=raw)
-    shared_calendar(series, cfg.data)
-    return series
+    calendar = shared_calendar(series, cfg.data)
+    return series, (calendar or {}).get("groups", [])
 
 
-def assess(run: Run, cfg: PipelineConfig, series, splits, model, settings: PromoteSettings | None,
+def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
            promote: bool, board=None) -> dict:
-    """Backtest `model` bucket by bucket on the test range, combine, draw, forecast the future,
-    judge it against the champion when `settings` say so, and finish the run."""
-    backtests = run.map(backtest_task, each(split=splits), eval_cfg=cfg.eval, model_cfg=cfg.model,
-                        train_cfg=cfg.train, model=model)
+    """Backtest the model(s) bucket by bucket (and group by group) on the test range, combine,
+    draw, forecast the future, judge the model against the champion when `settings` say so, and
+    finish the run. models: {group: train entry}, {None: entry} without groups."""
+    model = next(iter(models.values())) if models else None
+    parts = in_groups(series, splits, models)  # one item per bucket and group of series in it
+    backtests = run.map(backtest_task, parts and [{"split": p["split"], "model": p["model"], "group": p["group"]}
+                                                  for p in parts],
+                        eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train)
     scores = run.stage(evaluate_task, backtests=backtests)
     run.stage(figures_task, fig_cfg=cfg.figures, scores=scores, backtests=backtests, model=model)
-    final = model
-    if cfg.forecast.refit_full:
-        final = run.stage(refit_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits, model=model)
-    predictions = run.map(predict_task, each(series=series, split=splits, backtest=backtests), model=final)
+    finals = models
+    if cfg.forecast.refit_full and models:
+        refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
+                         train_cfg=cfg.train, splits=splits)
+        finals = dict(zip(models, refits)) if refits is not None else None
+    predictions = run.map(predict_task, backtests and finals and [
+        {"series": p["series"], "split": p["split"], "model": finals[p["group"]], "backtest": b, "group": p["group"]}
+        for p, b in zip(parts, backtests)])
     run.stage(forecast_task, fig_cfg=cfg.figures, predictions=predictions, series=series)
     decision = None
     if settings is not None and model is not None:
-        gate = read_metrics(scores.path)["gate"] if scores is not None else None
-        decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
+        if len(models) > 1:
+            decision = {"action": "skipped", "reason": "per-group models are not promoted (one registry per run)"}
+        else:
+            gate = read_metrics(scores.path)["gate"] if scores is not None else None
+            decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
     return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=cfg if board is not None else None)
+
+
+def in_groups(series, splits, models: dict | None) -> list[dict] | None:
+    """One item per bucket and group of series in it: {series, split, model, group}."""
+    if series is None or splits is None or models is None:
+        return None
+    items = []
+    for s, sp in zip(series, splits):
+        present = s.manifest()["meta"].get("groups") or [None]
+        items += [{"series": s, "split": sp, "model": models[g], "group": g} for g in present if g in models]
+    return items
 
 
 def nested(member: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -46,6 +46,9 @@ class DataConfig(_Section):
     time_column: str = Field("timestamp", description="Time column of data_path (dates or integers).")
     value_column: str = Field("value", description="Value column of data_path.")
     id_column: str | None = Field(None, description="Series id column of data_path (many series).")
+    group_column: str | None = Field(
+        None, description="Group column of data_path: one global model per group of series (e.g. per store)."
+    )
     fill: Literal["interpolate", "ffill"] | None = Field(
         None, description="Repair missing values instead of refusing them."
     )

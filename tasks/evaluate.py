@@ -49,14 +49,16 @@ def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig)
 
 @task(**stage_task(BACKTEST))
 def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                  split: store.StageRef, model: store.StageRef) -> dict:
-    """Backtest one bucket: write its predictions.parquet, metrics.json and metrics_by_series.parquet.
+                  split: store.StageRef, model: store.StageRef, group: str | None = None) -> dict:
+    """Backtest one bucket (its series of `group`, with that group's model, for per-group models):
+    write its predictions.parquet, metrics.json and metrics_by_series.parquet.
 
     model_cfg, train_cfg: resolved; used only to retrain when eval_cfg.refit_every > 0.
     """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
+        sp = sp.subset(group)
         net, record = load_model(model.path)
         refit = None
         if eval_cfg.refit_every:
@@ -68,6 +70,8 @@ def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg:
         result["train"] = {k: record.trained.get(k) for k in ("device", "epochs_run", "best_epoch", "stopped_early",
                                                                "threads")}
         by_series = series_metrics(df, dict(zip(sp.ids, series_scales(values, sp))))
+        if group is not None:
+            by_series.insert(1, "group", group)
         write_scores(w.dir, df, result, by_series)
         m = result["metrics"]
         log.info("backtest: %d series, %d origins x %d leads, model MASE %.3f, naive %.3f", len(sp.series),

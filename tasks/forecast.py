@@ -116,13 +116,14 @@ def refit_on_everything(values: np.ndarray, split: Split, record: ModelFile, mod
 
 @task(**stage_task(REFIT))
 def refit_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tuple[store.StageRef, ...],
-               model: store.StageRef) -> dict:
-    """Retrain the model on every window of every series (train, val and test) for its best epoch
-    count; write model.pt. Its scalers are refitted on all of each series."""
+               model: store.StageRef, group: str | None = None) -> dict:
+    """Retrain the model on every window of every series (of `group`, for per-group models) for
+    its best epoch count; write model.pt. Its scalers are refitted on all of each series."""
 
     def compute(w: store.EntryWriter) -> dict:
         torch.set_num_threads(train_cfg.threads)
-        values, sp = concat_splits([read_window(ref.path) for ref in splits])
+        parts = [(values, sp.subset(group)) for values, sp in (read_window(ref.path) for ref in splits)]
+        values, sp = concat_splits([(v, sp) for v, sp in parts if sp.series])
         _, record = load_model(model.path)
         net, full = refit_on_everything(values, sp, record, model_cfg, train_cfg)
         trained = {**record.trained, "refit_full": True}
@@ -134,12 +135,14 @@ def refit_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
 
 @task(**stage_task(PREDICT))
 def predict_task(plan, series: store.StageRef, split: store.StageRef, model: store.StageRef,
-                 backtest: store.StageRef) -> dict:
-    """Forecast one bucket's series past their end (forecast.parquet), with the bands of its
-    backtest's calibration; `model` is the trained model, or the refit one."""
+                 backtest: store.StageRef, group: str | None = None) -> dict:
+    """Forecast one bucket's series (of `group`, for per-group models) past their end
+    (forecast.parquet), with the bands of its backtest's calibration; `model` is the trained
+    model, or the refit one."""
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
+        sp = sp.subset(group)
         frame, _ = read_series(series.path)
         net, record = load_model(model.path)
         intervals = read_metrics(backtest.path)["intervals"]

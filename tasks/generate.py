@@ -36,7 +36,7 @@ _NOT_KEYED = frozenset({"data_path"})
 STAGE = StageSpec("generate", base="data", packages=("numpy", "pandas", "pyarrow"), run_only=_NOT_KEYED)
 INGEST = StageSpec("ingest", base="data", phase="generate", packages=("numpy", "pandas", "pyarrow"),
                    run_only=_NOT_KEYED)
-FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "fill")
+FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "group_column", "fill")
 
 
 def source_digest(cfg: DataConfig) -> str:
@@ -75,7 +75,7 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
     """Stream the source's columns into buckets, in Arrow batches: the ids first (one pass over the
     id column), then every row to its series' bucket (the id normalised as validation reads it)."""
     columns = scan.check_columns(cfg.data_path, time_column=cfg.time_column, value_column=cfg.value_column,
-                                 id_column=cfg.id_column)
+                                 id_column=cfg.id_column, group_column=cfg.group_column)
     ids = scan.distinct_ids(cfg.data_path, cfg.id_column)
     n_buckets = bucket_count(len(ids), cfg.series_per_bucket)
     where = buckets_of(ids, n_buckets)
@@ -133,6 +133,10 @@ def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "") -> tuple[pd.
                        "season_length": None, "n_series": int(frame["series_id"].nunique())}
     df, info = ingest.prepare_series(frame, time_column=cfg.time_column, value_column=cfg.value_column,
                                      id_column=cfg.id_column, fill=cfg.fill)
+    if cfg.group_column:
+        groups = series_groups(frame, cfg)
+        df = df.assign(group=df["series_id"].map(groups))
+        info["groups"] = sorted(set(groups.values()))
     if info.get("filled"):
         log.info("filled %d missing values (%s)", info["filled"], cfg.fill)
     season = infer_season_length(info["frequency"])
@@ -140,6 +144,23 @@ def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "") -> tuple[pd.
              cfg.data_path, where, info["n_series"], info["frequency"], season)
     params = cfg.model_dump(mode="json", include=set(FILE_FIELDS) - {"data_path"})
     return df, {"source": "file", "params": params, **info, "season_length": season}
+
+
+def series_groups(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, str]:
+    """The group of each series (its --group-column value, as text); InputError for a series in
+    two groups or a row without a group."""
+    ids = scan.series_ids(frame, cfg.id_column).to_numpy(object)
+    texts = frame[cfg.group_column].astype(object).map(lambda v: "" if pd.isna(v) else str(v).strip())
+    if (texts == "").any():
+        rows = np.flatnonzero((texts == "").to_numpy()) + 1
+        raise InputError("group_column", cfg.group_column, f"missing groups in rows {', '.join(map(str, rows[:5]))}")
+    pairs = pd.DataFrame({"series_id": ids, "group": texts.to_numpy(object)}).drop_duplicates()
+    twice = pairs[pairs["series_id"].duplicated(keep=False)]
+    if len(twice):
+        sid = twice["series_id"].iloc[0]
+        found = ", ".join(repr(g) for g in twice.loc[twice["series_id"] == sid, "group"])
+        raise InputError("group_column", cfg.group_column, f"series {sid!r} is in more than one group ({found})")
+    return dict(zip(pairs["series_id"], pairs["group"]))
 
 
 def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
@@ -161,7 +182,7 @@ def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) ->
         write_series(w.dir, df, {**meta, "bucket": bucket})
         w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
         return {"bucket": bucket, "n_series": meta["n_series"], "frequency": meta["frequency"],
-                "season_length": meta["season_length"]}
+                "season_length": meta["season_length"], "groups": meta.get("groups", [])}
 
     return build(plan, compute)
 
@@ -176,4 +197,6 @@ def shared_calendar(series: Sequence[store.StageRef] | None, cfg: DataConfig) ->
         listed = ", ".join(f"bucket {m['bucket']}: {m['frequency']}" for m in metas[:5])
         raise InputError("time_column", cfg.time_column, f"series have different frequencies ({listed})")
     frequency, season = found.pop() if found else (None, None)
-    return {"frequency": frequency, "season_length": season, "n_series": sum(m["n_series"] for m in metas)}
+    groups = sorted({g for m in metas for g in m.get("groups", [])})
+    return {"frequency": frequency, "season_length": season, "n_series": sum(m["n_series"] for m in metas),
+            "groups": groups}

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from prefect import task
 
-from tasks.components.fit import FitState, network_for, train_model
+from tasks.components.fit import FitState, network_for, train_buckets
 from tasks.components.specs import FitSettings, pick
-from tasks.components.split import Split, concat_splits
+from tasks.components.split import Split
 from tasks.config import ModelConfig, TrainConfig
 from tasks.formats.history import HISTORY_FILE, write_history
 from tasks.formats.model import MODEL_FILE, ModelFile, save_model
-from tasks.formats.window import read_window
+from tasks.formats.window import read_split, read_values
 from tasks.runtime import store
 from tasks.runtime.publish import PROGRESS_KEY, ProgressArtifact
 from tasks.runtime.stages import StageSpec, build, stage_task
@@ -72,15 +72,19 @@ def progress_reporter(cfg: TrainConfig) -> Callable[[int, FitState], None]:
     return on_epoch
 
 
-def read_windows(splits: Sequence[store.StageRef]) -> tuple[np.ndarray, Split]:
-    """Every bucket's window entry as one (values, Split): a global model sees all series."""
-    return concat_splits([read_window(ref.path) for ref in splits])
+def bucket_loaders(splits: Sequence[store.StageRef], group: str | None = None
+                   ) -> list[tuple[Callable[[], np.ndarray], Split]]:
+    """(load its values, its Split) of every bucket's window entry with series of `group` (all
+    series for None); values are read when needed."""
+    loaders = [(lambda ref=ref: read_values(ref.path), read_split(ref.path).subset(group)) for ref in splits]
+    return [(load, split) for load, split in loaders if split.series]
 
 
 @task(**stage_task(STAGE))
-def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tuple[store.StageRef, ...]) -> dict:
-    """Train one (global) model on every bucket's series, resuming from a checkpoint if one
-    exists; write model.pt and history.json.
+def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tuple[store.StageRef, ...],
+               group: str | None = None) -> dict:
+    """Train one global model on every bucket's series (only those of `group`, for per-group
+    models), resuming from a checkpoint if one exists; write model.pt and history.json.
 
     model_cfg, train_cfg: resolved (no "auto"); train_cfg.device is the device to train on.
     """
@@ -88,11 +92,11 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
     def compute(w: store.EntryWriter) -> dict:
         device = torch.device(train_cfg.device)
         torch.set_num_threads(train_cfg.threads)
-        values, sp = read_windows(splits)
-        spec = network_for(sp, model_cfg.model_dump())
+        buckets = bucket_loaders(splits, group)
+        spec = network_for(buckets[0][1], model_cfg.model_dump())
         ckpt = checkpoint_path(Path(plan.base), plan.key)
-        model, st = train_model(
-            values, sp, spec, pick(FitSettings, train_cfg.model_dump()), device,
+        model, st = train_buckets(
+            buckets, spec, pick(FitSettings, train_cfg.model_dump()), device,
             on_epoch=progress_reporter(train_cfg), checkpoint=lambda b: save_checkpoint(ckpt, b),
             resume=load_checkpoint(ckpt),
         )
@@ -101,8 +105,10 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
             "stopped_early": st.stopped_early, "best_val_loss": st.best_val,
             "cuda_graphs": bool(train_cfg.cuda_graphs and device.type == "cuda"),
         }
+        sp = buckets[0][1]
+        scalers = tuple(sc for _, split in buckets for sc in split.scalers)  # every series, bucket by bucket
         save_model(w.dir, model, ModelFile(spec, sp.seq_length, sp.horizon, model_cfg.strategy, sp.normalize,
-                                           sp.scalers, trained))
+                                           scalers, trained))
         write_history(w.dir, {**st.history, **trained})
         log.info("train: %d epochs on %s (best %d, val loss %.3g)", st.epoch, device.type, st.best_epoch, st.best_val)
         return trained

@@ -30,14 +30,15 @@ def split_series(df, meta: dict, cfg: WindowConfig):
     cfg.normalize must be resolved (not "auto"). Raises InputError naming the series that is
     too short for the windows.
     """
-    groups = df.groupby("series_id", sort=False)["value"]
-    ids = [str(k) for k in groups.groups]
+    by_series = df.groupby("series_id", sort=False)
+    ids = [str(k) for k in by_series.groups]
     values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
+    groups = by_series["group"].first().loc[ids].astype(str).tolist() if "group" in df else None
     try:
         split = build_split(
-            [int(n) for n in groups.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
-            cfg.val_fraction, normalize=cfg.normalize, source=meta.get("source"), frequency=meta.get("frequency"),
-            season_length=meta.get("season_length"),
+            [int(n) for n in by_series.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
+            cfg.val_fraction, groups=groups, normalize=cfg.normalize, source=meta.get("source"),
+            frequency=meta.get("frequency"), season_length=meta.get("season_length"),
         )
     except ValueError as exc:
         raise InputError("seq_length", cfg.seq_length, f"{exc}; lower --seq-length or --horizon") from None

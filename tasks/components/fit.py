@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,20 @@ class FitState:
     stopped_early: bool = False
 
 
+@dataclass
+class Part:
+    """One bucket of series for `fit_parts`: its data, loaded when its turn comes, and its origins.
+
+    load: () -> SeriesData on the training device (called once per epoch for a streamed part);
+    train_idx, val_idx: (n,) window starts within that data; series: see `fit`.
+    """
+
+    load: Callable[[], SeriesData]
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    series: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 def fit(
     model: Forecaster,
     data: SeriesData,
@@ -66,9 +80,31 @@ def fit(
     caps an epoch at that many batches (large data: a fixed amount of work per epoch). Raises
     TrainingDiverged when the epoch's training loss is not finite.
     """
+    return fit_parts(model, [Part(lambda: data, train_idx, val_idx, series)], settings, on_epoch=on_epoch,
+                     checkpoint=checkpoint, resume=resume)
+
+
+def fit_parts(
+    model: Forecaster,
+    parts: list[Part],
+    settings: FitSettings,
+    *,
+    on_epoch: Callable[[int, FitState], None] | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+) -> FitState:
+    """`fit` over parts of the data (buckets of series): one model, every part in every epoch.
+
+    One part stays loaded (and may run as a captured CUDA graph). Several are streamed: each
+    epoch visits them in a seeded random order, loading one at a time, so memory holds one
+    bucket, not all of them; its batches come from that part, its share of
+    settings.steps_per_epoch is proportional to its training windows, and the validation loss
+    is the mean over every part's validation windows.
+    """
     s = settings
-    dev = data.values.device
-    use_graph = s.cuda_graphs and dev.type == "cuda"
+    dev = parts[0].train_idx.device
+    resident = parts[0].load() if len(parts) == 1 else None
+    use_graph = s.cuda_graphs and dev.type == "cuda" and resident is not None
     opt = make_optimizer(model, s.lr, dev, capturable=use_graph)
     gen = torch.Generator(device=dev).manual_seed(s.seed)
     avg = WeightAverage(model, s.ema_decay) if s.ema_decay > 0 else None
@@ -77,21 +113,33 @@ def fit(
     if resume is not None:
         st = _restore(resume, model, opt, gen, avg)
         log.info("resuming from the checkpoint at epoch %d", st.epoch)
-    step = _choose_step(model, opt, data, s.batch_size, use_graph, avg)
-    bs = s.batch_size
-    n = min(len(train_idx), s.steps_per_epoch * bs) if s.steps_per_epoch else len(train_idx)
+    resident_step = _choose_step(model, opt, resident, s.batch_size, use_graph, avg) if resident else None
+    bs, sizes = s.batch_size, [len(p.train_idx) for p in parts]
+    budget = s.steps_per_epoch * bs if s.steps_per_epoch else sum(sizes)
+    shares = [min(k, math.ceil(budget * k / max(sum(sizes), 1))) for k in sizes]
+    if resident is not None:
+        shares = [min(sizes[0], budget)]
     while st.epoch < s.epochs and not st.stopped_early:
         model.train()
-        perm = epoch_origins(train_idx, gen, series)[:n]
+        order = [0] if resident is not None else torch.randperm(len(parts), device=dev, generator=gen).tolist()
         total = torch.zeros((), device=dev)
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            total += step(idx) * len(idx)
+        seen = 0
+        for k in order:
+            p, n = parts[k], shares[k]
+            if n == 0:
+                continue
+            data = resident if resident is not None else p.load()
+            step = resident_step or _choose_step(model, opt, data, bs, False, avg)
+            perm = epoch_origins(p.train_idx, gen, p.series)[:n]
+            for i in range(0, n, bs):
+                idx = perm[i : i + bs]
+                total += step(idx) * len(idx)
+            seen += n
         st.epoch += 1
-        train_loss = float(total.item()) / n  # the one sync per epoch
+        train_loss = float(total.item()) / seen  # the one sync per epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; try a lower --lr")
-        val_loss = mse_on(kept, data, val_idx) if len(val_idx) else train_loss
+        val_loss = _validation_loss(kept, parts, resident, train_loss)
         _track(st, kept, opt, train_loss, val_loss, s)
         if on_epoch:
             on_epoch(st.epoch, st)
@@ -100,6 +148,17 @@ def fit(
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
     return st
+
+
+def _validation_loss(model, parts: list[Part], resident: SeriesData | None, fallback: float) -> float:
+    """Mean squared error over every part's validation windows (`fallback` when there are none)."""
+    if resident is not None:
+        return mse_on(model, resident, parts[0].val_idx) if len(parts[0].val_idx) else fallback
+    counts = [len(p.val_idx) for p in parts]
+    if not sum(counts):
+        return fallback
+    total = sum(mse_on(model, p.load(), p.val_idx) * c for p, c in zip(parts, counts) if c)
+    return total / sum(counts)
 
 
 def epoch_origins(train_idx: torch.Tensor, gen: torch.Generator,
@@ -143,6 +202,30 @@ def train_model(
     train_idx = torch.as_tensor(split.origins("train"), device=device)
     val_idx = torch.as_tensor(split.origins("val"), device=device)
     st = fit(model, data, train_idx, val_idx, settings, series=series_ranges(split, device), **hooks)
+    return model, st
+
+
+def train_buckets(
+    buckets: Sequence[tuple[Callable[[], np.ndarray], Split]], spec: NetworkSpec, settings: FitSettings,
+    device: torch.device, **hooks,
+) -> tuple[Forecaster, FitState]:
+    """A global model over buckets of series, streamed: (load values (n_bucket,), its Split) each.
+
+    One bucket is `train_model` itself; several are visited one at a time every epoch
+    (`fit_parts`), so only one bucket's values are in memory at once.
+    """
+    if len(buckets) == 1:
+        load, split = buckets[0]
+        return train_model(load(), split, spec, settings, device, **hooks)
+    torch.manual_seed(settings.seed)
+    model = build_model(spec).to(device)
+
+    def part(load: Callable[[], np.ndarray], split: Split) -> Part:
+        return Part(lambda: series_data(load(), split, device, horizon=spec.n_outputs),
+                    torch.as_tensor(split.origins("train"), device=device),
+                    torch.as_tensor(split.origins("val"), device=device), series_ranges(split, device))
+
+    st = fit_parts(model, [part(load, split) for load, split in buckets], settings, **hooks)
     return model, st
 
 

@@ -96,6 +96,7 @@ class SeriesSplit:
     test: Range
     fit_range: Range
     scaler: Scaler = IDENTITY
+    group: str | None = None  # the group whose model forecasts it (--group-column), if any
 
     def part(self, name: str) -> Range:
         """The origin range of part "train", "val" or "test"."""
@@ -175,6 +176,17 @@ class Split:
         """The origin of each series' last window (its last L points): (n_series,)."""
         return np.array([s.offset + s.length - self.seq_length for s in self.series], dtype=np.int64)
 
+    def subset(self, group: str | None) -> "Split":
+        """Only the series of `group` (all of them for None); values and offsets are unchanged."""
+        if group is None:
+            return self
+        return dataclasses.replace(self, series=tuple(s for s in self.series if s.group == group))
+
+    @property
+    def groups(self) -> list[str]:
+        """The groups of its series, in order of first appearance (empty without groups)."""
+        return list(dict.fromkeys(s.group for s in self.series if s.group is not None))
+
     @property
     def scalers(self) -> tuple[Scaler, ...]:
         return tuple(s.scaler for s in self.series)
@@ -198,7 +210,8 @@ class Split:
         """The same series with new local origin ranges (and window length), scalers kept."""
         L = seq_length or self.seq_length
         return dataclasses.replace(self, seq_length=L, series=tuple(
-            series_split(s.series_id, s.offset, s.length, r, L, self.horizon, s.scaler)
+            dataclasses.replace(series_split(s.series_id, s.offset, s.length, r, L, self.horizon, s.scaler),
+                                group=s.group)
             for s, r in zip(self.series, ranges)))
 
     def all_origins(self, values: np.ndarray) -> "Split":
@@ -264,19 +277,22 @@ def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
 
 
 def build_split(lengths: Iterable[int], ids: Iterable[str], seq_length: int, horizon: int = 1,
-                train_fraction: float = 0.8, val_fraction: float = 0.1, **info) -> Split:
+                train_fraction: float = 0.8, val_fraction: float = 0.1, groups: Sequence[str | None] | None = None,
+                **info) -> Split:
     """The split of series of `lengths` stored end to end (identity scalers; see Split.with_scalers).
 
-    `info`: normalize, source, frequency, season_length. Raises ValueError naming the series that
-    is too short to split.
+    `groups`: each series' group (for per-group models); `info`: normalize, source, frequency,
+    season_length. Raises ValueError naming the series that is too short to split.
     """
     series, offset = [], 0
-    for sid, n in zip(ids, lengths):
+    ids = list(ids)
+    groups = list(groups) if groups is not None else [None] * len(ids)
+    for sid, n, group in zip(ids, lengths, groups):
         try:
             ranges = split_ranges(n_windows(n, seq_length, horizon), train_fraction, val_fraction, horizon)
         except ValueError as exc:
             raise ValueError(f"series {sid!r} ({n} points): {exc}") from None
-        series.append(series_split(sid, offset, n, ranges, seq_length, horizon))
+        series.append(dataclasses.replace(series_split(sid, offset, n, ranges, seq_length, horizon), group=group))
         offset += n
     return Split(seq_length, horizon, tuple(series), train_fraction, val_fraction, **info)
 

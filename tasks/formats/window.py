@@ -37,4 +37,14 @@ def write_window(directory: Path, values: np.ndarray, split: Split) -> None:
 
 def read_window(directory: Path) -> tuple[np.ndarray, Split]:
     """(values (n_total,), Split) of a window entry."""
-    return np.load(Path(directory) / VALUES_FILE), split_from_json(read_json(Path(directory) / SPLIT_FILE))
+    return read_values(directory), read_split(directory)
+
+
+def read_split(directory: Path) -> Split:
+    """The Split of a window entry (without loading its values)."""
+    return split_from_json(read_json(Path(directory) / SPLIT_FILE))
+
+
+def read_values(directory: Path) -> np.ndarray:
+    """values.npy of a window entry: (n_total,) float64."""
+    return np.load(Path(directory) / VALUES_FILE)

@@ -1,0 +1,82 @@
+"""Many series in one process (the local runner): per-group models, and sweeps ranked on the
+validation range only, under the session's Prefect test harness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.rnn_flow import rnn_sweep
+from tests.helpers import tiny_config
+from tests.helpers.flows import actions, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def shops(path: Path, n_items: int = 12, n_days: int = 70, tail: float = 0.0) -> Path:
+    """Daily sales of n_items items in 3 stores; `tail` is added from day 60 on: after every
+    member's validation targets (with 70 days they end by day 56)."""
+    rows = []
+    for i in range(n_items):
+        days = pd.date_range("2022-01-01", periods=n_days, freq="D")
+        v = 50 + 5 * np.sin(2 * np.pi * np.arange(n_days) / 7 + i) + np.random.default_rng(i).normal(0, 0.5, n_days)
+        v[60:] += tail
+        rows.append(pd.DataFrame({"store": f"store-{i % 3}", "item": f"item-{i:02d}", "day": days.strftime("%Y-%m-%d"),
+                                  "sales": v.round(3)}))
+    pd.concat(rows).to_csv(path, index=False)
+    return path
+
+
+def data(path: Path, **extra) -> dict:
+    return {"data_path": str(path), "time_column": "day", "value_column": "sales", "id_column": "item", **extra}
+
+
+def test_one_model_per_group_forecasts_every_series(tmp_path):
+    cfg = tiny_config(tmp_path, data=data(shops(tmp_path / "s.csv"), group_column="store", series_per_bucket=5),
+                      window={"seq_length": 14})
+    summary, _ = run(cfg, until="forecast")
+    assert set(actions(summary)) == {"generate", "window", "train", "evaluate", "figures", "forecast"}
+    assert len(list((tmp_path / "artifacts" / "cache" / "train").glob("*/manifest.json"))) == 3  # one per store
+    run_dir = Path(summary["run_dir"])
+    by_series = pd.read_parquet(run_dir / "metrics_by_series.parquet")
+    assert sorted(by_series["series_id"]) == [f"item-{i:02d}" for i in range(12)]
+    assert by_series.groupby("group")["series_id"].count().to_dict() == {"store-0": 4, "store-1": 4, "store-2": 4}
+    forecast = pd.read_parquet(run_dir / "forecast.parquet")
+    assert forecast["series_id"].nunique() == 12
+    again, _ = run(cfg, until="forecast")
+    assert set(actions(again).values()) == {"reused"}
+
+
+def sweep(cfg, **kw):
+    state = rnn_sweep(config=cfg, return_state=True, **kw)
+    assert state.is_completed(), state
+    return state.result()
+
+
+GRID = [{"model.hidden_size": 4}, {"model.hidden_size": 8, "model.cell": "gru"}, {"window.seq_length": 7}]
+
+
+def test_a_sweep_ranks_members_on_the_validation_range_only(tmp_path):
+    a = tiny_config(tmp_path / "a", data=data(shops(tmp_path / "a.csv"), series_per_bucket=6),
+                    window={"seq_length": 14}, train={"epochs": 4})
+    summary = sweep(a, grid=GRID)
+    board = pd.read_parquet(Path(summary["run_dir"]) / "leaderboard.parquet")
+    assert len(board) == 3 and board["val_mase"].is_monotonic_increasing and board["rank"].tolist() == [1, 2, 3]
+    winner = json.loads((Path(summary["run_dir"]) / "winner.json").read_text())
+    best = GRID[int(board["member"].iloc[0])]
+    assert winner["model"]["hidden_size"] == best.get("model.hidden_size", a.model.hidden_size)
+    assert winner["window"]["seq_length"] == best.get("window.seq_length", 14)
+    assert summary["leaderboard"]["members"] == 3 and "gate" in summary
+
+    # the test range of every series changes: the ranking, its numbers and the winner do not
+    b = tiny_config(tmp_path / "b", data=data(shops(tmp_path / "b.csv", tail=25.0), series_per_bucket=6),
+                    window={"seq_length": 14}, train={"epochs": 4})
+    other = sweep(b, grid=GRID)
+    board_b = pd.read_parquet(Path(other["run_dir"]) / "leaderboard.parquet")
+    cols = ["member", "val_mase", "val_mae", "naive_mase", "n_val", "epochs_run"]
+    pd.testing.assert_frame_equal(board[cols], board_b[cols])
+    assert other["metrics"]["model"]["mae"] != summary["metrics"]["model"]["mae"]  # the test range did change
