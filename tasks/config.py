@@ -208,10 +208,24 @@ class RunnerConfig(_Section):
 
 
 class OutputConfig(_Section):
-    """Where files go; relative paths are resolved against the working directory."""
+    """Where files go: the storage root every worker reads and writes (paths or file:// URIs;
+    relative paths are resolved against the working directory)."""
 
-    root: str = Field("artifacts", description="Run outputs, the stage cache and Prefect results.")
-    data_dir: str = Field("data", description="Generated or ingested series (Parquet).")
+    root: str = Field("artifacts", description="Run outputs and the stage cache (a path or a file:// URI).")
+    data_dir: str = Field("data", description="Generated or ingested series (a path or a file:// URI).")
+
+    @field_validator("root", "data_dir")
+    @classmethod
+    def _local_paths(cls, v: str) -> str:
+        """file:// URIs as paths; other schemes are refused: entries are published by an atomic
+        rename, which object stores (s3://, gs://) do not have, so mount those instead."""
+        scheme, sep, rest = v.partition("://")
+        if not sep or len(scheme) < 2:  # a plain path (or a Windows drive letter)
+            return v
+        if scheme == "file":
+            return rest if rest.startswith("/") else "/" + rest
+        raise ValueError(f"{scheme}:// storage is not supported (entries are published by an atomic rename); "
+                         "mount it (s3fs, gcsfuse, NFS) and give its path")
 
 
 Metric = Literal["mse", "rmse", "mae", "smape", "mase"]
