@@ -45,6 +45,17 @@ class DataConfig(_Section):
     fill: Literal["interpolate", "ffill"] | None = Field(
         None, description="Repair missing values instead of refusing them."
     )
+    fill_missing_dates: bool = Field(
+        False, description="Add the rows a series lacks on its inferred calendar (fill repairs their values)."
+    )
+    time_zone: str | None = Field(
+        None, description="Zone of data_path's times: localises times without an offset, converts the others "
+        "(an IANA name such as Europe/Berlin, UTC or +05:30; default: the data's own)."
+    )
+    holidays: str | None = Field(
+        None, description="Holidays of a business-day series: dates (2023-01-16,2023-02-20), observed "
+        "(the weekdays the data lacks) or us-federal."
+    )
 
 
 class WindowConfig(_Section):

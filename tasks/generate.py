@@ -12,7 +12,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.components import ingest
-from tasks.components.calendar import infer_season_length
+from tasks.components.calendar import seasons_for
 from tasks.components.synthetic import sine_frame, sine_values
 from tasks.config import DataConfig
 from tasks.errors import InputError
@@ -27,7 +27,8 @@ STAGE = StageSpec(
     # where the file is, not what it holds: its content is keyed by `source_digest` instead
     run_only=frozenset({"data_path"}),
 )
-FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "fill")
+FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "fill", "fill_missing_dates", "time_zone",
+               "holidays")
 
 
 def source_digest(cfg: DataConfig) -> str:
@@ -41,22 +42,41 @@ def source_digest(cfg: DataConfig) -> str:
 
 
 def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
-    """The series (long frame) and its metadata: from `cfg.data_path` when set, else generated."""
+    """The series (long frame) and its metadata: from `cfg.data_path` when set, else generated.
+
+    A file's metadata holds its calendar (frequency, time_zone) and the seasons it implies
+    (season_length, the main one; seasons, all that its series are long enough for).
+    """
     if cfg.data_path is None:
         params = cfg.model_dump(mode="json", exclude=set(FILE_FIELDS))
         return sine_frame(sine_values(**params)), {"source": "generate", "params": params, "frequency": "1",
                                                    "season_length": None}
     df, info = ingest.prepare_series(
         ingest.read_table(cfg.data_path), time_column=cfg.time_column, value_column=cfg.value_column,
-        id_column=cfg.id_column, fill=cfg.fill,
+        id_column=cfg.id_column, fill=cfg.fill, fill_missing_dates=cfg.fill_missing_dates, time_zone=cfg.time_zone,
+        holidays=cfg.holidays,
     )
+    if info.get("utc_offsets"):
+        log.warning("the times carry UTC offsets %s: read as UTC instants; --time-zone names their zone",
+                    ", ".join(info["utc_offsets"]))
+    if info.get("added"):
+        log.info("added %d missing dates on the %s calendar (--fill-missing-dates)", info["added"], info["frequency"])
     if info.get("filled"):
         log.info("filled %d missing values (%s)", info["filled"], cfg.fill)
-    season = infer_season_length(info["frequency"])
-    log.info("read %s: %d series, inferred frequency %s (season length %s)",
-             cfg.data_path, info["n_series"], info["frequency"], season)
+    seasons = seasons_for(info["frequency"], min(info["lengths"].values()))
+    log.info("read %s: %d series, inferred frequency %s%s (%s)", cfg.data_path, info["n_series"], info["frequency"],
+             f" in time zone {info['time_zone']}" if info.get("time_zone") else "", season_words(seasons))
     params = cfg.model_dump(mode="json", include=set(FILE_FIELDS) - {"data_path"})
-    return df, {"source": "file", "params": params, **info, "season_length": season}
+    return df, {"source": "file", "params": params, **info, "season_length": seasons[0] if seasons else None,
+                "seasons": list(seasons)}
+
+
+def season_words(seasons: tuple[int, ...]) -> str:
+    """'season length 48; second season 336' (or 'no season')."""
+    if not seasons:
+        return "season length None"
+    more = "".join(f"; further season {s}" for s in seasons[1:])
+    return f"season length {seasons[0]}{more}"
 
 
 @task(**stage_task(STAGE))

@@ -100,7 +100,7 @@ def test_monthly_dates_from_csv(tmp_path: Path) -> None:
     assert long["step"].tolist() == [0, 1, 2, 3]
     assert set(long["series_id"]) == {"series"}
     assert info == {
-        "frequency": "MS", "n_series": 1, "lengths": {"series": 4}, "filled": 0,
+        "frequency": "MS", "time_zone": None, "n_series": 1, "lengths": {"series": 4}, "filled": 0, "added": 0,
         "start": {"series": "2020-01-01 00:00:00"}, "end": {"series": "2020-04-01 00:00:00"},
     }
 
@@ -113,12 +113,12 @@ def test_year_month_strings_and_daily(tmp_path: Path) -> None:
     assert info["frequency"] == "D"
 
 
-def test_timezone_aware_times_become_naive_utc() -> None:
+def test_timezone_aware_times_keep_their_zone() -> None:
     times = pd.date_range("2020-01-01", periods=4, freq="h", tz="Europe/Berlin")
     long, info = prep(pd.DataFrame({"date": times, "value": [1.0, 2.0, 3.0, 4.0]}))
-    assert long["timestamp"].dt.tz is None
-    assert long["timestamp"].iloc[0] == pd.Timestamp("2019-12-31 23:00")
-    assert info["frequency"] == "h"
+    assert str(long["timestamp"].dt.tz) == "Europe/Berlin"
+    assert long["timestamp"].iloc[0] == pd.Timestamp("2020-01-01 00:00", tz="Europe/Berlin")
+    assert info["frequency"] == "h" and info["time_zone"] == "Europe/Berlin"
 
 
 def test_integer_times_unsorted_multi_series() -> None:
@@ -273,7 +273,7 @@ def test_empty_frame_and_missing_ids() -> None:
 @pytest.mark.parametrize(
     ("freq", "season"),
     [("MS", 12), ("ME", 12), ("M", 12), ("QS-OCT", 4), ("QE-DEC", 4), ("W-SUN", 52), ("D", 7),
-     ("h", 24), ("H", 24), ("YS-JAN", None), ("YS", None), ("A-DEC", None), ("B", 5), ("min", 60),
+     ("h", 24), ("H", 24), ("YS-JAN", None), ("YS", None), ("A-DEC", None), ("B", 5), ("min", 1440),
      ("1", None), ("7", None), ("2h", 12), ("nonsense", None)],
 )
 def test_infer_season_length(freq: str, season: int | None) -> None:
