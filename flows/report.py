@@ -10,7 +10,7 @@ import time
 
 from prefect import get_run_logger
 
-from tasks.components.backtest import gate_line
+from tasks.components.backtest import gate_line, interval_words, metric_text, ratio_phrase
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
@@ -56,11 +56,14 @@ def publish_results(run: Run, logger) -> dict:
     verdict = (
         f"device {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
         f"{' (early stop)' if tr['stopped_early'] else ''}; test MSE {metrics['model']['mse']:.3e} vs naive "
-        f"{metrics['naive']['mse']:.3e} ({result['naive_mse_ratio']:.1f}x lower), "
-        f"MASE {metrics['model']['mase']:.3f} vs {metrics['naive']['mase']:.3f}"
+        f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
+        f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
     )
-    if "seasonal_naive" in metrics:
-        verdict += f" (seasonal naive {metrics['seasonal_naive']['mase']:.3f}, season {result['season_length']})"
+    for name in (k for k in metrics if k.startswith("seasonal_naive")):
+        lag = result["season_length"] if name == "seasonal_naive" else name.rsplit("_", 1)[1]
+        verdict += f" (seasonal naive {metric_text(metrics[name]['mase'])}, season {lag})"
+    if note := result.get("undefined", {}).get("mase"):
+        verdict += f"; {note}"
     if result["horizon"] > 1:
         verdict += f"; averaged over {result['horizon']} leads"
     if result.get("frequency") not in (None, "1"):
@@ -86,7 +89,7 @@ def metric_extras(result: dict) -> dict[str, dict]:
 def interval_line(result: dict) -> str:
     """Empirical coverage and mean width of each conformal interval on the test range, in one line."""
     iv = result["intervals"]
-    parts = [f"{k}%: coverage {t['coverage']:.2f}, mean width {t['mean_width']:.4g}" for k, t in iv["test"].items()]
+    parts = [interval_words(k, t) for k, t in iv["test"].items()]
     return f"conformal intervals ({iv['n_calibration']} validation origins, {iv['method']}): " + "; ".join(parts)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from prefect import task
 
-from tasks.components.backtest import Refit, backtest
+from tasks.components.backtest import Refit, backtest, metric_text
 from tasks.components.fit import retrain
 from tasks.config import EvalConfig, ModelConfig, TrainConfig
 from tasks.formats.model import load_model
@@ -61,8 +61,8 @@ def evaluate_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg:
                                                                "threads")}
         write_scores(w.dir, df, result)
         m = result["metrics"]
-        log.info("evaluate: %d origins x %d leads, model MASE %.3f, naive %.3f, gate %s", result["n_test"],
-                 result["horizon"], m["model"]["mase"], m["naive"]["mase"],
+        log.info("evaluate: %d origins x %d leads, model MASE %s, naive %s, gate %s", result["n_test"],
+                 result["horizon"], metric_text(m["model"]["mase"]), metric_text(m["naive"]["mase"]),
                  "passed" if result["gate"]["passed"] else "failed")
         return {"model_mse": m["model"]["mse"], "naive_mse": m["naive"]["mse"], "gate": result["gate"]["passed"]}
 
