@@ -159,7 +159,7 @@ class Run:
         ref = StageRef(**state.result())
         record_latest(plan)
         reused = state.name == "Cached"
-        reason = plan.reason if reused == (not plan.run) else "built by a concurrent run while this one waited"
+        reason = outcome_reason(plan.reason, planned_run=plan.run, reused=reused)
         self.rows.append(StageRow(spec.name, "reused" if reused else "recomputed", reason, plan.key, state.name,
                                   str(ref.path)))
         self.refs[spec.name], self.specs[spec.name] = ref, spec
@@ -189,6 +189,16 @@ class Run:
 
     def lines(self) -> list[str]:
         return [f"  {r.stage:<9} {r.action:<10} {r.reason}" for r in self.rows]
+
+
+def outcome_reason(planned: str, *, planned_run: bool, reused: bool) -> str:
+    """Why a stage was reused or recomputed: the plan's reason when it went as planned; else what
+    happened between planning and the entry's lock (another run built it, or it vanished)."""
+    if reused != planned_run:
+        return planned
+    if reused:
+        return "built by a concurrent run while this one waited"
+    return "the cached output vanished after planning"
 
 
 def spec_of(task: Any) -> StageSpec:
