@@ -10,7 +10,12 @@ import time
 
 from prefect import get_run_logger
 
-from tasks.components.backtest import gate_line, interval_words, metric_text, ratio_phrase
+from tasks.components.backtest import (
+    gate_line,
+    interval_words,
+    metric_text,
+    ratio_phrase,
+)
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
@@ -59,9 +64,10 @@ def publish_results(run: Run, logger) -> dict:
         f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
         f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
     )
-    for name in (k for k in metrics if k.startswith("seasonal_naive")):
-        lag = result["season_length"] if name == "seasonal_naive" else name.rsplit("_", 1)[1]
-        verdict += f" (seasonal naive {metric_text(metrics[name]['mase'])}, season {lag})"
+    seasonal = [f"{metric_text(metrics[k]['mase'])}, season {result['season_length'] if k == 'seasonal_naive' else k[15:]}"
+                for k in metrics if k.startswith("seasonal_naive")]
+    if seasonal:
+        verdict += f" (seasonal naive {'; '.join(seasonal)})"
     if note := result.get("undefined", {}).get("mase"):
         verdict += f"; {note}"
     if result["horizon"] > 1:

@@ -406,30 +406,30 @@ def _on_grid(x: pd.DatetimeIndex, frequency: str) -> bool:
         return False
 
 
-def _same_time_of_day(wall: pd.DatetimeIndex) -> bool:
-    tod = wall - wall.normalize()
-    return bool((tod == tod[0]).all())
-
-
 def _month_anchor(wall: pd.DatetimeIndex) -> str | None:
-    """"kM@d" when wall-clock times fall on day d of every k-th month (the last day of shorter
-    months for d > 28), at one time of day; None otherwise (and for d = 1: that is pandas' MS)."""
-    if len(wall) < 2 or not _same_time_of_day(wall):
+    """"kM@d" for wall-clock times on day d of every k-th month (the last day of shorter months
+    when d > 28); None when most times are not a month or more apart, and for d = 1 (pandas' MS).
+
+    d is the most common day (or a later one where it exists), k the greatest common divisor of
+    the month steps: a candidate that tolerates holes and moved times (the grid check decides).
+    """
+    if len(wall) < 2:
         return None
-    months = np.asarray(wall.year * 12 + wall.month)
-    steps = np.diff(months)
-    if (steps <= 0).any():
+    steps = np.diff(np.asarray(wall.year * 12 + wall.month))
+    if (steps < 0).any() or (steps > 0).mean() <= 0.5:
         return None
-    day = int(wall.day.max())
-    if day == 1 or not (np.asarray(wall.day) == np.minimum(day, np.asarray(wall.days_in_month))).all():
+    days = np.asarray(wall.day)
+    values, counts = np.unique(days, return_counts=True)
+    day = int(max(values[np.argmax(counts)], days.max() if (days > 28).any() else 0))
+    if day == 1:
         return None
-    k = int(np.gcd.reduce(steps))
+    k = int(np.gcd.reduce(steps[steps > 0]))
     return f"{k}M@{day}" if k > 1 else f"M@{day}"
 
 
 def _business_days(wall: pd.DatetimeIndex, holidays: str | None) -> str | None:
-    """"B", or "C:<holidays>" with holidays, when every time is on a weekday at one time of day."""
-    if len(wall) < 2 or (wall.dayofweek >= 5).any() or not _same_time_of_day(wall):
+    """"B", or "C:<holidays>" with holidays, when most times fall on weekdays (the grid check decides)."""
+    if len(wall) < 2 or (wall.dayofweek >= 5).mean() >= 0.5:
         return None
     return f"C:{holidays}" if holidays else "B"
 

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.components.calendar import calendar_of, fmt_time, format_offset, parse_holidays, scalar_time, zone_name
+from tasks.components.calendar import (
+    calendar_of,
+    fmt_time,
+    format_offset,
+    parse_holidays,
+    scalar_time,
+    zone_name,
+)
 from tasks.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -372,3 +372,59 @@ def test_malformed_csv_never_crashes(tmp_path: Path, data: bytes, fill: str | No
         assert "\n" not in str(err)
         return
     check_invariants(long, info)
+
+
+# ---------------------------------------------------------------- zones and ranges
+
+
+def test_a_single_utc_offset_in_the_text_is_the_data_zone() -> None:
+    long, info = prep(pd.DataFrame({"date": ["2024-06-12T22:00+05:30", "2024-06-12T23:00+05:30",
+                                             "2024-06-13T00:00+05:30"], "value": [1, 2, 3]}))
+    assert info["time_zone"] == "+05:30" and info["frequency"] == "h"
+    assert str(long["timestamp"].iloc[-1]) == "2024-06-13 00:00:00+05:30"
+    assert info["end"] == {"series": "2024-06-13 00:00:00+05:30"}
+
+
+def test_mixed_offsets_are_read_as_utc_and_a_refusal_points_to_time_zone() -> None:
+    hours = pd.date_range("2024-03-30 22:00", periods=8, freq="h", tz="Europe/Berlin")
+    text = [t.isoformat() for t in hours]  # +01:00 then +02:00
+    long, info = prep(pd.DataFrame({"date": text, "value": range(8)}))
+    assert info["time_zone"] == "UTC" and info["utc_offsets"] == ["+01:00", "+02:00"] and info["frequency"] == "h"
+    days = [t.isoformat() for t in pd.date_range("2024-03-28", periods=6, freq="D", tz="Europe/Berlin")]
+    with raises("time_column", "irregular spacing", "were read as UTC", "--time-zone"):
+        prep(pd.DataFrame({"date": days, "value": range(6)}))
+    long, info = prep(pd.DataFrame({"date": days, "value": range(6)}), time_zone="Europe/Berlin")
+    assert info["frequency"] == "D" and info["time_zone"] == "Europe/Berlin"
+    assert [t.hour for t in long["timestamp"]] == [0] * 6
+
+
+def test_time_zone_localises_zone_free_times_and_refuses_what_dst_makes_ambiguous() -> None:
+    long, info = prep(pd.DataFrame({"date": ["2024-01-01 09:00", "2024-01-02 09:00", "2024-01-03 09:00"],
+                                    "value": [1, 2, 3]}), time_zone="America/New_York")
+    assert info["time_zone"] == "America/New_York" and long["timestamp"].iloc[0].utcoffset() == pd.Timedelta(hours=-5)
+    with raises("time_column", "daylight saving", "row 2", "'2024-03-31 02:30'"):
+        prep(pd.DataFrame({"date": ["2024-03-31 01:30", "2024-03-31 02:30", "2024-03-31 03:30"], "value": [1, 2, 3]}),
+             time_zone="Europe/Berlin")
+    with raises("time_zone", "'Mars/Olympus'", "not a time zone"):
+        prep(pd.DataFrame({"date": ["2024-01-01", "2024-01-02"], "value": [1, 2]}), time_zone="Mars/Olympus")
+    with raises("time_zone", "integer steps"):
+        prep(pd.DataFrame({"date": [1, 2, 3], "value": [1, 2, 3]}), time_zone="UTC")
+
+
+def test_times_with_and_without_an_offset_are_refused() -> None:
+    with raises("time_column", "without a UTC offset", "row 1"):
+        prep(pd.DataFrame({"date": ["2024-01-01", "2024-01-02T00:00+01:00", "2024-01-03"], "value": [1, 2, 3]}))
+
+
+def test_values_float32_cannot_hold_are_refused_naming_the_column_and_the_largest() -> None:
+    dates = pd.date_range("2016-01-01", periods=72, freq="MS").strftime("%Y-%m-%d")
+    values = 1e40 * (1 + 0.1 * np.sin(np.arange(72)))
+    top = int(np.argmax(values))
+    with raises("value_column", "'value'", "beyond float32's range", f"the largest {float(values[top])!r}", f"row {top + 1}"):
+        prep(pd.DataFrame({"date": dates, "value": values.astype(str)}))
+    with raises("value_column", "the largest 1e400"):  # written as a number, not as inf: too large, not missing
+        prep(pd.DataFrame({"date": dates[:3], "value": ["1", "1e400", "2"]}))
+    with raises("value_column", "the largest -4e+38"):  # Parquet/float columns too
+        prep(pd.DataFrame({"date": dates[:3], "value": [1.0, -4e38, 3e38]}))
+    long, _ = prep(pd.DataFrame({"date": dates[:3], "value": [1.0, 3e38, -3e38]}))  # within range: kept exactly
+    assert long["value"].tolist() == [1.0, 3e38, -3e38]
