@@ -333,7 +333,8 @@ def _fill_missing(long: pd.DataFrame, name: str, fill: str | None) -> int:
         if source.any():
             parts.append(f"{int(source.sum())} missing or infinite values ({_rows(long.loc[source, '_row'] - 1)})")
         if count > int(source.sum()):
-            parts.append(f"{count - int(source.sum())} added dates without values")
+            added = count - int(source.sum())
+            parts.append(f"{added} added date{'s' * (added != 1)} without values")
         raise InputError("value_column", name, f"{' and '.join(parts)}; use --fill interpolate|ffill to repair")
     present = long.groupby("series_id", sort=True)["value"].count()
     if (present == 0).any():
