@@ -64,8 +64,8 @@ def publish_results(run: Run, logger) -> dict:
         f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
         f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
     )
-    seasonal = [f"{metric_text(metrics[k]['mase'])}, season {result['season_length'] if k == 'seasonal_naive' else k[15:]}"
-                for k in metrics if k.startswith("seasonal_naive")]
+    lags = {k: result["season_length"] if k == "seasonal_naive" else k[15:] for k in metrics if k.startswith("seasonal")}
+    seasonal = [f"{metric_text(metrics[k]['mase'])}, season {lag}" for k, lag in lags.items()]
     if seasonal:
         verdict += f" (seasonal naive {'; '.join(seasonal)})"
     if note := result.get("undefined", {}).get("mase"):
@@ -87,7 +87,8 @@ def publish_results(run: Run, logger) -> dict:
 def metric_extras(result: dict) -> dict[str, dict]:
     """Extra columns of the rnn-metrics table: interval coverage and width (model) and the gate."""
     test, gate = result["intervals"]["test"], result["gate"]
-    model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", t["coverage"]), (f"width_{k}", t["mean_width"]))}
+    model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", "zero width" if t.get("zero_width") else
+                                                         t["coverage"]), (f"width_{k}", t["mean_width"]))}
     model["gate"] = "passed" if gate["passed"] else "failed"
     return {"model": model, gate["baseline"]: {"gate": "baseline"}}
 

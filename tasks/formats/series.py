@@ -20,7 +20,8 @@ def write_series(directory: Path, df: pd.DataFrame, meta: dict) -> Path:
     """
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.set_column(0, "series_id", table.column("series_id").cast(pa.string()))
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta, allow_nan=False).encode()})
+    meta_json = json.dumps(meta, allow_nan=False).encode()  # strict JSON, as every file of a run
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: meta_json})
     path = Path(directory) / SERIES_FILE
     pq.write_table(table, str(path))
     return path

@@ -360,14 +360,16 @@ def check_invariants(long: pd.DataFrame, info: dict) -> None:
 
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=MESSY_CSV, fill=st.sampled_from([None, "interpolate", "ffill"]), with_id=st.booleans())
-def test_malformed_csv_never_crashes(tmp_path: Path, data: bytes, fill: str | None, with_id: bool) -> None:
+@given(data=MESSY_CSV, fill=st.sampled_from([None, "interpolate", "ffill"]), with_id=st.booleans(),
+       add_dates=st.booleans())
+def test_malformed_csv_never_crashes(tmp_path: Path, data: bytes, fill: str | None, with_id: bool,
+                                     add_dates: bool) -> None:
     path = tmp_path / "messy.csv"
     path.write_bytes(data)
     try:
         df = read_table(path)
         long, info = prepare_series(df, time_column="date", value_column="value",
-                                    id_column="id" if with_id else None, fill=fill)
+                                    id_column="id" if with_id else None, fill=fill, fill_missing_dates=add_dates)
     except InputError as err:
         assert "\n" not in str(err)
         return
@@ -420,7 +422,8 @@ def test_values_float32_cannot_hold_are_refused_naming_the_column_and_the_larges
     dates = pd.date_range("2016-01-01", periods=72, freq="MS").strftime("%Y-%m-%d")
     values = 1e40 * (1 + 0.1 * np.sin(np.arange(72)))
     top = int(np.argmax(values))
-    with raises("value_column", "'value'", "beyond float32's range", f"the largest {float(values[top])!r}", f"row {top + 1}"):
+    largest = f"the largest {float(values[top])!r}"
+    with raises("value_column", "'value'", "beyond float32's range", largest, f"row {top + 1}"):
         prep(pd.DataFrame({"date": dates, "value": values.astype(str)}))
     with raises("value_column", "the largest 1e400"):  # written as a number, not as inf: too large, not missing
         prep(pd.DataFrame({"date": dates[:3], "value": ["1", "1e400", "2"]}))
