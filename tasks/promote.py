@@ -19,6 +19,7 @@ import torch
 from prefect import task
 
 from tasks.components.backtest import (
+    NonFiniteForecast,
     holdout_frame,
     one_step_forecasts,
     score_frame,
@@ -155,7 +156,7 @@ def score_both(root: Path, reg: dict, train_file: Path, values: np.ndarray, spli
     if c_model is not None:
         try:
             champ["metrics"] = holdout_scores(c_model, c_meta, values, split, history, cfg)[0]["model"]
-        except ValueError as exc:
+        except (ValueError, NonFiniteForecast) as exc:  # a champion that cannot be scored is not in the way
             champ["problem"] = str(exc)
     elif champ is not None and champ["problem"] is None:
         champ["metrics"] = ch["metrics"]  # the same model file
