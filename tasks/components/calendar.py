@@ -196,11 +196,6 @@ class GridFit:
     grid_size: int
 
     @property
-    def complete(self) -> bool:
-        """Every time on the grid and no grid time missing."""
-        return bool(self.on_grid.all()) and len(self.missing) == 0
-
-    @property
     def coverage(self) -> float:
         """Share of the grid that was observed."""
         return float(self.on_grid.sum()) / max(self.grid_size, 1)
@@ -250,8 +245,11 @@ def calendar_of(groups: dict[str, Any], is_integer: bool, name: str, *, holidays
     frequency = _shared(freqs, name)
     missing = {}
     for sid, t in groups.items():
-        fit = fit_grid(t, frequency)
-        if fit is None or not fit.on_grid.all() or (len(fit.missing) and not fill_missing):
+        fit = fit_grid(t, frequency, _MAX_GRID_FACTOR * len(t) + 100)
+        if fit is None:
+            raise InputError("time_column", name, f"irregular spacing in series {sid!r}: its {len(t)} times are "
+                             f"far sparser than the {frequency} grid of the other series")
+        if not fit.on_grid.all() or (len(fit.missing) and not fill_missing):
             raise irregular(sid, t, fit, name, fill_missing)
         if len(fit.missing):
             missing[sid] = _checked_fill(sid, len(t), fit.missing, name)
@@ -311,7 +309,7 @@ def candidates(times: pd.DatetimeIndex, holidays: str | None = None) -> list[str
 
 
 def observed_holidays(groups: dict[str, pd.DatetimeIndex]) -> str | None:
-    """The weekdays missing from every weekday-only series between its first and last time, as a
+    """The weekdays that any weekday-only series lacks between its first and last time, as a
     holiday spec (None when there are none)."""
     days: set[pd.Timestamp] = set()
     for t in groups.values():
@@ -370,9 +368,10 @@ def _integer_calendar(groups: dict[str, np.ndarray], name: str, fill_missing: bo
             raise InputError("time_column", name, f"irregular spacing in series {sid!r}: "
                              f"expected step {step} between {t[i]} and {t[i + 1]}")
         steps[sid] = step
-        full = np.arange(t[0], t[-1] + 1, step)
-        if len(full) > len(t):
-            missing[sid] = _checked_fill(sid, len(t), np.setdiff1d(full, t), name)
+        count = int((t[-1] - t[0]) // step) + 1
+        if count > len(t):
+            _checked_fill(sid, len(t), range(count - len(t)), name)  # before laying a grid that large
+            missing[sid] = np.setdiff1d(np.arange(t[0], t[-1] + 1, step), t)
     return str(_shared(steps, name)), missing
 
 

@@ -250,3 +250,12 @@ def test_half_hourly_data_gets_a_day_and_a_week_not_two_steps():
     _, info = prep(frame(times.strftime("%Y-%m-%d %H:%M")))
     assert info["frequency"] == "30min"
     assert seasons_for(info["frequency"], info["lengths"]["series"]) == (48, 336)
+
+
+def test_a_series_far_sparser_than_the_shared_grid_is_refused_without_laying_the_grid():
+    df = pd.DataFrame({"time": ["2020-01-01 00:00", "2020-01-01 01:00", "2020-01-01 02:00", "2020-01-01", "2900-01-01"],
+                       "value": range(5), "id": list("aaabb")})
+    with refused("series 'b'", "far sparser than the h grid"):
+        prep(df, id_column="id")
+    with pytest.raises(InputError, match="would gain"):
+        prep(frame([0, 1, 2, 10**15]), fill_missing_dates=True, fill="ffill")
