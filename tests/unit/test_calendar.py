@@ -253,7 +253,7 @@ def test_half_hourly_data_gets_a_day_and_a_week_not_two_steps():
 
 
 def test_a_series_far_sparser_than_the_shared_grid_is_refused_without_laying_the_grid():
-    df = pd.DataFrame({"time": ["2020-01-01 00:00", "2020-01-01 01:00", "2020-01-01 02:00", "2020-01-01", "2900-01-01"],
+    df = pd.DataFrame({"time": ["2020-01-01 00:00", "2020-01-01 01:00", "2020-01-01 02:00", "2020-01-01", "2200-01-01"],
                        "value": range(5), "id": list("aaabb")})
     with refused("series 'b'", "far sparser than the h grid"):
         prep(df, id_column="id")
