@@ -42,7 +42,8 @@ STAGE = StageSpec(
 
 
 def future_times(frame: pd.DataFrame, split: Split, steps: int) -> dict[str, dict[str, list]]:
-    """Per series the next `steps` integer steps and, for files, timestamps continuing the frequency."""
+    """Per series the next `steps` integer steps and, for files, timestamps continuing the frequency in
+    the series' own time zone (tasks/components/calendar.py: next_timestamps)."""
     last = frame.groupby("series_id", sort=False).tail(1).set_index("series_id")
     freq = split.frequency or "1"
     out = {}
