@@ -43,6 +43,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--group-column": ("data", "group_column"),
     "--fill": ("data", "fill"),
     "--series-per-bucket": ("data", "series_per_bucket"),
+    "--fill-missing-dates": ("data", "fill_missing_dates"),
+    "--time-zone": ("data", "time_zone"),
+    "--holidays": ("data", "holidays"),
     "--seq-length": ("window", "seq_length"),
     "--horizon": ("window", "horizon"),
     "--train-fraction": ("window", "train_fraction"),
@@ -79,7 +82,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--output-dir": ("output", "root"),
     "--data-dir": ("output", "data_dir"),
 }
-SWITCHES = {"--no-cuda-graphs": False, "--refit-full": True}  # flags that set a boolean field
+SWITCHES = {"--no-cuda-graphs": False, "--refit-full": True, "--fill-missing-dates": True}  # flags that set a boolean field
 FLAG_OF = {(s, f): opt for opt, (s, f) in OPTIONS.items()}
 # InputError field ("value_column", "output.root", ...) -> the option that sets it
 _FIELDS = [f for _, f in OPTIONS.values()]
@@ -292,6 +295,7 @@ def validate(cfg: PipelineConfig) -> None:
             ingest.read_table(cfg.data.data_path), time_column=cfg.data.time_column,
             value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
             min_length=min_series_length(w.seq_length, w.horizon, w.train_fraction, w.val_fraction),
+            fill_missing_dates=cfg.data.fill_missing_dates, time_zone=cfg.data.time_zone, holidays=cfg.data.holidays,
         )
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
@@ -362,8 +366,7 @@ def main(argv: list[str]) -> int:
 def run(inv: Invocation) -> int:
     """Run the flow once (on a running local server when there is one) and print the summary."""
     from flows.serve import prefect_api
-    from tasks.components.fit import TrainingDiverged
-    from tasks.runtime.faults import InjectedFault
+    from tasks.errors import NumericalError
 
     with prefect_api():
         if inv.config.runner.kind == "dask":
@@ -372,27 +375,29 @@ def run(inv: Invocation) -> int:
             require_real_api()  # workers must reach a real API: refuse before anything starts
         from flows.rnn_flow import rnn_pipeline, rnn_sweep
 
-        _quiet_known_failures(inv.debug, (InputError, TrainingDiverged, InjectedFault))
+        _quiet_known_failures(inv.debug, (Exception,))  # every failure ends in one line (--debug: tracebacks)
         try:
             flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
             summary = flow(config=inv.config, **inv.controls)
-        except TrainingDiverged as exc:
+        except NumericalError as exc:
             return fail(str(exc), exc, inv.debug)
-        except InjectedFault as exc:
-            fail(f"the run failed: {exc}; finished entries are kept, run again to resume", exc, inv.debug)
-            return 1
+        except InputError:
+            raise
+        except Exception as exc:  # anything else (a failed sweep member, ...): still one line, and the way on
+            return fail(f"the run failed: {type(exc).__name__}: {exc}; finished entries are kept, run again to "
+                        "resume (--debug shows the traceback)", exc, inv.debug, status=1)
     print_summary(summary)
     return 0
 
 
-def fail(message: str, exc: BaseException, debug: bool) -> int:
-    """Print one `error:` line (the traceback too with --debug); the exit status 2."""
+def fail(message: str, exc: BaseException, debug: bool, status: int = 2) -> int:
+    """Print one `error:` line (the traceback too with --debug); the exit status (2: bad input)."""
     if debug:
         import traceback
 
         traceback.print_exception(exc)
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    print(f"error: {' '.join(message.split())[:1000]}", file=sys.stderr)
+    return status
 
 
 class _NoTraceback(logging.Filter):

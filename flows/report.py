@@ -10,7 +10,12 @@ import time
 
 from prefect import get_run_logger
 
-from tasks.components.backtest import gate_line
+from tasks.components.backtest import (
+    gate_line,
+    interval_words,
+    metric_text,
+    ratio_phrase,
+)
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
@@ -65,11 +70,15 @@ def publish_results(run: Run, logger) -> dict:
     verdict = (
         f"device {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
         f"{' (early stop)' if tr['stopped_early'] else ''}; test MSE {metrics['model']['mse']:.3e} vs naive "
-        f"{metrics['naive']['mse']:.3e} ({result['naive_mse_ratio']:.1f}x lower), "
-        f"MASE {metrics['model']['mase']:.3f} vs {metrics['naive']['mase']:.3f}"
+        f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
+        f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
     )
-    if "seasonal_naive" in metrics:
-        verdict += f" (seasonal naive {metrics['seasonal_naive']['mase']:.3f}, season {result['season_length']})"
+    lags = {k: result["season_length"] if k == "seasonal_naive" else k[15:] for k in metrics if k.startswith("seasonal")}
+    seasonal = [f"{metric_text(metrics[k]['mase'])}, season {lag}" for k, lag in lags.items()]
+    if seasonal:
+        verdict += f" (seasonal naive {'; '.join(seasonal)})"
+    if note := result.get("undefined", {}).get("mase"):
+        verdict += f"; {note}"
     if result["horizon"] > 1:
         verdict += f"; averaged over {result['horizon']} leads"
     if result.get("frequency") not in (None, "1"):
@@ -88,7 +97,8 @@ def publish_results(run: Run, logger) -> dict:
 def metric_extras(result: dict) -> dict[str, dict]:
     """Extra columns of the rnn-metrics table: interval coverage and width (model) and the gate."""
     test, gate = result["intervals"]["test"], result["gate"]
-    model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", t["coverage"]), (f"width_{k}", t["mean_width"]))}
+    model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", "zero width" if t.get("zero_width") else
+                                                         t["coverage"]), (f"width_{k}", t["mean_width"]))}
     model["gate"] = "passed" if gate["passed"] else "failed"
     return {"model": model, gate["baseline"]: {"gate": "baseline"}}
 
@@ -96,7 +106,7 @@ def metric_extras(result: dict) -> dict[str, dict]:
 def interval_line(result: dict) -> str:
     """Empirical coverage and mean width of each conformal interval on the test range, in one line."""
     iv = result["intervals"]
-    parts = [f"{k}%: coverage {t['coverage']:.2f}, mean width {t['mean_width']:.4g}" for k, t in iv["test"].items()]
+    parts = [interval_words(k, t) for k, t in iv["test"].items()]
     return f"conformal intervals ({iv['n_calibration']} validation origins, {iv['method']}): " + "; ".join(parts)
 
 

@@ -44,7 +44,9 @@ from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
 from tasks.figures import figures_task  # noqa: E402
 from tasks.forecast import forecast_task, predict_task, refit_task  # noqa: E402
 from tasks.formats.scores import read_metrics  # noqa: E402
-from tasks.generate import buckets, generate_task, ingest_task, shared_calendar, source_digest  # noqa: E402
+from tasks.generate import (  # noqa: E402
+    buckets, generate_task, ingest_task, series_groups_of, shared_calendar, source_digest,
+)
 from tasks.promote import promote_task  # noqa: E402
 from tasks.runtime.stages import Run, each  # noqa: E402
 from tasks.runtime.stages import StageRef  # noqa: E402
@@ -85,8 +87,8 @@ def rnn_pipeline(
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache) as run:
         cfg = run.cfg  # every "auto" resolved
-        series, groups = prepare_series(run, cfg)
-        splits = run.map(window_task, each(series=series), window_cfg=cfg.window)
+        series, calendar, groups = prepare_series(run, cfg)
+        splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
         if groups:  # one global model per group of series, the groups side by side on the runner
             trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
                               splits=splits)
@@ -121,7 +123,7 @@ def rnn_sweep(
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache) as run:
         cfg = run.cfg
-        series, groups = prepare_series(run, cfg)
+        series, calendar, groups = prepare_series(run, cfg)
         if groups:
             raise InputError("group_column", cfg.data.group_column, "a sweep trains one model per member; "
                              "per-group models are a run of their own")
@@ -129,7 +131,7 @@ def rnn_sweep(
         splits = {}
         for m in members:  # members share the window entries of equal window settings
             if m.window not in splits:
-                splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window)
+                splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window, calendar=calendar)
         models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
                                       for m in members])
         board, best = None, 0
@@ -144,13 +146,12 @@ def rnn_sweep(
                       settings, promote, board)
 
 
-def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] | None, list[str]]:
-    """The series, in hash buckets of series_id, each bucket validated on its own (on the runner),
-    one calendar for all of them; and their groups (--group-column), if any."""
+def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] | None, dict | None, list[str]]:
+    """The series, in hash buckets of series_id, each bucket validated on its own (on the runner);
+    the calendar they share (frequency, seasons); their groups (--group-column), if any."""
     raw = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
     series = run.map(ingest_task, buckets(raw), data_cfg=cfg.data, raw=raw)
-    calendar = shared_calendar(series, cfg.data)
-    return series, (calendar or {}).get("groups", [])
+    return series, shared_calendar(series, cfg.data), series_groups_of(series)
 
 
 def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,

@@ -56,6 +56,17 @@ class DataConfig(_Section):
         1000, ge=1, le=10_000_000, description="Series per hash bucket of series_id: the unit of parallel work "
         "(buckets = ceil(series / this))."
     )
+    fill_missing_dates: bool = Field(
+        False, description="Add the rows a series lacks on its inferred calendar (fill repairs their values)."
+    )
+    time_zone: str | None = Field(
+        None, description="Zone of data_path's times: localises times without an offset, converts the others "
+        "(an IANA name such as Europe/Berlin, UTC or +05:30; default: the data's own)."
+    )
+    holidays: str | None = Field(
+        None, description="Holidays of a business-day series: dates (2023-01-16,2023-02-20), observed "
+        "(the weekdays the data lacks) or us-federal."
+    )
 
 
 class WindowConfig(_Section):

@@ -1,4 +1,4 @@
-"""One exception type for bad input: it names the field and the value, and prints as one line."""
+"""The exceptions a run reports in one line: bad input, and numbers that cannot be used."""
 
 from __future__ import annotations
 
@@ -17,3 +17,11 @@ class InputError(ValueError):
         self.value = value
         self.message = message
         super().__init__(f"{field}={value!r}: {message}")
+
+
+class NumericalError(RuntimeError):
+    """A computation produced numbers that cannot be used (a diverged loss, non-finite forecasts).
+
+    Raised before the stage's entry is published, so nothing built from them is ever reused;
+    the command line reports it in one line.
+    """

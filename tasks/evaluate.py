@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Refit, backtest, combine, sample_series, series_metrics, series_scales
+from tasks.components.backtest import Refit, backtest, combine, metric_text, sample_series, series_metrics, series_scales
 from tasks.components.fit import retrain
 from tasks.config import EvalConfig, ModelConfig, TrainConfig
 from tasks.formats.model import load_model
@@ -74,8 +74,8 @@ def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg:
             by_series.insert(1, "group", group)
         write_scores(w.dir, df, result, by_series)
         m = result["metrics"]
-        log.info("backtest: %d series, %d origins x %d leads, model MASE %.3f, naive %.3f", len(sp.series),
-                 result["n_test"], result["horizon"], m["model"]["mase"], m["naive"]["mase"])
+        log.info("backtest: %d series, %d origins x %d leads, model MASE %s, naive %s", len(sp.series),
+                 result["n_test"], result["horizon"], metric_text(m["model"]["mase"]), metric_text(m["naive"]["mase"]))
         return {"n_series": len(sp.series), "n_test": result["n_test"]}
 
     return build(plan, compute)
@@ -94,8 +94,9 @@ def evaluate_task(plan, backtests: tuple[store.StageRef, ...]) -> dict:
                   "n_series": len(by_series), "sample": sample_series(by_series)}
         write_scores(w.dir, read_predictions(backtests[0].path) if len(backtests) == 1 else None, result, by_series)
         m = result["metrics"]
-        log.info("evaluate: %d series, %d origins x %d leads, model MASE %.3f, naive %.3f, gate %s",
-                 result["n_series"], result["n_test"], result["horizon"], m["model"]["mase"], m["naive"]["mase"],
+        log.info("evaluate: %d series, %d origins x %d leads, model MASE %s, naive %s, gate %s",
+                 result["n_series"], result["n_test"], result["horizon"], metric_text(m["model"]["mase"]),
+                 metric_text(m["naive"]["mase"]),
                  "passed" if result["gate"]["passed"] else "failed")
         return {"model_mse": m["model"]["mse"], "naive_mse": m["naive"]["mse"], "gate": result["gate"]["passed"]}
 

@@ -65,7 +65,8 @@ def plot_loss(history: dict, cfg: FiguresConfig) -> Figure:
     ax.plot(epochs, history["val_loss"], label="Validation loss")
     if history.get("best_epoch"):
         ax.axvline(history["best_epoch"], color="grey", linestyle=":", label=f"Best epoch ({history['best_epoch']})")
-    ax.set(title="Training loss (MSE)", xlabel="Epoch", ylabel="MSE", yscale="log")
+    positive = min(history["train_loss"] + history["val_loss"], default=0) > 0  # a perfect fit has no log scale
+    ax.set(title="Training loss (MSE)", xlabel="Epoch", ylabel="MSE", yscale="log" if positive else "linear")
     ax.legend()
     ax.grid(alpha=0.3)
     return fig

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from prefect import task
 
 from tasks.components.backtest import band_columns, model_forecasts, score_scales
-from tasks.components.calendar import next_timestamps
+from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.fit import retrain
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
@@ -46,7 +46,8 @@ STAGE = StageSpec("forecast", packages=("pandas", "matplotlib"), files=(FORECAST
 
 
 def future_times(frame: pd.DataFrame, split: Split, steps: int) -> dict[str, dict[str, list]]:
-    """Per series the next `steps` integer steps and, for files, timestamps continuing the frequency."""
+    """Per series the next `steps` integer steps and, for files, timestamps continuing the frequency in
+    the series' own time zone (tasks/components/calendar.py: next_timestamps)."""
     last = frame.groupby("series_id", sort=False).tail(1).set_index("series_id")
     freq = split.frequency or "1"
     out = {}
@@ -88,10 +89,13 @@ def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, s
     x = "timestamp" if "timestamp" in fc else "step"
     h, f = history[history["series_id"] == sid], fc[fc["series_id"] == sid]
     h = h.tail(max(5 * len(f), 3 * (season or 0), 60))
+    if x == "timestamp":  # the data's own local time on the axis, not UTC
+        h, f = h.assign(timestamp=wall_clock(h[x])), f.assign(timestamp=wall_clock(f[x]))
     fig = Figure(figsize=(cfg.width, cfg.height), dpi=cfg.dpi, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(h[x], h["value"], label="History", linewidth=1.5)
     bands = sorted((c[len("lower_"):] for c in f if c.startswith("lower_")), key=int, reverse=True)
+    bands = [b for b in bands if (f[f"upper_{b}"] > f[f"lower_{b}"]).any()]  # zero width: not an interval
     for alpha, name in zip((0.18, 0.3, 0.42, 0.54, 0.66), bands):
         ax.fill_between(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha, color="tab:orange",
                         linewidth=0, label=f"{name}% interval")

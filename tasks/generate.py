@@ -21,7 +21,7 @@ from prefect import task
 
 from tasks.components import ingest, scan
 from tasks.components.buckets import bucket_count, buckets_of
-from tasks.components.calendar import infer_season_length
+from tasks.components.calendar import seasons_for
 from tasks.components.synthetic import panel_ids, panel_values, sine_frame
 from tasks.config import DataConfig
 from tasks.errors import InputError
@@ -36,7 +36,8 @@ _NOT_KEYED = frozenset({"data_path"})
 STAGE = StageSpec("generate", base="data", packages=("numpy", "pandas", "pyarrow"), run_only=_NOT_KEYED)
 INGEST = StageSpec("ingest", base="data", phase="generate", packages=("numpy", "pandas", "pyarrow"),
                    run_only=_NOT_KEYED)
-FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "group_column", "fill")
+FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "group_column", "fill", "fill_missing_dates",
+               "time_zone", "holidays")
 
 
 def source_digest(cfg: DataConfig) -> str:
@@ -100,6 +101,14 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
     return {"source": "file", "n_buckets": n_buckets, "n_series": len(ids), "rows": rows}
 
 
+def season_words(seasons: tuple[int, ...]) -> str:
+    """'season length 48; second season 336' (or 'no season')."""
+    if not seasons:
+        return "season length None"
+    more = "".join(f"; further season {s}" for s in seasons[1:])
+    return f"season length {seasons[0]}{more}"
+
+
 @task(**stage_task(STAGE))
 def generate_task(plan, data_cfg: DataConfig, source: str) -> dict:
     """Write the source into buckets/<b>.parquet; return the entry's StageRef.
@@ -126,24 +135,43 @@ def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "") -> tuple[pd.
     """Rows of series (a bucket, or a whole small source) as a validated long frame and its metadata.
 
     Generated rows are already clean; a file's rows go through ingest.prepare_series (InputError
-    naming the column and the rows on bad data), then its calendar's season is inferred.
+    naming the column and the rows on bad data). The metadata holds the calendar (frequency,
+    time_zone) and "shortest", the length of the shortest series; the seasons are decided over
+    every bucket (`shared_calendar`).
     """
     if cfg.data_path is None:
         return frame, {"source": "generate", "params": generator_params(cfg), "frequency": "1",
-                       "season_length": None, "n_series": int(frame["series_id"].nunique())}
-    df, info = ingest.prepare_series(frame, time_column=cfg.time_column, value_column=cfg.value_column,
-                                     id_column=cfg.id_column, fill=cfg.fill)
+                       "n_series": int(frame["series_id"].nunique()),
+                       "shortest": int(frame.groupby("series_id").size().min()) if len(frame) else 0}
+    df, info = ingest.prepare_series(
+        frame, time_column=cfg.time_column, value_column=cfg.value_column, id_column=cfg.id_column, fill=cfg.fill,
+        fill_missing_dates=cfg.fill_missing_dates, time_zone=cfg.time_zone, holidays=cfg.holidays,
+    )
     if cfg.group_column:
         groups = series_groups(frame, cfg)
         df = df.assign(group=df["series_id"].map(groups))
         info["groups"] = sorted(set(groups.values()))
+    if info.get("utc_offsets"):
+        log.warning("the times carry UTC offsets %s: read as UTC instants; --time-zone names their zone",
+                    ", ".join(info["utc_offsets"]))
+    if info.get("added"):
+        log.info("added %d missing dates on the %s calendar (--fill-missing-dates)", info["added"], info["frequency"])
     if info.get("filled"):
         log.info("filled %d missing values (%s)", info["filled"], cfg.fill)
-    season = infer_season_length(info["frequency"])
-    log.info("read %s%s: %d series, inferred frequency %s (season length %s)",
-             cfg.data_path, where, info["n_series"], info["frequency"], season)
+    log.debug("read %s%s: %d series, inferred frequency %s", cfg.data_path, where, info["n_series"],
+              info["frequency"])
     params = cfg.model_dump(mode="json", include=set(FILE_FIELDS) - {"data_path"})
-    return df, {"source": "file", "params": params, **info, "season_length": season}
+    return df, {"source": "file", "params": params, **info, "shortest": min(info["lengths"].values())}
+
+
+def calendar(metas: Sequence[dict]) -> dict:
+    """The calendar of all series from the metadata of every bucket (or of a whole source): the
+    one frequency, and the seasons it implies for the shortest series (main one first)."""
+    frequency = next((m["frequency"] for m in metas if m.get("n_series")), None)
+    shortest = min((m["shortest"] for m in metas if m.get("n_series")), default=0)
+    seasons = seasons_for(frequency, shortest) if metas and metas[0].get("source") == "file" else ()
+    return {"frequency": frequency, "time_zone": metas[0].get("time_zone") if metas else None,
+            "season_length": seasons[0] if seasons else None, "seasons": list(seasons)}
 
 
 def series_groups(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, str]:
@@ -169,8 +197,20 @@ def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
         params = generator_params(cfg)
         frame = pd.concat([sine_frame(panel_values(i, **params)).assign(series_id=sid)
                            for i, sid in enumerate(panel_ids(cfg.n_series))], ignore_index=True)
-        return validate(frame, cfg)
-    return validate(ingest.read_table(cfg.data_path), cfg)
+        df, meta = validate(frame, cfg)
+    else:
+        df, meta = validate(ingest.read_table(cfg.data_path), cfg)
+    cal = calendar([meta])
+    if meta["source"] == "file":
+        log.info("read %s: %s", cfg.data_path, calendar_words(meta["n_series"], cal))
+    return df, {**meta, **cal}
+
+
+def calendar_words(n_series: int, cal: dict) -> str:
+    """'3 series, inferred frequency 30min in time zone Europe/Berlin (season length 48; further season 336)'."""
+    zone = f" in time zone {cal['time_zone']}" if cal.get("time_zone") else ""
+    return (f"{n_series} series, inferred frequency {cal['frequency']}{zone} "
+            f"({season_words(tuple(cal['seasons']))})")
 
 
 @task(**stage_task(INGEST))
@@ -182,21 +222,28 @@ def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) ->
         write_series(w.dir, df, {**meta, "bucket": bucket})
         w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
         return {"bucket": bucket, "n_series": meta["n_series"], "frequency": meta["frequency"],
-                "season_length": meta["season_length"], "groups": meta.get("groups", [])}
+                "shortest": meta["shortest"], "time_zone": meta.get("time_zone"), "source": meta["source"],
+                "groups": meta.get("groups", [])}
 
     return build(plan, compute)
 
 
 def shared_calendar(series: Sequence[store.StageRef] | None, cfg: DataConfig) -> dict | None:
-    """The one frequency and season every bucket found; InputError naming the buckets that disagree."""
+    """The calendar every bucket shares: frequency, time_zone, season_length and seasons (over all
+    series); InputError naming the buckets that disagree on the frequency."""
     if not series:
         return None
     metas = [ref.manifest()["meta"] for ref in series]
-    found = {(m["frequency"], m["season_length"]) for m in metas if m["n_series"]}
+    found = {m["frequency"] for m in metas if m["n_series"]}
     if len(found) > 1:
         listed = ", ".join(f"bucket {m['bucket']}: {m['frequency']}" for m in metas[:5])
         raise InputError("time_column", cfg.time_column, f"series have different frequencies ({listed})")
-    frequency, season = found.pop() if found else (None, None)
-    groups = sorted({g for m in metas for g in m.get("groups", [])})
-    return {"frequency": frequency, "season_length": season, "n_series": sum(m["n_series"] for m in metas),
-            "groups": groups}
+    out = calendar(metas)
+    if cfg.data_path:
+        log.info("read %s: %s", cfg.data_path, calendar_words(sum(m["n_series"] for m in metas), out))
+    return out
+
+
+def series_groups_of(series: Sequence[store.StageRef] | None) -> list[str]:
+    """Every group of series (--group-column) over all buckets, sorted (empty without groups)."""
+    return sorted({g for ref in series or () for g in ref.manifest()["meta"].get("groups", [])})

@@ -20,6 +20,7 @@ import torch
 from prefect import task
 
 from tasks.components.backtest import (
+    NonFiniteForecast,
     holdout_frame,
     one_step_forecasts,
     score_frame,
@@ -71,11 +72,11 @@ def holdout_scores(
     return score_frame(df, values, sp), n
 
 
-def decide(challenger: float, champion: float | None, metric: str, margin: float) -> tuple[bool, str]:
+def decide(challenger: float | None, champion: float | None, metric: str, margin: float) -> tuple[bool, str]:
     """Promote? Only a finite challenger below champion * (1 - margin); a missing champion loses."""
     bar = f"champion {champion:.4g}" + (f" x (1 - {margin:g})" if margin else "") if champion is not None else ""
-    if not math.isfinite(challenger):
-        return False, f"challenger {metric} is {challenger}"
+    if challenger is None or not math.isfinite(challenger):
+        return False, f"challenger {metric} is {'undefined' if challenger is None else challenger}"
     if champion is None:
         return True, "no champion yet"
     if not math.isfinite(champion):
@@ -97,18 +98,22 @@ def promotion_markdown(d: dict) -> str:
         f"- holdout: {h['n_test']} test targets of data `{h['data_hash'][:12]}` (window entry `{h['window_hash'][:12]}`)",
     ]
     if gate := d["challenger"].get("gate"):
-        lines.append(f"- baseline gate (backtest MASE vs {gate['baseline']}): "
-                     f"{'passed' if gate['passed'] else 'failed'}, {gate['model']:.4g} vs {gate['baseline_value']:.4g}")
+        lines.append(f"- baseline gate (backtest {(gate.get('metric') or 'mase').upper()} vs {gate['baseline']}): "
+                     f"{'passed' if gate['passed'] else 'failed'}, {_num(gate['model'])} vs {_num(gate['baseline_value'])}")
     if d["champion"] and d["champion"].get("problem"):
         lines.append(f"- champion not scored: {d['champion']['problem']}")
     lines += ["", "## Metrics on the newest holdout", ""]
     lines += ["| forecaster | model | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for role, m in rows:
-        vals = [f"{m['metrics'][k]:.4g}" if m.get("metrics") else "n/a" for k in names]
+        vals = [_num(m["metrics"][k]) if m.get("metrics") else "n/a" for k in names]
         lines.append(f"| {role} | `{m['model_sha256'][:12]}` ({m.get('run') or '?'}) | " + " | ".join(vals) + " |")
     for name, m in d["baselines"].items():
-        lines.append(f"| {name} | baseline | " + " | ".join(f"{m[k]:.4g}" for k in names) + " |")
+        lines.append(f"| {name} | baseline | " + " | ".join(_num(m[k]) for k in names) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
 
 
 # --------------------------------------------------------------------------- the step
@@ -120,10 +125,14 @@ def judge(ch: dict, champ: dict | None, settings: PromoteSettings) -> tuple[bool
     if champ is not None and champ["model_sha256"] == ch["model_sha256"]:
         return False, "the challenger is the champion's own model file"
     if (gate := ch.get("gate")) is not None and not gate["passed"]:  # tasks.backtest.baseline_gate
-        return False, (f"the challenger fails the baseline gate: backtest MASE {gate['model']:.4g} is not below "
-                       f"{gate['baseline']} {gate['baseline_value']:.4g}")
+        judged = (gate.get("metric") or "mase").upper()
+        why = (f"backtest {judged} {_num(gate['model'])} is not below {gate['baseline']} {_num(gate['baseline_value'])}"
+               if gate.get("model") is not None and gate.get("baseline_value") is not None else gate.get("reason"))
+        return False, f"the challenger fails the baseline gate: {why}"
     if champ is not None and champ["problem"]:
         return True, f"the champion cannot be scored ({champ['problem']})"
+    if ch["metrics"].get(m) is None and ch["metrics"].get("mae") is not None and m != "mae":
+        m = "mae"  # the chosen metric is undefined on this holdout (MASE of a constant series): the same targets' MAE
     return decide(ch["metrics"][m], champ["metrics"][m] if champ else None, m, settings.margin)
 
 
@@ -148,7 +157,7 @@ def score_both(root: Path, reg: dict, train_file: Path, values: np.ndarray, spli
     if c_model is not None:
         try:
             champ["metrics"] = holdout_scores(c_model, c_meta, values, split, history, cfg)[0]["model"]
-        except ValueError as exc:
+        except (ValueError, NonFiniteForecast) as exc:  # a champion that cannot be scored is not in the way
             champ["problem"] = str(exc)
     elif champ is not None and champ["problem"] is None:
         champ["metrics"] = ch["metrics"]  # the same model file

@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 STAGE = StageSpec("window", packages=("numpy",))
 
 
-def split_series(df, meta: dict, cfg: WindowConfig):
+def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None):
     """(values (n_total,), Split) of a long series frame: ranges per series, scalers fitted.
 
-    cfg.normalize must be resolved (not "auto"). Raises InputError naming the series that is
-    too short for the windows.
+    meta: the series file's metadata; calendar: frequency and seasons decided over every bucket
+    (generate.shared_calendar; default: those in `meta`). cfg.normalize must be resolved (not
+    "auto"). Raises InputError naming the series that is too short for the windows.
     """
+    cal = {**meta, **(calendar or {})}
     by_series = df.groupby("series_id", sort=False)
     ids = [str(k) for k in by_series.groups]
     values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
@@ -38,7 +40,8 @@ def split_series(df, meta: dict, cfg: WindowConfig):
         split = build_split(
             [int(n) for n in by_series.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
             cfg.val_fraction, groups=groups, normalize=cfg.normalize, source=meta.get("source"),
-            frequency=meta.get("frequency"), season_length=meta.get("season_length"),
+            frequency=cal.get("frequency"), season_length=cal.get("season_length"),
+            seasons=tuple(cal.get("seasons") or ()),
         )
     except ValueError as exc:
         raise InputError("seq_length", cfg.seq_length, f"{exc}; lower --seq-length or --horizon") from None
@@ -46,11 +49,14 @@ def split_series(df, meta: dict, cfg: WindowConfig):
 
 
 @task(**stage_task(STAGE))
-def window_task(plan, window_cfg: WindowConfig, series: store.StageRef) -> dict:
-    """Write values.npy and split.json; return the entry's StageRef."""
+def window_task(plan, window_cfg: WindowConfig, series: store.StageRef, calendar: dict) -> dict:
+    """Write one bucket's values.npy and split.json; return the entry's StageRef.
+
+    calendar: the frequency and seasons of all series (generate.shared_calendar).
+    """
 
     def compute(w: store.EntryWriter) -> dict:
-        values, split = split_series(*read_series(series.path), window_cfg)
+        values, split = split_series(*read_series(series.path), window_cfg, calendar)
         write_window(w.dir, values, split)
         w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
         counts = {p: split.count(p) for p in ("train", "val", "test")}

@@ -25,27 +25,48 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tasks.components.calendar import seasons_for
 from tasks.components.conformal import calibrate, interval_stats
 from tasks.components.metrics import all_metrics, naive_scale
 from tasks.components.scaling import REL_FLOOR
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
+from tasks.errors import NumericalError
 
 log = logging.getLogger(__name__)
 
 Refit = Callable[[Split], torch.nn.Module]  # a split with train/val ranges -> a freshly trained model
 
 
+class NonFiniteForecast(NumericalError):
+    """The model forecast NaN or an infinity somewhere: nothing built from it is published."""
+
+
 def model_forecasts(
     model: torch.nn.Module, values: np.ndarray, split: Split, idx: np.ndarray, steps: int, chunk: int = 65_536
 ) -> np.ndarray:
-    """Forecasts of `steps` values after each origin `idx`, in the series' own units: (n, steps)."""
+    """Forecasts of `steps` values after each origin `idx`, in the series' own units: (n, steps).
+
+    Raises NonFiniteForecast when any forecast is NaN or infinite.
+    """
     data = series_data(values, split)
     out = predict(model, data, torch.as_tensor(idx), chunk, series_units=True, steps=steps).double().numpy()
     k = split.series_index(np.asarray(idx))
     mean = np.array([sc.mean for sc in split.scalers], dtype=float)[k]
     std = np.array([sc.std for sc in split.scalers], dtype=float)[k]
-    return out * std[:, None] + mean[:, None]  # undo each series' scaler on its own rows
+    return require_finite(out * std[:, None] + mean[:, None], split, idx)  # each series' scaler undone
+
+
+def require_finite(pred: np.ndarray, split: Split, idx: np.ndarray) -> np.ndarray:
+    """`pred` (n, steps) if every value is finite; else NonFiniteForecast naming how many and where."""
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        sid = split.ids[int(split.series_index(np.asarray(idx)[row : row + 1])[0])]
+        raise NonFiniteForecast(f"the model forecast {int(bad.sum())} non-finite value(s) of {bad.size} (first in "
+                                f"series {sid!r}, origin {int(split.local(np.asarray(idx)[row : row + 1])[0])}); "
+                                "nothing was published")
+    return pred
 
 
 def actuals(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None = None) -> np.ndarray:
@@ -53,22 +74,49 @@ def actuals(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None
     return values[split.target_index(idx, steps)]
 
 
-def baselines(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None, season: int | None) -> dict:
-    """Naive and (if `season`) seasonal-naive forecasts from each origin: {name: (n, steps)}."""
+def baselines(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None, season: int | None,
+              more_seasons: tuple[int, ...] = ()) -> dict:
+    """Naive and (if `season`) seasonal-naive forecasts from each origin: {name: (n, steps)}.
+
+    Each of `more_seasons` m adds a "seasonal_naive_<m>" forecaster (the week of sub-daily data).
+    """
     steps = steps or split.horizon
     last = split.last_observed(idx)
     h = np.arange(1, steps + 1)
     out = {"naive": np.repeat(values[last][:, None], steps, axis=1)}
-    if season:
-        out["seasonal_naive"] = values[last[:, None] + h - season * np.ceil(h / season).astype(np.int64)]
+    for i, m in enumerate((season, *more_seasons) if season else ()):
+        name = "seasonal_naive" if i == 0 else f"seasonal_naive_{m}"
+        out[name] = values[last[:, None] + h - m * np.ceil(h / m).astype(np.int64)]
     return out
 
 
 def lead_metrics(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> tuple[dict, dict]:
-    """Metrics per lead {metric: [H]} and their averages over leads {metric: float}; y, yhat (n, H)."""
+    """Metrics per lead {metric: [H]} and their averages over leads {metric: float}; y, yhat (n, H).
+
+    A metric that is undefined (MASE without a usable scale) is None, never NaN.
+    """
     per = [all_metrics(y[:, h], yhat[:, h], scale) for h in range(y.shape[1])]
-    per_lead = {k: [p[k] for p in per] for k in per[0]}
-    return per_lead, {k: float(np.mean(v)) for k, v in per_lead.items()}
+    per_lead = {k: [_finite(p[k]) for p in per] for k in per[0]}
+    return per_lead, {k: _mean(v) for k, v in per_lead.items()}
+
+
+def _finite(x: float | None) -> float | None:
+    """x as a float, or None when it is missing or not finite (JSON has no NaN)."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def mase_note(split: Split, scales: np.ndarray) -> str | None:
+    """Why MASE is undefined or partial: the series whose in-sample naive error is 0 (or unknown)."""
+    bad = [sid for sid, sc in zip(split.ids, scales) if not (math.isfinite(sc) and sc > 0)]
+    if not bad:
+        return None
+    names = ", ".join(repr(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    what = "MASE is undefined" if len(bad) == len(scales) else f"MASE leaves out {len(bad)} series"
+    return f"{what}: the in-sample one-step naive error of {names} is 0 (a constant training range)"
 
 
 def series_scales(values: np.ndarray, split: Split) -> np.ndarray:
@@ -107,15 +155,29 @@ def season_for(split: Split, season_length: int | None) -> int | None:
     None when unknown, or when some series has fewer points before its first test target
     than one season (the baseline would reach into the previous series).
     """
-    season = season_length or split.season_length
-    if not season:
-        return None
+    seasons = seasons_of(split, season_length)
+    return seasons[0] if seasons else None
+
+
+def seasons_of(split: Split, season_length: int | None) -> tuple[int, ...]:
+    """The seasonal-naive lags, main one first: (`season_length`,) when given (it overrides the
+    calendar), else the split's season and the further seasons its calendar implies (the week of
+    sub-daily data, where every series holds two weeks). Each must fit before the test range."""
+    if season_length:
+        seasons: tuple[int, ...] = (int(season_length),)
+    elif split.seasons:  # the calendar's seasons, decided over all series (the same in every bucket)
+        seasons = tuple(int(m) for m in split.seasons)
+    elif split.season_length:
+        shortest = min(s.length for s in split.series)
+        seasons = (int(split.season_length), *seasons_for(split.frequency, shortest)[1:])
+    else:
+        return ()
     room = min(s.test[0] + split.seq_length - s.offset for s in split.series)
-    if season > room:
-        log.warning("season length %d exceeds the %d points before the test range; no seasonal-naive baseline",
-                    season, room)
-        return None
-    return int(season)
+    for m in seasons:
+        if m > room:
+            log.warning("season length %d exceeds the %d points before the test range; no seasonal-naive baseline "
+                        "for it", m, room)
+    return tuple(m for m in seasons if m <= room)
 
 
 # --------------------------------------------------------------------------- refits
@@ -161,31 +223,97 @@ def band_columns(pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict[str, n
 
 
 def interval_report(y: np.ndarray, pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict:
-    """Empirical coverage (overall and per lead) and mean width of each level on the test origins."""
+    """Empirical coverage (overall and per lead) and mean width of each level on the test origins.
+
+    A level whose intervals have no width (every calibration residual was 0, within 1e-9 of the
+    series' level) is marked zero_width: it is a point forecast, not a prediction interval.
+    """
     out = {}
+    level = float(np.mean(np.abs(y))) if y.size else 0.0
     for name, q in cal["halfwidths"].items():
         half = np.asarray(q, dtype=float)[None, :] * scales[:, None]
         stats = interval_stats(y, pred, half)
         by_lead = (np.abs(y - pred) <= half).mean(axis=0)
-        out[name] = {**stats, "coverage_by_lead": [float(c) for c in by_lead]}
+        zero = bool(np.isfinite(half).all() and stats["mean_width"] <= 1e-9 * level)
+        out[name] = {"coverage": _finite(stats["coverage"]), "mean_width": _finite(stats["mean_width"]),
+                     "coverage_by_lead": [_finite(c) for c in by_lead], "zero_width": zero}
     return out
 
 
-def baseline_gate(metrics: dict[str, dict[str, float]]) -> dict:
-    """Does the model beat seasonal-naive MASE (naive when no season is known)?"""
-    base = "seasonal_naive" if "seasonal_naive" in metrics else "naive"
-    model, ref = metrics["model"]["mase"], metrics[base]["mase"]
-    return {"metric": "mase", "baseline": base, "model": model, "baseline_value": ref,
-            "passed": bool(math.isfinite(model) and model < ref)}
+def interval_words(name: str, test: dict) -> str:
+    """One level of the interval line: coverage and width, or why it is not an interval."""
+    if test.get("zero_width"):
+        return f"{name}%: zero width (every validation forecast was exact), not an interval"
+    if test.get("mean_width") is None:
+        return f"{name}%: not available"
+    return f"{name}%: coverage {test['coverage']:.2f}, mean width {test['mean_width']:.4g}"
+
+
+GATE_METRICS = ("mase", "mae")  # MASE; MAE on the same targets when MASE is undefined
+TIE_RTOL = 1e-9
+
+
+def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[str, str] | None = None) -> dict:
+    """Does the model beat the best seasonal-naive forecaster (naive when no season is known)?
+
+    Judged on MASE, or on MAE when MASE is undefined (None: a constant training range; the
+    reason is taken from `undefined`). Equal values (relative tolerance 1e-9) are a tie, and a
+    tie passes: the model is as good as the baseline. A value that is NaN or infinite is never
+    compared: the gate fails and says why.
+    """
+    names = [k for k in metrics if k.startswith("seasonal_naive")] or ["naive"]
+    metric = next((m for m in GATE_METRICS if all(metrics[k].get(m) is not None for k in ("model", *names))), None)
+    out = {"metric": metric, "baseline": names[0], "model": None, "baseline_value": None, "passed": False,
+           "tie": False}
+    if metric is None:
+        return {**out, "reason": "no metric is defined for the model and the baseline"}
+    if metric != GATE_METRICS[0]:
+        out["reason"] = f"judged on {metric.upper()}: {(undefined or {}).get('mase', 'MASE is undefined')}"
+    values = {k: float(metrics[k][metric]) for k in ("model", *names)}
+    if not all(math.isfinite(v) for v in values.values()):
+        bad = next(k for k, v in values.items() if not math.isfinite(v))
+        return {**out, "model": _finite(values["model"]), "reason": f"{bad} {metric.upper()} is {values[bad]}"}
+    base = min(names, key=lambda k: values[k])
+    model, ref = values["model"], values[base]
+    tie = math.isclose(model, ref, rel_tol=TIE_RTOL, abs_tol=0.0)
+    return {**out, "baseline": base, "model": model, "baseline_value": ref, "passed": bool(tie or model < ref),
+            "tie": tie}
 
 
 def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
-    """The gate as one line of the run result."""
+    """The gate as one line of the run result, naming the metric it judged on."""
     name = gate["baseline"].replace("_", "-")
-    verdict = "passed" if gate["passed"] else "FAILED"
-    sign = "<" if gate["passed"] else ">="
-    return (f"baseline gate {verdict}: model MASE {gate['model']:.3f} {sign} {name} {gate['baseline_value']:.3f} "
-            f"on the backtest ({n_origins} origins, horizon {horizon})")
+    where = f"on the backtest ({n_origins} origins, horizon {horizon})"
+    if gate.get("metric", "mase") is None or gate["model"] is None or gate["baseline_value"] is None:
+        return f"baseline gate FAILED: {gate.get('reason', 'no metric to judge on')} {where}"
+    metric = gate.get("metric", "mase")
+    spec = ".3f" if metric == "mase" else ".4g"
+    if gate.get("tie"):
+        verdict, sign = "passed (a tie)", "="
+    else:
+        verdict, sign = ("passed", "<") if gate["passed"] else ("FAILED", ">=")
+    line = (f"baseline gate {verdict}: model {metric.upper()} {gate['model']:{spec}} {sign} {name} "
+            f"{gate['baseline_value']:{spec}} {where}")
+    return line + (f"; {gate['reason']}" if gate.get("reason") else "")
+
+
+def ratio_phrase(model: float | None, base: float | None) -> str:
+    """How a model's error compares with a baseline's, in words right both ways: "73.7x lower",
+    "1.3x higher", "equal", "exact" (model 0, baseline not), or "undefined"."""
+    if model is None or base is None or not (math.isfinite(model) and math.isfinite(base)):
+        return "undefined"
+    if model == base:
+        return "equal"
+    if model == 0:
+        return "exact"
+    if base == 0:
+        return "the baseline is exact"
+    return f"{base / model:.1f}x lower" if model < base else f"{model / base:.1f}x higher"
+
+
+def metric_text(value: float | None, spec: str = ".3f") -> str:
+    """A metric for a summary line: formatted, or "undefined" for None."""
+    return "undefined" if value is None else format(value, spec)
 
 
 # --------------------------------------------------------------------------- the whole backtest
@@ -211,8 +339,10 @@ def backtest(
 
     The model and the baselines are scored on the same targets, per lead and averaged over
     leads; intervals are calibrated on the validation origins and their coverage measured here.
+    The result is strict JSON: an undefined value is None and "undefined" says why. Raises
+    NonFiniteForecast when the model forecasts a NaN or an infinity.
     """
-    season = season_for(split, season_length)
+    seasons = seasons_of(split, season_length)
     H = split.horizon
     n_fits = 0
     if refit is not None and refit_every:
@@ -221,20 +351,28 @@ def backtest(
         idx = split.origins("test")
         pred = model_forecasts(model, values, split, idx, H, chunk)
     y = actuals(values, split, idx)
-    forecasts = {"model": pred, **baselines(values, split, idx, H, season)}
+    forecasts = {"model": pred, **baselines(values, split, idx, H, seasons[0] if seasons else None, seasons[1:])}
     scale = mase_scales(values, split, idx)
     per_lead, metrics = {}, {}
     for name, f in forecasts.items():
         per_lead[name], metrics[name] = lead_metrics(y, f, scale)
+    undefined = {}
+    if note := mase_note(split, series_scales(values, split)):
+        undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
     scores = score_scales(values, split, idx)
     df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, cal)})
-    intervals = {**cal, "halfwidths": {k: [float(x) for x in q] for k, q in cal["halfwidths"].items()},
+    intervals = {**cal, "halfwidths": {k: [_finite(x) for x in q] for k, q in cal["halfwidths"].items()},
                  "test": interval_report(y, pred, scores, cal)}
-    ratio = metrics["naive"]["mse"] / metrics["model"]["mse"] if metrics["model"]["mse"] > 0 else float("inf")
+    intervals["zero_width"] = [k for k, t in intervals["test"].items() if t["zero_width"]]
+    model_mse, naive_mse = metrics["model"]["mse"], metrics["naive"]["mse"]
+    ratio = _finite(naive_mse / model_mse) if model_mse else None
+    if ratio is None:
+        undefined["naive_mse_ratio"] = "both test MSEs are 0" if naive_mse == 0 else "the model's test MSE is 0"
     return df, {"metrics": metrics, "per_lead": per_lead, "n_test": len(idx), "horizon": H,
-                "naive_mse_ratio": ratio, "season_length": season, "frequency": split.frequency,
-                "intervals": intervals, "gate": baseline_gate(metrics), "refit_every": refit_every,
+                "naive_mse_ratio": ratio, "season_length": seasons[0] if seasons else None,
+                "seasons": list(seasons), "frequency": split.frequency, "intervals": intervals,
+                "gate": baseline_gate(metrics, undefined), "undefined": undefined, "refit_every": refit_every,
                 "refits": n_fits}
 
 
@@ -253,11 +391,13 @@ def holdout_frame(values: np.ndarray, split: Split, model_pred: np.ndarray, seas
 
 
 def score_frame(df: pd.DataFrame, values: np.ndarray, split: Split) -> dict:
-    """Metrics of every forecaster column of a holdout frame, with MASE scaled per series."""
+    """Metrics of every forecaster column of a holdout frame, with MASE scaled per series
+    (None where a metric is undefined)."""
     scales = dict(zip(split.ids, series_scales(values, split)))
     scale = df["series_id"].map(scales).to_numpy(float)
     forecasters = [c for c in ("model", "naive", "seasonal_naive") if c in df]
-    return {name: all_metrics(df["actual"].to_numpy(), df[name].to_numpy(), scale) for name in forecasters}
+    return {name: {k: _finite(v) for k, v in all_metrics(df["actual"].to_numpy(), df[name].to_numpy(), scale).items()}
+            for name in forecasters}
 
 
 def one_step_forecasts(model: torch.nn.Module, values: np.ndarray, split: Split, chunk: int = 65_536) -> np.ndarray:
@@ -271,12 +411,14 @@ def one_step_forecasts(model: torch.nn.Module, values: np.ndarray, split: Split,
 def series_metrics(df: pd.DataFrame, scales: dict[str, float]) -> pd.DataFrame:
     """Metrics of each series over its test origins and leads, for every forecaster column.
 
-    df: a backtest frame (series_id, lead, actual, model, naive[, seasonal_naive], ...);
+    df: a backtest frame (series_id, lead, actual, model, naive[, seasonal_naive...], ...);
     scales: each series' MASE denominator. Returns one row per series: series_id, n (rows), and
-    <forecaster>_<metric> for metric in mse, rmse, mae, smape, mase.
+    <forecaster>_<metric> for metric in mse, rmse, mae, smape, mase (NaN where the series'
+    in-sample naive error is 0: MASE is undefined for it).
     """
-    forecasters = [c for c in ("model", "naive", "seasonal_naive") if c in df]
+    forecasters = [c for c in df if c in ("model", "naive") or c.startswith("seasonal_naive")]
     scale = df["series_id"].map(scales).to_numpy(float)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)  # MASE undefined: NaN, per series
     y = df["actual"].to_numpy(float)
     cols = {"series_id": df["series_id"].to_numpy(object)}
     for f in forecasters:
@@ -298,48 +440,58 @@ def series_metrics(df: pd.DataFrame, scales: dict[str, float]) -> pd.DataFrame:
     return out
 
 
-def _weighted(values: list, weights: list[float]) -> float:
+def _weighted(values: list, weights: list[float]) -> float | None:
+    """The weighted mean; None when any value is undefined (as `lead_metrics` treats one)."""
+    if any(v is None for v in values):
+        return None
     w = np.asarray(weights, dtype=float)
-    return float(np.dot(np.asarray(values, dtype=float), w) / w.sum()) if w.sum() else float("nan")
+    return float(np.dot(np.asarray(values, dtype=float), w) / w.sum()) if w.sum() else None
 
 
 def combine(results: list[dict]) -> dict:
     """The backtest metrics of all buckets as one (metrics.json of the evaluate stage).
 
     One bucket: its result as it is. Several: per-lead means weighted by each bucket's test
-    origins (rmse from the combined mse), interval coverage and width weighted likewise, the
-    calibration of each bucket kept per bucket, and the baseline gate on the combined metrics.
+    origins (rmse from the combined mse; undefined anywhere, undefined combined), over the
+    forecasters every bucket has; interval coverage and width weighted likewise, the calibration
+    of each bucket kept per bucket; the baseline gate on the combined metrics.
     """
     if len(results) == 1:
         return {**results[0], "n_buckets": 1}
     first, n = results[0], [r["n_test"] for r in results]
+    names = [k for k in first["per_lead"] if all(k in r["per_lead"] for r in results)]
     per_lead: dict = {}
-    for name in first["per_lead"]:
-        per = {}
-        for metric in ("mse", "mae", "smape", "mase"):
-            per[metric] = [_weighted([r["per_lead"][name][metric][h] for r in results], n)
-                           for h in range(first["horizon"])]
-        per["rmse"] = [float(np.sqrt(v)) for v in per["mse"]]
+    for name in names:
+        per = {metric: [_weighted([r["per_lead"][name][metric][h] for r in results], n)
+                        for h in range(first["horizon"])] for metric in ("mse", "mae", "smape", "mase")}
+        per["rmse"] = [None if v is None else float(np.sqrt(v)) for v in per["mse"]]
         per_lead[name] = {k: per[k] for k in ("mse", "rmse", "mae", "smape", "mase")}
-    metrics = {name: {k: float(np.mean(v)) for k, v in per.items()} for name, per in per_lead.items()}
+    metrics = {name: {k: _mean(v) for k, v in per.items()} for name, per in per_lead.items()}
     test = {}
     for level in first["intervals"]["test"]:
         stats = [r["intervals"]["test"][level] for r in results]
         test[level] = {"coverage": _weighted([s["coverage"] for s in stats], n),
                        "mean_width": _weighted([s["mean_width"] for s in stats], n),
                        "coverage_by_lead": [_weighted([s["coverage_by_lead"][h] for s in stats], n)
-                                            for h in range(first["horizon"])]}
+                                            for h in range(first["horizon"])],
+                       "zero_width": all(s.get("zero_width", False) for s in stats)}
     iv = [r["intervals"] for r in results]
     intervals = {"levels": first["intervals"]["levels"], "scale": first["intervals"]["scale"],
                  "method": "/".join(sorted({i["method"] for i in iv})), "test": test,
                  "n_calibration": sum(i["n_calibration"] for i in iv),
                  "clipped": sorted({c for i in iv for c in i["clipped"]}),
+                 "zero_width": [k for k, t in test.items() if t["zero_width"]],
                  "per_bucket": [{"n_calibration": i["n_calibration"], "halfwidths": i["halfwidths"]} for i in iv]}
-    ratio = metrics["naive"]["mse"] / metrics["model"]["mse"] if metrics["model"]["mse"] > 0 else float("inf")
-    return {**{k: first[k] for k in ("horizon", "season_length", "frequency", "refit_every")},
-            "metrics": metrics, "per_lead": per_lead, "n_test": sum(n), "naive_mse_ratio": ratio,
-            "intervals": intervals, "gate": baseline_gate(metrics), "refits": sum(r["refits"] for r in results),
-            "n_buckets": len(results)}
+    undefined = {k: v for r in results for k, v in r.get("undefined", {}).items()}
+    model_mse, naive_mse = metrics["model"]["mse"], metrics["naive"]["mse"]
+    ratio = _finite(naive_mse / model_mse) if model_mse else None
+    if ratio is None:
+        undefined["naive_mse_ratio"] = "both test MSEs are 0" if naive_mse == 0 else "the model's test MSE is 0"
+    seasons = [m for m in first.get("seasons", []) if f"seasonal_naive_{m}" in names or m == first["season_length"]]
+    return {**{k: first.get(k) for k in ("horizon", "season_length", "frequency", "refit_every")},
+            "seasons": seasons, "metrics": metrics, "per_lead": per_lead, "n_test": sum(n),
+            "naive_mse_ratio": ratio, "intervals": intervals, "gate": baseline_gate(metrics, undefined),
+            "undefined": undefined, "refits": sum(r["refits"] for r in results), "n_buckets": len(results)}
 
 
 def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[str, str]:

@@ -1,122 +1,396 @@
-"""Calendars of time series: the frequency of a set of times, its season, and what comes next.
+"""Calendars of time series: the frequency of a set of times, its grid, its seasons, what comes next.
 
-A frequency is a pandas alias ("MS", "D", "h", "2W-SUN", ...) for dates, or an integer step
-written as text ("1", "5") for integer times. Every series of one file shares one frequency.
+A frequency is text, one per file (every series shares it):
+
+    pandas alias     "MS", "D", "h", "30min", "2W-SUN", "B", "QS-OCT", "bh", ...
+    month anchor     "M@15", "3M@15": every (3) month(s) on day 15; days 29-31 fall on the last
+                     day of shorter months (pandas DateOffset(months=k, day=d))
+    business days    "C:2023-01-16,2023-02-20": weekdays except the listed holidays;
+                     "C:us-federal": weekdays except pandas' USFederalHolidayCalendar
+    integer step     "1", "7" for integer times
+
+Time zones: a sub-daily frequency is a fixed duration (an hour is 3600 s, across a daylight saving
+change too), so its grid is laid in absolute time; a day or longer is a calendar step, so its grid
+is laid in the series' local wall-clock time (a day across a DST change is 23 or 25 hours long,
+and still one day). Checks and grids below work on zone-free times in that frame (`naive`) and
+put the zone back (`zoned`).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from datetime import datetime
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries import offsets as po
 from pandas.tseries.frequencies import to_offset
+from pandas.tseries.holiday import USFederalHolidayCalendar
 
 from tasks.errors import InputError
 
+DAY = pd.Timedelta(days=1)
+WEEK = pd.Timedelta(days=7)
+HOLIDAY_CALENDARS = {"us-federal": USFederalHolidayCalendar}
+OBSERVED = "observed"  # --holidays observed: the weekdays missing from the data are holidays
+
 _MAX_LISTED = 5
+_MAX_GRID_FACTOR = 20  # a candidate grid may hold at most this many times the observed points (+100)
 _INT_RE = re.compile(r"[+-]?\d+")
-_FREQ_RE = re.compile(r"([+-]?\d*)([A-Za-z]*)(?:-[A-Za-z]+)?")
-_SEASONS = {"MS": 12, "M": 12, "ME": 12, "BMS": 12, "BME": 12, "BM": 12, "QS": 4, "Q": 4, "QE": 4, "BQS": 4,
-            "BQE": 4, "BQ": 4, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24, "min": 60, "T": 60, "s": 60, "S": 60}
+_ANCHOR_RE = re.compile(r"(\d*)M@(\d{1,2})")
 _UNITS = {
-    "MS": "month", "ME": "month", "QS": "quarter", "QE": "quarter", "YS": "year", "YE": "year",
-    "W": "week", "D": "day", "B": "business day", "h": "hour", "min": "minute", "s": "second",
+    po.MonthBegin: "month", po.MonthEnd: "month", po.QuarterBegin: "quarter", po.QuarterEnd: "quarter",
+    po.YearBegin: "year", po.YearEnd: "year", po.Week: "week", po.Day: "day", po.BusinessDay: "business day",
+    po.CustomBusinessDay: "business day", po.Hour: "hour", po.Minute: "minute", po.Second: "second",
+    po.BusinessHour: "business hour",
 }
+_MONTHLY = (po.MonthBegin, po.MonthEnd, po.BusinessMonthBegin, po.BusinessMonthEnd, po.CustomBusinessMonthBegin,
+            po.CustomBusinessMonthEnd, po.WeekOfMonth, po.LastWeekOfMonth)
+_QUARTERLY = (po.QuarterBegin, po.QuarterEnd, po.BQuarterBegin, po.BQuarterEnd, po.FY5253Quarter)
 
 
-def frequency_of(groups: dict[str, np.ndarray], is_integer: bool, name: str) -> str:
-    """The one frequency every series' sorted times follow (InputError naming `name` otherwise).
-
-    Many series on one fixed step (days, hours, minutes, ...) are recognised from their time
-    differences at once (`_fixed_step`); anything else is inferred series by series.
-    """
-    if is_integer:
-        return _integer_frequency(groups, name)
-    return _fixed_step(groups) or _date_frequency(groups, name)
-
-
-def _fixed_step(groups: dict[str, np.ndarray]) -> str | None:
-    """The alias shared by every series when all their steps are one fixed, unanchored duration
-    (a Tick or a Day: the same length everywhere), else None (the series-by-series path decides)."""
+def _fixed_step(groups: dict[str, Any]) -> str | None:
+    """The alias shared by every series when all their steps are one fixed, unanchored duration in
+    absolute time (a Tick or a Day: the same length everywhere), else None: many series on one
+    step are recognised from their differences at once, anything else series by series."""
     series = [t for t in groups.values() if len(t) >= 3]
     if len(series) < 2 or len(series) != len(groups):
         return None
-    diffs = np.concatenate([np.diff(t) for t in series])
-    if len(diffs) == 0 or not (diffs == diffs[0]).all() or diffs[0] <= np.timedelta64(0):
+    diffs = np.concatenate([np.diff(pd.DatetimeIndex(t).asi8) for t in series])
+    if len(diffs) == 0 or diffs[0] <= 0 or not (diffs == diffs[0]).all():
         return None
-    alias = _infer_freq(series[0])
+    alias = regular_frequency(pd.DatetimeIndex(series[0]))
     if alias is None:
         return None
-    offset = to_offset(alias)
-    return alias if isinstance(offset, (pd.offsets.Tick, pd.offsets.Day)) else None
+    return alias if isinstance(offset_of(alias), (po.Tick, po.Day)) else None
 
 
-def infer_season_length(frequency: str) -> int | None:
-    """Return the usual season length for a pandas frequency alias, or None (years, integer steps)."""
-    mult, base = _split_alias(frequency)
-    season = _SEASONS.get(base)
-    if season is None or mult == 1:
-        return season
-    return season // mult if mult > 1 and season % mult == 0 and season // mult >= 2 else None
+# --------------------------------------------------------------------------- frequencies as offsets
+
+
+def offset_of(frequency: str) -> pd.DateOffset:
+    """The pandas offset of a frequency (see the module docstring); InputError for anything else."""
+    text = str(frequency).strip()
+    if m := _ANCHOR_RE.fullmatch(text):
+        months, day = int(m[1] or 1), int(m[2])
+        if months >= 1 and 1 <= day <= 31:
+            return pd.DateOffset(months=months, day=day)
+    elif text.startswith("C:"):
+        return po.CustomBusinessDay(**holiday_arguments(text[2:]))
+    else:
+        try:
+            with warnings.catch_warnings():  # pandas warns about some aliases before refusing them
+                warnings.simplefilter("ignore", FutureWarning)
+                return to_offset(text)
+        except (ValueError, TypeError):
+            pass
+    raise InputError("frequency", frequency, "not a pandas frequency alias, month anchor or integer step")
+
+
+def is_subdaily(offset: pd.DateOffset) -> bool:
+    """True for a fixed step shorter than a day (laid in absolute time), False for calendar steps."""
+    return isinstance(offset, po.Tick) and offset.nanos < DAY.value
+
+
+def holiday_arguments(spec: str) -> dict[str, Any]:
+    """CustomBusinessDay keyword arguments of a holiday spec: a calendar name or comma-separated dates."""
+    if spec in HOLIDAY_CALENDARS:
+        return {"calendar": HOLIDAY_CALENDARS[spec]()}
+    return {"holidays": [d for d in spec.split(",") if d]}
+
+
+def parse_holidays(text: str | None) -> str | None:
+    """Check a --holidays value: None, "observed", a calendar name or dates (YYYY-MM-DD, comma-separated).
+
+    Returns it in canonical form (dates sorted and deduplicated); InputError naming "holidays" otherwise.
+    """
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).strip()
+    if text in HOLIDAY_CALENDARS or text == OBSERVED:
+        return text
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    dates = pd.to_datetime(pd.Series(parts, dtype=object), format="%Y-%m-%d", errors="coerce")
+    if dates.isna().any():
+        bad = parts[int(np.argmax(dates.isna().to_numpy()))]
+        names = ", ".join([OBSERVED, *HOLIDAY_CALENDARS])
+        raise InputError("holidays", text, f"{bad!r} is not a date (YYYY-MM-DD); expected dates, or one of {names}")
+    return ",".join(sorted(set(dates.dt.strftime("%Y-%m-%d"))))
+
+
+# --------------------------------------------------------------------------- zones and grids
+
+
+def naive(times: pd.DatetimeIndex, absolute: bool) -> pd.DatetimeIndex:
+    """The times without their zone: as UTC instants (`absolute`) or as local wall-clock readings."""
+    if times.tz is None:
+        return times
+    return times.tz_convert("UTC").tz_localize(None) if absolute else times.tz_localize(None)
+
+
+def zoned(times: pd.DatetimeIndex, tz: Any, absolute: bool) -> pd.DatetimeIndex:
+    """The inverse of `naive`: zone-free times back in zone `tz` (None: left as they are).
+
+    A wall-clock time that a DST change skips moves forward to the first time that exists; one that
+    it repeats is read as the first (daylight-saving) occurrence.
+    """
+    if tz is None:
+        return times
+    if absolute:
+        return times.tz_localize("UTC").tz_convert(tz)
+    return times.tz_localize(tz, ambiguous=np.ones(len(times), dtype=bool), nonexistent="shift_forward")
+
+
+def grid(start: pd.Timestamp, frequency: str, *, periods: int | None = None,
+         end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
+    """The times of `frequency` from `start` on: `periods` of them or up to `end`, in start's zone.
+
+    Like pandas.date_range, a start that is not on an anchored frequency's grid rolls forward.
+    """
+    offset = offset_of(frequency)
+    absolute = is_subdaily(offset)
+    start = pd.Timestamp(start)
+    s = naive(pd.DatetimeIndex([start]), absolute)[0]
+    e = None if end is None else naive(pd.DatetimeIndex([pd.Timestamp(end)]), absolute)[0]
+    return zoned(pd.date_range(start=s, end=e, periods=periods, freq=offset), start.tz, absolute)
 
 
 def next_timestamps(last: Any, frequency: str, n: int) -> list[Any]:
-    """Return the n times after `last` that continue `frequency` (an alias or an integer step)."""
+    """The n times after `last` that continue `frequency` (an alias, anchor or integer step), in
+    last's zone: sub-daily steps in absolute time, longer ones in local wall-clock time."""
     if n <= 0:
         return []
     if _INT_RE.fullmatch(str(frequency).strip()):
         step = int(frequency)
         return [int(last) + k * step for k in range(1, n + 1)]
+    last = pd.Timestamp(last)
+    times = grid(last, frequency, periods=n + 1)
+    return list(times[1:] if times[0] == last else times[:n])
+
+
+def zone_name(tz: Any) -> str | None:
+    """A zone as text: its IANA name ("Europe/Berlin"), "UTC", or a fixed offset ("+05:30"); None for none."""
+    if tz is None:
+        return None
+    key = getattr(tz, "key", None) or getattr(tz, "zone", None)
+    if key:
+        return str(key)
+    offset = pd.Timestamp("2000-01-01", tz=tz).utcoffset()
+    return "UTC" if not offset else format_offset(offset)
+
+
+def format_offset(offset: Any) -> str:
+    """A UTC offset (timedelta) as "+05:30"."""
+    minutes = int(pd.Timedelta(offset).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def wall_clock(times: pd.Series) -> pd.Series:
+    """Zone-aware times as the local wall-clock readings they show (for plotting); others unchanged."""
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        return times.dt.tz_localize(None)
+    return times
+
+
+# --------------------------------------------------------------------------- inferring a calendar
+
+
+@dataclass(frozen=True)
+class GridFit:
+    """How sorted times sit on the grid of `frequency` laid from the first time to the last.
+
+    on_grid: (n,) bool per time; missing: grid times with no observation, in the times' zone.
+    """
+
+    frequency: str
+    on_grid: np.ndarray
+    missing: pd.DatetimeIndex
+    grid_size: int
+
+    @property
+    def coverage(self) -> float:
+        """Share of the grid that was observed."""
+        return float(self.on_grid.sum()) / max(self.grid_size, 1)
+
+
+def fit_grid(times: pd.DatetimeIndex, frequency: str, limit: int | None = None) -> GridFit | None:
+    """Lay `frequency`'s grid from times[0] to times[-1] and compare; None when it would exceed `limit` points."""
+    offset = offset_of(frequency)
+    absolute = is_subdaily(offset)
+    x = naive(times, absolute)
+    if limit is not None and _estimated_size(x[0], x[-1], offset) > limit:
+        return None
     try:
-        with warnings.catch_warnings():  # pandas warns about some aliases before refusing them
-            warnings.simplefilter("ignore", FutureWarning)
-            offset = to_offset(frequency)
-    except (ValueError, TypeError) as exc:
-        raise InputError("frequency", frequency, "not a pandas frequency alias or integer step") from exc
-    return list(pd.date_range(start=pd.Timestamp(last) + offset, periods=n, freq=offset))
+        g = pd.date_range(start=x[0], end=x[-1], freq=offset)
+    except (ValueError, OverflowError):
+        return None
+    missing = g.difference(x)
+    return GridFit(frequency, np.asarray(x.isin(g)), zoned(missing, times.tz, absolute), len(g))
 
 
-def _split_alias(frequency: str) -> tuple[int, str]:
-    """Split an alias like '2W-SUN' into (2, 'W'); no number means 1."""
-    match = _FREQ_RE.fullmatch(str(frequency).strip())
-    if match is None:
-        return 1, ""
-    return (int(match.group(1)) if match.group(1).lstrip("+-") else 1), match.group(2)
+def calendar_of(groups: dict[str, Any], is_integer: bool, name: str, *, holidays: str | None = None,
+                fill_missing: bool = False) -> tuple[str, dict[str, Any]]:
+    """The one frequency every series follows, and per series the grid times it lacks.
+
+    groups: series id -> sorted times (a DatetimeIndex, zone-aware or not, or int64 steps);
+    holidays: a parse_holidays value. Missing grid times are refused (InputError naming the
+    first one) unless `fill_missing`, which returns them for the caller to add; a time off the
+    grid, or a series that would more than double, is always refused.
+    """
+    if is_integer:
+        return _integer_calendar(groups, name, fill_missing)
+    if holidays is None and (fixed := _fixed_step(groups)) is not None:
+        return fixed, {}
+    if holidays == OBSERVED:
+        holidays = observed_holidays(groups)
+    freqs: dict[str, str] = {}
+    for sid, t in groups.items():
+        if len(t) < 3:
+            continue
+        f = regular_frequency(t, holidays)
+        if f is None:
+            best = best_fit(t, holidays)
+            if best is None or not fill_missing or not best.on_grid.all():
+                raise irregular(sid, t, best, name, fill_missing)
+            f = best.frequency
+        freqs[sid] = f
+    if not freqs:
+        freqs = {sid: _delta_alias(t) for sid, t in groups.items() if len(t) == 2}
+    frequency = _shared(freqs, name)
+    missing = {}
+    for sid, t in groups.items():
+        fit = fit_grid(t, frequency, _MAX_GRID_FACTOR * len(t) + 100)
+        if fit is None:
+            raise InputError("time_column", name, f"irregular spacing in series {sid!r}: its {len(t)} times are "
+                             f"far sparser than the {frequency} grid of the other series")
+        if not fit.on_grid.all() or (len(fit.missing) and not fill_missing):
+            raise irregular(sid, t, fit, name, fill_missing)
+        if len(fit.missing):
+            missing[sid] = _checked_fill(sid, len(t), fit.missing, name)
+    return frequency, missing
 
 
-def _integer_frequency(groups: dict[str, np.ndarray], name: str) -> str:
-    """Return the common positive step of integer times as text."""
-    steps: dict[str, int] = {}
+def regular_frequency(times: pd.DatetimeIndex, holidays: str | None = None) -> str | None:
+    """The frequency whose grid from times[0] is exactly `times` (3 or more sorted times), or None.
+
+    pandas' inference first (sub-daily in absolute time, longer in wall-clock time), then the
+    anchors it lacks: a day of the month, business days with `holidays`.
+    """
+    found = _infer(naive(times, absolute=True))
+    if found is not None and is_subdaily(offset_of(found)):
+        return found
+    wall = naive(times, absolute=False)
+    if times.tz is not None:
+        found = _infer(wall)
+    if found is not None and not is_subdaily(offset_of(found)):
+        return _with_holidays(found, wall, holidays)
+    for f in (_month_anchor(wall), _business_days(wall, holidays)):
+        if f is not None and _on_grid(wall, f):
+            return f
+    return None
+
+
+def best_fit(times: pd.DatetimeIndex, holidays: str | None = None) -> GridFit | None:
+    """The most plausible grid of irregular times: of the candidate frequencies, one that every time
+    is on, covering most of its grid (else the one with most times on it); None without candidates."""
+    limit = _MAX_GRID_FACTOR * len(times) + 100
+    fits = [f for f in (fit_grid(times, c, limit) for c in candidates(times, holidays)) if f is not None]
+    if not fits:
+        return None
+    whole = [f for f in fits if f.on_grid.all()]
+    if whole:
+        return max(whole, key=lambda f: f.coverage)
+    return max(fits, key=lambda f: (f.on_grid.mean(), f.coverage))
+
+
+def candidates(times: pd.DatetimeIndex, holidays: str | None = None) -> list[str]:
+    """Frequencies that irregular times may follow: pandas' inference on runs of three times (most
+    frequent first), a day-of-month anchor, business days, and the most common spacing."""
+    absolute, wall = naive(times, True), naive(times, False)
+    found: list[str] = []
+    if len(times) >= 3:
+        for i in np.unique(np.linspace(0, len(times) - 3, num=min(len(times) - 2, 50)).astype(int)):
+            a = _infer(absolute[i:i + 3])
+            if a is not None and is_subdaily(offset_of(a)):
+                found.append(a)
+                continue
+            w = _infer(wall[i:i + 3]) if times.tz is not None else a
+            if w is not None and not is_subdaily(offset_of(w)):
+                found.append(w)
+    out = sorted(set(found), key=lambda f: (-found.count(f), f))
+    out += [_month_anchor(wall), _business_days(wall, None), _business_days(wall, holidays), _delta_alias(times)]
+    return list(dict.fromkeys(f for f in out if f is not None))
+
+
+def observed_holidays(groups: dict[str, pd.DatetimeIndex]) -> str | None:
+    """The weekdays that any weekday-only series lacks between its first and last time, as a
+    holiday spec (None when there are none)."""
+    days: set[pd.Timestamp] = set()
+    for t in groups.values():
+        wall = naive(t, absolute=False)
+        if len(wall) < 2 or (wall.dayofweek >= 5).any():
+            continue
+        days |= set(pd.bdate_range(wall[0].normalize(), wall[-1].normalize()).difference(wall.normalize()))
+    return ",".join(sorted(d.strftime("%Y-%m-%d") for d in days)) or None
+
+
+def irregular(sid: str, times: Any, fit: GridFit | None, name: str, fill_missing: bool = False) -> InputError:
+    """The refusal of irregular times: the first time off the grid, or the first missing grid time
+    with the observations around it, whichever comes first."""
+    if fit is None:
+        return InputError("time_column", name, f"irregular spacing in series {sid!r}: no regular calendar fits")
+    t = pd.DatetimeIndex(times)
+    off = np.flatnonzero(~fit.on_grid)
+    gap = int(t.searchsorted(fit.missing[0])) if len(fit.missing) else len(t)
+    if off.size and off[0] <= gap:
+        i = int(off[0])
+        after = f" (after {fmt_time(t[i - 1])})" if i else ""
+        where = f"{fmt_time(t[i])} is not on the {fit.frequency} grid{after}"
+    else:
+        n = len(fit.missing)
+        more = f"; {n} missing in all" if n > 1 else ""
+        where = (f"expected {describe(fit.frequency)} between {fmt_time(t[gap - 1])} and {fmt_time(t[gap])} "
+                 f"({fmt_time(fit.missing[0])} missing{more})")
+        if not fill_missing:
+            hint = "--fill-missing-dates adds missing rows"
+            if isinstance(offset_of(fit.frequency), (po.BusinessDay, po.CustomBusinessDay)):
+                hint += ", --holidays names holidays"
+            where += f"; {hint}"
+    return InputError("time_column", name, f"irregular spacing in series {sid!r}: {where}")
+
+
+def _checked_fill(sid: str, n: int, missing: Any, name: str) -> Any:
+    """The missing times of a series, unless adding them would more than double it."""
+    if len(missing) > n:
+        raise InputError("fill_missing_dates", True, f"series {sid!r} would gain {len(missing)} rows on "
+                         f"{n} observed; that is not a series with a few missing dates")
+    return missing
+
+
+def _integer_calendar(groups: dict[str, np.ndarray], name: str, fill_missing: bool) -> tuple[str, dict]:
+    """The common positive step of integer times as text, and the steps each series lacks."""
+    steps, missing = {}, {}
     for sid, t in groups.items():
         if len(t) < 2:
             continue
         diffs = np.diff(t)
         values, counts = np.unique(diffs, return_counts=True)
         step = int(values[np.argmax(counts)])
-        if (diffs != step).any():
-            i = int(np.argmax(diffs != step))
+        off = (t - t[0]) % step != 0
+        if (diffs != step).any() and (off.any() or not fill_missing):
+            i = int(np.argmax(off)) - 1 if off.any() else int(np.argmax(diffs != step))
             raise InputError("time_column", name, f"irregular spacing in series {sid!r}: "
                              f"expected step {step} between {t[i]} and {t[i + 1]}")
         steps[sid] = step
-    return str(_shared(steps, name))
-
-
-def _date_frequency(groups: dict[str, np.ndarray], name: str) -> str:
-    """Infer one pandas frequency shared by every series, or raise an InputError."""
-    freqs = {sid: _infer_freq(t) for sid, t in groups.items() if len(t) >= 3}
-    for sid, freq in freqs.items():
-        if freq is None:
-            _raise_irregular(sid, groups[sid], name)
-    if not freqs:
-        freqs = {sid: _delta_alias(t[1] - t[0]) for sid, t in groups.items() if len(t) == 2}
-    frequency = _shared(freqs, name)
-    for sid, t in groups.items():
-        _check_grid(sid, t, frequency, name)
-    return frequency
+        count = int((t[-1] - t[0]) // step) + 1
+        if count > len(t):
+            _checked_fill(sid, len(t), range(count - len(t)), name)  # before laying a grid that large
+            missing[sid] = np.setdiff1d(np.arange(t[0], t[-1] + 1, step), t)
+    return str(_shared(steps, name)), missing
 
 
 def _shared(freqs: dict[str, Any], name: str) -> Any:
@@ -130,66 +404,178 @@ def _shared(freqs: dict[str, Any], name: str) -> Any:
     return distinct.pop()
 
 
-def _infer_freq(t: np.ndarray) -> str | None:
-    """Return pandas' inferred alias for sorted times, or None when irregular."""
+def _infer(t: pd.DatetimeIndex) -> str | None:
+    """pandas' inferred alias for sorted zone-free times, or None when irregular."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            freq = pd.infer_freq(pd.DatetimeIndex(t))
+            freq = pd.infer_freq(t)
         except (ValueError, TypeError):
             return None
     return None if freq is None else getattr(freq, "freqstr", freq)
 
 
-def _raise_irregular(sid: str, t: np.ndarray, name: str) -> NoReturn:
-    """Raise an InputError that names the usual spacing and the first place it breaks."""
-    positions = np.unique(np.linspace(0, len(t) - 3, num=min(len(t) - 2, 50)).astype(int))
-    found = [f for f in (_infer_freq(t[i:i + 3]) for i in positions) if f is not None]
-    if found:
-        guess = max(set(found), key=found.count)
-    else:
-        values, counts = np.unique(np.diff(t), return_counts=True)
-        guess = _delta_alias(values[np.argmax(counts)])
-    _check_grid(sid, t, guess, name)
-    raise InputError("time_column", name, f"irregular spacing in series {sid!r}")
-
-
-def _check_grid(sid: str, t: np.ndarray, frequency: str, name: str) -> None:
-    """Require the times to be exactly date_range(first, len, frequency)."""
+def _on_grid(x: pd.DatetimeIndex, frequency: str) -> bool:
+    """Are zone-free times exactly the grid of `frequency` from x[0]?"""
     try:
-        expected = pd.date_range(start=t[0], periods=len(t), freq=frequency).to_numpy(dtype="datetime64[ns]")
-        wrong = np.flatnonzero(expected != t)
+        return bool(pd.date_range(start=x[0], periods=len(x), freq=offset_of(frequency)).equals(x))
     except (ValueError, OverflowError):
-        wrong = np.array([1])
-    if not wrong.size:
-        return
-    i = int(wrong[0])
-    where = (f"{fmt_time(t[0])} is not on the {frequency} grid" if i == 0 else
-             f"expected {_describe(frequency)} between {fmt_time(t[i - 1])} and {fmt_time(t[i])}")
-    raise InputError("time_column", name, f"irregular spacing in series {sid!r}: {where}")
+        return False
 
 
-def _delta_alias(delta: Any) -> str:
-    """Turn a time difference into a frequency alias ('D', '7D', 'h', ...)."""
-    td = pd.Timedelta(delta)
-    if td % pd.Timedelta(days=1) == pd.Timedelta(0):
-        return "D" if td.days == 1 else f"{td.days}D"
-    return to_offset(td).freqstr
+def _month_anchor(wall: pd.DatetimeIndex) -> str | None:
+    """"kM@d" for wall-clock times on day d of every k-th month (the last day of shorter months
+    when d > 28); None when most times are not a month or more apart, and for d = 1 (pandas' MS).
+
+    d is the most common day (or a later one where it exists), k the greatest common divisor of
+    the month steps: a candidate that tolerates holes and moved times (the grid check decides).
+    """
+    if len(wall) < 2:
+        return None
+    steps = np.diff(np.asarray(wall.year * 12 + wall.month))
+    if (steps < 0).any() or (steps > 0).mean() <= 0.5:
+        return None
+    days = np.asarray(wall.day)
+    values, counts = np.unique(days, return_counts=True)
+    day = int(max(values[np.argmax(counts)], days.max() if (days > 28).any() else 0))
+    if day == 1:
+        return None
+    k = int(np.gcd.reduce(steps[steps > 0]))
+    return f"{k}M@{day}" if k > 1 else f"M@{day}"
 
 
-def _describe(frequency: str) -> str:
-    """Put a frequency alias in words, e.g. 'MS' -> '1 month', '2D' -> '2 days'."""
-    n, base = _split_alias(frequency)
-    unit = _UNITS.get(base)
+def _business_days(wall: pd.DatetimeIndex, holidays: str | None) -> str | None:
+    """"B", or "C:<holidays>" with holidays, when most times fall on weekdays (the grid check decides)."""
+    if len(wall) < 2 or (wall.dayofweek >= 5).mean() >= 0.5:
+        return None
+    return f"C:{holidays}" if holidays else "B"
+
+
+def _with_holidays(found: str, wall: pd.DatetimeIndex, holidays: str | None) -> str:
+    """pandas' "B" becomes business days without `holidays` where the series has no row on one."""
+    if found != "B" or not holidays:
+        return found
+    custom = f"C:{holidays}"
+    return custom if _on_grid(wall, custom) else found
+
+
+def _delta_alias(times: pd.DatetimeIndex) -> str | None:
+    """The most common spacing as an alias: whole days of wall-clock time ("D", "7D"), else absolute."""
+    if len(times) < 2:
+        return None
+    absolute = naive(times, True)
+    values, counts = np.unique(np.diff(absolute.asi8), return_counts=True)
+    step = pd.Timedelta(int(values[np.argmax(counts)]))
+    if step <= pd.Timedelta(0):
+        return None
+    if step < DAY * 0.9:  # hours, minutes, ...: absolute
+        return to_offset(step).freqstr
+    days = np.diff(naive(times, False).normalize().asi8) // DAY.value
+    values, counts = np.unique(days, return_counts=True)
+    k = int(values[np.argmax(counts)])
+    return None if k <= 0 else ("D" if k == 1 else f"{k}D")
+
+
+def _estimated_size(first: pd.Timestamp, last: pd.Timestamp, offset: pd.DateOffset) -> float:
+    """About how many grid times lie between two times (from one step's length at `first`)."""
+    try:
+        step = (first + offset) - first
+    except (ValueError, OverflowError):
+        return float("inf")
+    return (last - first) / step + 1 if step > pd.Timedelta(0) else float("inf")
+
+
+# --------------------------------------------------------------------------- seasons
+
+
+def season_lengths(frequency: str | None) -> tuple[int, ...]:
+    """The seasons a calendar implies, in steps, main season first (empty when none is known).
+
+    Sub-daily: one day, then one week (30min -> (48, 336), h -> (24, 168)); business hours: one
+    business day, one business week; daily: 7; business days: 5; weekly: 52; semi-monthly: 24;
+    monthly (any anchor): 12; quarterly: 4; yearly, integer steps: none. A multiple step keeps a
+    season only where it divides it (2h -> 12, 2D -> none).
+    """
+    if frequency is None or _INT_RE.fullmatch(str(frequency).strip()):
+        return ()
+    try:
+        offset = offset_of(frequency)
+    except InputError:
+        return ()
+    n = abs(offset.n) or 1
+    if isinstance(offset, po.Tick):
+        step = pd.Timedelta(offset)
+        periods = (DAY, WEEK) if step < DAY else (WEEK,)
+        return tuple(int(p // step) for p in periods if p % step == pd.Timedelta(0) and p // step >= 2)
+    if isinstance(offset, po.BusinessHour):
+        day0 = date(2000, 1, 1)
+        hours = sum((datetime.combine(day0, e) - datetime.combine(day0, s)).seconds
+                    for s, e in zip(offset.start, offset.end)) // 3600
+        return _per(hours, n) + _per(5 * hours, n)
+    per_year = {po.Week: 52, po.SemiMonthBegin: 24, po.SemiMonthEnd: 24}
+    if isinstance(offset, (po.BusinessDay, po.CustomBusinessDay)):
+        return _per(5, n)
+    if isinstance(offset, po.Day):
+        return _per(7, n)
+    for kind, count in per_year.items():
+        if isinstance(offset, kind):
+            return _per(count, n)
+    if isinstance(offset, _MONTHLY):
+        return _per(12, n)
+    if isinstance(offset, _QUARTERLY):
+        return _per(4, n)
+    months = getattr(offset, "kwds", {}).get("months") if type(offset) is pd.DateOffset else None
+    return _per(12, months) if months else ()
+
+
+def _per(count: int, n: int) -> tuple[int, ...]:
+    return (count // n,) if count % n == 0 and count // n >= 2 else ()
+
+
+def infer_season_length(frequency: str | None) -> int | None:
+    """The main season of a frequency in steps (season_lengths' first), or None."""
+    seasons = season_lengths(frequency)
+    return seasons[0] if seasons else None
+
+
+def seasons_for(frequency: str | None, shortest: int) -> tuple[int, ...]:
+    """The calendar's seasons that a file's series can use: the main one always, a further one
+    (the week of sub-daily data) only where the shortest series holds two of its cycles."""
+    seasons = season_lengths(frequency)
+    return seasons[:1] + tuple(s for s in seasons[1:] if shortest >= 2 * s)
+
+
+# --------------------------------------------------------------------------- words
+
+
+def describe(frequency: str) -> str:
+    """A frequency in words for messages: 'MS' -> '1 month', '30min' -> '30 minutes', 'M@15' -> '1 month'."""
+    try:
+        offset = offset_of(frequency)
+    except InputError:
+        return f"spacing {frequency}"
+    if type(offset) is pd.DateOffset and "months" in offset.kwds:
+        n, unit = offset.kwds["months"], "month"
+    else:
+        n = abs(offset.n)
+        unit = next((u for kind, u in _UNITS.items() if type(offset) is kind), None)
     return f"{n} {unit}{'s' * (n != 1)}" if unit else f"spacing {frequency}"
 
 
 def scalar_time(t: Any) -> Any:
-    """Turn a numpy time into a Timestamp or int."""
+    """Turn a numpy time into a Timestamp (keeping its zone) or an int."""
     return pd.Timestamp(t) if isinstance(t, (np.datetime64, datetime)) else int(t)
 
 
 def fmt_time(t: Any) -> str:
-    """Format a time briefly: dates without a midnight time part."""
+    """Format a time briefly: dates without a midnight time part; other times with their UTC offset."""
     t = scalar_time(t)
-    return t.strftime("%Y-%m-%d") if isinstance(t, pd.Timestamp) and t == t.normalize() else str(t)
+    if not isinstance(t, pd.Timestamp):
+        return str(t)
+    if t == t.normalize():
+        return t.strftime("%Y-%m-%d")
+    if t.second == 0 and t.microsecond == 0 and t.nanosecond == 0:
+        text = t.strftime("%Y-%m-%d %H:%M")
+    else:
+        text = t.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
+    return text + (format_offset(t.utcoffset()) if t.tz is not None else "")

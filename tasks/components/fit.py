@@ -22,12 +22,13 @@ from tasks.components.series_data import SeriesData, mse_on, series_data
 from tasks.components.specs import FitSettings, NetworkSpec, network_spec, pick
 from tasks.components.split import Split
 from tasks.components.steps import WeightAverage, graph_step, make_optimizer, plain_step
+from tasks.errors import NumericalError
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+class TrainingDiverged(NumericalError):
+    """The training loss (or a weight) became NaN or infinite."""
 
 
 @dataclass
@@ -138,7 +139,7 @@ def fit_parts(
         st.epoch += 1
         train_loss = float(total.item()) / seen  # the one sync per epoch
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; try a lower --lr")
+            raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; {_advice(data)}")
         val_loss = _validation_loss(kept, parts, resident, train_loss)
         _track(st, kept, opt, train_loss, val_loss, s)
         if on_epoch:
@@ -147,6 +148,8 @@ def fit_parts(
             checkpoint(_snapshot(st, model, opt, gen, avg))
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingDiverged(f"the trained weights are not finite after epoch {st.epoch}; {_advice(data)}")
     return st
 
 
@@ -185,6 +188,17 @@ def series_ranges(split: Split, device: torch.device) -> tuple[torch.Tensor, tor
         return None
     starts, counts = zip(*parts)
     return (torch.tensor(starts, dtype=torch.long, device=device), torch.tensor(counts, dtype=torch.long, device=device))
+
+
+def _advice(data: SeriesData) -> str:
+    """What to try after a divergence: scaling when the network sees huge or non-finite values, else the lr."""
+    v = data.values
+    if not bool(torch.isfinite(v).all()):
+        return "the series holds values that are not finite"
+    top = float(v.abs().max()) if v.numel() else 0.0
+    if not data.window_norm and top > 1e4:
+        return f"the network sees values up to {top:.3g}: use --normalize standard or window"
+    return "try a lower --lr"
 
 
 def train_model(

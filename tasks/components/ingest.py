@@ -16,7 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.components.calendar import fmt_time, frequency_of, scalar_time
+from tasks.components.calendar import (
+    calendar_of,
+    fmt_time,
+    format_offset,
+    parse_holidays,
+    scalar_time,
+    zone_name,
+)
 from tasks.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,7 @@ COLUMNS = ["series_id", "step", "timestamp", "value"]
 
 _MAX_LISTED = 5
 _INT_LIMIT = 2**62  # keeps differences of integer times inside int64
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT_RE = re.compile(r"[+-]?\d+")
 _NUM_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.IGNORECASE)
 _MISSING = frozenset({"", "na", "nan", "-nan", "n/a", "nat", "null", "none"})
@@ -61,39 +69,76 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def prepare_series(
     df: pd.DataFrame, *, time_column: str, value_column: str,
     id_column: str | None = None, fill: str | None = None, min_length: int = 1,
+    fill_missing_dates: bool = False, time_zone: str | None = None, holidays: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Validate a raw table and return (long frame, summary info); bad data raises InputError."""
+    """Validate one raw table and return (long frame, summary info); bad data raises InputError.
+
+    Long frame: series_id, step (0..n-1 per series), timestamp (datetime64[ns], in the data's own
+    zone when it has one, or int64 steps), value (float64), sorted by series and time.
+    Times keep their zone (an offset like +05:30, a Parquet column's zone, or `time_zone`, which
+    localises zone-free times and converts others); the calendar is checked in local time
+    (tasks/components/calendar.py). `fill_missing_dates` adds the grid times a series lacks, then
+    `fill` repairs their values with the other missing ones. Values beyond float32's range are
+    refused. info: frequency, time_zone, n_series, lengths, start, end, filled (values repaired),
+    added (rows added), utc_offsets (when times mixed several offsets and were read as UTC).
+    """
     if fill is not None and fill not in FILLS:
         raise InputError("fill", fill, "expected interpolate or ffill")
+    holidays = parse_holidays(holidays)
     if len(df) == 0:
         raise InputError("data_path", "<frame>", "no rows")
     for field, name in (("time_column", time_column), ("value_column", value_column), ("id_column", id_column)):
         if name is not None:
             _check_column(df, field, name)
-    times, is_int = _parse_times(df[time_column], time_column)
-    long = pd.DataFrame({  # ids as categories (sorted): sorting and grouping work on integer codes
-        "series_id": pd.Categorical(_parse_ids(df, id_column)), "timestamp": times,
+    times, is_int, offsets = _parse_times(df[time_column], time_column, time_zone)
+    long = pd.DataFrame({
+        "series_id": _parse_ids(df, id_column), "timestamp": times,
         "value": _parse_values(df[value_column], value_column), "_row": np.arange(1, len(df) + 1),
     })
     long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
     _check_duplicates(long, time_column)
-    lengths = long.groupby("series_id", sort=True, observed=True).size()
+    groups = {str(sid): (g.to_numpy() if is_int else pd.DatetimeIndex(g))
+              for sid, g in long.groupby("series_id", sort=True)["timestamp"]}
+    try:
+        frequency, missing = calendar_of(groups, is_int, time_column, holidays=holidays,
+                                         fill_missing=fill_missing_dates)
+    except InputError as exc:
+        if offsets and exc.field == "time_column":
+            raise InputError(exc.field, exc.value, f"{exc.message}; the times carry UTC offsets "
+                             f"{', '.join(offsets)} and were read as UTC: name their zone with --time-zone "
+                             "(an IANA name such as Europe/Berlin) to check them in local time") from None
+        raise
+    long, added = _add_rows(long, missing)
+    lengths = long.groupby("series_id", sort=True).size()
     if int(lengths.min()) < min_length:
         sid, n = lengths.idxmin(), int(lengths.min())
         raise InputError("series_length", n, f"series {sid!r} has {n} point{'s' * (n != 1)}; "
                          f"needs at least {min_length} (window length + split)")
-    groups = {str(sid): g.to_numpy() for sid, g in long.groupby("series_id", sort=True, observed=True)["timestamp"]}
-    frequency = frequency_of(groups, is_int, time_column)
     filled = _fill_missing(long, value_column, fill)
-    long.insert(1, "step", long.groupby("series_id", sort=False, observed=True).cumcount().astype("int64"))
+    long.insert(1, "step", long.groupby("series_id", sort=False).cumcount().astype("int64"))
+    ends = long.groupby("series_id", sort=True)["timestamp"].agg(["first", "last"])
     info = {
-        "frequency": frequency, "n_series": len(groups),
-        "lengths": {sid: len(t) for sid, t in groups.items()}, "filled": filled,
-        "start": {sid: str(scalar_time(t[0])) for sid, t in groups.items()},
-        "end": {sid: str(scalar_time(t[-1])) for sid, t in groups.items()},
+        "frequency": frequency, "time_zone": None if is_int else zone_name(long["timestamp"].dt.tz),
+        "n_series": len(groups), "lengths": {str(k): int(v) for k, v in lengths.items()}, "filled": filled,
+        "added": added, "start": {str(k): str(scalar_time(v)) for k, v in ends["first"].items()},
+        "end": {str(k): str(scalar_time(v)) for k, v in ends["last"].items()},
     }
-    log.debug("prepared %d series at frequency %s (%d values filled)", len(groups), frequency, filled)
-    return long[COLUMNS].assign(series_id=long["series_id"].astype(str)), info
+    if offsets:
+        info["utc_offsets"] = offsets
+    log.debug("prepared %d series at frequency %s (%d rows added, %d values filled)", len(groups), frequency,
+              added, filled)
+    return long[COLUMNS], info
+
+
+def _add_rows(long: pd.DataFrame, missing: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+    """The frame with a row (value NaN, no source row) at every missing grid time; how many were added."""
+    if not missing:
+        return long, 0
+    parts = [pd.DataFrame({"series_id": sid, "timestamp": t, "value": np.nan, "_row": 0}) for sid, t in missing.items()]
+    added = pd.concat(parts, ignore_index=True)
+    added["timestamp"] = added["timestamp"].astype(long["timestamp"].dtype)
+    out = pd.concat([long, added], ignore_index=True)
+    return out.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True), len(added)
 
 
 def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
@@ -120,23 +165,94 @@ def _parse_ids(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
     return texts.to_numpy(dtype=object)
 
 
-def _parse_times(col: pd.Series, name: str) -> tuple[np.ndarray, bool]:
-    """Parse a time column as int64 steps or naive-UTC datetime64[ns]; returns (times, is_integer)."""
+def _parse_times(col: pd.Series, name: str, time_zone: str | None) -> tuple[Any, bool, list[str]]:
+    """Parse a time column: (int64 steps, True, []) or (datetime64[ns] Series in one zone or none,
+    False, the UTC offsets when the text mixed several and was read as UTC)."""
     texts: pd.Series | None = None
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
-        parsed = pd.to_datetime(col, utc=True)
+        parsed = col.reset_index(drop=True)
     else:
         texts, missing = _as_text(col)
         if texts[~missing].str.fullmatch(_INT_RE.pattern).all():
-            return _parse_integers(texts, missing, name), True
+            if time_zone is not None:
+                raise InputError("time_zone", time_zone, f"column {name!r} holds integer steps, not dates")
+            return _parse_integers(texts, missing, name), True, []
         parsed = _to_datetime(texts.where(~missing, None))
-    naive = parsed.dt.tz_convert(None)
-    bad = naive.isna() | (naive < pd.Timestamp.min) | (naive > pd.Timestamp.max)
+    parsed, offsets = _one_zone(parsed, name, texts)
+    local = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    bad = local.isna() | (local < pd.Timestamp.min) | (local > pd.Timestamp.max)
     if bad.any():
         shown = texts if texts is not None else col.astype(object)
         raise InputError("time_column", name, "neither dates (years 1677-2262) nor integers in "
                          f"{_rows(np.flatnonzero(bad), shown)}")
-    return naive.astype("datetime64[ns]").to_numpy(), False
+    parsed = parsed.dt.as_unit("ns")
+    if time_zone is not None:
+        parsed, offsets = _in_zone(parsed, time_zone, name, texts), []
+    return parsed, False, offsets
+
+
+def _to_datetime(texts: pd.Series) -> pd.Series:
+    """Parse text as datetimes: one inferred format first, then each leftover row on its own.
+
+    datetime64 (zone-free or one zone), or object holding Timestamps when zones or offsets differ.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = _coerce(texts)
+        retry = (parsed.isna() & texts.notna()).to_numpy()
+        if retry.any():
+            again = _coerce(texts[retry], format="mixed")
+            if again.notna().any():
+                merged = parsed.astype(object)
+                merged[retry] = again.astype(object)
+                parsed = merged
+    return parsed
+
+
+def _coerce(texts: pd.Series, **kwargs: Any) -> pd.Series:
+    try:
+        return pd.to_datetime(texts, errors="coerce", **kwargs)
+    except (ValueError, TypeError, OverflowError):
+        return pd.Series(pd.NaT, index=texts.index, dtype="datetime64[ns]")
+
+
+def _one_zone(parsed: pd.Series, name: str, texts: pd.Series | None) -> tuple[pd.Series, list[str]]:
+    """Times in one zone: datetime64 as it is; object times all zone-free, or in one zone, made
+    datetime64; several UTC offsets read as UTC (returning the offsets); a mix of times with and
+    without an offset refused."""
+    if parsed.dtype != object:
+        return parsed, []
+    stamps = [pd.NaT if pd.isna(x) else pd.Timestamp(x) for x in parsed]
+    zoned = np.array([s is not pd.NaT and s.tz is not None for s in stamps])
+    bare = np.array([s is not pd.NaT and s.tz is None for s in stamps])
+    if zoned.any() and bare.any():
+        raise InputError("time_column", name, f"times without a UTC offset ({_rows(np.flatnonzero(bare)[:1], texts)}) "
+                         f"among times with one ({_rows(np.flatnonzero(zoned)[:1], texts)})")
+    if not zoned.any():
+        return pd.Series(pd.to_datetime(pd.Series(stamps, dtype=object)), dtype="datetime64[ns]"), []
+    utc = pd.Series([s if s is pd.NaT else s.tz_convert("UTC") for s in stamps], dtype=object)
+    utc = pd.Series(pd.to_datetime(utc, utc=True))
+    offsets = sorted({format_offset(s.utcoffset()) for s in stamps if s is not pd.NaT})
+    if len(offsets) == 1:
+        return utc.dt.tz_convert(next(s for s in stamps if s is not pd.NaT).tz), []
+    return utc, offsets
+
+
+def _in_zone(parsed: pd.Series, time_zone: str, name: str, texts: pd.Series | None) -> pd.Series:
+    """Times in `time_zone`: zone-aware ones converted, zone-free ones read as its local time."""
+    try:
+        pd.Timestamp("2000-01-01", tz=time_zone)
+    except Exception:  # pandas/zoneinfo/pytz raise several types for an unknown zone
+        raise InputError("time_zone", time_zone, "not a time zone; expected an IANA name such as Europe/Berlin, "
+                         "UTC or an offset such as +05:30") from None
+    if parsed.dt.tz is not None:
+        return parsed.dt.tz_convert(time_zone)
+    local = parsed.dt.tz_localize(time_zone, ambiguous="NaT", nonexistent="NaT")
+    bad = local.isna() & parsed.notna()
+    if bad.any():
+        raise InputError("time_column", name, f"local times that a daylight saving change in {time_zone} skips "
+                         f"or repeats in {_rows(np.flatnonzero(bad), texts)}; give them with their UTC offset")
+    return local
 
 
 def _parse_integers(texts: pd.Series, missing: np.ndarray, name: str) -> np.ndarray:
@@ -150,25 +266,10 @@ def _parse_integers(texts: pd.Series, missing: np.ndarray, name: str) -> np.ndar
     return np.asarray(ints, dtype="int64")
 
 
-def _to_datetime(texts: pd.Series) -> pd.Series:
-    """Parse text as UTC datetimes: one inferred format first, then each leftover row on its own."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            parsed = pd.to_datetime(texts, errors="coerce", utc=True)
-        except (ValueError, TypeError, OverflowError):
-            parsed = pd.Series(pd.NaT, index=texts.index, dtype="datetime64[ns, UTC]")
-        retry = parsed.isna() & texts.notna()
-        if retry.any():
-            try:
-                parsed[retry] = pd.to_datetime(texts[retry], errors="coerce", utc=True, format="mixed")
-            except (ValueError, TypeError, OverflowError):
-                pass
-    return parsed
-
-
 def _parse_values(col: pd.Series, name: str) -> np.ndarray:
-    """Return float64 values with NaN for missing or infinite; non-numeric text is an InputError."""
+    """Return float64 values with NaN for missing or infinite; non-numeric text, and numbers beyond
+    float32's range (the network computes in float32), are InputErrors."""
+    texts: pd.Series | None = None
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_complex_dtype(col.dtype):
         values = np.array(col.to_numpy(dtype="float64", na_value=np.nan))  # a writable copy
     else:
@@ -179,8 +280,22 @@ def _parse_values(col: pd.Series, name: str) -> np.ndarray:
         if bad.size:
             raise InputError("value_column", name, f"non-numeric values in {_rows(bad, texts)}")
         values = np.array([float(t) if ok else np.nan for t, ok in zip(texts, numeric & ~missing)], dtype="float64")
+        written_inf = texts.str.contains("inf", case=False, regex=False).to_numpy(dtype=bool)
+        values[np.isinf(values) & ~written_inf] = np.float64(np.finfo(np.float64).max)  # 1e400: too large, not "inf"
+    _check_range(values, name, texts)
     values[~np.isfinite(values)] = np.nan
     return values
+
+
+def _check_range(values: np.ndarray, name: str, texts: pd.Series | None) -> None:
+    """Refuse finite values that float32 cannot hold (|v| > 3.4e38), naming the largest."""
+    big = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+    if not big.any():
+        return
+    i = int(np.argmax(np.where(big, np.abs(values), -np.inf)))
+    shown = texts.iloc[i] if texts is not None else f"{values[i]:.6g}"
+    raise InputError("value_column", name, f"{int(big.sum())} value(s) beyond float32's range (+-{FLOAT32_MAX:.3g}), "
+                     f"the largest {shown} in {_rows([i])}; rescale the column (e.g. to other units)")
 
 
 def _as_text(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -213,15 +328,24 @@ def _check_duplicates(long: pd.DataFrame, name: str) -> None:
 
 
 def _fill_missing(long: pd.DataFrame, name: str, fill: str | None) -> int:
-    """Repair NaN values per series in time order (or reject them); returns how many were filled."""
+    """Repair NaN values per series in time order (or reject them); returns how many were filled.
+
+    Rows added by --fill-missing-dates (no source row) count as missing values too.
+    """
     missing = long["value"].isna()
     count = int(missing.sum())
     if count == 0:
         return 0
     if fill is None:
-        raise InputError("value_column", name, f"{count} missing or infinite values "
-                         f"({_rows(long.loc[missing, '_row'] - 1)}); use --fill interpolate|ffill to repair")
-    present = long.groupby("series_id", sort=True, observed=True)["value"].count()
+        source = missing & (long["_row"] > 0)
+        parts = []
+        if source.any():
+            parts.append(f"{int(source.sum())} missing or infinite values ({_rows(long.loc[source, '_row'] - 1)})")
+        if count > int(source.sum()):
+            added = count - int(source.sum())
+            parts.append(f"{added} added date{'s' * (added != 1)} without values")
+        raise InputError("value_column", name, f"{' and '.join(parts)}; use --fill interpolate|ffill to repair")
+    present = long.groupby("series_id", sort=True)["value"].count()
     if (present == 0).any():
         raise InputError("value_column", name, f"series {present.idxmin()!r} has no values to fill from")
     grouped = long.groupby("series_id", sort=False, observed=True)["value"]

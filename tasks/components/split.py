@@ -126,7 +126,8 @@ class Split:
 
     normalize: "none" | "standard" (the series' scaler) | "window" (each window by its own stats);
     source: "generate" | "file"; frequency: a pandas alias or an integer step as text;
-    season_length: inferred from the frequency (None when unknown).
+    season_length: inferred from the frequency (None when unknown); seasons: all of the calendar's
+    seasons that every series of the data is long enough for (the same in every bucket).
     """
 
     seq_length: int
@@ -138,6 +139,7 @@ class Split:
     source: str | None = None
     frequency: str | None = None
     season_length: int | None = None
+    seasons: tuple[int, ...] = ()  # every season of the calendar, main one first (sub-daily: the day, the week)
 
     # ---------------------------------------------------------------- origin arithmetic
 
@@ -200,7 +202,8 @@ class Split:
     def with_scalers(self, values: np.ndarray, normalize: str | None = None) -> "Split":
         """This split with every series' scaler fitted on its own fit_range only.
 
-        normalize "standard": mean and std of the fit range (std 1 when it is 0); otherwise identity.
+        normalize "standard": mean and std of the fit range (std 1 when it is 0); "window": a power of two
+        (see fit_scaler); otherwise identity.
         """
         normalize = normalize or self.normalize
         return dataclasses.replace(self, normalize=normalize, series=tuple(
@@ -268,10 +271,20 @@ class Split:
 
 
 def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
-    """The scaler of one series: mean/std of values[fit_range] for "standard", else identity."""
-    if normalize != "standard":
+    """The scaler of one series, from values[fit_range] in float64.
+
+    "standard": its mean and std (std 1 when it is 0). "window": a power of two near its largest
+    magnitude, no shift: dividing by it is exact in binary floating point, so each window's own
+    statistics (and the forecast) are unchanged, while the float32 window arithmetic never sees
+    numbers whose squares overflow. "none": identity.
+    """
+    if normalize not in ("standard", "window"):
         return IDENTITY
     fit = np.asarray(values[slice(*fit_range)], dtype=np.float64)
+    if normalize == "window":
+        finite = np.abs(fit[np.isfinite(fit)])
+        top = float(finite.max()) if finite.size else 0.0
+        return Scaler(0.0, float(np.ldexp(1.0, int(np.frexp(top)[1])))) if top > 0 else IDENTITY
     std = float(fit.std())
     return Scaler(float(fit.mean()), std if std > 0 else 1.0)
 

@@ -24,8 +24,12 @@ from typing import Any
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Indented, key-sorted JSON (the entry is published atomically as a whole)."""
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Indented, key-sorted, strict JSON (the entry is published atomically as a whole).
+
+    NaN and infinities are refused (ValueError): strict parsers reject them, so a writer records
+    an undefined value as null with its reason instead.
+    """
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -79,7 +79,8 @@ def _with_string_ids(table: pa.Table) -> pa.Table:
 def write_series(directory: Path, df: pd.DataFrame, meta: dict) -> Path:
     """series.parquet from a long frame, `meta` in the key-value metadata; returns the file."""
     table = _with_string_ids(pa.Table.from_pandas(df, preserve_index=False))
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
+    meta_json = json.dumps(meta, allow_nan=False).encode()  # strict JSON, as every file of a run
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: meta_json})
     path = Path(directory) / SERIES_FILE
     pq.write_table(table, str(path))
     return path

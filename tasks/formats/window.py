@@ -26,7 +26,7 @@ def split_from_json(obj: dict) -> Split:
                        "scaler": Scaler(**s["scaler"])})
         for s in obj["series"]
     )
-    return Split(**{**obj, "series": series})
+    return Split(**{**obj, "series": series, "seasons": tuple(obj.get("seasons", ()))})
 
 
 def write_window(directory: Path, values: np.ndarray, split: Split) -> None:

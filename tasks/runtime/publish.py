@@ -91,7 +91,8 @@ def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict
     names = list(next(iter(metrics.values())).keys())
     lines = [f"# {title}", "", *[f"- {s}" for s in summary], "", "## Metrics on the test range", ""]
     lines += ["| forecaster | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    lines += [f"| {f} | " + " | ".join(f"{m[n]:.4g}" for n in names) + " |" for f, m in metrics.items()]
+    lines += [f"| {f} | " + " | ".join("n/a" if m.get(n) is None else f"{m[n]:.4g}" for n in names) + " |"
+              for f, m in metrics.items()]
     for name, path in figures.items():
         lines += ["", f"## {name.capitalize()}", "", f"![{name}]({png_data_url(path)})"]
     return "\n".join(lines) + "\n"

@@ -243,10 +243,7 @@ class Run:
         built = bool(result.pop("built", True))
         ref = StageRef(**result)
         record_latest(plan)
-        if built:
-            reason = plan.reason if plan.run else "output went missing or corrupt after planning"
-        else:
-            reason = "built by a concurrent run while this one waited" if plan.run else plan.reason
+        reason = outcome_reason(plan.reason, planned_run=plan.run, reused=not built)
         row = self.rows.get(spec.stage)
         if row is None:
             row = self.rows[spec.stage] = StageRow(spec.stage, "recomputed" if built else "reused", reason)
@@ -306,6 +303,16 @@ def each(**columns: tuple[StageRef, ...] | None) -> list[Inputs] | None:
     if len(lengths) != 1:
         raise ValueError(f"columns of different lengths: { {k: len(c) for k, c in columns.items()} }")
     return [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+
+def outcome_reason(planned: str, *, planned_run: bool, reused: bool) -> str:
+    """Why a stage was reused or recomputed: the plan's reason when it went as planned; else what
+    happened between planning and the entry's lock (another run built it, or it vanished)."""
+    if reused != planned_run:
+        return planned
+    if reused:
+        return "built by a concurrent run while this one waited"
+    return "the cached output vanished after planning"
 
 
 def spec_of(task: Any) -> StageSpec:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict
 
 from tasks.errors import InputError
@@ -68,8 +69,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write `obj` as indented JSON, atomically."""
-    return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Write `obj` as indented, strict JSON (no NaN or infinities: ValueError), atomically."""
+    return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike, field: str = "output.root") -> Path:
@@ -234,27 +235,51 @@ def build_entry(
 
     `compute` writes its files through the writer and returns manifest `meta`. Holding the
     entry's lock, a valid entry (one another run may just have finished) is reused unless
-    `force`; an invalid one is replaced. Work left by a builder that died (`.tmp-<key>-*`)
-    is removed first: nobody else can be building this key while the lock is held.
+    `force`; an invalid one is replaced. Then the work left in the stage's folder by builders
+    that died (`.tmp-<key>-*` of any key) is removed (`remove_dead_work`).
     """
     ref = StageRef(stage=stage, key=key, base=str(Path(base).resolve()))
     with lock(base, stage, key):
         problem = verify(ref.path)
-        if problem is None and not force:
+        built = problem is not None or force
+        if not built:
             log.debug("%s: reusing %s", stage, ref.path)
-            return ref, False
-        if problem not in (None, "output missing"):
-            log.warning("%s: cached output is unusable (%s); recomputing", stage, problem)
-        for stale in ref.path.parent.glob(f".tmp-{key}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        writer = EntryWriter(base, stage, key)
+        else:
+            if problem not in (None, "output missing"):
+                log.warning("%s: cached output is unusable (%s); recomputing", stage, problem)
+            writer = EntryWriter(base, stage, key)
+            try:
+                meta = compute(writer)
+                writer.publish(key_inputs, meta)
+            except BaseException:
+                writer.discard()
+                raise
+    remove_dead_work(base, stage)  # this key's and any other's: work of builders that died
+    return ref, built
+
+
+_WORK = re.compile(r"\.(?:tmp|trash)-([0-9A-Za-z]+)-[0-9a-f]{8}")
+
+
+def remove_dead_work(base: str | os.PathLike, stage: str) -> list[Path]:
+    """Remove the `.tmp-<key>-*` (and `.trash-<key>-*`) directories of builders that died, whatever
+    their key: one whose entry lock can be taken at once has no live builder. Returns what was removed."""
+    removed = []
+    stage_dir = Path(base) / "cache" / stage
+    for work in sorted(stage_dir.glob(".*-*-*")):
+        m = _WORK.fullmatch(work.name)
+        if m is None or not work.is_dir():
+            continue
         try:
-            meta = compute(writer)
-            writer.publish(key_inputs, meta)
-        except BaseException:
-            writer.discard()
-            raise
-    return ref, True
+            with lock(base, stage, m[1]).acquire(timeout=0):
+                if work.exists():
+                    shutil.rmtree(work, ignore_errors=True)
+                    removed.append(work)
+        except Timeout:  # a live builder holds it: its work in progress stays
+            continue
+    if removed:
+        log.info("%s: removed %d directories left by builders that died", stage, len(removed))
+    return removed
 
 
 def peak_rss_mb() -> float:

@@ -44,6 +44,22 @@ def _gap(df):
     return df.drop(index=7)
 
 
+def _huge(df):
+    df["sales"] = (1e40 * (1 + 0.1 * np.sin(np.arange(len(df))))).astype(str)
+    return df
+
+
+def _business_days_with_holidays():
+    holidays = pd.DatetimeIndex(["2023-01-16", "2023-02-20", "2023-04-07", "2023-05-29"])
+    days = pd.bdate_range("2023-01-02", periods=130).difference(holidays)[:126]
+    return pd.DataFrame({"month": days.strftime("%Y-%m-%d"), "sales": (100 + np.arange(126) % 5).astype(str)})
+
+
+def _berlin_days_with_offsets():
+    days = pd.date_range("2024-03-20", periods=40, freq="D", tz="Europe/Berlin")
+    return pd.DataFrame({"month": [d.isoformat() for d in days], "sales": np.arange(40.0).astype(str)})
+
+
 # id -> (extra args, how to write m.csv (None: no file), what the one line must contain)
 CASES = {
     "seq-length-0": (["--seq-length", "0"], None, ["--seq-length='0'", "greater than or equal to 1"]),
@@ -75,6 +91,18 @@ CASES = {
     "irregular-spacing": (DATA, lambda: _gap(monthly()), ["--time-column='month'", "irregular spacing",
                                                           "expected 1 month between 2005-07-01 and 2005-09-01"]),
     "series-too-short": (DATA, lambda: monthly(12), ["series_length=12", "needs at least 22"]),
+    "values-beyond-float32": (DATA, lambda: _huge(monthly(72)), ["--value-column='sales'", "beyond float32's range",
+                                                                  "the largest 1.09"]),
+    "business-days-missing-holidays": (DATA, _business_days_with_holidays, [
+        "--time-column='month'", "expected 1 business day between 2023-01-13 and 2023-01-17",
+        "(2023-01-16 missing; 4 missing in all)", "--fill-missing-dates", "--holidays"]),
+    "added-dates-need-a-value-fill": ([*DATA, "--fill-missing-dates"], lambda: _gap(monthly()),
+                                      ["--value-column='sales'", "1 added date without values", "--fill"]),
+    "mixed-offsets-need-a-zone": (DATA, _berlin_days_with_offsets, ["--time-column='month'", "+01:00, +02:00",
+                                                                    "--time-zone"]),
+    "time-zone-unknown": ([*DATA, "--time-zone", "Mars/Olympus"], monthly, ["--time-zone='Mars/Olympus'",
+                                                                            "not a time zone"]),
+    "holidays-not-dates": ([*DATA, "--holidays", "2023-13-45"], monthly, ["--holidays='2023-13-45'", "not a date"]),
     "series-too-short-for-window": ([*DATA, "--seq-length", "60"], monthly, ["series_length=60", "needs at least"]),
 }
 

@@ -1,5 +1,6 @@
 """The future: forecasts start right after each series' last time, on its own frequency."""
 
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from tasks.config import (
 )
 from tasks.forecast import forecast_frame, future_forecast, future_times, plot_forecast
 from tasks.generate import load_source
+from tasks.runtime.publish import table_rows
 from tasks.windowing import split_series
 
 INTERVALS = {"halfwidths": {"80": [1.0, 2.0, 3.0], "95": [2.0, 4.0, 6.0]}}
@@ -81,3 +83,40 @@ def test_refit_full_trains_on_every_window(horizon):
     (s,) = full.series
     assert len(full.origins("train")) == 100 - 12 - horizon + 1
     assert len(full.origins("val")) == 0 and s.fit_range == (0, 100)
+
+
+def test_a_plus_0530_file_is_forecast_in_its_own_zone_in_the_file_and_the_figure(tmp_path):
+    end = pd.Timestamp("2024-06-13T00:00+05:30")
+    times = pd.date_range(end=end, periods=200, freq="h")
+    pd.DataFrame({"time": [t.isoformat(timespec="minutes") for t in times],
+                  "load": 100 + 10 * np.sin(np.arange(200) * 2 * np.pi / 24)}).to_csv(tmp_path / "tz.csv", index=False)
+    data = DataConfig(data_path=str(tmp_path / "tz.csv"), time_column="time", value_column="load")
+    df, meta = load_source(data)
+    assert meta["time_zone"] == "+05:30"
+    values, split = prepared(df, meta, data, horizon=4)
+    torch.manual_seed(0)
+    cols = future_forecast(Forecaster(hidden_size=4, n_outputs=4).eval(), values, split,
+                           {"halfwidths": {"80": [1.0] * 4}})
+    fc = forecast_frame(split, future_times(df, split, 4), cols)
+    fc.to_parquet(tmp_path / "forecast.parquet")  # the zone survives the file
+    back = pd.read_parquet(tmp_path / "forecast.parquet")
+    assert [t.isoformat(timespec="minutes") for t in back["timestamp"]] == [
+        "2024-06-13T01:00+05:30", "2024-06-13T02:00+05:30", "2024-06-13T03:00+05:30", "2024-06-13T04:00+05:30"]
+    assert (back["timestamp"] > end).all()
+    assert table_rows(back)[0]["timestamp"] == "2024-06-13T01:00:00+05:30"  # the rnn-forecast artifact
+    fig = plot_forecast(df, back, FiguresConfig(width=4, height=3, dpi=40))
+    forecast_line = fig.axes[0].get_lines()[-1]
+    last_x = mdates.num2date(forecast_line.get_xdata(orig=False)[-1]).replace(tzinfo=None)
+    assert last_x == pd.Timestamp("2024-06-13 04:00")  # local wall-clock time on the axis, not 22:30 UTC
+
+
+def test_zero_width_bands_are_not_drawn_as_intervals(tmp_path):
+    data = monthly_file(tmp_path)
+    df, meta = load_source(data)
+    values, split = prepared(df, meta, data)
+    cols = future_forecast(Forecaster(hidden_size=4, n_outputs=3).eval(), values, split,
+                           {"halfwidths": {"80": [0.0] * 3, "95": [1.0] * 3}})
+    fc = forecast_frame(split, future_times(df, split, 3), cols)
+    legend = plot_forecast(df, fc, FiguresConfig(width=4, height=3, dpi=40)).axes[0].get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "95% interval" in labels and "80% interval" not in labels

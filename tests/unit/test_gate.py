@@ -3,10 +3,30 @@ backtest, and promotion refuses a challenger that does not."""
 
 from __future__ import annotations
 
-from tasks.components.backtest import baseline_gate, gate_line
-from tasks.config import PromoteSettings
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flows.report import interval_line
+from tasks.components.backtest import (
+    NonFiniteForecast,
+    backtest,
+    baseline_gate,
+    gate_line,
+    ratio_phrase,
+)
+from tasks.components.network import Forecaster
+from tasks.config import DataConfig, PromoteSettings, WindowConfig
+from tasks.formats.scores import read_metrics, write_scores
+from tasks.generate import load_source
 from tasks.promote import judge, promote, promotion_markdown
 from tasks.runtime import registry
+from tasks.windowing import split_series
+from tests.helpers import split_for
 from tests.helpers.promotion import (
     VALUES,
     make_split,
@@ -52,3 +72,82 @@ def test_promote_records_a_gate_refusal_and_keeps_no_champion(tmp_path):
     assert "- baseline gate (backtest MASE vs naive): failed" in promotion_markdown(d)
     d = promote(tmp_path, win, good, "run-2", PromoteSettings(), gate={**gate, "model": 0.7, "passed": True})
     assert d["action"] == "promoted"
+
+
+# ---------------------------------------------------------------- degenerate scales (issue 11)
+
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as strict parsers (JavaScript, Go, jq) do."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def constant_backtest(tmp_path):
+    """The issue's constant series (72 monthly rows, all 50.0) through load_source, the window stage
+    and a backtest of a model that starts as the seasonal naive forecast (as the file defaults do)."""
+    dates = pd.date_range("2016-01-01", periods=72, freq="MS").strftime("%Y-%m-%d")
+    pd.DataFrame({"month": dates, "sales": 50.0}).to_csv(tmp_path / "c.csv", index=False)
+    df, meta = load_source(DataConfig(data_path=str(tmp_path / "c.csv"), time_column="month", value_column="sales"))
+    values, split = split_series(df, meta, WindowConfig(seq_length=24, normalize="window"))
+    model = Forecaster(cell="gru", hidden_size=8, skip_lag=12).eval()
+    return backtest(model, values, split, levels=(0.8, 0.95))
+
+
+def test_a_constant_series_gets_null_mase_with_a_reason_strict_json_and_a_tied_gate(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy says nothing
+        df, result = constant_backtest(tmp_path)
+    write_scores(tmp_path, df, result)
+    parsed = strict_json((tmp_path / "metrics.json").read_text())
+    assert parsed == read_metrics(tmp_path)
+    m = parsed["metrics"]
+    assert m["model"]["mse"] == 0.0 and m["naive"]["mse"] == 0.0
+    assert m["model"]["mase"] is None and m["seasonal_naive"]["mase"] is None
+    assert parsed["per_lead"]["model"]["mase"] == [None]
+    assert "in-sample one-step naive error of 'series' is 0" in parsed["undefined"]["mase"]
+    assert parsed["naive_mse_ratio"] is None and parsed["undefined"]["naive_mse_ratio"] == "both test MSEs are 0"
+    gate = parsed["gate"]
+    assert gate["metric"] == "mae" and gate["tie"] is True and gate["passed"] is True
+    line = gate_line(gate, 1, parsed["n_test"])
+    assert line.startswith("baseline gate passed (a tie): model MAE 0 = seasonal-naive 0 on the backtest")
+    assert "judged on MAE: MASE is undefined" in line and "nan" not in line.lower()
+    assert parsed["intervals"]["zero_width"] == ["80", "95"]
+    assert "80%: zero width (every validation forecast was exact), not an interval" in interval_line(parsed)
+
+
+def test_the_gate_never_compares_nan_and_says_which_metric_it_judged():
+    nan = float("nan")
+    g = baseline_gate({"model": m(nan), "seasonal_naive": m(1.0), "naive": m(1.0)})
+    assert g["passed"] is False and g["model"] is None and "model MASE is nan" in g["reason"]
+    assert gate_line(g, 1, 10).startswith("baseline gate FAILED: model MASE is nan")
+    undefined = {"mase": "MASE is undefined: the in-sample one-step naive error of 'x' is 0"}
+    g = baseline_gate({"model": {**m(None), "mae": 2.0}, "naive": {**m(None), "mae": 1.0}}, undefined)
+    assert (g["metric"], g["passed"], g["tie"]) == ("mae", False, False)
+    assert "FAILED: model MAE 2 >= naive 1" in gate_line(g, 1, 10)
+    g = baseline_gate({"model": m(0.5), "naive": m(0.5)})
+    assert g["tie"] and g["passed"] and "= naive 0.500" in gate_line(g, 1, 10)
+
+
+def test_the_gate_judges_against_the_best_seasonal_baseline():
+    g = baseline_gate({"model": m(0.9), "naive": m(2.0), "seasonal_naive": m(1.5), "seasonal_naive_336": m(0.6)})
+    assert g["baseline"] == "seasonal_naive_336" and g["passed"] is False
+    assert "model MASE 0.900 >= seasonal-naive-336 0.600" in gate_line(g, 1, 10)
+
+
+@pytest.mark.parametrize(("model", "base", "words"), [
+    (1.0, 73.7, "73.7x lower"), (1.3, 1.0, "1.3x higher"), (0.8, 1.0, "1.2x lower"), (2.0, 2.0, "equal"),
+    (0.0, 4.0, "exact"), (0.0, 0.0, "equal"), (None, 1.0, "undefined"), (float("inf"), 1.0, "undefined")])
+def test_ratio_words_are_right_both_ways(model, base, words):
+    assert ratio_phrase(model, base) == words
+
+
+def test_a_nan_forecast_stops_the_backtest_before_anything_is_scored():
+    values = np.sin(np.arange(200) / 5.0)
+    model = Forecaster(hidden_size=4).eval()
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteForecast, match=r"non-finite value\(s\) of .* series 's'.*nothing was published"):
+        backtest(model, values, split_for(values), levels=(0.8,))

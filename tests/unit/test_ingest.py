@@ -100,7 +100,7 @@ def test_monthly_dates_from_csv(tmp_path: Path) -> None:
     assert long["step"].tolist() == [0, 1, 2, 3]
     assert set(long["series_id"]) == {"series"}
     assert info == {
-        "frequency": "MS", "n_series": 1, "lengths": {"series": 4}, "filled": 0,
+        "frequency": "MS", "time_zone": None, "n_series": 1, "lengths": {"series": 4}, "filled": 0, "added": 0,
         "start": {"series": "2020-01-01 00:00:00"}, "end": {"series": "2020-04-01 00:00:00"},
     }
 
@@ -113,12 +113,12 @@ def test_year_month_strings_and_daily(tmp_path: Path) -> None:
     assert info["frequency"] == "D"
 
 
-def test_timezone_aware_times_become_naive_utc() -> None:
+def test_timezone_aware_times_keep_their_zone() -> None:
     times = pd.date_range("2020-01-01", periods=4, freq="h", tz="Europe/Berlin")
     long, info = prep(pd.DataFrame({"date": times, "value": [1.0, 2.0, 3.0, 4.0]}))
-    assert long["timestamp"].dt.tz is None
-    assert long["timestamp"].iloc[0] == pd.Timestamp("2019-12-31 23:00")
-    assert info["frequency"] == "h"
+    assert str(long["timestamp"].dt.tz) == "Europe/Berlin"
+    assert long["timestamp"].iloc[0] == pd.Timestamp("2020-01-01 00:00", tz="Europe/Berlin")
+    assert info["frequency"] == "h" and info["time_zone"] == "Europe/Berlin"
 
 
 def test_integer_times_unsorted_multi_series() -> None:
@@ -273,7 +273,7 @@ def test_empty_frame_and_missing_ids() -> None:
 @pytest.mark.parametrize(
     ("freq", "season"),
     [("MS", 12), ("ME", 12), ("M", 12), ("QS-OCT", 4), ("QE-DEC", 4), ("W-SUN", 52), ("D", 7),
-     ("h", 24), ("H", 24), ("YS-JAN", None), ("YS", None), ("A-DEC", None), ("B", 5), ("min", 60),
+     ("h", 24), ("H", 24), ("YS-JAN", None), ("YS", None), ("A-DEC", None), ("B", 5), ("min", 1440),
      ("1", None), ("7", None), ("2h", 12), ("nonsense", None)],
 )
 def test_infer_season_length(freq: str, season: int | None) -> None:
@@ -360,15 +360,74 @@ def check_invariants(long: pd.DataFrame, info: dict) -> None:
 
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=MESSY_CSV, fill=st.sampled_from([None, "interpolate", "ffill"]), with_id=st.booleans())
-def test_malformed_csv_never_crashes(tmp_path: Path, data: bytes, fill: str | None, with_id: bool) -> None:
+@given(data=MESSY_CSV, fill=st.sampled_from([None, "interpolate", "ffill"]), with_id=st.booleans(),
+       add_dates=st.booleans())
+def test_malformed_csv_never_crashes(tmp_path: Path, data: bytes, fill: str | None, with_id: bool,
+                                     add_dates: bool) -> None:
     path = tmp_path / "messy.csv"
     path.write_bytes(data)
     try:
         df = read_table(path)
         long, info = prepare_series(df, time_column="date", value_column="value",
-                                    id_column="id" if with_id else None, fill=fill)
+                                    id_column="id" if with_id else None, fill=fill, fill_missing_dates=add_dates)
     except InputError as err:
         assert "\n" not in str(err)
         return
     check_invariants(long, info)
+
+
+# ---------------------------------------------------------------- zones and ranges
+
+
+def test_a_single_utc_offset_in_the_text_is_the_data_zone() -> None:
+    long, info = prep(pd.DataFrame({"date": ["2024-06-12T22:00+05:30", "2024-06-12T23:00+05:30",
+                                             "2024-06-13T00:00+05:30"], "value": [1, 2, 3]}))
+    assert info["time_zone"] == "+05:30" and info["frequency"] == "h"
+    assert str(long["timestamp"].iloc[-1]) == "2024-06-13 00:00:00+05:30"
+    assert info["end"] == {"series": "2024-06-13 00:00:00+05:30"}
+
+
+def test_mixed_offsets_are_read_as_utc_and_a_refusal_points_to_time_zone() -> None:
+    hours = pd.date_range("2024-03-30 22:00", periods=8, freq="h", tz="Europe/Berlin")
+    text = [t.isoformat() for t in hours]  # +01:00 then +02:00
+    long, info = prep(pd.DataFrame({"date": text, "value": range(8)}))
+    assert info["time_zone"] == "UTC" and info["utc_offsets"] == ["+01:00", "+02:00"] and info["frequency"] == "h"
+    days = [t.isoformat() for t in pd.date_range("2024-03-28", periods=6, freq="D", tz="Europe/Berlin")]
+    with raises("time_column", "irregular spacing", "were read as UTC", "--time-zone"):
+        prep(pd.DataFrame({"date": days, "value": range(6)}))
+    long, info = prep(pd.DataFrame({"date": days, "value": range(6)}), time_zone="Europe/Berlin")
+    assert info["frequency"] == "D" and info["time_zone"] == "Europe/Berlin"
+    assert [t.hour for t in long["timestamp"]] == [0] * 6
+
+
+def test_time_zone_localises_zone_free_times_and_refuses_what_dst_makes_ambiguous() -> None:
+    long, info = prep(pd.DataFrame({"date": ["2024-01-01 09:00", "2024-01-02 09:00", "2024-01-03 09:00"],
+                                    "value": [1, 2, 3]}), time_zone="America/New_York")
+    assert info["time_zone"] == "America/New_York" and long["timestamp"].iloc[0].utcoffset() == pd.Timedelta(hours=-5)
+    with raises("time_column", "daylight saving", "row 2", "'2024-03-31 02:30'"):
+        prep(pd.DataFrame({"date": ["2024-03-31 01:30", "2024-03-31 02:30", "2024-03-31 03:30"], "value": [1, 2, 3]}),
+             time_zone="Europe/Berlin")
+    with raises("time_zone", "'Mars/Olympus'", "not a time zone"):
+        prep(pd.DataFrame({"date": ["2024-01-01", "2024-01-02"], "value": [1, 2]}), time_zone="Mars/Olympus")
+    with raises("time_zone", "integer steps"):
+        prep(pd.DataFrame({"date": [1, 2, 3], "value": [1, 2, 3]}), time_zone="UTC")
+
+
+def test_times_with_and_without_an_offset_are_refused() -> None:
+    with raises("time_column", "without a UTC offset", "row 1"):
+        prep(pd.DataFrame({"date": ["2024-01-01", "2024-01-02T00:00+01:00", "2024-01-03"], "value": [1, 2, 3]}))
+
+
+def test_values_float32_cannot_hold_are_refused_naming_the_column_and_the_largest() -> None:
+    dates = pd.date_range("2016-01-01", periods=72, freq="MS").strftime("%Y-%m-%d")
+    values = 1e40 * (1 + 0.1 * np.sin(np.arange(72)))
+    top = int(np.argmax(values))
+    largest = f"the largest {float(values[top])!r}"
+    with raises("value_column", "'value'", "beyond float32's range", largest, f"row {top + 1}"):
+        prep(pd.DataFrame({"date": dates, "value": values.astype(str)}))
+    with raises("value_column", "the largest 1e400"):  # written as a number, not as inf: too large, not missing
+        prep(pd.DataFrame({"date": dates[:3], "value": ["1", "1e400", "2"]}))
+    with raises("value_column", "the largest -4e+38"):  # Parquet/float columns too
+        prep(pd.DataFrame({"date": dates[:3], "value": [1.0, -4e38, 3e38]}))
+    long, _ = prep(pd.DataFrame({"date": dates[:3], "value": [1.0, 3e38, -3e38]}))  # within range: kept exactly
+    assert long["value"].tolist() == [1.0, 3e38, -3e38]

@@ -39,3 +39,17 @@ def test_naive_scale_and_mase_by_hand():
 
 def test_all_metrics_keys():
     assert set(all_metrics(Y, P, 1.0)) == {"mse", "rmse", "mae", "smape", "mase"}
+
+
+def test_smape_never_scores_nan_forecasts_as_perfect():
+    assert math.isnan(smape(Y, np.array([np.nan, np.nan, np.nan])))
+    assert math.isnan(smape(np.zeros(2), np.array([0.0, np.nan])))
+    assert smape(np.zeros(2), np.zeros(2)) == 0.0  # both zero: still an exact forecast
+
+
+def test_mase_is_undefined_without_a_scale_and_leaves_out_unscaled_points(recwarn):
+    assert math.isnan(mase(Y, P, 0.0))  # a constant training range: MASE is undefined
+    assert math.isnan(mase(Y, Y, 0.0))  # even for a perfect forecast
+    assert mase(Y, P, np.array([0.0, 1.0, 2.0])) == pytest.approx((0 / 1 + 3 / 2) / 2)
+    assert math.isnan(mase(Y, np.array([np.nan, 2.0, 4.0]), 1.0))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.components.backtest import one_step_forecasts
+from tasks.components.backtest import NonFiniteForecast, one_step_forecasts
 from tasks.components.network import Forecaster
 from tasks.errors import InputError
 from tasks.formats.model import MODEL_FILE
@@ -172,3 +172,29 @@ def test_a_champion_reads_the_holdout_with_its_own_window_length_and_scaler(norm
     np.testing.assert_allclose(got, direct[-len(got):], rtol=1e-6)
     wrong = one_step_forecasts(champion, VALUES, holdout.seen_by(10, 20, holdout.scalers, "none"), 1024)
     assert not np.allclose(got, wrong)  # the holdout's own scaler would have been wrong
+
+
+def nan_model() -> torch.nn.Module:
+    model = untrained()
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    return model
+
+
+def test_a_challenger_that_forecasts_nan_stops_before_the_registry_is_written(world, models):
+    root, win, _, _ = world
+    split = models[0]
+    with pytest.raises(NonFiniteForecast, match="non-finite"):
+        promote(root, win, train_entry(root, nan_model(), split, "nan"), "run-1", MASE)
+    assert registry.load(root)["champion"] is None and not registry.load(root)["history"]
+
+
+def test_a_champion_that_forecasts_nan_cannot_be_scored_and_is_replaced(world, models):
+    root, win, good, _ = world
+    split = models[0]
+    nan = train_entry(root, nan_model(), split, "nan")
+    record = {**registry.install_model(root, nan.file(MODEL_FILE)), "run": "run-0", "data_hash": "d" * 64,
+              "seq_length": split.seq_length, "metrics": {}, "promoted_at": registry.now()}
+    registry.commit(root, registry.with_promotion(registry.load(root), record))
+    d = promote(root, win, good, "run-1", MASE)
+    assert d["action"] == "promoted" and "cannot be scored" in d["reason"] and "non-finite" in d["reason"]

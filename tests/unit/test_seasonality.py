@@ -67,3 +67,54 @@ def test_seasonal_naive_is_scored_on_the_same_targets():
     np.testing.assert_allclose(df["naive"], values[targets - 1])
     assert result["season_length"] == 12 and result["frequency"] == "MS"
     assert result["metrics"]["seasonal_naive"]["mase"] < 1e-9  # a pure 12-month cycle
+
+
+def half_hourly_csv(tmp_path, weeks=6, seed=0):
+    """Half-hourly load: a daily cycle, a weekend lift and noise (the issue's kind)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(48 * 7 * weeks)
+    values = 10 * np.sin(2 * np.pi * t / 48) + 5 * (((t // 48) % 7) >= 5) + rng.normal(0, 0.5, len(t))
+    times = pd.date_range("2024-01-01", periods=len(t), freq="30min").strftime("%Y-%m-%d %H:%M")
+    path = tmp_path / "hh.csv"
+    pd.DataFrame({"time": times, "load": values}).to_csv(path, index=False)
+    return path
+
+
+def test_half_hourly_seasons_are_a_day_and_a_week_logged_and_recorded(tmp_path, caplog):
+    caplog.set_level("INFO", logger="tasks")
+    df, meta = load_source(DataConfig(data_path=str(half_hourly_csv(tmp_path)), time_column="time",
+                                      value_column="load"))
+    assert meta["frequency"] == "30min" and meta["season_length"] == 48 and meta["seasons"] == [48, 336]
+    assert "inferred frequency 30min (season length 48; further season 336)" in caplog.text
+
+
+def test_the_backtest_scores_both_seasons_and_the_gate_faces_the_better_one(tmp_path):
+    df, meta = load_source(DataConfig(data_path=str(half_hourly_csv(tmp_path)), time_column="time",
+                                      value_column="load"))
+    values, split = split_series(df, meta, WindowConfig(seq_length=48, normalize="none"))
+    df, result = backtest(Forecaster(hidden_size=4).eval(), values, split, levels=EvalConfig().levels)
+    targets = df["step"].to_numpy()
+    np.testing.assert_allclose(df["seasonal_naive"], values[targets - 48])
+    np.testing.assert_allclose(df["seasonal_naive_336"], values[targets - 336])
+    m = result["metrics"]
+    assert result["seasons"] == [48, 336] and result["season_length"] == 48
+    assert m["seasonal_naive_336"]["mase"] < m["seasonal_naive"]["mase"]  # the weekend: the week knows it
+    assert result["gate"]["baseline"] == "seasonal_naive_336"
+    assert result["gate"]["baseline_value"] == m["seasonal_naive_336"]["mase"]
+    _, overridden = backtest(Forecaster(hidden_size=4).eval(), values, split, levels=EvalConfig().levels,
+                             season_length=2)
+    assert overridden["seasons"] == [2] and set(overridden["metrics"]) == {"model", "naive", "seasonal_naive"}
+
+
+def test_huge_values_train_without_overflow_under_window_scaling():
+    from tasks.components.fit import train_model
+    from tasks.components.specs import FitSettings, NetworkSpec
+    from tests.helpers import split_for
+
+    values = 1e36 * (2 + np.sin(np.arange(120) / 3.0))  # float32 holds them; their squares it does not
+    split = split_for(values, seq_length=12, normalize="window")
+    assert split.scalers[0].mean == 0.0 and 1e36 < split.scalers[0].std < 1e37  # a power of two near the top
+    model, st = train_model(values, split, NetworkSpec(hidden_size=4), FitSettings(epochs=2, patience=0), "cpu")
+    assert np.isfinite(st.history["train_loss"]).all()
+    _, result = backtest(model.eval(), values, split, levels=(0.8,))
+    assert 0 < result["metrics"]["model"]["mase"] < 10

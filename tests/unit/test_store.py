@@ -107,7 +107,12 @@ def test_work_left_by_a_dead_builder_is_removed_by_the_next_one(tmp_path):
     left = tmp_path / "cache" / "stage" / ".tmp-k1-deadbeef"
     (left / "sub").mkdir(parents=True)  # a builder killed mid-entry
     (left / "sub" / "half.bin").write_bytes(b"half")
-    other = tmp_path / "cache" / "stage" / ".tmp-k2-cafe0000"  # another key's builder: not ours to touch
-    other.mkdir()
-    make_entry(tmp_path)
-    assert not left.exists() and other.exists()
+    busy = tmp_path / "cache" / "stage" / ".tmp-k2-cafe0000"  # another key's builder, alive: not ours to touch
+    busy.mkdir()
+    dead = tmp_path / "cache" / "stage" / ".tmp-k3-0badf00d"  # another key's builder that died
+    dead.mkdir()
+    with store.lock(tmp_path, "stage", "k2"):
+        make_entry(tmp_path)
+    assert not left.exists() and busy.exists() and not dead.exists()
+    make_entry(tmp_path)  # a later run that only reuses cleans up too
+    assert not busy.exists()
