@@ -82,6 +82,11 @@ class WindowConfig(_Section):
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of the training windows, from its end, held out for early stopping."
     )
+    calibration: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] = Field(
+        "auto", description="Origins per series held out after the validation range to calibrate the intervals "
+        "(never seen by early stopping or model selection; at most a quarter of the pre-test origins; 0: calibrate "
+        "on the validation range; auto: 0 for generated data, 20 for files)."
+    )
     normalize: Literal["auto", "none", "standard", "window"] = Field(
         "auto",
         description="auto: none for generated data (the tutorial), window for files; "
@@ -186,6 +191,26 @@ class EvalConfig(_Section):
         return tuple(sorted(v))
 
 
+class SearchConfig(_Section):
+    """Model search on the validation range, and the ensemble of the best members."""
+
+    mode: str = Field(
+        "auto", description="on: search the built-in space (tasks/components/search.py); off: one model; a JSON file: "
+        "its list of members ({'model.cell': 'gru', 'window.seq_length': 24, ...}); auto: off for generated data "
+        "(the tutorial), on for files."
+    )
+    seeds: int = Field(2, ge=1, le=20, description="Seeds per searched configuration (each a member of its own).")
+    top_k: int = Field(3, ge=1, le=50, description="Members, best by validation MASE, whose forecasts are combined.")
+    combine: Literal["median", "mean"] = Field("median", description="How the top members' forecasts combine.")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v in ("auto", "on", "off") or v.lower().endswith(".json"):
+            return v
+        raise ValueError("expected auto, on, off or a .json file of members")
+
+
 class FiguresConfig(_Section):
     """Figure export."""
 
@@ -259,6 +284,7 @@ class PipelineConfig(_Section):
     eval: EvalConfig = EvalConfig()
     figures: FiguresConfig = FiguresConfig()
     forecast: ForecastConfig = ForecastConfig()
+    search: SearchConfig = SearchConfig()
     runner: RunnerConfig = RunnerConfig()
     output: OutputConfig = OutputConfig()
 
@@ -268,7 +294,8 @@ class PipelineConfig(_Section):
 # "Defaults for real data"): the tutorial's early stopping (10% steps, patience 5) ends training on
 # a 100-point series after a few epochs of 3 mini-batches each.
 AUTO_DEFAULTS: dict[str, dict[str, tuple]] = {
-    "window": {"normalize": ("none", "window")},
+    "window": {"normalize": ("none", "window"), "calibration": (0, 20)},
+    "search": {"mode": ("off", "on")},
     "model": {"cell": ("rnn", "gru"), "skip": ("none", "seasonal")},
     "train": {"epochs": (100, 300), "lr": (1e-3, 1e-2), "patience": (5, 20), "min_delta": (0.1, 0.0)},
 }

@@ -19,14 +19,29 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Refit, backtest, combine, metric_text, sample_series, series_metrics, series_scales
+from tasks.components.backtest import (
+    Refit,
+    backtest,
+    combine,
+    metric_text,
+    sample_series,
+    series_metrics,
+    series_scales,
+)
+from tasks.components.ensemble import Ensemble
 from tasks.components.fit import retrain
 from tasks.config import EvalConfig, ModelConfig, TrainConfig
-from tasks.formats.model import load_model
+from tasks.formats.model import load_members, load_model
 from tasks.formats.scores import (
-    BY_SERIES_FILE, METRICS_FILE, PREDICTIONS_FILE, read_by_series, read_metrics, read_predictions, write_scores,
+    BY_SERIES_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    read_by_series,
+    read_metrics,
+    read_predictions,
+    write_scores,
 )
-from tasks.formats.window import read_window
+from tasks.formats.window import read_split, read_window
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
 
@@ -47,21 +62,35 @@ def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig)
     return lambda sp: retrain(values, sp, model, train, device)
 
 
+def predictor(model: store.StageRef | tuple[store.StageRef, ...], member_splits: tuple[store.StageRef, ...] | None,
+              combine: str, chunk: int):
+    """What forecasts this bucket: one network, or the ensemble of several (each with its own
+    window entry of the bucket, for its window length and scalers)."""
+    if isinstance(model, store.StageRef):
+        return load_model(model.path)
+    members = load_members([m.path for m in model], [read_split(s.path) for s in member_splits])
+    return Ensemble(members, combine, chunk), load_model(model[0].path)[1]
+
+
 @task(**stage_task(BACKTEST))
 def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                  split: store.StageRef, model: store.StageRef, group: str | None = None) -> dict:
+                  split: store.StageRef, model: store.StageRef | tuple[store.StageRef, ...],
+                  group: str | None = None, member_splits: tuple[store.StageRef, ...] | None = None,
+                  combine: str = "median") -> dict:
     """Backtest one bucket (its series of `group`, with that group's model, for per-group models):
     write its predictions.parquet, metrics.json and metrics_by_series.parquet.
 
-    model_cfg, train_cfg: resolved; used only to retrain when eval_cfg.refit_every > 0.
+    model: a train entry, or several (an ensemble combined by `combine`, each reading the bucket
+    through its own window entry in `member_splits`; `split` has the longest window). model_cfg,
+    train_cfg: resolved; used only to retrain when eval_cfg.refit_every > 0 (single models).
     """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
         sp = sp.subset(group)
-        net, record = load_model(model.path)
+        net, record = predictor(model, member_splits, combine, eval_cfg.chunk_size)
         refit = None
-        if eval_cfg.refit_every:
+        if eval_cfg.refit_every and member_splits is None:
             torch.set_num_threads(train_cfg.threads)
             refit = refitter(values, model_cfg, train_cfg)
         df, result = backtest(net, values, sp, levels=eval_cfg.levels, season_length=eval_cfg.season_length,

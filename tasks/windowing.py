@@ -29,7 +29,8 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
 
     meta: the series file's metadata; calendar: frequency and seasons decided over every bucket
     (generate.shared_calendar; default: those in `meta`). cfg.normalize must be resolved (not
-    "auto"). Raises InputError naming the series that is too short for the windows.
+    "auto"); an unresolved calibration means none (as for generated data). Raises InputError
+    naming the series that is too short for the windows.
     """
     cal = {**meta, **(calendar or {})}
     by_series = df.groupby("series_id", sort=False)
@@ -39,7 +40,9 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
     try:
         split = build_split(
             [int(n) for n in by_series.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
-            cfg.val_fraction, groups=groups, normalize=cfg.normalize, source=meta.get("source"),
+            cfg.val_fraction, groups=groups, calibration=0 if cfg.calibration == "auto" else cfg.calibration,
+            normalize=cfg.normalize,
+            source=meta.get("source"),
             frequency=cal.get("frequency"), season_length=cal.get("season_length"),
             seasons=tuple(cal.get("seasons") or ()),
         )
@@ -59,7 +62,7 @@ def window_task(plan, window_cfg: WindowConfig, series: store.StageRef, calendar
         values, split = split_series(*read_series(series.path), window_cfg, calendar)
         write_window(w.dir, values, split)
         w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
-        counts = {p: split.count(p) for p in ("train", "val", "test")}
+        counts = {p: split.count(p) for p in ("train", "val", "cal", "test")}
         log.info("window: seq_length %d, horizon %d, origins %s, normalize %s, frequency %s, season length %s",
                  split.seq_length, split.horizon, counts, split.normalize, split.frequency, split.season_length)
         return {"windows": counts}

@@ -69,6 +69,17 @@ def require_finite(pred: np.ndarray, split: Split, idx: np.ndarray) -> np.ndarra
     return pred
 
 
+Predict = Callable[[np.ndarray, Split, np.ndarray, int], np.ndarray]  # (values, split, origins, steps) -> (n, steps)
+
+
+def as_predict(model: torch.nn.Module | Predict, chunk: int = 65_536) -> Predict:
+    """A forecaster as a function of (values, split, origins, steps): a network through
+    `model_forecasts`, an ensemble (tasks.components.ensemble.Ensemble) as it is."""
+    if isinstance(model, torch.nn.Module):
+        return lambda values, split, idx, steps: model_forecasts(model, values, split, idx, steps, chunk)
+    return model
+
+
 def actuals(values: np.ndarray, split: Split, idx: np.ndarray, steps: int | None = None) -> np.ndarray:
     """The true values at leads 1..steps after each origin: (n, steps)."""
     return values[split.target_index(idx, steps)]
@@ -201,11 +212,15 @@ def refit_forecasts(
 
 
 def conformal_bands(
-    model: torch.nn.Module, values: np.ndarray, split: Split, levels: tuple[float, ...], chunk: int = 65_536
+    model: torch.nn.Module | Predict, values: np.ndarray, split: Split, levels: tuple[float, ...],
+    chunk: int = 65_536,
 ) -> dict:
-    """Split-conformal score half-widths per level and lead, calibrated on the val origins only."""
-    val = split.origins("val")
-    resid = actuals(values, split, val) - model_forecasts(model, values, split, val, split.horizon, chunk)
+    """Split-conformal score half-widths per level and lead (Vovk et al. 2005; per lead as in
+    Stankeviciute et al. 2021), calibrated on the calibration origins (the validation origins when
+    the split has none): never on the test range."""
+    part = "cal" if split.count("cal") else "val"  # origins neither early stopping nor selection saw
+    val = split.origins(part)
+    resid = actuals(values, split, val) - as_predict(model, chunk)(values, split, val, split.horizon)
     cal = calibrate(resid / score_scales(values, split, val)[:, None], levels)
     if cal["clipped"]:
         log.warning("only %d validation origins: the %s%% interval(s) are clipped at the largest score",
@@ -349,7 +364,11 @@ def backtest(
         idx, pred, n_fits = refit_forecasts(values, split, refit_every, refit, H, chunk)
     else:
         idx = split.origins("test")
-        pred = model_forecasts(model, values, split, idx, H, chunk)
+        pred = as_predict(model, chunk)(values, split, idx, H)
+    spread = {}
+    if hasattr(model, "forecasts") and not (refit is not None and refit_every):  # an ensemble: its members' range
+        each = model.forecasts(values, split, idx, H)
+        spread = {"member_min": each.min(axis=0), "member_max": each.max(axis=0)}
     y = actuals(values, split, idx)
     forecasts = {"model": pred, **baselines(values, split, idx, H, seasons[0] if seasons else None, seasons[1:])}
     scale = mase_scales(values, split, idx)
@@ -361,7 +380,7 @@ def backtest(
         undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
     scores = score_scales(values, split, idx)
-    df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, cal)})
+    df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, cal), **spread})
     intervals = {**cal, "halfwidths": {k: [_finite(x) for x in q] for k, q in cal["halfwidths"].items()},
                  "test": interval_report(y, pred, scores, cal)}
     intervals["zero_width"] = [k for k, t in intervals["test"].items() if t["zero_width"]]
@@ -373,7 +392,15 @@ def backtest(
                 "naive_mse_ratio": ratio, "season_length": seasons[0] if seasons else None,
                 "seasons": list(seasons), "frequency": split.frequency, "intervals": intervals,
                 "gate": baseline_gate(metrics, undefined), "undefined": undefined, "refit_every": refit_every,
-                "refits": n_fits}
+                "refits": n_fits, **({"ensemble": ensemble_report(spread, scale, len(model.members), model.combine)}
+                                     if spread else {})}
+
+
+def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, members: int, combine: str) -> dict:
+    """How far the members of an ensemble disagree: their mean range (max - min) over origins and
+    leads, in the series' MASE units (so 0.5 is half an in-sample naive step)."""
+    width = (spread["member_max"] - spread["member_min"]) / scale[:, None]
+    return {"members": members, "combine": combine, "mean_spread": _finite(float(np.nanmean(width)))}
 
 
 # --------------------------------------------------------------------------- one-step holdout scores
@@ -505,7 +532,8 @@ def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[s
     return {"best": ids[0], "median": ids[(len(ids) - 1) // 2], "worst": ids[-1]}
 
 
-def validation_scores(model: torch.nn.Module, values: np.ndarray, split: Split, season_length: int | None = None,
+def validation_scores(model: torch.nn.Module | Predict, values: np.ndarray, split: Split,
+                      season_length: int | None = None,
                       chunk: int = 65_536) -> dict:
     """The rolling-origin backtest of `model` over the validation origins only (never the test range):
     {"metrics": {forecaster: {metric: mean over leads}}, "per_lead": ..., "n_val": origins}.
@@ -519,7 +547,7 @@ def validation_scores(model: torch.nn.Module, values: np.ndarray, split: Split, 
     room = min(s.val[0] + split.seq_length - s.offset for s in split.series if s.count("val"))
     season = season if season and season <= room else None
     y = actuals(values, split, idx)
-    forecasts = {"model": model_forecasts(model, values, split, idx, split.horizon, chunk),
+    forecasts = {"model": as_predict(model, chunk)(values, split, idx, split.horizon),
                  **baselines(values, split, idx, split.horizon, season)}
     scale = mase_scales(values, split, idx)
     per_lead, metrics = {}, {}

@@ -9,8 +9,12 @@ An origin o (a window start, a global index into `values`) reads L inputs and fo
 Per series the origins are split in time order. With H > 1 neighbouring parts are purged of
 H - 1 origins, so no target is in two parts:
 
-    origins: [ train ......... | gap | val ..... | gap | test ............ ]
-             0                 a-H+1 a           b-H+1  b                  n_windows
+    origins: [ train ......... | gap | val ..... | gap | cal .... | gap | test ............ ]
+             0                 a-H+1 a                                   b                  n_windows
+
+val picks the epoch (early stopping) and ranks models; cal, when asked for (files: up to 20
+origins, never more than a quarter of the series' pre-test origins), is seen by neither and
+calibrates the prediction intervals; without it the intervals calibrate on val.
 
 `fit_range` is what a scaler may see: the series' points up to its last training target.
 Every other split (refit blocks of the backtest, all origins for a final refit, a champion's
@@ -26,7 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 Range = tuple[int, int]
-PARTS = ("train", "val", "test")
+PARTS = ("train", "val", "cal", "test")
 
 
 # --------------------------------------------------------------------------- ranges of one series
@@ -44,19 +48,25 @@ def fit_ranges(n_windows: int, val_fraction: float, horizon: int = 1) -> tuple[R
     return ((0, a - (horizon - 1)) if n_val else (0, a)), (a, n_windows)
 
 
-def split_ranges(n_windows: int, train_fraction: float, val_fraction: float, horizon: int = 1) -> dict[str, Range]:
-    """Local [start, end) origin ranges for train, val and test (horizon 1: the tutorial's split).
+def split_ranges(n_windows: int, train_fraction: float, val_fraction: float, horizon: int = 1,
+                 calibration: int = 0) -> dict[str, Range]:
+    """Local [start, end) origin ranges for train, val, cal and test (horizon 1, no calibration
+    range: the tutorial's split).
 
+    calibration: origins to hold out for the intervals, at most a quarter of the pre-test ones.
     Raises ValueError when the origins cannot give at least one train and one test origin.
     """
     b = int(n_windows * train_fraction)  # the tutorial's int(len(X) * 0.8)
-    train, val = fit_ranges(b - (horizon - 1), val_fraction, horizon)
+    before = b - (horizon - 1)  # origins whose targets all come before the test range
+    n_cal = min(calibration, max(before, 0) // 4)
+    cal = (before - n_cal, before)
+    train, val = fit_ranges(before - n_cal - (horizon - 1) if n_cal else before, val_fraction, horizon)
     if train[1] < 1 or b >= n_windows:
         raise ValueError(
             f"{n_windows} windows cannot be split into train, val and test "
             f"(train_fraction={train_fraction}, val_fraction={val_fraction}, horizon={horizon})"
         )
-    return {"train": train, "val": val, "test": (b, n_windows)}
+    return {"train": train, "val": val, "cal": cal, "test": (b, n_windows)}
 
 
 def min_series_length(seq_length: int, horizon: int = 1, train_fraction: float = 0.8, val_fraction: float = 0.1) -> int:
@@ -97,9 +107,10 @@ class SeriesSplit:
     fit_range: Range
     scaler: Scaler = IDENTITY
     group: str | None = None  # the group whose model forecasts it (--group-column), if any
+    cal: Range = (0, 0)  # calibration origins (empty: the intervals calibrate on val)
 
     def part(self, name: str) -> Range:
-        """The origin range of part "train", "val" or "test"."""
+        """The origin range of part "train", "val", "cal" or "test"."""
         return getattr(self, name)
 
     def count(self, name: str) -> int:
@@ -117,7 +128,7 @@ def series_split(series_id: str, offset: int, length: int, ranges: dict[str, Ran
     fit_end = ranges["train"][1] - 1 + seq_length + horizon - 1
     glob = {k: (offset + a, offset + b) for k, (a, b) in ranges.items()}
     return SeriesSplit(series_id, offset, length, glob["train"], glob["val"], glob["test"],
-                       (offset, offset + max(fit_end, 0) + 1), scaler)
+                       (offset, offset + max(fit_end, 0) + 1), scaler, cal=glob.get("cal", (offset, offset)))
 
 
 @dataclass(frozen=True)
@@ -144,7 +155,7 @@ class Split:
     # ---------------------------------------------------------------- origin arithmetic
 
     def origins(self, part: str) -> np.ndarray:
-        """Every origin of one part ("train", "val" or "test") across series: (n_part,) int64."""
+        """Every origin of one part ("train", "val", "cal" or "test") across series: (n_part,) int64."""
         ranges = [np.arange(*s.part(part), dtype=np.int64) for s in self.series]
         return np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
 
@@ -222,7 +233,7 @@ class Split:
         ranges = []
         for s in self.series:
             n = n_windows(s.length, self.seq_length, self.horizon)
-            ranges.append({"train": (0, n), "val": (n, n), "test": (n, n)})
+            ranges.append({"train": (0, n), "val": (n, n), "cal": (n, n), "test": (n, n)})
         return self.rebuilt(ranges).with_scalers(values)
 
     def refit_blocks(self, values: np.ndarray, every: int) -> list[tuple["Split", np.ndarray]]:
@@ -234,7 +245,7 @@ class Split:
         """
         L, H = self.seq_length, self.horizon
         longest = max(s.count("test") for s in self.series)
-        empty = {"train": (0, 0), "val": (0, 0), "test": (0, 0)}
+        empty = {"train": (0, 0), "val": (0, 0), "cal": (0, 0), "test": (0, 0)}
         blocks = []
         for start in range(0, longest, every):
             ranges, origins = [], []
@@ -246,25 +257,30 @@ class Split:
                 train, val = fit_ranges(n_windows(a + L - s.offset, L, H), self.val_fraction, H)
                 if train[1] < 1:
                     raise ValueError(f"series {s.series_id!r}: too little history to refit before origin {a - s.offset}")
-                ranges.append({"train": train, "val": val, "test": (a - s.offset, b - s.offset)})
+                ranges.append({"train": train, "val": val, "cal": (val[1], val[1]),
+                               "test": (a - s.offset, b - s.offset)})
                 origins.append(np.arange(a, b, dtype=np.int64))
             blocks.append((self.rebuilt(ranges).with_scalers(values), np.concatenate(origins)))
         return blocks
 
     def seen_by(self, seq_length: int, history: int, scalers: Sequence[Scaler], normalize: str) -> "Split":
-        """This split's test targets as a model with its own window length and scalers reads them.
+        """This split's val, cal and test targets as a model with its own window length and scalers
+        reads them (its train range is empty).
 
         Only targets with at least `history` points before them in their series are kept, so
         models with different window lengths are scored on the same targets:
 
-            targets of this split:  [test[0] + L, test[1] + L)
+            targets of a part of this split:  [part[0] + L, part[1] + L)
             a window of length L' for target t starts at t - L' (and needs t - L' >= offset)
         """
         ranges = []
         for s in self.series:
-            first, end = max(s.test[0] + self.seq_length, s.offset + history), s.test[1] + self.seq_length
-            test = (first - seq_length - s.offset, max(first, end) - seq_length - s.offset)
-            ranges.append({"train": (0, 0), "val": (0, 0), "test": test})
+            parts = {"train": (0, 0)}
+            for name in ("val", "cal", "test"):
+                a, b = s.part(name)
+                first, end = max(a + self.seq_length, s.offset + history), b + self.seq_length
+                parts[name] = (first - seq_length - s.offset, max(first, end) - seq_length - s.offset)
+            ranges.append(parts)
         view = self.rebuilt(ranges, seq_length)
         return dataclasses.replace(view, normalize=normalize, series=tuple(
             dataclasses.replace(s, scaler=sc) for s, sc in zip(view.series, scalers)))
@@ -291,18 +307,19 @@ def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
 
 def build_split(lengths: Iterable[int], ids: Iterable[str], seq_length: int, horizon: int = 1,
                 train_fraction: float = 0.8, val_fraction: float = 0.1, groups: Sequence[str | None] | None = None,
-                **info) -> Split:
+                calibration: int = 0, **info) -> Split:
     """The split of series of `lengths` stored end to end (identity scalers; see Split.with_scalers).
 
-    `groups`: each series' group (for per-group models); `info`: normalize, source, frequency,
-    season_length. Raises ValueError naming the series that is too short to split.
+    `groups`: each series' group (for per-group models); `calibration`: origins per series held out
+    for the intervals (see split_ranges); `info`: normalize, source, frequency, season_length.
+    Raises ValueError naming the series that is too short to split.
     """
     series, offset = [], 0
     ids = list(ids)
     groups = list(groups) if groups is not None else [None] * len(ids)
     for sid, n, group in zip(ids, lengths, groups):
         try:
-            ranges = split_ranges(n_windows(n, seq_length, horizon), train_fraction, val_fraction, horizon)
+            ranges = split_ranges(n_windows(n, seq_length, horizon), train_fraction, val_fraction, horizon, calibration)
         except ValueError as exc:
             raise ValueError(f"series {sid!r} ({n} points): {exc}") from None
         series.append(dataclasses.replace(series_split(sid, offset, n, ranges, seq_length, horizon), group=group))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from tasks.components.ensemble import Member
 from tasks.components.network import Forecaster, build_model
 from tasks.components.specs import NetworkSpec
-from tasks.components.split import Scaler
+from tasks.components.split import Scaler, Split
 
 MODEL_FILE = "model.pt"
 _MODEL_FORMAT = 2
@@ -80,3 +82,8 @@ def _legacy_record(blob: dict) -> ModelFile:
 def load_model(directory: Path) -> tuple[Forecaster, ModelFile]:
     """The model of a train entry."""
     return load_model_file(Path(directory) / MODEL_FILE)
+
+
+def load_members(model_dirs: Sequence[Path], splits: Sequence[Split]) -> list[Member]:
+    """The members of an ensemble: each train entry's model with the split it reads the series by."""
+    return [Member(load_model(d)[0], sp) for d, sp in zip(model_dirs, splits)]

@@ -22,7 +22,7 @@ def split_to_json(split: Split) -> dict:
 def split_from_json(obj: dict) -> Split:
     """The Split of split_to_json's output."""
     series = tuple(
-        SeriesSplit(**{**s, **{k: tuple(s[k]) for k in ("train", "val", "test", "fit_range")},
+        SeriesSplit(**{**s, **{k: tuple(s[k]) for k in ("train", "val", "cal", "test", "fit_range") if k in s},
                        "scaler": Scaler(**s["scaler"])})
         for s in obj["series"]
     )

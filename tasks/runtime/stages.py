@@ -262,9 +262,10 @@ class Run:
         upstream: dict[str, str] = {}
         for name, value in inputs.items():
             if isinstance(value, StageRef):
-                upstream[value.stage] = store.content_hash(value.manifest())
+                upstream[_upstream_name(upstream, value.stage, name)] = store.content_hash(value.manifest())
             elif isinstance(value, tuple) and value and all(isinstance(v, StageRef) for v in value):
-                upstream[value[0].stage] = store.sha256_json([store.content_hash(v.manifest()) for v in value])
+                upstream[_upstream_name(upstream, value[0].stage, name)] = store.sha256_json(
+                    [store.content_hash(v.manifest()) for v in value])
             elif hasattr(value, "model_dump"):
                 fields = value.model_dump(mode="json")
                 params[section_name(value)] = {k: v for k, v in fields.items() if k not in spec.run_only}
@@ -282,6 +283,12 @@ class Run:
 
     def lines(self) -> list[str]:
         return [f"  {r.stage:<9} {r.action:<10} {r.reason}{_counts(r)}" for r in self.rows.values()]
+
+
+def _upstream_name(upstream: dict, stage: str, name: str) -> str:
+    """An upstream's name in a key: its stage ("window"), or "window:<input>" when two inputs come
+    from the same stage (an ensemble's members' windows beside the reference's)."""
+    return stage if stage not in upstream else f"{stage}:{name}"
 
 
 def _counts(row: StageRow) -> str:

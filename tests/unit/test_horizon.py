@@ -40,7 +40,8 @@ def test_origins_leave_room_for_h_targets_and_parts_share_no_target(horizon):
 
 
 def test_horizon_one_is_the_tutorial_split():
-    assert split_ranges(1000, 0.8, 0.1, 1) == {"train": (0, 720), "val": (720, 800), "test": (800, 1000)}
+    assert split_ranges(1000, 0.8, 0.1, 1) == {"train": (0, 720), "val": (720, 800), "cal": (800, 800),
+                                               "test": (800, 1000)}  # no calibration range: the tutorial's
     assert split_ranges(1000, 0.8, 0.1, 5)["test"] == (800, 1000)
     n = min_series_length(20, 12)
     build_split([n], ["a"], 20, 12)

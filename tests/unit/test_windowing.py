@@ -43,8 +43,15 @@ def test_too_short_series_is_an_error():
 
 def test_split_is_chronological_like_the_tutorial():
     r = split_ranges(1000, 0.8, 0.1)
-    assert r == {"train": (0, 720), "val": (720, 800), "test": (800, 1000)}
+    assert r == {"train": (0, 720), "val": (720, 800), "cal": (800, 800), "test": (800, 1000)}
     assert split_ranges(1000, 0.8, 0.0)["train"] == (0, 800)
+
+
+def test_a_calibration_range_sits_between_validation_and_test_seen_by_neither():
+    r = split_ranges(1000, 0.8, 0.1, horizon=3, calibration=20)
+    assert r["test"] == (800, 1000) and r["cal"] == (778, 798)  # 798 = 800 - (H - 1): no target shared with test
+    assert r["val"][1] <= r["cal"][0] - 2 and r["train"][1] <= r["val"][0] - 2  # purged gaps of H - 1
+    assert split_ranges(40, 0.8, 0.1, calibration=20)["cal"] == (24, 32)  # at most a quarter of the pre-test origins
 
 
 def test_no_leakage_every_test_target_after_every_train_target():
