@@ -80,7 +80,7 @@ def rnn_pipeline(
     model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, split=split)
     scores = run.stage(evaluate_task, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train,
                        split=split, model=model)
-    run.stage(figures_task, fig_cfg=cfg.figures, scores=scores, model=model)
+    run.stage(figures_task, fig_cfg=cfg.figures, model_cfg=cfg.model, series=series, scores=scores, model=model)
     run.stage(forecast_task, forecast_cfg=cfg.forecast, fig_cfg=cfg.figures, model_cfg=cfg.model,
               train_cfg=cfg.train, series=series, split=split, model=model, scores=scores)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from prefect import task
 
 from tasks.components.backtest import band_columns, model_forecasts, score_scales
@@ -31,6 +32,9 @@ from tasks.formats.series import read_series
 from tasks.formats.window import read_window
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,15 @@ def forecast_frame(split: Split, times: dict, columns: dict[str, np.ndarray]) ->
     return pd.concat(rows, ignore_index=True)
 
 
-def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, season: int | None = None) -> Figure:
-    """History, forecast and conformal bands of the first series."""
+def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, season: int | None = None,
+                  model: str = "RNN", meta: dict | None = None) -> "Figure":
+    """History, forecast and conformal bands of the first series; `model` names the network, `meta`
+    (series.parquet metadata) the value and time columns of a file. matplotlib loads only here."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    params = (meta or {}).get("params", {}) if (meta or {}).get("source") == "file" else {}
     sid = fc["series_id"].iloc[0]
     x = "timestamp" if "timestamp" in fc else "step"
     h, f = history[history["series_id"] == sid], fc[fc["series_id"] == sid]
@@ -92,9 +103,15 @@ def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, s
         ax.fill_between(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha, color="tab:orange",
                         linewidth=0, label=f"{name}% interval")
     joined_x, joined_y = [h[x].iloc[-1], *f[x]], [h["value"].iloc[-1], *f["forecast"]]  # from the last point on
-    ax.plot(joined_x, joined_y, label="Forecast (RNN)", color="tab:orange", marker="." if len(f) < 50 else None)
-    ax.set(title=f"Forecast of the next {len(f)} step(s) — {sid}", xlabel="Time" if x == "timestamp" else "Time step",
-           ylabel="Value")
+    ax.plot(joined_x, joined_y, label=f"Forecast ({model})", color="tab:orange", marker="." if len(f) < 50 else None)
+    ax.set(title=f"{model} forecast of the next {len(f)} step(s) — {sid}",
+           xlabel=params.get("time_column", "Time step"), ylabel=params.get("value_column", "Value"))
+    if pd.api.types.is_datetime64_any_dtype(f[x]):
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
@@ -117,13 +134,13 @@ def forecast_task(
 ) -> dict:
     """Write forecast.parquet and figures/forecast.png; return the entry's StageRef.
 
-    The bands use the evaluate stage's (scores') calibration; model_cfg and train_cfg are used
-    only by forecast_cfg.refit_full.
+    The bands use the evaluate stage's (scores') calibration; model_cfg names the network in the
+    figure, and with train_cfg retrains it when forecast_cfg.refit_full.
     """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
-        frame, _ = read_series(series.path)
+        frame, meta = read_series(series.path)
         net, record = load_model(model.path)
         intervals = read_metrics(scores.path)["intervals"]
         model_split = None
@@ -133,7 +150,8 @@ def forecast_task(
         columns = future_forecast(net, values, sp, intervals, model_split)
         fc = forecast_frame(sp, future_times(frame, sp, columns["forecast"].shape[1]), columns)
         write_forecast(w.dir, fc)
-        plot_forecast(frame, fc, fig_cfg, sp.season_length).savefig(w.path(FORECAST_FIGURE), dpi=fig_cfg.dpi)
+        figure = plot_forecast(frame, fc, fig_cfg, sp.season_length, model_cfg.cell.upper(), meta)
+        figure.savefig(w.path(FORECAST_FIGURE), dpi=fig_cfg.dpi)
         first = fc.iloc[0]
         log.info("forecast: %d series x %d steps from %s", len(sp.series), columns["forecast"].shape[1],
                  first.get("timestamp", first["step"]))
