@@ -296,8 +296,9 @@ def check_parser() -> Parser:
     add_pipeline_options(p)
     add_run_controls(p)
     g = p.add_argument_group("deployment")
-    g.add_argument("--deployment", metavar="NAME", help="a deployment of prefect.yaml (default: none)")
-    g.add_argument("--prefect-yaml", metavar="FILE", default="prefect.yaml", help="(default: prefect.yaml)")
+    g.add_argument("--deployment", metavar="NAME", help="check this deployment's parameters instead (default: none)")
+    g.add_argument("--prefect-yaml", metavar="FILE", default="prefect.yaml",
+                   help="the file that declares it (default: prefect.yaml)")
     return p
 
 
@@ -487,20 +488,36 @@ def check_writable(path: str | Path, field: str) -> None:
         raise InputError(field, str(path), msg) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as one line naming the option and the value."""
+def describe_validation_error(exc: ValidationError, deployment: str | None = None) -> str:
+    """The first pydantic error as one line naming the option (or the deployment's parameter) and the value."""
     err = exc.errors()[0]
     loc = tuple(str(x) for x in err["loc"])
     msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
     if exc.title == "PromoteSettings" and loc:
-        return f"--promote-{loc[0]}={err.get('input')!r}: {msg}"
-    name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
-    return f"{name}={err.get('input')!r}: {msg}"
+        name = f"promote_{loc[0]}" if deployment else f"--promote-{loc[0]}"
+    elif deployment:
+        name = "config." + ".".join(loc)
+    else:
+        name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
+    return f"{deployment or ''}{name}={err.get('input')!r}: {msg}"
 
 
-def describe_input_error(exc: InputError) -> str:
-    """An InputError as one line, naming the command-line option where there is one."""
+def describe_input_error(exc: InputError, deployment: str | None = None) -> str:
+    """An InputError as one line, naming the command-line option (or the deployment's parameter) where there is one."""
+    if deployment:
+        name = FLAG_OF_FIELD.get(exc.field, exc.field)
+        name = f"config.{'.'.join(OPTIONS[name])}" if name in OPTIONS else exc.field
+        return f"{deployment}{name}={exc.value!r}: {exc.message}"
     return f"{FLAG_OF_FIELD.get(exc.field, exc.field)}={exc.value!r}: {exc.message}"
+
+
+def deployment_named(argv: list[str]) -> str | None:
+    """"prefect.yaml, deployment 'NAME': " when `argv` checks a deployment (its errors name parameters)."""
+    if argv[:1] != ["check"] or "--deployment" not in argv[:-1]:
+        return None
+    name = argv[argv.index("--deployment") + 1]
+    path = argv[argv.index("--prefect-yaml") + 1] if "--prefect-yaml" in argv[:-1] else "prefect.yaml"
+    return f"{path}, deployment {name!r}: "
 
 
 # --------------------------------------------------------------------------- running
@@ -508,7 +525,7 @@ def describe_input_error(exc: InputError) -> str:
 
 def main(argv: list[str]) -> int:
     """Entry point: parse and validate once, then carry the subcommand out; bad input -> exit 2."""
-    debug = "--debug" in argv
+    debug, deployment = "--debug" in argv, deployment_named(argv)
     try:
         inv = parse(argv)
         info = validate(inv.config) if inv.config is not None else {}  # before any Prefect start-up or training
@@ -517,9 +534,9 @@ def main(argv: list[str]) -> int:
         where = PROG if exc.command == "run" else f"{PROG} {exc.command}"
         return fail(f"{exc} (see: {where} --help)", exc, debug)
     except ValidationError as exc:
-        return fail(describe_validation_error(exc), exc, debug)
+        return fail(describe_validation_error(exc, deployment), exc, debug)
     except InputError as exc:
-        return fail(describe_input_error(exc), exc, debug)
+        return fail(describe_input_error(exc, deployment), exc, debug)
     except ServerError as exc:
         return fail(str(exc), exc, debug)
 
@@ -604,7 +621,7 @@ def clean(inv: Invocation, info: dict) -> int:
 
 def report_check(inv: Invocation, info: dict) -> int:
     """`check`: say that the options are valid, and what the data file holds."""
-    what = f"deployment {inv.options['deployment']!r}" if "deployment" in inv.options else "the options"
+    what = f"the parameters of deployment {inv.options['deployment']!r}" if "deployment" in inv.options else "the options"
     data = "the generated sine"
     if info:
         sizes = sorted(info["lengths"].values())

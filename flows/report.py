@@ -118,12 +118,11 @@ def verdict_line(result: dict, cell: str) -> str:
 
 def promotion_line(promotion: dict) -> str:
     """The champion/challenger decision in one line."""
-    line = f"promotion: {promotion['action']}, {promotion['reason']}"
+    line = f"promotion: {promotion['action']} ({promotion['reason']})"
     if promotion.get("champion_now"):
-        line += f"; champion model {promotion['champion_now']} ({promotion['registry']})"
-    elif promotion["action"] != "skipped":
-        line += "; no champion yet"
-    return line
+        now = "now" if promotion["action"] == "promoted" else "still"
+        return f"{line}; the champion is {now} model {promotion['champion_now']} ({promotion['registry']})"
+    return line + ("; there is no champion yet" if promotion["action"] != "skipped" else "")
 
 
 def interval_line(result: dict) -> str:

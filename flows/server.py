@@ -175,7 +175,7 @@ def stop_process(pid: int, wait_s: float = STOP_WAIT_S) -> bool:
         return False
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -183,12 +183,16 @@ def stop_process(pid: int, wait_s: float = STOP_WAIT_S) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    """Is `pid` a live process (reaping it first if it is our exited child)?"""
+def process_alive(pid: int) -> bool:
+    """Is `pid` a live process? An exited child is reaped first; a zombie counts as gone."""
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass  # no /proc (macOS), or it is gone
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -196,6 +200,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def runs_prefect_server(pid: int) -> bool:
+    """Does `pid` still run `prefect server start` (not a process that got its number since)?"""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return process_alive(pid)  # no /proc: trust the state file
+    return b"prefect" in args and b"server" in args
 
 
 # --------------------------------------------------------------------------- the session server
@@ -235,7 +248,7 @@ def stop_session_server() -> Server | None:
     home = prefect_home()
     known = session_state(home)
     (home / STATE_FILE).unlink(missing_ok=True)
-    if known and stop_process(known.pid):
+    if known and runs_prefect_server(known.pid) and stop_process(known.pid):
         return known
     return None
 

@@ -203,6 +203,10 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _diff(a, b, f"{prefix}{k}.")
+        elif a is None and isinstance(b, dict):
+            out.append(f"{prefix}{k} (a new input)")
+        elif b is None and isinstance(a, dict):
+            out.append(f"{prefix}{k} (no longer an input)")
         elif a != b:
             out.append(f"{prefix}{k} {_shown(a)}->{_shown(b)}")
     return out
