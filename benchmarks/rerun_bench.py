@@ -94,7 +94,8 @@ def report(r: dict) -> str:
         f"{'rerun: python flows/rnn_flow.py':42}{r['rerun_median_s']:>8.2f}s{min(r['rerun_s']):>8.2f}s",
         f"{'floor: import torch, prefect, pandas, ...':42}{r['floor_median_s']:>8.2f}s{min(r['floor_s']):>8.2f}s",
         f"{'ratio rerun / floor (target <= 1.5)':42}{r['ratio_median']:>8.2f}x{r['ratio_best']:>8.2f}x",
-        f"  for reference: `server` start {r['server_start_s']:.1f} s (once per session), cold run {r['cold_run_s']:.1f} s",
+        f"  for reference: `server` start {r['server_start_s']:.1f} s (once per session), "
+        f"cold run {r['cold_run_s']:.1f} s",
     ]
     if "temporary_rerun_s" in r:
         lines.append(f"  the same rerun on a per-run temporary server (no `server`): {r['temporary_rerun_s']:.1f} s")

@@ -621,7 +621,8 @@ def clean(inv: Invocation, info: dict) -> int:
 
 def report_check(inv: Invocation, info: dict) -> int:
     """`check`: say that the options are valid, and what the data file holds."""
-    what = f"the parameters of deployment {inv.options['deployment']!r}" if "deployment" in inv.options else "the options"
+    deployment = inv.options.get("deployment")
+    what = f"the parameters of deployment {deployment!r}" if deployment else "the options"
     data = "the generated sine"
     if info:
         sizes = sorted(info["lengths"].values())
@@ -679,7 +680,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                            rollback),
     "clean": Subcommand("drop old run folders and cache entries not used by the last N runs or the champion",
                         clean_parser,
-                        lambda a: Invocation("clean", options={"keep": at_least("--keep", a.keep, 0), "dry_run": a.dry_run,
+                        lambda a: Invocation("clean", options={"keep": at_least("--keep", a.keep, 0),
+                                                               "dry_run": a.dry_run,
                                                                "output_dir": a.output_dir, "data_dir": a.data_dir},
                                              debug=a.debug), clean),
 }

@@ -161,8 +161,19 @@ def report(run: Run, result: dict, verdict: str, gate_text: str) -> str:
     if settings["auto"]:
         lines.append(settings_line(settings))
     title = f"{model_name(run.cfg.model.cell)} forecast report — {run.name}"
-    return publish.report_markdown(title, lines, result["metrics"], figs, config=run.cfg.model_dump(mode="json"),
+    return publish.report_markdown(title, lines, result["metrics"], figs, config=settings_table(run),
                                    auto=set(settings["auto"]))
+
+
+def settings_table(run: Run) -> dict:
+    """The resolved config as the report lists it: the data section holds only what the source uses
+    (the file's fields for a file, the generator's for the sine)."""
+    from tasks.generate import FILE_FIELDS
+
+    config = run.cfg.model_dump(mode="json")
+    file = data_source(run.cfg) == "file"
+    config["data"] = {k: v for k, v in config["data"].items() if (k in FILE_FIELDS) == file}
+    return config
 
 
 def metric_extras(result: dict) -> dict[str, dict]:
@@ -179,6 +190,8 @@ def publish_forecast(run: Run) -> dict:
     fc = read_forecast(ref.path)
     publish.publish_table(publish.FORECAST_KEY, publish.table_rows(fc), f"Forecast past the end of each series, run {run.name}")
     when = fc["timestamp"].iloc[0] if "timestamp" in fc else fc["step"].iloc[0]
+    if hasattr(when, "strftime"):
+        when = when.strftime("%Y-%m-%d" if when == when.normalize() else "%Y-%m-%d %H:%M:%S")
     return {"rows": len(fc), "first": str(when), "file": str(ref.file(FORECAST_FILE)),
             "figure": str(ref.file(FORECAST_FIGURE))}
 

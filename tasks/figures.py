@@ -94,7 +94,8 @@ def naive_one_step(actual: pd.DataFrame, lead1: pd.DataFrame) -> pd.DataFrame:
     the last origins) it is read off `actual` itself, so the line runs as far as the actual one.
     """
     have = lead1[["series_id", "step", "naive"]]
-    shifted = actual[["series_id", "step", "actual"]].assign(step=actual["step"] + 1).rename(columns={"actual": "naive"})
+    shifted = actual[["series_id", "step", "actual"]].rename(columns={"actual": "naive"})
+    shifted = shifted.assign(step=shifted["step"] + 1)
     later = shifted[shifted["step"].isin(actual["step"]) & ~shifted["step"].isin(have["step"])]
     return pd.concat([have, later], ignore_index=True).sort_values("step")
 
@@ -109,10 +110,11 @@ def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labe
     actual = whole.drop_duplicates("step").sort_values("step")
     naive = with_times(naive_one_step(actual, first), times)
     first, actual = with_times(first, times), with_times(actual, times)
+    h = int(whole["lead"].max()) if "lead" in whole else 1
     ax.plot(actual[x], actual["actual"], label="Actual", linewidth=2)
-    ax.plot(first[x], first["model"], label=f"Predicted ({labels.model})", linestyle="--")
-    if "lead" in whole and whole["lead"].max() > 1:
-        h = int(whole["lead"].max())
+    ax.plot(first[x], first["model"], label=f"Predicted{' 1 step ahead' if h > 1 else ''} ({labels.model})",
+            linestyle="--")
+    if h > 1:
         last = with_times(whole[whole["lead"] == h], times)
         ax.plot(last[x], last["model"], label=f"Predicted {h} steps ahead ({labels.model})", linestyle=":")
         title = f"Forecasts 1 and {h} steps ahead on the test range"

@@ -99,7 +99,7 @@ def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict
         lines += ["", "## Settings that ran", "", "| setting | value |", "|---|---|"]
         for section, fields in config.items():
             for name, value in fields.items():
-                shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+                shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else _cell(value)
                 lines.append(f"| {section}.{name} | {shown}{' (auto)' if f'{section}.{name}' in auto else ''} |")
     return "\n".join(lines) + "\n"
 

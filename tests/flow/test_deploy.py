@@ -37,7 +37,8 @@ def test_prefect_yaml_deploys_the_flow_to_a_process_pool_with_one_run_at_a_time(
 def test_prefect_yaml_checks_the_deployments_parameters_before_registering_it(capsys, monkeypatch):
     from flows.cli import main
 
-    check = yaml.safe_load((REPO / "prefect.yaml").read_text())["build"][1]["prefect.deployments.steps.run_shell_script"]
+    build = yaml.safe_load((REPO / "prefect.yaml").read_text())["build"]
+    check = build[1]["prefect.deployments.steps.run_shell_script"]
     assert check["script"] == "python flows/rnn_flow.py check --deployment rnn-retrain --prefect-yaml prefect.yaml"
     monkeypatch.chdir(REPO)
     assert main(check["script"].split()[2:]) == 0

@@ -196,7 +196,7 @@ def test_a_file_run_says_what_ran_in_its_summary_files_and_report(tmp_path):
     for heading in ("Forecasts on the test range", "Error by lead time", "Forecast past the end of the series",
                     "Settings that ran"):
         assert f"\n## {heading}\n" in report, heading
-    assert "Error_by_lead" not in report and "| model.cell | gru (auto) |" in report
+    assert "Error_by_lead" not in report and "| model.cell | gru (auto) |" in report and "| data.n_points" not in report
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert {p.relative_to(run_dir).as_posix() for p in files} >= {
         "config.json", "stages.json", "metrics.json", "promotion.json", "model.pt", "figures/forecast.png"}

@@ -46,7 +46,8 @@ def test_a_dated_series_is_drawn_on_dates_with_its_column_names_and_the_cells_na
     fig = plot_predictions(df, CFG, Labels.of("lstm", DATED), month_times())
     ax = fig.axes[0]
     assert ax.get_xlabel() == "month" and ax.get_ylabel() == "sales"
-    assert "LSTM" in ax.get_title() and line(ax, "Predicted (LSTM)")
+    assert "LSTM" in ax.get_title()
+    assert line(ax, "Predicted 1 step ahead (LSTM)") and line(ax, "Predicted 3 steps ahead (LSTM)")
     x = line(ax, "Actual").get_xdata()
     assert np.issubdtype(np.asarray(x).dtype, np.datetime64)
     assert pd.Timestamp(x[0]) == pd.Timestamp("2004-05-01")  # step 40 of a series from January 2001
