@@ -2,7 +2,8 @@
 
     python flows/rnn_flow.py                 # the tutorial, end to end, with sensible defaults
     python flows/rnn_flow.py --epochs 20     # change one setting: only affected stages rerun
-    python flows/rnn_flow.py --help          # all options
+    python flows/rnn_flow.py server          # once per session: a local Prefect server + UI; reruns take seconds
+    python flows/rnn_flow.py --help          # the subcommands and every option
 
 Each stage is a task in tasks/<stage>.py; its logic is one step from here. What a stage reads is
 what is passed to it below, and its cache key covers exactly that (tasks/runtime/stages.py).

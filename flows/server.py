@@ -270,11 +270,15 @@ def prefect_api(temporary: bool = True, meanwhile: Callable[[], None] | None = N
     """Within: Prefect talks to the server chosen as the module docstring says; yields its API URL.
 
     temporary=False: yield None instead of starting a temporary server. `meanwhile` is called
-    while a temporary server starts (or at once when there is a server already).
+    while a temporary server starts (or at once when there is a server already). With
+    temporary=True (a run), a configured URL nobody answers at is a ServerError, one line, rather
+    than Prefect's retries and traceback.
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
 
     configured = get_current_settings().api.url
+    if configured and temporary and not server_reachable(configured):
+        raise ServerError(f"no server answers at PREFECT_API_URL={configured}; {HINT}")
     url = configured or running_local_server()
     updates = {PREFECT_API_URL: url}
     if url and not configured:

@@ -84,6 +84,9 @@ CASES = {
         "--horizon 1)"]),
     "unknown-option": (["--epoch", "3"], None, [
         "error: unknown option --epoch; did you mean --epochs? (see: python flows/rnn_flow.py --help)"]),
+    "no-server-at-the-configured-url": ([], None, [  # run_cli points PREFECT_API_URL at a closed port
+        "error: no server answers at PREFECT_API_URL=http://127.0.0.1:9/api; start one with `python "
+        "flows/rnn_flow.py server` (or `prefect server start`), or point PREFECT_API_URL at a running one"]),
 }
 
 
