@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,9 +125,11 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse, but a complaint raises UsageError (one line) instead of printing the usage block."""
 
-    def __init__(self, command: str = "run", **kw: Any) -> None:
+    def __init__(self, command: str = "run", description: str | None = None, **kw: Any) -> None:
         prog = PROG if command == "run" else f"{PROG} {command}"
-        super().__init__(prog=prog, allow_abbrev=False, formatter_class=HelpFormatter, **kw)
+        if description:  # wrap its prose; a paragraph with line breaks (the subcommand table) stays as it is
+            description = "\n\n".join(p if "\n" in p else textwrap.fill(p, 100) for p in description.split("\n\n"))
+        super().__init__(prog=prog, allow_abbrev=False, formatter_class=HelpFormatter, description=description, **kw)
         self.command = command
 
     def error(self, message: str) -> typing.NoReturn:
