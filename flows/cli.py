@@ -1,21 +1,26 @@
 """Command line of flows/rnn_flow.py: argv -> one Invocation, parsed and validated once, then run.
 
-    python flows/rnn_flow.py [options]            run the pipeline once
-    python flows/rnn_flow.py serve [options]      scheduled retraining on a running Prefect server
-    python flows/rnn_flow.py rollback             the previous champion model again
+    python flows/rnn_flow.py [options]            run the pipeline once (the subcommand `run`)
+    python flows/rnn_flow.py SUBCOMMAND [...]     one of SUBCOMMANDS (listed by --help)
 
 Options map onto PipelineConfig fields; their help texts are the fields' descriptions. Bad input
 is one `error:` line naming the option and the value, exit status 2, before Prefect is imported.
+A subcommand is one row of SUBCOMMANDS: its parser, how its arguments become an Invocation, and
+the function that carries it out.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
-import logging
 import os
+import re
 import sys
 import tempfile
+import textwrap
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
-from tasks.config import STAGES, PipelineConfig, PromoteSettings, with_overrides
+from flows.server import ServerError
+from tasks.config import STAGES, PipelineConfig, PromoteSettings, WindowConfig, with_overrides
 from tasks.errors import InputError
 
 PROG = "python flows/rnn_flow.py"
@@ -51,6 +57,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--train-fraction": ("window", "train_fraction"),
     "--val-fraction": ("window", "val_fraction"),
     "--normalize": ("window", "normalize"),
+    "--calibration": ("window", "calibration"),
     "--cell": ("model", "cell"),
     "--hidden-size": ("model", "hidden_size"),
     "--layers": ("model", "num_layers"),
@@ -77,12 +84,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--search-seeds": ("search", "seeds"),
     "--top-k": ("search", "top_k"),
     "--combine": ("search", "combine"),
-    "--fig-width": ("figures", "width"),
-    "--fig-height": ("figures", "height"),
-    "--fig-dpi": ("figures", "dpi"),
     "--runner": ("runner", "kind"),
     "--dask-address": ("runner", "address"),
     "--workers": ("runner", "workers"),
+    "--fig-width": ("figures", "width"),
+    "--fig-height": ("figures", "height"),
+    "--fig-dpi": ("figures", "dpi"),
     "--output-dir": ("output", "root"),
     "--data-dir": ("output", "data_dir"),
 }
@@ -98,94 +105,239 @@ FLAG_OF_FIELD = {
     "grid_file": "--grid-file",
     "runner.kind": "--runner",
 }
+# --help groups the options by stage: config section -> group
+GROUP_OF = {"data": "data", "window": "window", "model": "model", "train": "train", "eval": "eval",
+            "forecast": "eval", "search": "search", "figures": "output", "runner": "runner", "output": "output"}
+GROUP_TITLES = {
+    "data": "data (generate stage): the tutorial's sine, or your own CSV/Parquet file",
+    "window": "window stage: input windows and the train/validation/test split",
+    "model": "model: the recurrent network",
+    "train": "train stage: optimisation, early stopping, device",
+    "eval": "eval (evaluate and forecast stages): backtest, baselines, intervals, the future",
+    "search": "search: several candidate models and seeds, ranked on validation, the best combined",
+    "runner": "runner: where the per-bucket and per-member tasks run (threads here, or Dask)",
+    "output": "output (figures stage and files): figures and where files go",
+}
+FULL_CHECK_BYTES = 256 * 2**20  # a larger CSV (or a directory) is checked row by row in the ingest stage
 
 
 @dataclass(frozen=True)
 class Invocation:
     """One command line, parsed and validated: what to do and with which settings."""
 
-    command: str  # "run" | "serve" | "rollback"
+    command: str  # a key of SUBCOMMANDS
     config: PipelineConfig | None = None
     controls: dict[str, Any] = field(default_factory=dict)  # the flow's other parameters
-    schedule: dict[str, Any] = field(default_factory=dict)  # serve: cron, interval, name
-    output_dir: str | None = None  # rollback
+    options: dict[str, Any] = field(default_factory=dict)  # the subcommand's own (serve: cron, interval, name)
     debug: bool = False
+
+
+class UsageError(Exception):
+    """A malformed command line (argparse's complaint, or an unknown option or subcommand)."""
+
+    def __init__(self, message: str, command: str = "run") -> None:
+        super().__init__(message)
+        self.command = command
 
 
 # --------------------------------------------------------------------------- parsers
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a complaint raises UsageError (one line) instead of printing the usage block."""
+
+    def __init__(self, command: str = "run", description: str | None = None, **kw: Any) -> None:
+        prog = PROG if command == "run" else f"{PROG} {command}"
+        if description:  # wrap its prose; a paragraph with line breaks (the subcommand table) stays as it is
+            description = "\n\n".join(p if "\n" in p else textwrap.fill(p, 100) for p in description.split("\n\n"))
+        super().__init__(prog=prog, allow_abbrev=False, formatter_class=HelpFormatter, description=description, **kw)
+        self.command = command
+
+    def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("argument "):  # "argument --epochs: expected one argument"
+            message = message[len("argument "):]
+        raise UsageError(message, self.command)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=min(110, max(80, _terminal_width())))
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 100
+
+
+def _field(section: str, name: str):
+    return type(getattr(PipelineConfig(), section)).model_fields[name]
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "none"
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
 def _help(section: str, name: str) -> str:
-    info = type(getattr(PipelineConfig(), section)).model_fields[name]
+    info = _field(section, name)
     default = info.default if info.default is not PydanticUndefined else None
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    return f"{info.description} (default: {shown})"
+    return f"{info.description} (default: {_shown(default)})"
 
 
-def run_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """Every pipeline option, grouped by config section, plus the rerun and promotion controls."""
-    p = argparse.ArgumentParser(
-        prog=prog, usage="%(prog)s [options]", epilog=f"subcommands: {PROG} serve --help | {PROG} rollback --help",
-        description="Train and evaluate an RNN/GRU/LSTM forecaster as a Prefect flow; unchanged stages are reused.",
-    )
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for opt, (section, name) in OPTIONS.items():
-        if section not in groups:
-            doc = (type(getattr(PipelineConfig(), section)).__doc__ or section).strip().splitlines()[0]
-            groups[section] = p.add_argument_group(f"{section}: {doc.rstrip('.')}")
-        if opt in SWITCHES:
-            groups[section].add_argument(opt, dest=f"{section}.{name}", action="store_const", const=SWITCHES[opt],
-                                         help=_help(section, name))
-        else:
-            groups[section].add_argument(opt, dest=f"{section}.{name}", metavar=name.upper(), help=_help(section, name))
-    g = p.add_argument_group("run controls")
-    g.add_argument("--config", metavar="FILE", help="a JSON file with a full or partial config")
-    g.add_argument("--refresh", choices=STAGES, help="recompute this stage and every one after it")
-    g.add_argument("--until", choices=STAGES, default="figures",
-                   help="stop after this stage (forecast: also forecast past the end of every series)")
-    g.add_argument("--no-cache", action="store_true", help="recompute every stage")
-    g.add_argument("--debug", action="store_true", help="show tracebacks")
-    g.add_argument("--promote", action=argparse.BooleanOptionalAction, default=False,
-                   help="judge this run's model against the champion and keep the better one")
-    g.add_argument("--promote-metric", default="mase", help="the deciding metric: mse, rmse, mae, smape or mase")
-    g.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
-                   help="relative improvement a challenger needs (0.05: 5%% lower)")
+def choices_of(section: str, name: str) -> tuple[tuple[str, ...], bool]:
+    """(the words a field accepts, whether it accepts nothing else): ("auto",) for an int-or-"auto" field,
+    (("none", "standard", ...), True) for a pure choice."""
+    words, pure = [], True
+    annotation = _field(section, name).annotation
+    for arg in (annotation,) if typing.get_origin(annotation) is typing.Literal else typing.get_args(annotation):
+        if typing.get_origin(arg) is typing.Literal:
+            words += [a for a in typing.get_args(arg) if isinstance(a, str)]
+        elif arg is not type(None):
+            pure = False
+    return tuple(words), pure and bool(words)
+
+
+def _case_insensitive(words: tuple[str, ...]) -> Callable[[str], str]:
+    """An argparse type: a choice in any case becomes the lower-case word (the rest is left to pydantic)."""
+    lower = {w.lower(): w for w in words}
+    return lambda text: lower.get(text.lower(), text)
+
+
+def run_parser(command: str = "run") -> Parser:
+    """Every pipeline option, grouped by stage, plus the rerun and promotion controls."""
+    p = Parser(command, usage=f"{PROG} [SUBCOMMAND] [options]",
+               description="Train and evaluate an RNN/GRU/LSTM forecaster as a Prefect flow; unchanged stages are "
+                           "reused.\n\n" + subcommand_table())
+    add_pipeline_options(p)
+    add_run_controls(p)
     return p
 
 
-def serve_parser() -> argparse.ArgumentParser:
-    """The run options plus the schedule; promotion on by default."""
-    p = run_parser(f"{PROG} serve")
-    p.description = (f"Serve rnn_pipeline as the deployment '{DEPLOYMENT}' on a running Prefect server "
-                     "(PREFECT_API_URL, else one at 127.0.0.1:4200); runs never overlap.")
-    p.epilog = None
+def add_pipeline_options(p: Parser) -> None:
+    """The options of PipelineConfig, one group per stage (GROUP_TITLES)."""
+    groups = {}
+    for opt, (section, name) in OPTIONS.items():
+        group = GROUP_OF[section]
+        if group not in groups:
+            groups[group] = p.add_argument_group(GROUP_TITLES[group])
+        dest, help_ = f"{section}.{name}", _help(section, name)
+        words, pure = choices_of(section, name)
+        if opt in SWITCHES:
+            help_ = help_ if SWITCHES[opt] else f"Turn off: {help_[0].lower()}{help_[1:]}"
+            groups[group].add_argument(opt, dest=dest, action="store_const", const=SWITCHES[opt], help=help_)
+        else:
+            metavar = "|".join(words) if pure else opt[2:].upper().replace("-", "_")
+            groups[group].add_argument(opt, dest=dest, metavar=metavar, help=help_,
+                                       type=_case_insensitive(words) if words else None)
+
+
+def add_run_controls(p: Parser, promote: bool = False) -> None:
+    g = p.add_argument_group("run controls")
+    stages = "|".join(STAGES)
+    g.add_argument("--config", metavar="FILE", help="a JSON file with a full or partial config; options given "
+                                                    "here override it (default: none)")
+    g.add_argument("--refresh", metavar=stages, type=str.lower,
+                   help="recompute this stage and every one after it (default: none)")
+    g.add_argument("--until", metavar=stages, type=str.lower, default="figures",
+                   help="stop after this stage; forecast also forecasts past the end of every series "
+                        "(default: figures)")
+    g.add_argument("--no-cache", action="store_true", help="recompute every stage (default: off)")
+    g.add_argument("--promote", action=argparse.BooleanOptionalAction, default=promote,
+                   help="judge this run's model against the champion and keep the better one "
+                        f"(default: {_shown(promote)})")
+    g.add_argument("--promote-metric", default="mase", type=str.lower, metavar="mse|rmse|mae|smape|mase",
+                   help="the deciding metric, lower is better (default: mase)")
+    g.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
+                   help="relative improvement a challenger needs, 0.05: 5%% lower (default: 0)")
+    g.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
+
+
+def serve_parser() -> Parser:
+    """The schedule, then the run options; promotion on by default (a retraining schedule keeps the better model)."""
+    p = Parser("serve", usage="%(prog)s [--cron CRON | --interval SECONDS] [options]",
+               description=f"Serve rnn_pipeline as the deployment '{DEPLOYMENT}' on a running Prefect server "
+                           "(PREFECT_API_URL, else the local one that `server` started or one at Prefect's local "
+                           "address); runs never overlap. The options are checked as a one-shot run's before "
+                           "anything is registered.")
     s = p.add_argument_group("schedule")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day)')
-    g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS")
-    s.add_argument("--name", default=DEPLOYMENT, help=f"deployment name ({DEPLOYMENT})")
-    p.set_defaults(promote=True)  # a retraining schedule keeps the better model
+    g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day) (default: none)')
+    g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS (default: none)")
+    s.add_argument("--name", default=DEPLOYMENT, help=f"deployment name (default: {DEPLOYMENT})")
+    add_pipeline_options(p)
+    add_run_controls(p, promote=True)
     return p
 
 
-def sweep_parser() -> argparse.ArgumentParser:
+def sweep_parser() -> Parser:
     """The run options plus the grid of members."""
-    p = run_parser(f"{PROG} sweep")
-    p.description = ("Train one model per member of a grid (on the runner), rank the members on the validation "
-                     "range, then evaluate the winner on the test range as a run does.")
-    p.epilog = None
+    p = Parser("sweep", usage="%(prog)s (--grid KEY=V1,V2 ... | --grid-file FILE) [options]",
+               description="Train one model per member of a grid (on the runner), rank the members on the validation "
+                           "range, then evaluate the winner on the test range as a run does.")
     g = p.add_argument_group("grid")
     g.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="settings to cross, e.g. cell=rnn,gru,lstm "
-                   "hidden_size=32,64 seq_length=12,24 (any option's field name, or section.field)")
-    g.add_argument("--grid-file", metavar="FILE", help="a JSON grid: {key: [values]} or a list of {key: value}")
+                   "hidden_size=32,64 seq_length=12,24 (any option's field name, or section.field) (default: none)")
+    g.add_argument("--grid-file", metavar="FILE", help="a JSON grid: {key: [values]} or a list of {key: value} "
+                   "(default: none)")
+    add_pipeline_options(p)
+    add_run_controls(p)
     return p
 
 
-def rollback_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{PROG} rollback",
-                                description="Restore the previous champion model of <output-dir>/models/registry.json.")
-    p.add_argument("--output-dir", default=PipelineConfig().output.root, help="the output root (artifacts)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+def rollback_parser() -> Parser:
+    p = Parser("rollback", description="Restore the previous champion model of <output-dir>/models/registry.json.")
+    p.add_argument("--output-dir", default=PipelineConfig().output.root,
+                   help=f"the output root (default: {PipelineConfig().output.root})")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
+    return p
+
+
+SERVER_ACTIONS = ("start", "stop", "status")
+
+
+def server_parser() -> Parser:
+    p = Parser("server", usage="%(prog)s [start|stop|status] [--port PORT]",
+               description="Keep a local Prefect server and its UI running for this session: every later run "
+                           "(in any terminal, with PREFECT_API_URL unset) uses it instead of starting a temporary "
+                           "server, so a rerun takes seconds; the UI shows every run.")
+    p.add_argument("action", nargs="?", default="start", metavar="start|stop|status",
+                   help="start it (default), stop it, or say whether it runs")
+    p.add_argument("--port", type=int, help="port to listen on (default: Prefect's server.api.port, 4200)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
+    return p
+
+
+def clean_parser() -> Parser:
+    out = PipelineConfig().output
+    p = Parser("clean", description="Drop old run folders and the cache entries that neither the last N runs nor "
+                                    "the champion model use; say what was freed. Champion model files "
+                                    "(<output-dir>/models) are never touched.")
+    p.add_argument("--keep", type=int, default=10, metavar="N", help="run folders to keep, newest first (default: 10)")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing (default: off)")
+    p.add_argument("--output-dir", default=out.root, help=f"the output root (default: {out.root})")
+    p.add_argument("--data-dir", default=out.data_dir, help=f"the data dir (default: {out.data_dir})")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
+    return p
+
+
+def check_parser() -> Parser:
+    p = Parser("check", usage="%(prog)s [options] | %(prog)s --deployment NAME [--prefect-yaml FILE]",
+               description="Check the options exactly as a run would (settings, data file, directories, device) "
+                           "and run nothing; with --deployment, check that deployment's parameters in prefect.yaml "
+                           "(its build step does, before `prefect deploy` registers anything).")
+    add_pipeline_options(p)
+    add_run_controls(p)
+    g = p.add_argument_group("deployment")
+    g.add_argument("--deployment", metavar="NAME", help="check this deployment's parameters instead (default: none)")
+    g.add_argument("--prefect-yaml", metavar="FILE", default="prefect.yaml",
+                   help="the file that declares it (default: prefect.yaml)")
     return p
 
 
@@ -193,22 +345,70 @@ def rollback_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> Invocation:
-    """The Invocation of `argv` (argparse exits on a malformed command line; pydantic and
-    InputError say which setting is wrong)."""
-    command = argv[0] if argv[:1] in (["serve"], ["rollback"], ["sweep"]) else "run"
-    rest = argv[1:] if command != "run" else argv
-    if command == "rollback":
-        a = rollback_parser().parse_args(rest)
-        return Invocation("rollback", output_dir=a.output_dir, debug=a.debug)
-    a = {"serve": serve_parser, "sweep": sweep_parser}.get(command, run_parser)().parse_args(rest)
+    """The Invocation of `argv`; UsageError for a malformed command line, pydantic's ValidationError
+    and InputError for a setting that is wrong."""
+    command, rest = "run", argv
+    if argv and not argv[0].startswith("-"):
+        command, rest = argv[0], argv[1:]
+        if command not in SUBCOMMANDS:
+            close = difflib.get_close_matches(command, SUBCOMMANDS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(f"unknown subcommand {command!r}; {hint}(subcommands: {', '.join(SUBCOMMANDS)})")
+    sub = SUBCOMMANDS[command]
+    parser = sub.parser()
+    args, unknown = parser.parse_known_args(rest)
+    if unknown:
+        raise UsageError(unknown_message(parser, unknown), command)
+    return sub.invocation(args)
+
+
+def unknown_message(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """What was not understood, with the closest option when there is one."""
+    word = next((u for u in unknown if u.startswith("-")), unknown[0])
+    if not word.startswith("-"):
+        return f"unexpected argument {word!r}"
+    name = word.split("=", 1)[0]
+    known = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", parser.format_help())))  # argparse lists no options publicly
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else "")
+
+
+def run_invocation(a: argparse.Namespace, command: str = "run") -> Invocation:
     promote = PromoteSettings(metric=a.promote_metric, margin=a.promote_margin)
-    controls = {"refresh": a.refresh, "until": a.until, "no_cache": a.no_cache, "promote": bool(a.promote),
-                "promote_metric": promote.metric, "promote_margin": promote.margin}
-    schedule = {"cron": a.cron, "interval": a.interval, "name": a.name} if command == "serve" else {}
-    config = config_from_args(a)
-    if command == "sweep":
-        controls["grid"] = grid_members(config, a.grid or [], a.grid_file)
-    return Invocation(command, config, controls, schedule, debug=a.debug)
+    controls = {"refresh": choice("--refresh", a.refresh, STAGES), "until": choice("--until", a.until, STAGES),
+                "no_cache": a.no_cache, "promote": bool(a.promote), "promote_metric": promote.metric,
+                "promote_margin": promote.margin}
+    return Invocation(command, config_from_args(a), controls, debug=a.debug)
+
+
+def sweep_invocation(a: argparse.Namespace) -> Invocation:
+    inv = run_invocation(a, "sweep")
+    return Invocation("sweep", inv.config, {**inv.controls, "grid": grid_members(inv.config, a.grid or [], a.grid_file)},
+                      debug=a.debug)
+
+
+def serve_invocation(a: argparse.Namespace) -> Invocation:
+    inv = run_invocation(a, "serve")
+    return Invocation("serve", inv.config, inv.controls, {"cron": a.cron, "interval": a.interval, "name": a.name},
+                      a.debug)
+
+
+def check_invocation(a: argparse.Namespace) -> Invocation:
+    if a.deployment is None:
+        return run_invocation(a, "check")
+    return deployment_invocation(Path(a.prefect_yaml), a.deployment, a.debug)
+
+
+def at_least(option: str, value: int, low: int) -> int:
+    if value < low:
+        raise InputError(option, value, f"must be {low} or more")
+    return value
+
+
+def choice(option: str, value: str | None, words: tuple[str, ...]) -> str | None:
+    if value is not None and value not in words:
+        raise InputError(option, value, f"expected one of {', '.join(words)}")
+    return value
 
 
 def grid_members(config: PipelineConfig, specs: list[str], grid_file: str | None) -> list[dict[str, Any]]:
@@ -284,25 +484,98 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return with_overrides(cfg, overrides)
 
 
-def validate(cfg: PipelineConfig) -> None:
-    """Check what pydantic cannot before any training: device, data file, output dirs (InputError)."""
+FLOW_PARAMETERS = ("config", "refresh", "until", "no_cache", "promote", "promote_metric", "promote_margin")
+
+
+def deployment_invocation(path: Path, name: str, debug: bool = False) -> Invocation:
+    """The Invocation a worker's run of deployment `name` of prefect.yaml `path` would get."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError("--prefect-yaml", str(path), f"cannot read it ({' '.join(str(exc).split())[:160]})") from None
+    found = [d for d in spec.get("deployments") or [] if d.get("name") == name]
+    if not found:
+        names = ", ".join(str(d.get("name")) for d in spec.get("deployments") or []) or "none"
+        raise InputError("--deployment", name, f"not a deployment of {path} (deployments: {names})")
+    params = dict(found[0].get("parameters") or {})
+    if extra := sorted(set(params) - set(FLOW_PARAMETERS)):
+        raise InputError("--deployment", name, f"parameter {extra[0]!r} is not one of rnn_pipeline's "
+                                               f"({', '.join(FLOW_PARAMETERS)})")
+    cfg = PipelineConfig.model_validate(params.pop("config", None) or {})
+    promote = PromoteSettings(metric=params.get("promote_metric", "mase"), margin=params.get("promote_margin", 0.0))
+    controls = {"refresh": choice("refresh", params.get("refresh"), STAGES),
+                "until": choice("until", params.get("until", "figures"), STAGES),
+                "no_cache": bool(params.get("no_cache", False)), "promote": bool(params.get("promote", False)),
+                "promote_metric": promote.metric, "promote_margin": promote.margin}
+    return Invocation("check", cfg, controls, {"deployment": name}, debug)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: PipelineConfig) -> dict:
+    """Check what pydantic cannot before any training: device, data file, output dirs (InputError).
+
+    Returns what was learnt about the data file (ingest's summary), {} for generated data.
+    """
     if cfg.train.device != "auto":
         from tasks.components.network import resolve_device
 
         resolve_device(cfg.train.device)
+    info: dict = {}
     if cfg.data.data_path is not None:
-        from tasks.components import ingest
-        from tasks.components.split import min_series_length
+        from tasks.components import ingest, scan
 
-        w = cfg.window
-        ingest.prepare_series(
-            ingest.read_table(cfg.data.data_path), time_column=cfg.data.time_column,
-            value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
-            min_length=min_series_length(w.seq_length, w.horizon, w.train_fraction, w.val_fraction),
-            fill_missing_dates=cfg.data.fill_missing_dates, time_zone=cfg.data.time_zone, holidays=cfg.data.holidays,
-        )
+        kind = scan.source_kind(cfg.data.data_path)
+        path = Path(cfg.data.data_path)
+        if path.is_dir() or (kind == "csv" and path.stat().st_size > FULL_CHECK_BYTES):
+            # too big to read here: the columns now, every row in the ingest stage (bucket by bucket)
+            scan.check_columns(path, time_column=cfg.data.time_column, value_column=cfg.data.value_column,
+                               id_column=cfg.data.id_column, group_column=cfg.data.group_column)
+        else:
+            try:
+                _, info = ingest.prepare_series(
+                    ingest.read_table(path), time_column=cfg.data.time_column,
+                    value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
+                    fill_missing_dates=cfg.data.fill_missing_dates, time_zone=cfg.data.time_zone,
+                    holidays=cfg.data.holidays,
+                )
+            except InputError as exc:
+                if exc.field != "series_length":
+                    raise
+                raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
+            check_series_length(info["lengths"], cfg.window, cfg.data.data_path)
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
+    return info
+
+
+def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str) -> None:
+    """Refuse a series too short for the windows and the split, naming the options to lower and by how much."""
+    from tasks.components.split import min_series_length
+
+    def need(seq_length: int, horizon: int) -> int:
+        return min_series_length(seq_length, horizon, w.train_fraction, w.val_fraction)
+
+    sid, n = min(lengths.items(), key=lambda kv: kv[1])
+    L, H = w.seq_length, w.horizon
+    if n >= need(L, H):
+        return
+    who = f"the series in {path}" if len(lengths) == 1 else f"series {sid!r} in {path}"
+    option, value = ("window.horizon", H) if H > 1 else ("window.seq_length", L)
+    problem = (f"{who} has {n} points, but --seq-length {L} and --horizon {H} need at least {need(L, H)} "
+               "(the windows plus the train/validation/test split)")
+    if n < need(1, 1):
+        raise InputError(option, value, f"{problem}; it is too short for any window")
+    fits = []
+    if H > 1 and (ok := [h for h in range(1, H) if need(L, h) <= n]):  # need() grows with the horizon
+        fits.append(f"--horizon {max(ok)} fits with --seq-length {L}")
+    if (most_l := n - need(1, H) + 1) >= 1:
+        fits.append(f"--seq-length {most_l} fits with --horizon {H}")
+    lower = "--horizon or --seq-length" if H > 1 else "--seq-length"
+    raise InputError(option, value, f"{problem}; lower {lower} ({'; '.join(fits)})")
 
 
 def check_writable(path: str | Path, field: str) -> None:
@@ -324,62 +597,74 @@ def check_writable(path: str | Path, field: str) -> None:
         raise InputError(field, str(path), msg) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as one line naming the option and the value."""
+def describe_validation_error(exc: ValidationError, deployment: str | None = None) -> str:
+    """The first pydantic error as one line naming the option (or the deployment's parameter) and the value."""
     err = exc.errors()[0]
     loc = tuple(str(x) for x in err["loc"])
+    msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
     if exc.title == "PromoteSettings" and loc:
-        return f"--promote-{loc[0]}={err.get('input')!r}: {err['msg']}"
-    name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
-    return f"{name}={err.get('input')!r}: {err['msg']}"
+        name = f"promote_{loc[0]}" if deployment else f"--promote-{loc[0]}"
+    elif deployment:
+        name = "config." + ".".join(loc)
+    else:
+        name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
+    return f"{deployment or ''}{name}={err.get('input')!r}: {msg}"
 
 
-def describe_input_error(exc: InputError) -> str:
-    """An InputError as one line, naming the command-line option where there is one."""
+def describe_input_error(exc: InputError, deployment: str | None = None) -> str:
+    """An InputError as one line, naming the command-line option (or the deployment's parameter) where there is one."""
+    if deployment:
+        name = FLAG_OF_FIELD.get(exc.field, exc.field)
+        name = f"config.{'.'.join(OPTIONS[name])}" if name in OPTIONS else exc.field
+        return f"{deployment}{name}={exc.value!r}: {exc.message}"
     return f"{FLAG_OF_FIELD.get(exc.field, exc.field)}={exc.value!r}: {exc.message}"
+
+
+def deployment_named(argv: list[str]) -> str | None:
+    """"prefect.yaml, deployment 'NAME': " when `argv` checks a deployment (its errors name parameters)."""
+    if argv[:1] != ["check"] or "--deployment" not in argv[:-1]:
+        return None
+    name = argv[argv.index("--deployment") + 1]
+    path = argv[argv.index("--prefect-yaml") + 1] if "--prefect-yaml" in argv[:-1] else "prefect.yaml"
+    return f"{path}, deployment {name!r}: "
 
 
 # --------------------------------------------------------------------------- running
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: parse and validate once, then run, serve or roll back; bad input -> exit 2."""
-    debug = "--debug" in argv
+    """Entry point: parse and validate once, then carry the subcommand out; bad input -> exit 2."""
+    debug, deployment = "--debug" in argv, deployment_named(argv)
     try:
         inv = parse(argv)
-        if inv.config is not None:
-            validate(inv.config)  # fail before any Prefect start-up or training
-        if inv.command == "rollback":
-            from flows.serve import rollback
-
-            return rollback(inv.output_dir)
-        if inv.command == "serve":
-            from flows.serve import NoServer, serve
-
-            try:
-                return serve(inv)
-            except NoServer as exc:
-                return fail(str(exc), exc, debug)
-        return run(inv)
+        info = validate(inv.config) if inv.config is not None else {}  # before any Prefect start-up or training
+        return SUBCOMMANDS[inv.command].handler(inv, info)
+    except UsageError as exc:
+        where = PROG if exc.command == "run" else f"{PROG} {exc.command}"
+        return fail(f"{exc} (see: {where} --help)", exc, debug)
     except ValidationError as exc:
-        return fail(describe_validation_error(exc), exc, debug)
+        return fail(describe_validation_error(exc, deployment), exc, debug)
     except InputError as exc:
-        return fail(describe_input_error(exc), exc, debug)
+        return fail(describe_input_error(exc, deployment), exc, debug)
+    except ServerError as exc:
+        return fail(str(exc), exc, debug)
 
 
-def run(inv: Invocation) -> int:
-    """Run the flow once (on a running local server when there is one) and print the summary."""
-    from flows.serve import prefect_api
+def run(inv: Invocation, info: dict) -> int:
+    """Run the flow (or the sweep) once, on the server flows/server.py chooses, and print the summary."""
+    from flows.server import prefect_api
     from tasks.errors import NumericalError
 
-    with prefect_api():
-        if inv.config.runner.kind == "dask":
+    dask = inv.config.runner.kind == "dask"
+    with prefect_api(temporary=not dask, meanwhile=_import_flow):  # Dask: a running server or nothing
+        if dask:
             from tasks.runtime.runners import require_real_api
 
             require_real_api()  # workers must reach a real API: refuse before anything starts
+        from flows.report import quiet_console
         from flows.rnn_flow import rnn_pipeline, rnn_sweep
 
-        _quiet_known_failures(inv.debug, (Exception,))  # every failure ends in one line (--debug: tracebacks)
+        quiet_console(inv.debug, (Exception,))  # every failure ends in one line (--debug: tracebacks)
         try:
             flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
             summary = flow(config=inv.config, **inv.controls)
@@ -391,6 +676,81 @@ def run(inv: Invocation) -> int:
             return fail(f"the run failed: {type(exc).__name__}: {exc}; finished entries are kept, run again to "
                         "resume (--debug shows the traceback)", exc, inv.debug, status=1)
     print_summary(summary)
+    _fast_exit()
+    return 0
+
+
+def _import_flow() -> None:
+    """Import the flow (torch, pandas, Prefect's engine: seconds) while a temporary server starts."""
+    import flows.rnn_flow  # noqa: F401
+
+
+def _fast_exit() -> None:
+    """Spare the interpreter's final garbage collection of every object torch, pandas and Prefect made
+    at import (about 1.5 s): nothing at exit needs collecting. gc.freeze moves them out of its reach."""
+    import gc
+
+    gc.freeze()
+
+
+def serve(inv: Invocation, info: dict) -> int:
+    from flows.serve import serve as serve_flow
+
+    return serve_flow(inv)
+
+
+def rollback(inv: Invocation, info: dict) -> int:
+    from flows.serve import rollback as rollback_champion
+
+    return rollback_champion(inv.options["output_dir"])
+
+
+def server(inv: Invocation, info: dict) -> int:
+    """`server start|stop|status`: the session's local Prefect server."""
+    from flows import server as srv
+
+    action = inv.options["action"]
+    if action == "stop":
+        stopped = srv.stop_session_server()
+        print(f"stopped the Prefect server at {stopped.ui} (pid {stopped.pid})" if stopped
+              else "no server started by `python flows/rnn_flow.py server` is running")
+        return 0
+    if action == "status":
+        url = srv.running_local_server()
+        print(f"a Prefect server answers at {url.removesuffix('/api')}; runs use it" if url
+              else "no local Prefect server is running; runs start a temporary one "
+                   "(`python flows/rnn_flow.py server` keeps one running)")
+        return 0
+    running, started = srv.start_session_server(inv.options["port"])
+    if started:
+        print(f"Prefect server and UI running at {running.ui} (pid {running.pid}, log {running.log}).\n"
+              f"Every run with PREFECT_API_URL unset now uses it. Stop it: {PROG} server stop")
+    else:
+        print(f"a Prefect server is already running at {running.ui}; runs use it")
+    return 0
+
+
+def clean(inv: Invocation, info: dict) -> int:
+    from tasks.runtime.prune import describe, prune
+
+    o = inv.options
+    report = prune(Path(o["output_dir"]), Path(o["data_dir"]), keep=o["keep"], dry_run=o["dry_run"])
+    print(describe(report, o["keep"], dry_run=o["dry_run"]))
+    return 0
+
+
+def report_check(inv: Invocation, info: dict) -> int:
+    """`check`: say that the options are valid, and what the data file holds."""
+    deployment = inv.options.get("deployment")
+    what = f"the parameters of deployment {deployment!r}" if deployment else "the options"
+    data = "the generated sine"
+    if inv.config.data.data_path is not None and not info:
+        data = f"{inv.config.data.data_path}: its columns; its rows are checked by the ingest stage, bucket by bucket"
+    if info:
+        sizes = sorted(info["lengths"].values())
+        data = (f"{inv.config.data.data_path}: {info['n_series']} series of {sizes[0]}"
+                + (f"-{sizes[-1]}" if sizes[-1] != sizes[0] else "") + f" points, frequency {info['frequency']}")
+    print(f"ok: {what} are valid ({data})")
     return 0
 
 
@@ -404,40 +764,55 @@ def fail(message: str, exc: BaseException, debug: bool, status: int = 2) -> int:
     return status
 
 
-class _NoTraceback(logging.Filter):
-    """Keep Prefect's line about a failure the CLI reports itself, without the traceback."""
-
-    def __init__(self, known: tuple[type[BaseException], ...]) -> None:
-        super().__init__()
-        self.known = known
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], self.known):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def _quiet_known_failures(debug: bool, known: tuple[type[BaseException], ...]) -> None:
-    if debug:
-        return
-    f = _NoTraceback(known)
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for h in logging.getLogger(name).handlers:
-            h.addFilter(f)
-
-
 def print_summary(summary: dict) -> None:
-    """A short, useful end of run: stages, verdict, where the outputs are."""
-    print("\nstages:")
-    for row in summary["stages"]:
-        print(f"  {row['stage']:<9} {row['action']:<10} {row['reason']}")
-    if "verdict" in summary:
-        print(f"result: {summary['verdict']}")
-    if "gate" in summary:
-        print(summary["gate"])
-    if "forecast" in summary:
-        print(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
-    if "leaderboard" in summary:
-        lb = summary["leaderboard"]
-        print(f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {lb['val_mase']:.4g})")
-    print(f"outputs: {summary['run_dir']}")
+    """The one summary block of a run: stages, settings, verdict, promotion, where the outputs are."""
+    from flows.report import summary_lines
+
+    print()
+    print("\n".join(summary_lines(summary, FLAG_OF_FIELD)))
+
+
+# --------------------------------------------------------------------------- the subcommands
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One subcommand: a line for --help, its parser, args -> Invocation, and what carries it out
+    (given the Invocation, validated, and what validation learnt about the data file)."""
+
+    summary: str
+    parser: Callable[[], Parser]
+    invocation: Callable[[argparse.Namespace], Invocation]
+    handler: Callable[[Invocation, dict], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "run": Subcommand("run the pipeline once (the default: `python flows/rnn_flow.py [options]`)",
+                      run_parser, run_invocation, run),
+    "sweep": Subcommand("train one model per member of a grid (--grid or --grid-file), rank them on the "
+                        "validation range, evaluate the winner", sweep_parser, sweep_invocation, run),
+    "server": Subcommand("keep a local Prefect server + UI running for the session; later runs use it "
+                         "(start|stop|status)", server_parser,
+                         lambda a: Invocation("server", options={"action": choice("action", a.action, SERVER_ACTIONS),
+                                                                 "port": a.port}, debug=a.debug), server),
+    "check": Subcommand("check options (or a prefect.yaml deployment's parameters) as a run would; run nothing",
+                        check_parser, check_invocation, report_check),
+    "serve": Subcommand("scheduled retraining (--cron or --interval) on a running Prefect server",
+                        serve_parser, serve_invocation, serve),
+    "rollback": Subcommand("make the previous champion model the champion again", rollback_parser,
+                           lambda a: Invocation("rollback", options={"output_dir": a.output_dir}, debug=a.debug),
+                           rollback),
+    "clean": Subcommand("drop old run folders and cache entries not used by the last N runs or the champion",
+                        clean_parser,
+                        lambda a: Invocation("clean", options={"keep": at_least("--keep", a.keep, 0),
+                                                               "dry_run": a.dry_run,
+                                                               "output_dir": a.output_dir, "data_dir": a.data_dir},
+                                             debug=a.debug), clean),
+}
+
+
+def subcommand_table() -> str:
+    """The subcommands as --help lists them."""
+    width = max(map(len, SUBCOMMANDS))
+    rows = [f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()]
+    return f"subcommands ({PROG} SUBCOMMAND --help shows each one's options):\n" + "\n".join(rows)

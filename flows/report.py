@@ -1,6 +1,8 @@
-"""The end of a run: the staleness report, the result lines, the Prefect artifacts, the run directory.
+"""The end of a run: the summary block, the Prefect artifacts, the run directory.
 
-Everything here reads the stages' files (tasks/formats.py); nothing is computed again.
+Everything here reads the stages' files (tasks/formats/); nothing is computed again. The wording
+of each summary line comes from one small function (`settings_line`, `verdict_line`, ...), shared
+by the console (flows/cli.py prints the block), the run's log and the markdown report.
 """
 
 from __future__ import annotations
@@ -10,13 +12,9 @@ import time
 
 from prefect import get_run_logger
 
-from tasks.components.backtest import (
-    gate_line,
-    interval_words,
-    metric_text,
-    ratio_phrase,
-)
-from tasks.formats.figures import FIGURES, figure_file
+from tasks.components.backtest import gate_line, interval_words, metric_text, ratio_phrase
+from tasks.config import auto_settings, data_source
+from tasks.formats.figures import FIGURES, figure_file, figure_title
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
 from tasks.runtime import publish, store
@@ -24,6 +22,8 @@ from tasks.runtime.ledger import write_run_dir
 from tasks.runtime.stages import Run
 
 logging.getLogger("tasks").setLevel(logging.INFO)
+
+SUMMARY_RECORD = "rnnflow_summary"  # marks the summary block's log record (the command line prints the block itself)
 
 
 def finish(run: Run, promoted: dict | None = None, promote: bool = False, leaderboard=None,
@@ -33,16 +33,20 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     promoted: the promote task's summary when it ran; `promote`: whether it was asked for;
     leaderboard, winner: a sweep's ranking (a DataFrame, best first) and the winner's config.
     """
-    logger = get_run_logger()
-    logger.info("stages:\n%s", "\n".join(run.lines()))
     publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
-    summary = {"run": run.name, "run_dir": "", "stages": run.table(), "pipeline_seconds": 0.0}
+    summary = {"run": run.name, "run_dir": "", "stages": run.table(), "settings": settings_of(run),
+               "pipeline_seconds": 0.0}
     if "evaluate" in run.refs:
-        summary.update(publish_results(run, logger))
+        summary.update(publish_results(run))
     if "forecast" in run.refs:
-        summary["forecast"] = publish_forecast(run, logger)
+        summary["forecast"] = publish_forecast(run)
     if leaderboard is not None:
-        summary["leaderboard"] = publish_leaderboard(run, leaderboard, logger)
+        summary["leaderboard"] = publish_leaderboard(run, leaderboard)
+    summary["promotion"] = promoted or {
+        "action": "skipped",
+        "reason": "no model was trained in this run" if promote else "promotion is off (promote=False)",
+    }
+    summary["promote"] = promote
     summary["pipeline_seconds"] = round(time.perf_counter() - run.started, 3)
     summary["largest_task_payload_bytes"] = run.largest_payload
     summary["driver_peak_rss_mb"] = round(store.peak_rss_mb(), 1)
@@ -51,24 +55,66 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     if leaderboard is not None:
         store.write_bytes(run_dir / LEADERBOARD_FILE, leaderboard.to_parquet(index=False))
         store.write_json(run_dir / "winner.json", winner.model_dump(mode="json"))
-    logger.info("outputs: %s", run_dir)
-    summary["promotion"] = promoted or {
-        "action": "skipped",
-        "reason": "no model was trained in this run" if promote else "promotion is off (promote=False)",
-    }
     store.write_json(run_dir / "promotion.json", summary["promotion"])
+    get_run_logger().info("%s", "\n".join(summary_lines(summary)), extra={SUMMARY_RECORD: True})
     return summary
 
 
-def publish_results(run: Run, logger) -> dict:
-    """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
-    result = read_metrics(run.refs["evaluate"].path)
-    metrics, tr, gate = result["metrics"], result["train"], result["gate"]
-    gate_text = gate_line(gate, result["horizon"], result["n_test"])
-    publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
-                          f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")
+def settings_of(run: Run) -> dict:
+    """Where the series came from, the model's cell and every "auto" setting with what it became."""
+    return {"source": data_source(run.cfg), "cell": run.cfg.model.cell, "auto": auto_settings(run.asked, run.cfg)}
+
+
+# --------------------------------------------------------------------------- wording
+
+
+def summary_lines(summary: dict, option_of: dict[str, str] | None = None) -> list[str]:
+    """The summary block: stages, settings, verdict, gate, promotion, forecast, outputs (last).
+
+    option_of: setting ("model.cell") -> command-line option ("--cell"), to name settings as typed.
+    """
+    lines = ["stages:", *[stage_line(r) for r in summary["stages"]]]
+    if summary.get("settings", {}).get("auto"):
+        lines.append(settings_line(summary["settings"], option_of))
+    if "verdict" in summary:
+        lines += [f"result: {summary['verdict']}", summary["gate"]]
+    if summary.get("promote"):
+        lines.append(promotion_line(summary["promotion"]))
+    if "forecast" in summary:
+        lines.append(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
+    if "leaderboard" in summary:
+        lb = summary["leaderboard"]
+        lines.append(f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {lb['val_mase']:.4g})")
+    lines.append(f"outputs: {summary['run_dir']}")
+    return lines
+
+
+def stage_line(row: dict) -> str:
+    return f"  {row['stage']:<9} {row['action']:<10} {row['reason']}"
+
+
+def settings_line(settings: dict, option_of: dict[str, str] | None = None) -> str:
+    """The "auto" settings of a run and what they became, e.g. `auto for a data file: --cell gru, ...`."""
+    option_of = option_of or {}
+    source = "a data file" if settings["source"] == "file" else "the generated series (the tutorial's)"
+    values = ", ".join(f"{option_of.get(k, k)} {_value(v)}" for k, v in settings["auto"].items())
+    return f"settings: auto for {source}: {values}"
+
+
+def _value(v: object) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def model_name(cell: str) -> str:
+    """How figures and reports name the network: RNN, GRU or LSTM."""
+    return cell.upper()
+
+
+def verdict_line(result: dict, cell: str) -> str:
+    """The run's result in one line: the model, how it trained, its test metrics against the baselines."""
+    metrics, tr = result["metrics"], result["train"]
     verdict = (
-        f"device {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
+        f"{model_name(cell)} on {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
         f"{' (early stop)' if tr['stopped_early'] else ''}; test MSE {metrics['model']['mse']:.3e} vs naive "
         f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
         f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
@@ -83,15 +129,67 @@ def publish_results(run: Run, logger) -> dict:
         verdict += f"; averaged over {result['horizon']} leads"
     if result.get("frequency") not in (None, "1"):
         verdict += f"; inferred frequency {result['frequency']}"
-    logger.info("result: %s", verdict)
-    logger.info("%s", gate_text)
+    return verdict
+
+
+def promotion_line(promotion: dict) -> str:
+    """The champion/challenger decision in one line."""
+    line = f"promotion: {promotion['action']} ({promotion['reason']})"
+    if promotion.get("champion_now"):
+        now = "now" if promotion["action"] == "promoted" else "still"
+        return f"{line}; the champion is {now} model {promotion['champion_now']} ({promotion['registry']})"
+    return line + ("; there is no champion yet" if promotion["action"] != "skipped" else "")
+
+
+def interval_line(result: dict) -> str:
+    """Empirical coverage and mean width of each conformal interval on the test range, in one line."""
+    iv = result["intervals"]
+    parts = [interval_words(k, t) for k, t in iv["test"].items()]
+    return f"conformal intervals ({iv['n_calibration']} validation origins, {iv['method']}): " + "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def publish_results(run: Run) -> dict:
+    """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
+    result = read_metrics(run.refs["evaluate"].path)
+    metrics, gate = result["metrics"], result["gate"]
+    gate_text = gate_line(gate, result["horizon"], result["n_test"])
+    publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
+                          f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")
+    verdict = verdict_line(result, run.cfg.model.cell)
     if "figures" in run.refs:
-        figs = {n: run.refs["figures"].file(figure_file(n)) for n in FIGURES
-                if run.refs["figures"].file(figure_file(n)).is_file()}
-        lines = [verdict, gate_text, interval_line(result)]
-        md = publish.report_markdown(f"RNN forecast report — {run.name}", lines, metrics, figs)
-        publish.publish_markdown(publish.REPORT_KEY, md, f"Metrics and figures of run {run.name}")
-    return {"metrics": metrics, "train": tr, "verdict": verdict, "gate": gate_text, "gate_passed": gate["passed"]}
+        publish.publish_markdown(publish.REPORT_KEY, report(run, result, verdict, gate_text),
+                                 f"Metrics and figures of run {run.name}")
+    return {"metrics": metrics, "train": result["train"], "verdict": verdict, "gate": gate_text,
+            "gate_passed": gate["passed"]}
+
+
+def report(run: Run, result: dict, verdict: str, gate_text: str) -> str:
+    """The rnn-report markdown: result lines, the metrics, the settings, every figure (the forecast's too)."""
+    figs = {figure_title(n): run.refs["figures"].file(figure_file(n)) for n in FIGURES
+            if run.refs["figures"].file(figure_file(n)).is_file()}
+    if "forecast" in run.refs:
+        figs[figure_title("forecast")] = run.refs["forecast"].file(FORECAST_FIGURE)
+    settings = settings_of(run)
+    lines = [verdict, gate_text, interval_line(result)]
+    if settings["auto"]:
+        lines.append(settings_line(settings))
+    title = f"{model_name(run.cfg.model.cell)} forecast report — {run.name}"
+    return publish.report_markdown(title, lines, result["metrics"], figs, config=settings_table(run),
+                                   auto=set(settings["auto"]))
+
+
+def settings_table(run: Run) -> dict:
+    """The resolved config as the report lists it: the data section holds only what the source uses
+    (the file's fields for a file, the generator's for the sine)."""
+    from tasks.generate import FILE_FIELDS
+
+    config = run.cfg.model_dump(mode="json")
+    file = data_source(run.cfg) == "file"
+    config["data"] = {k: v for k, v in config["data"].items() if (k in FILE_FIELDS) == file}
+    return config
 
 
 def metric_extras(result: dict) -> dict[str, dict]:
@@ -103,20 +201,14 @@ def metric_extras(result: dict) -> dict[str, dict]:
     return {"model": model, gate["baseline"]: {"gate": "baseline"}}
 
 
-def interval_line(result: dict) -> str:
-    """Empirical coverage and mean width of each conformal interval on the test range, in one line."""
-    iv = result["intervals"]
-    parts = [interval_words(k, t) for k, t in iv["test"].items()]
-    return f"conformal intervals ({iv['n_calibration']} validation origins, {iv['method']}): " + "; ".join(parts)
-
-
-def publish_forecast(run: Run, logger) -> dict:
+def publish_forecast(run: Run) -> dict:
     """The rnn-forecast table artifact; returns where the forecast is and what it starts with."""
     ref = run.refs["forecast"]
     fc = read_forecast(ref.path)
     publish.publish_table(publish.FORECAST_KEY, publish.table_rows(fc), f"Forecast past the end of each series, run {run.name}")
     when = fc["timestamp"].iloc[0] if "timestamp" in fc else fc["step"].iloc[0]
-    logger.info("forecast: %d rows from %s (%s)", len(fc), when, ref.file(FORECAST_FILE))
+    if hasattr(when, "strftime") and when == when.normalize() and when.tz is None:
+        when = when.strftime("%Y-%m-%d")  # a date, without a midnight time (times keep their zone's offset)
     return {"rows": len(fc), "first": str(when), "file": str(ref.file(FORECAST_FILE)),
             "figure": str(ref.file(FORECAST_FIGURE))}
 
@@ -124,13 +216,41 @@ def publish_forecast(run: Run, logger) -> dict:
 LEADERBOARD_FILE = "leaderboard.parquet"
 
 
-def publish_leaderboard(run: Run, board, logger) -> dict:
+def publish_leaderboard(run: Run, board) -> dict:
     """The rnn-leaderboard table artifact (members ranked by validation MASE); the winner in one line."""
     publish.publish_table(publish.LEADERBOARD_KEY, publish.table_rows(board.drop(columns=["model_entry",
                                                                                     "scores_entry"])),
                           f"Sweep members of run {run.name}, ranked by the model's MASE on the validation range")
     top = board.iloc[0]
     settings = {k: top[k] for k in board.columns if "." in k}
-    logger.info("sweep: %d members; winner %s (validation MASE %.4g)", len(board), settings, top["val_mase"])
     return {"members": len(board), "winner": {k: str(v) for k, v in settings.items()},
             "val_mase": float(top["val_mase"])}
+
+
+# --------------------------------------------------------------------------- the console
+
+
+class _ConsoleFilter(logging.Filter):
+    """On the console: no summary record (the command line prints the block itself), and no traceback
+    for a failure the command line reports as one line."""
+
+    def __init__(self, known: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.known = known
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, SUMMARY_RECORD, False):
+            return False
+        if self.known and record.exc_info and isinstance(record.exc_info[1], self.known):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_console(debug: bool, known: tuple[type[BaseException], ...]) -> None:
+    """Install the console filter on Prefect's console handlers (the root logger's, see its logging.yml)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    f = _ConsoleFilter(() if debug else known)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, PrefectConsoleHandler):
+            h.addFilter(f)

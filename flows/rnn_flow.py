@@ -2,7 +2,8 @@
 
     python flows/rnn_flow.py                 # the tutorial, end to end, with sensible defaults
     python flows/rnn_flow.py --epochs 20     # change one setting: only affected stages rerun
-    python flows/rnn_flow.py --help          # all options
+    python flows/rnn_flow.py server          # once per session: a local Prefect server + UI; reruns take seconds
+    python flows/rnn_flow.py --help          # the subcommands and every option
 
 Each stage is a task in tasks/<stage>.py; its logic is one step from here. What a stage reads is
 what is passed to it below, and its cache key covers exactly that (tasks/runtime/stages.py).
@@ -165,7 +166,9 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
                                                   for p in parts],
                         eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train)
     scores = run.stage(evaluate_task, backtests=backtests)
-    run.stage(figures_task, fig_cfg=cfg.figures, scores=scores, backtests=backtests, model=model)
+    item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
+    run.stage(figures_task, fig_cfg=cfg.figures, model_cfg=cfg.model, scores=scores, backtests=backtests,
+              series=item_series, model=model)
     finals = models
     if cfg.forecast.refit_full and models:
         refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
@@ -174,7 +177,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
     predictions = run.map(predict_task, backtests and finals and [
         {"series": p["series"], "split": p["split"], "model": finals[p["group"]], "backtest": b, "group": p["group"]}
         for p, b in zip(parts, backtests)])
-    run.stage(forecast_task, fig_cfg=cfg.figures, predictions=predictions, series=series)
+    run.stage(forecast_task, fig_cfg=cfg.figures, model_cfg=cfg.model, predictions=predictions, series=item_series)
     decision = None
     if settings is not None and model is not None:
         if len(models) > 1:

@@ -322,6 +322,13 @@ def resolve(cfg: PipelineConfig, device: str) -> PipelineConfig:
     return with_overrides(cfg, {k: v for k, v in update.items() if v})
 
 
+def auto_settings(asked: PipelineConfig, resolved: PipelineConfig) -> dict[str, object]:
+    """Every setting that was "auto" in `asked`, by "section.field", with its value in `resolved`."""
+    fields = [(section, f) for section, names in AUTO_DEFAULTS.items() for f in names] + [("train", "device")]
+    return {f"{s}.{f}": getattr(getattr(resolved, s), f) for s, f in fields
+            if getattr(getattr(asked, s), f) == "auto"}
+
+
 def with_overrides(cfg: PipelineConfig, overrides: dict[str, dict]) -> PipelineConfig:
     """A copy of `cfg` with `{section: {field: value}}` replaced, validated again."""
     data = cfg.model_dump()

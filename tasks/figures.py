@@ -1,35 +1,80 @@
 """Stage 5: figures of the backtest and of training. Plot functions return a Figure; only the task saves them.
 
 matplotlib's object API (Figure + Agg canvas) is used instead of pyplot: no global state, no GUI
-backend, no font look-ups beyond the default DejaVu Sans (so no font warnings).
+backend, no font look-ups beyond the default DejaVu Sans (so no font warnings). It is imported
+only when a figure is drawn, so a run that reuses this stage never loads it.
+
+A series read from a file is drawn against its dates and its value column's name; a generated one
+against integer time steps.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from prefect import task
 
-from tasks.config import FiguresConfig
+from tasks.config import FiguresConfig, ModelConfig
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.history import read_history
 from tasks.formats.scores import read_by_series, read_metrics, read_predictions
+from tasks.formats.series import read_series, read_series_schema
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
 STAGE = StageSpec("figures", packages=("matplotlib", "pandas"), files=tuple(figure_file(n) for n in FIGURES))
-FORECASTERS = {"model": "RNN", "naive": "Naive (last value)", "seasonal_naive": "Seasonal naive"}
+BASELINES = {"naive": "Naive (last value)", "seasonal_naive": "Seasonal naive"}
 
 
-def _new(cfg: FiguresConfig) -> tuple[Figure, object]:
+@dataclass(frozen=True)
+class Labels:
+    """What the axes and legends call things: the model, the values, the time axis."""
+
+    model: str = "RNN"  # RNN, GRU or LSTM
+    value: str = "Value"  # the value column of a file
+    time: str = "Time step"  # the time column of a file, or integer steps
+
+    @classmethod
+    def of(cls, cell: str, meta: dict) -> "Labels":
+        """Labels for a model of `cell` on the series described by `meta` (series.parquet metadata)."""
+        params = meta.get("params", {}) if meta.get("source") == "file" else {}
+        return cls(cell.upper(), params.get("value_column", "Value"), params.get("time_column", "Time step"))
+
+
+def _new(cfg: FiguresConfig, ncols: int = 1, **kw) -> tuple["Figure", object]:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(cfg.width, cfg.height), dpi=cfg.dpi, layout="constrained")
-    return fig, fig.add_subplot()
+    return fig, fig.subplots(1, ncols, **kw) if ncols > 1 else fig.add_subplot()
+
+
+def time_axis(ax: "Axes", times: pd.DataFrame | None) -> None:
+    """Dates as short, readable labels; integer times or steps with integer ticks (no 92.5)."""
+    if times is not None and pd.api.types.is_datetime64_any_dtype(times["timestamp"]):
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    else:
+        integer_ticks(ax)
+
+
+def integer_ticks(ax: "Axes") -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def lead_one(df: pd.DataFrame) -> pd.DataFrame:
@@ -37,27 +82,53 @@ def lead_one(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["lead"] == 1] if "lead" in df else df
 
 
-def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig) -> Figure:
+def with_times(df: pd.DataFrame, times: pd.DataFrame | None) -> pd.DataFrame:
+    """`df` (series_id, step, ...) with the series' `timestamp` of each step, when it has dates."""
+    if times is None:
+        return df
+    return df.merge(times[["series_id", "step", "timestamp"]], on=["series_id", "step"], how="left")
+
+
+def naive_one_step(actual: pd.DataFrame, lead1: pd.DataFrame) -> pd.DataFrame:
+    """The naive one-step forecast at every target step of `actual`: the value one step before.
+
+    The backtest's lead-1 rows give it up to the last origin; after that (the later leads of
+    the last origins) it is read off `actual` itself, so the line runs as far as the actual one.
+    """
+    have = lead1[["series_id", "step", "naive"]]
+    shifted = actual[["series_id", "step", "actual"]].rename(columns={"actual": "naive"})
+    shifted = shifted.assign(step=shifted["step"] + 1)
+    later = shifted[shifted["step"].isin(actual["step"]) & ~shifted["step"].isin(have["step"])]
+    return pd.concat([have, later], ignore_index=True).sort_values("step")
+
+
+def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labels(),
+                     times: pd.DataFrame | None = None) -> "Figure":
     """The tutorial's plot: actual vs predicted over the test range (first series, lead 1 and the last lead)."""
     fig, ax = _new(cfg)
     whole = df[df["series_id"] == df["series_id"].iloc[0]]
+    x = "timestamp" if times is not None else "step"
     first, title = lead_one(whole), "One-step-ahead forecast on the test range"
     actual = whole.drop_duplicates("step").sort_values("step")
-    ax.plot(actual["step"], actual["actual"], label="Actual", linewidth=2)
-    ax.plot(first["step"], first["model"], label="Predicted (RNN)", linestyle="--")
-    if "lead" in whole and whole["lead"].max() > 1:
-        h = int(whole["lead"].max())
-        last = whole[whole["lead"] == h]
-        ax.plot(last["step"], last["model"], label=f"Predicted {h} steps ahead", linestyle=":")
+    naive = with_times(naive_one_step(actual, first), times)
+    first, actual = with_times(first, times), with_times(actual, times)
+    h = int(whole["lead"].max()) if "lead" in whole else 1
+    ax.plot(actual[x], actual["actual"], label="Actual", linewidth=2)
+    ax.plot(first[x], first["model"], label=f"Predicted{' 1 step ahead' if h > 1 else ''} ({labels.model})",
+            linestyle="--")
+    if h > 1:
+        last = with_times(whole[whole["lead"] == h], times)
+        ax.plot(last[x], last["model"], label=f"Predicted {h} steps ahead ({labels.model})", linestyle=":")
         title = f"Forecasts 1 and {h} steps ahead on the test range"
-    ax.plot(first["step"], first["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
-    ax.set(title=title, xlabel="Time step", ylabel="Value")
+    ax.plot(naive[x], naive["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
+    ax.set(title=f"{title} — {labels.model}", xlabel=labels.time, ylabel=labels.value)
+    time_axis(ax, times)
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
 
 
-def plot_loss(history: dict, cfg: FiguresConfig) -> Figure:
+def plot_loss(history: dict, cfg: FiguresConfig, labels: Labels = Labels()) -> "Figure":
     """Training and validation loss per epoch (log scale)."""
     fig, ax = _new(cfg)
     epochs = range(1, len(history["train_loss"]) + 1)
@@ -66,69 +137,84 @@ def plot_loss(history: dict, cfg: FiguresConfig) -> Figure:
     if history.get("best_epoch"):
         ax.axvline(history["best_epoch"], color="grey", linestyle=":", label=f"Best epoch ({history['best_epoch']})")
     positive = min(history["train_loss"] + history["val_loss"], default=0) > 0  # a perfect fit has no log scale
-    ax.set(title="Training loss (MSE)", xlabel="Epoch", ylabel="MSE", yscale="log" if positive else "linear")
+    ax.set(title=f"Training loss (MSE) — {labels.model}", xlabel="Epoch", ylabel="MSE",
+           yscale="log" if positive else "linear")
+    integer_ticks(ax)
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
 
 
-def plot_residuals(df: pd.DataFrame, cfg: FiguresConfig) -> Figure:
+def plot_residuals(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labels(),
+                   times: pd.DataFrame | None = None) -> "Figure":
     """Residuals (actual - predicted, lead 1) over time and their histogram."""
-    fig = Figure(figsize=(cfg.width, cfg.height), dpi=cfg.dpi, layout="constrained")
-    ax_t, ax_h = fig.subplots(1, 2, width_ratios=(3, 1))
-    df = lead_one(df)
+    fig, (ax_t, ax_h) = _new(cfg, 2, width_ratios=(3, 1))
+    df = with_times(lead_one(df), times)
+    x = "timestamp" if times is not None else "step"
     resid = df["actual"] - df["model"]
-    ax_t.plot(df["step"], resid, linewidth=0.8)
+    ax_t.plot(df[x], resid, linewidth=0.8)
     ax_t.axhline(0, color="grey", linewidth=0.8)
-    ax_t.set(title="Residuals on the test range", xlabel="Time step", ylabel="Actual - predicted")
+    ax_t.set(title=f"Residuals of the one-step forecast on the test range — {labels.model}", xlabel=labels.time,
+             ylabel=f"Actual - predicted ({labels.value})")
+    time_axis(ax_t, times)
     ax_h.hist(resid, bins=30, orientation="horizontal")
     ax_h.set(title="Distribution", xlabel="Count")
     return fig
 
 
-def plot_error_by_lead(per_lead: dict[str, dict[str, list[float]]], cfg: FiguresConfig) -> Figure:
+def plot_error_by_lead(per_lead: dict[str, dict[str, list[float]]], cfg: FiguresConfig,
+                       labels: Labels = Labels()) -> "Figure":
     """MASE per lead time of each forecaster on the backtest (lower is better)."""
     fig, ax = _new(cfg)
     for name, m in per_lead.items():
         leads = range(1, len(m["mase"]) + 1)
-        ax.plot(leads, m["mase"], marker="o", label=FORECASTERS.get(name, name), linewidth=2 if name == "model" else 1)
-    ax.set(title="Error vs lead time on the backtest", xlabel="Lead time (steps ahead)", ylabel="MASE")
-    ax.set_xticks(list(range(1, len(next(iter(per_lead.values()))["mase"]) + 1)))
+        ax.plot(leads, m["mase"], marker="o", label=labels.model if name == "model" else BASELINES.get(name, name),
+                linewidth=2 if name == "model" else 1)
+    ax.set(title="Error by lead time on the backtest (lower is better)", xlabel="Lead time (steps ahead)",
+           ylabel="MASE")
+    integer_ticks(ax)
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
 
 
-def render_all(df: pd.DataFrame, history: dict, cfg: FiguresConfig, per_lead: dict | None = None) -> dict[str, Figure]:
-    """Every figure by name (error_by_lead when per-lead metrics are given)."""
+def render_all(df: pd.DataFrame, history: dict, cfg: FiguresConfig, per_lead: dict | None = None,
+               labels: Labels = Labels(), times: pd.DataFrame | None = None) -> dict[str, "Figure"]:
+    """Every figure by name (error_by_lead when per-lead metrics are given); `times`: the series'
+    dates by (series_id, step), for a series read from a file."""
     figs = {
-        "prediction": plot_predictions(df, cfg),
-        "loss": plot_loss(history, cfg),
-        "residuals": plot_residuals(df, cfg),
+        "prediction": plot_predictions(df, cfg, labels, times),
+        "loss": plot_loss(history, cfg, labels),
+        "residuals": plot_residuals(df, cfg, labels, times),
     }
     if per_lead:
-        figs["error_by_lead"] = plot_error_by_lead(per_lead, cfg)
+        figs["error_by_lead"] = plot_error_by_lead(per_lead, cfg, labels)
     return figs
 
 
-def plot_sample(frames: dict[str, pd.DataFrame], cfg: FiguresConfig) -> Figure:
+def plot_sample(frames: dict[str, pd.DataFrame], cfg: FiguresConfig, labels: Labels = Labels(),
+                times: pd.DataFrame | None = None) -> "Figure":
     """One-step-ahead forecasts of a few series of many (e.g. best, median, worst), one row each."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(cfg.width, cfg.height * len(frames) * 0.7), dpi=cfg.dpi, layout="constrained")
+    x = "timestamp" if times is not None else "step"
     for ax, (label, df) in zip(fig.subplots(len(frames), 1, squeeze=False)[:, 0], frames.items()):
-        one = lead_one(df).sort_values("step")
-        ax.plot(one["step"], one["actual"], label="Actual", linewidth=2)
-        ax.plot(one["step"], one["model"], label="Predicted (RNN)", linestyle="--")
-        ax.plot(one["step"], one["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
-        ax.set(title=f"{label}: {df['series_id'].iloc[0]}", xlabel="Time step", ylabel="Value")
+        one = with_times(lead_one(df).sort_values("step"), times)
+        ax.plot(one[x], one["actual"], label="Actual", linewidth=2)
+        ax.plot(one[x], one["model"], label=f"Predicted ({labels.model})", linestyle="--")
+        ax.plot(one[x], one["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
+        ax.set(title=f"{label}: {df['series_id'].iloc[0]}", xlabel=labels.time, ylabel=labels.value)
+        time_axis(ax, times)
         ax.grid(alpha=0.3)
     fig.axes[0].legend()
     return fig
 
 
-def plot_series_mase(by_series: pd.DataFrame, cfg: FiguresConfig) -> Figure:
+def plot_series_mase(by_series: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labels()) -> "Figure":
     """Distribution over series of the model's and the baselines' MASE on the backtest (log scale)."""
     fig, ax = _new(cfg)
-    for name, label in FORECASTERS.items():
+    for name, label in {"model": labels.model, **BASELINES}.items():
         col = f"{name}_mase"
         if col in by_series:
             v = by_series[col].to_numpy(float)
@@ -151,20 +237,39 @@ def sample_predictions(scores: store.StageRef, backtests: Sequence[store.StageRe
     return {label: read_predictions(backtests[int(bucket.loc[sid])].path, [sid]) for label, sid in sample.items()}
 
 
+def sample_times(scores: store.StageRef, series: Sequence[store.StageRef]) -> tuple[pd.DataFrame | None, dict]:
+    """The dates (series_id, step, timestamp) of the sample series, None for integer times; and the
+    series' metadata (source, the file's column names), read from the buckets that hold them."""
+    sample = read_metrics(scores.path)["sample"]
+    bucket = read_by_series(scores.path).set_index("series_id")["bucket"]
+    wanted: dict[int, list[str]] = {}
+    for sid in sample.values():
+        wanted.setdefault(int(bucket.loc[sid]), []).append(sid)
+    columns, meta = read_series_schema(series[next(iter(wanted))].path)
+    if "timestamp" not in columns:
+        return None, meta
+    parts = [read_series(series[b].path, ["series_id", "step", "timestamp"], ids)[0] for b, ids in wanted.items()]
+    return pd.concat(parts, ignore_index=True), meta
+
+
 @task(**stage_task(STAGE))
-def figures_task(plan, fig_cfg: FiguresConfig, scores: store.StageRef, backtests: tuple[store.StageRef, ...],
+def figures_task(plan, fig_cfg: FiguresConfig, model_cfg: ModelConfig, scores: store.StageRef,
+                 backtests: tuple[store.StageRef, ...], series: tuple[store.StageRef, ...],
                  model: store.StageRef) -> dict:
-    """Write figures/*.png from the backtest (scores: combined, backtests: per bucket) and the
-    training history (model); return the StageRef. Many series: a sample and the distribution."""
+    """Write figures/*.png from the backtest (scores: combined, backtests: per bucket), the training
+    history (model) and the series' dates and names (series: per bucket, as backtests); model_cfg
+    names the network. Return the StageRef. Many series: a sample and the MASE distribution."""
 
     def compute(w: store.EntryWriter) -> dict:
         frames = sample_predictions(scores, backtests)
         per_lead = read_metrics(scores.path)["per_lead"]
         df = pd.concat(list(frames.values()), ignore_index=True)
-        figs = render_all(df, read_history(model.path), fig_cfg, per_lead)
+        times, meta = sample_times(scores, series)
+        labels = Labels.of(model_cfg.cell, meta)
+        figs = render_all(df, read_history(model.path), fig_cfg, per_lead, labels, times)
         if "only" not in frames:
-            figs["prediction"] = plot_sample(frames, fig_cfg)
-            figs["series_mase"] = plot_series_mase(read_by_series(scores.path), fig_cfg)
+            figs["prediction"] = plot_sample(frames, fig_cfg, labels, times)
+            figs["series_mase"] = plot_series_mase(read_by_series(scores.path), fig_cfg, labels)
         for name, fig in figs.items():
             fig.savefig(w.path(figure_file(name)), dpi=fig_cfg.dpi)
         log.info("figures: %s", ", ".join(f"{n}.png" for n in figs))

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from prefect import task
 
 from tasks.components.backtest import band_columns, model_forecasts, score_scales
@@ -36,6 +36,9 @@ from tasks.formats.series import read_series
 from tasks.formats.window import read_window
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,15 @@ def forecast_frame(split: Split, times: dict, columns: dict[str, np.ndarray]) ->
     return pd.concat(rows, ignore_index=True)
 
 
-def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, season: int | None = None) -> Figure:
-    """History, forecast and conformal bands of the first series."""
+def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, season: int | None = None,
+                  model: str = "RNN", meta: dict | None = None) -> "Figure":
+    """History, forecast and conformal bands of the first series; `model` names the network, `meta`
+    (series.parquet metadata) the value and time columns of a file. matplotlib loads only here."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    params = (meta or {}).get("params", {}) if (meta or {}).get("source") == "file" else {}
     sid = fc["series_id"].iloc[0]
     x = "timestamp" if "timestamp" in fc else "step"
     h, f = history[history["series_id"] == sid], fc[fc["series_id"] == sid]
@@ -100,9 +110,15 @@ def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, s
         ax.fill_between(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha, color="tab:orange",
                         linewidth=0, label=f"{name}% interval")
     joined_x, joined_y = [h[x].iloc[-1], *f[x]], [h["value"].iloc[-1], *f["forecast"]]  # from the last point on
-    ax.plot(joined_x, joined_y, label="Forecast (RNN)", color="tab:orange", marker="." if len(f) < 50 else None)
-    ax.set(title=f"Forecast of the next {len(f)} step(s) — {sid}", xlabel="Time" if x == "timestamp" else "Time step",
-           ylabel="Value")
+    ax.plot(joined_x, joined_y, label=f"Forecast ({model})", color="tab:orange", marker="." if len(f) < 50 else None)
+    ax.set(title=f"{model} forecast of the next {len(f)} step(s) — {sid}",
+           xlabel=params.get("time_column", "Time step"), ylabel=params.get("value_column", "Value"))
+    if pd.api.types.is_datetime64_any_dtype(f[x]):
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
@@ -160,17 +176,18 @@ def predict_task(plan, series: store.StageRef, split: store.StageRef, model: sto
 
 
 @task(**stage_task(STAGE))
-def forecast_task(plan, fig_cfg: FiguresConfig, predictions: tuple[store.StageRef, ...],
+def forecast_task(plan, fig_cfg: FiguresConfig, model_cfg: ModelConfig, predictions: tuple[store.StageRef, ...],
                   series: tuple[store.StageRef, ...]) -> dict:
     """Every bucket's forecasts in one forecast.parquet, and figures/forecast.png of the first
-    series (its history from its bucket of `series`); return the entry's StageRef."""
+    series (its history from its bucket of `series`; model_cfg names the network); return the
+    entry's StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
         fc = pd.concat([read_forecast(ref.path) for ref in predictions], ignore_index=True)
         write_forecast(w.dir, fc)
         history, meta = read_series(series[0].path)
-        plot_forecast(history, fc, fig_cfg, meta.get("season_length")).savefig(w.path(FORECAST_FIGURE),
-                                                                              dpi=fig_cfg.dpi)
+        figure = plot_forecast(history, fc, fig_cfg, meta.get("season_length"), model_cfg.cell.upper(), meta)
+        figure.savefig(w.path(FORECAST_FIGURE), dpi=fig_cfg.dpi)
         first = fc.iloc[0]
         log.info("forecast: %d series x %d steps from %s", fc["series_id"].nunique(), int(fc["lead"].max()),
                  first.get("timestamp", first["step"]))

@@ -1,9 +1,11 @@
 """5. Orchestration overhead: what Prefect adds to a run of the pipeline.
 
-Fresh processes, each on Prefect's temporary server in a throwaway PREFECT_HOME: a one-task
-flow, and `flows/rnn_flow.py` rerun with all five stages cached (after one cold run that fills
-the cache). The difference of the best times is what a warm rerun costs on top of Prefect
-itself. Prefect is needed only in those subprocesses: this module does not import it.
+Fresh processes, each on a temporary server in a throwaway PREFECT_HOME: a one-task flow (on
+Prefect's own), and `flows/rnn_flow.py` rerun with all five stages cached (after one cold run that
+fills the cache; on the one the command line starts, flows/server.py). The difference of the best
+times is what a warm rerun costs on top of Prefect itself. Prefect is needed only in those
+subprocesses: this module does not import it. benchmarks/rerun_bench.py measures the same rerun
+against a running server, the edit-rerun loop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 import time
 
 from benchmarks.sections.common import ROOT, fmt_s, print_lines, print_table
+from flows.server import free_port
 
 TITLE = "5. orchestration overhead"
 TRIVIAL_FLOW = "from prefect import flow, task\n@task\ndef one():\n    return 1\n@flow\ndef trivial():\n    return one()\ntrivial()\n"
@@ -24,7 +27,8 @@ def run(repeats: int) -> dict:
     """Fresh processes, each on Prefect's temporary server: a one-task flow vs an rnn_pipeline warm rerun."""
     with tempfile.TemporaryDirectory(prefix="rnnflow-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        env.update(PREFECT_HOME=f"{tmp}/prefect-home", DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        env.update(PREFECT_HOME=f"{tmp}/prefect-home", DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_SERVER_API_PORT=str(free_port()))  # no local server on 4200 is used instead
         trivial = [sys.executable, "-c", TRIVIAL_FLOW]
         ours = [sys.executable, str(ROOT / "flows" / "rnn_flow.py"), "--output-dir", f"{tmp}/artifacts", "--data-dir", f"{tmp}/data"]
 

@@ -54,7 +54,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
                          f"unknown file type {suffix or '(none)'!r}; expected .csv, .txt, .parquet or .pq")
     try:
         csv = suffix in CSV_SUFFIXES
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True) if csv else pd.read_parquet(p)
+        if csv:
+            sep = sniff_delimiter(p)
+            if sep != ",":
+                log.info("reading %s with the delimiter %r", shown, sep)
+            df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
+        else:
+            df = pd.read_parquet(p)
     except pd.errors.EmptyDataError:
         raise InputError("data_path", shown, "empty file") from None
     except (OSError, ValueError, TypeError, NotImplementedError, ImportError) as exc:
@@ -64,6 +70,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if len(df) == 0:
         raise InputError("data_path", shown, "no rows")
     return df
+
+
+DELIMITERS = ",;\t|"
+
+
+def sniff_delimiter(path: Path, sample_bytes: int = 65536) -> str:
+    """The delimiter of a CSV file: `,` unless its header and first rows are consistently split by
+    one of `;`, tab or `|` (csv.Sniffer), as in many European exports."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            sample = fh.read(sample_bytes)
+        lines = sample.splitlines()
+        if len(lines) > 1 and len(sample) == sample_bytes:
+            sample = "\n".join(lines[:-1])  # drop a line cut short
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except (OSError, csv.Error):
+        return ","
 
 
 def prepare_series(
@@ -142,17 +167,55 @@ def _add_rows(long: pd.DataFrame, missing: dict[str, Any]) -> tuple[pd.DataFrame
 
 
 def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
-    """Require exactly one column called `name`, suggesting the closest name otherwise."""
+    """Require exactly one column called `name`, suggesting the likeliest one otherwise."""
     names = [str(c) for c in df.columns]
     count = list(df.columns).count(name)
     if count == 1:
         return
     if count > 1:
         raise InputError(field, name, "column appears more than once")
-    close = difflib.get_close_matches(str(name), names, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    close = suggest_column(df, field, str(name))
+    hint = f"did you mean {close!r}? " if close else ""
     shown = ", ".join(n if n.isprintable() else repr(n) for n in names)  # a newline in a name: still one line
     raise InputError(field, name, f"no such column; {hint}(columns: {shown})")
+
+
+_TIME_WORDS = ("date", "time", "timestamp", "ds", "day", "week", "month", "quarter", "year", "period", "hour", "t")
+
+
+def suggest_column(df: pd.DataFrame, field: str, name: str) -> str | None:
+    """The column a misnamed `field` most likely means: a close spelling, else by what it holds:
+    for time_column a column named like a time (date, month, ...) or holding dates; for
+    value_column the one numeric column that is not a time. None when nothing fits."""
+    names = [str(c) for c in df.columns]
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return close[0]
+    head = df.head(20)
+    timelike = [c for c in names if c.strip().lower() in _TIME_WORDS or _looks_like_dates(head[c])]
+    if field == "time_column":
+        return timelike[0] if timelike else None
+    if field == "value_column":
+        numeric = [c for c in names if c not in timelike and _looks_numeric(head[c])]
+        return numeric[0] if len(numeric) == 1 else None
+    return None
+
+
+def _looks_like_dates(col: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return True
+    texts = col.astype(str).str.strip()
+    if texts.empty or texts.str.fullmatch(_NUM_RE.pattern).all():
+        return False
+    return bool(_to_datetime(texts).notna().all())
+
+
+def _looks_numeric(col: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return True
+    texts = col.astype(str).str.strip()
+    texts = texts[~texts.str.lower().isin(_MISSING)]
+    return not texts.empty and bool(texts.str.fullmatch(_NUM_RE.pattern, flags=re.IGNORECASE).all())
 
 
 def _parse_ids(df: pd.DataFrame, id_column: str | None) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Stream a user's series source in bounded batches: a CSV file, a Parquet file, or a directory
 (dataset) of Parquet files. Nothing here holds more than one batch of rows.
 
-CSV cells are read as text (validation parses them later, row by row, with messages that name
-the row); Parquet keeps its column types. Every problem is an InputError naming --data-path or
+CSV cells are read as text, split by the delimiter the file uses (`,`, `;`, tab or `|`, sniffed);
+validation parses them later, row by row, with messages that name the row. Parquet keeps its
+column types. Every problem is an InputError naming --data-path or
 the column option.
 """
 
@@ -17,7 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from tasks.components.ingest import CSV_SUFFIXES, PARQUET_SUFFIXES, SINGLE_SERIES_ID, _check_column, _parse_ids
+from tasks.components.ingest import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
+    SINGLE_SERIES_ID,
+    _check_column,
+    _parse_ids,
+    sniff_delimiter,
+)
 from tasks.errors import InputError
 
 BATCH_ROWS = 262_144
@@ -53,7 +61,8 @@ def source_columns(path: str | Path) -> list[str]:
     if source_kind(path) == "parquet":
         return list(_dataset(path).schema.names)
     try:
-        return [str(c) for c in pd.read_csv(path, dtype=str, nrows=0, skipinitialspace=True).columns]
+        return [str(c) for c in pd.read_csv(path, dtype=str, nrows=0, skipinitialspace=True,
+                                            sep=sniff_delimiter(Path(path))).columns]
     except pd.errors.EmptyDataError:
         raise InputError("data_path", str(path), "empty file") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -83,7 +92,7 @@ def scan(path: str | Path, columns: list[str], batch_rows: int = BATCH_ROWS) -> 
     else:
         try:
             reader = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, usecols=columns,
-                                 chunksize=batch_rows)
+                                 chunksize=batch_rows, sep=sniff_delimiter(Path(path)))
             for chunk in reader:
                 if len(chunk):
                     empty = False

@@ -86,8 +86,17 @@ def write_series(directory: Path, df: pd.DataFrame, meta: dict) -> Path:
     return path
 
 
-def read_series(directory: Path) -> tuple[pd.DataFrame, dict]:
-    """The long frame of an ingest entry and its metadata (source, frequency, season_length, ...)."""
-    table = pq.read_table(str(Path(directory) / SERIES_FILE))
+def read_series(directory: Path, columns: list[str] | None = None,
+                series: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """The long frame of an ingest entry (only `columns`, only the rows of `series`, when given) and
+    its metadata (source, frequency, season_length, params: the file's column names, ...)."""
+    filters = [("series_id", "in", list(series))] if series is not None else None
+    table = pq.read_table(str(Path(directory) / SERIES_FILE), columns=columns, filters=filters)
     meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
     return table.to_pandas(), meta
+
+
+def read_series_schema(directory: Path) -> tuple[list[str], dict]:
+    """The column names of series.parquet and its metadata, without reading any values."""
+    schema = pq.read_schema(str(Path(directory) / SERIES_FILE))
+    return list(schema.names), json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))

@@ -203,9 +203,23 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _diff(a, b, f"{prefix}{k}.")
+        elif a is None and isinstance(b, dict):
+            out.append(f"{prefix}{k} (a new input)")
+        elif b is None and isinstance(a, dict):
+            out.append(f"{prefix}{k} (no longer an input)")
         elif a != b:
-            out.append(f"{prefix}{k} {a!r}->{b!r}")
+            out.append(f"{prefix}{k} {_shown(a)}->{_shown(b)}")
     return out
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _shown(value: Any) -> str:
+    """A parameter as a reason line shows it: a sha256 (a data file's content) by its first 12 digits."""
+    if isinstance(value, str) and _SHA256.fullmatch(value):
+        return f"sha256:{value[:12]}"
+    return repr(value)
 
 
 def latest_inputs(base: str | Path, stage: str) -> dict | None:

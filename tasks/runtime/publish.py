@@ -86,15 +86,23 @@ def png_data_url(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict[str, Path]) -> str:
-    """The run report: summary lines, the metrics table, and the figures inline."""
+def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict[str, Path],
+                    config: dict | None = None, auto: set[str] = frozenset()) -> str:
+    """The run report: summary lines, the metrics table, the figures inline (by heading), then the
+    settings that ran (`config`, resolved; those in `auto`, "section.field", marked as chosen by auto)."""
     names = list(next(iter(metrics.values())).keys())
     lines = [f"# {title}", "", *[f"- {s}" for s in summary], "", "## Metrics on the test range", ""]
     lines += ["| forecaster | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {f} | " + " | ".join("n/a" if m.get(n) is None else f"{m[n]:.4g}" for n in names) + " |"
               for f, m in metrics.items()]
-    for name, path in figures.items():
-        lines += ["", f"## {name.capitalize()}", "", f"![{name}]({png_data_url(path)})"]
+    for heading, path in figures.items():
+        lines += ["", f"## {heading}", "", f"![{heading}]({png_data_url(path)})"]
+    if config:
+        lines += ["", "## Settings that ran", "", "| setting | value |", "|---|---|"]
+        for section, fields in config.items():
+            for name, value in fields.items():
+                shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else _cell(value)
+                lines.append(f"| {section}.{name} | {shown}{' (auto)' if f'{section}.{name}' in auto else ''} |")
     return "\n".join(lines) + "\n"
 
 

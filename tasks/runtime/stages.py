@@ -156,6 +156,7 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
     runner: Any = None  # an entered Prefect task runner, for `map`
     largest_payload: int = 0  # bytes of the largest value a stage task returned (pickled)
+    used: list[str] = field(default_factory=list)  # every entry the run used (all buckets and members)
 
     @classmethod
     def start(cls, config: PipelineConfig, *, name: str, refresh: str | None = None, until: str = "figures",
@@ -242,6 +243,7 @@ class Run:
         self.largest_payload = max(self.largest_payload, len(pickle.dumps(result)))
         built = bool(result.pop("built", True))
         ref = StageRef(**result)
+        self.used.append(str(ref.path))
         record_latest(plan)
         reason = outcome_reason(plan.reason, planned_run=plan.run, reused=not built)
         row = self.rows.get(spec.stage)

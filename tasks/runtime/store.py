@@ -40,18 +40,32 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file under the current umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # read once, at import: os.umask can only be read by setting it
+
+
 # --------------------------------------------------------------------------- atomic files
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success rename it into place, else remove it."""
+    """Yield a temp path beside `path`; on success rename it into place, else remove it.
+
+    The file gets the mode of any new file (FILE_MODE), not mkstemp's private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

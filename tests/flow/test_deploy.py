@@ -34,6 +34,43 @@ def test_prefect_yaml_deploys_the_flow_to_a_process_pool_with_one_run_at_a_time(
     assert raw["build"][0]["prefect.deployments.steps.run_shell_script"]["id"] == "repo-dir"
 
 
+def test_prefect_yaml_checks_the_deployments_parameters_before_registering_it(capsys, monkeypatch):
+    from flows.cli import main
+
+    build = yaml.safe_load((REPO / "prefect.yaml").read_text())["build"]
+    check = build[1]["prefect.deployments.steps.run_shell_script"]
+    assert check["script"] == "python flows/rnn_flow.py check --deployment rnn-retrain --prefect-yaml prefect.yaml"
+    monkeypatch.chdir(REPO)
+    assert main(check["script"].split()[2:]) == 0
+    assert capsys.readouterr().out == "ok: the parameters of deployment 'rnn-retrain' are valid (the generated sine)\n"
+
+
+def bad_prefect_yaml(tmp_path: Path, name: str) -> Path:
+    """prefect.yaml with a deployment `name` whose data file has columns month,sales but no --time-column."""
+    (tmp_path / "sales.csv").write_text("month,sales\n" + "".join(f"20{y:02d}-{m:02d}-01,{y * m}\n"
+                                                                   for y in range(10, 16) for m in range(1, 13)))
+    raw = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    raw["deployments"][0]["name"] = name
+    raw["deployments"][0]["parameters"]["config"] = {"data": {"data_path": str(tmp_path / "sales.csv"),
+                                                              "value_column": "sales"}}
+    path = tmp_path / "prefect.yaml"
+    step = raw["build"][1]["prefect.deployments.steps.run_shell_script"]
+    step["script"] = f"{sys.executable} flows/rnn_flow.py check --deployment {name} --prefect-yaml {path}"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_deployment_with_a_bad_parameter_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    from flows.cli import main
+
+    path = bad_prefect_yaml(tmp_path, "bad-columns")
+    monkeypatch.chdir(REPO)
+    assert main(["check", "--deployment", "bad-columns", "--prefect-yaml", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {path}, deployment 'bad-columns': config.data.time_column='timestamp': no such column; "
+        "did you mean 'month'? (columns: month, sales)"]
+
+
 def test_serve_without_a_server_says_so_in_one_line_and_exits_2(tmp_path):
     env = {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api", "PREFECT_HOME": str(tmp_path)}
     res = subprocess.run([sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 3 * * *"], cwd=REPO,
@@ -50,6 +87,38 @@ def _plain_env() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- on a real server
+
+
+def _deployments_named(server: PrefectServer, name: str) -> list:
+    return api_post(server, "deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_serve_refuses_a_file_whose_columns_do_not_match_before_registering_anything(prefect_server, tmp_path):
+    (tmp_path / "sales.csv").write_text("month,sales\n2020-01-01,1\n2020-02-01,2\n2020-03-01,3\n")
+    res = subprocess.run([sys.executable, str(FLOW_SCRIPT), "serve", "--interval", "60", "--name", "refused-columns",
+                          "--data-path", "sales.csv", "--output-dir", "out", "--data-dir", "data"], cwd=tmp_path,
+                         env=prefect_server.env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == ["error: --time-column='timestamp': no such column; did you mean 'month'? "
+                                       "(columns: month, sales)"]
+    assert _deployments_named(prefect_server, "refused-columns") == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sales.csv"]
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_prefect_deploy_stops_at_a_bad_parameter_before_registering_anything(prefect_server, tmp_path):
+    path = bad_prefect_yaml(tmp_path, "deploy-bad-columns")
+    env = prefect_server.env()
+    subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "--type", "process", "rnnflow-pool"],
+                   cwd=REPO, env=env, capture_output=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(path),
+                          "-n", "deploy-bad-columns"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "config.data.time_column='timestamp': no such column; did you mean 'month'?" in res.stdout + res.stderr
+    assert _deployments_named(prefect_server, "deploy-bad-columns") == []
 
 
 def _wait_for_deployment(server: PrefectServer, proc: subprocess.Popen, log: Path, timeout: float = 120) -> dict:

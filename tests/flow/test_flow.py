@@ -11,7 +11,7 @@ from tasks.runtime import caching
 from tests.helpers import tiny_config
 from tests.helpers.flows import actions, read_artifacts, reasons, run
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_tiny_run_writes_everything_and_publishes_artifacts(tmp_path):
@@ -165,9 +165,41 @@ def test_changing_what_auto_means_recomputes_the_stages_that_use_it(tmp_path, mo
 
 
 def test_the_same_file_by_another_path_reuses_every_stage(tmp_path, monkeypatch):
-    cfg = file_config(tmp_path)
-    run(cfg, until="window")
+    from flows.serve import absolute_paths
+
     monkeypatch.chdir(tmp_path)
+    cfg = file_config(tmp_path)
     relative = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_path": "m.csv"})})
-    again, _ = run(relative, until="window")
-    assert set(actions(again).values()) == {"reused"}
+    first, _ = run(relative, until="forecast")
+    assert set(actions(first).values()) == {"recomputed"}
+    served = absolute_paths(relative)  # what `serve` hands its scheduled runs
+    assert served.data.data_path == str(tmp_path / "m.csv") != relative.data.data_path
+    again, _ = run(served, until="forecast")
+    assert actions(again) == {s: "reused" for s in ("generate", "window", "train", "evaluate", "figures", "forecast")}
+    assert [r["entry"] for r in again["stages"]] == [r["entry"] for r in first["stages"]]
+
+
+def test_a_file_run_says_what_ran_in_its_summary_files_and_report(tmp_path):
+    from tasks.runtime.store import FILE_MODE
+
+    summary, state = run(file_config(tmp_path), until="forecast")
+    assert summary["settings"]["source"] == "file" and summary["settings"]["cell"] == "gru"
+    assert summary["settings"]["auto"] == {"window.normalize": "window", "window.calibration": 20, "model.cell": "gru",
+                                           "model.skip": "seasonal", "train.lr": 0.01,
+                                           "train.min_delta": 0.0}  # tiny_config sets the rest
+    assert summary["verdict"].startswith("GRU on cpu")
+    run_dir = Path(summary["run_dir"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["config"]["model"]["cell"] == "gru" and metrics["auto"] == summary["settings"]["auto"]
+    assert '"auto"' not in json.dumps(metrics["config"])
+    report = read_artifacts(state.state_details.flow_run_id)["rnn-report"].data
+    assert report.startswith("# GRU forecast report")
+    for heading in ("Forecasts on the test range", "Error by lead time", "Forecast past the end of the series",
+                    "Settings that ran"):
+        assert f"\n## {heading}\n" in report, heading
+    assert "Error_by_lead" not in report and "| model.cell | gru (auto) |" in report and "| data.n_points" not in report
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert {p.relative_to(run_dir).as_posix() for p in files} >= {
+        "config.json", "stages.json", "metrics.json", "promotion.json", "model.pt", "figures/forecast.png"}
+    assert {p.stat().st_mode & 0o777 for p in files} == {FILE_MODE}
+    assert len({p.stat().st_mode & 0o777 for p in [run_dir, *run_dir.rglob("*")] if p.is_dir()}) == 1

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import tiny_config
 from tests.helpers.flows import actions, read_artifacts, run
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_horizon_run_backtests_forecasts_the_future_and_publishes_it(tmp_path):

@@ -15,6 +15,7 @@ def tiny_config(tmp_path, **sections) -> PipelineConfig:
         "model": {"hidden_size": 8},
         "train": {"epochs": 3, "batch_size": 32, "device": "cpu", "patience": 0},
         "figures": {"width": 4, "height": 3, "dpi": 40},
+        "search": {"mode": "off"},  # one model; tests of the search turn it on
         "output": {"root": str(tmp_path / "artifacts"), "data_dir": str(tmp_path / "data")},
     }
     for section, fields in sections.items():

@@ -78,6 +78,20 @@ def test_a_source_is_streamed_into_buckets_holding_whole_series(tmp_path, parque
     assert sorted(seen) == [f"s{i:02d}" for i in range(12)]  # ids as validation reads them (stripped)
 
 
+def test_a_semicolon_csv_is_streamed_into_buckets_as_a_comma_one(tmp_path):
+    write_panel(tmp_path / "comma.csv")
+    (tmp_path / "semi.csv").write_text((tmp_path / "comma.csv").read_text().replace(",", ";"))
+    parts = {}
+    for name in ("comma", "semi"):
+        cfg = DataConfig(data_path=str(tmp_path / f"{name}.csv"), time_column="day", value_column="sales",
+                         id_column="shop", series_per_bucket=4)
+        w = EntryWriter(tmp_path / name, "generate", "k")
+        assert partition_file(w, cfg)["n_series"] == 12
+        parts[name] = [pq.read_table(w.dir / "buckets" / f"{b:05d}.parquet").to_pandas() for b in range(3)]
+    for a, b in zip(parts["comma"], parts["semi"]):
+        pd.testing.assert_frame_equal(a, b)
+
+
 def test_a_missing_id_is_refused_naming_the_row(tmp_path):
     df = write_panel(tmp_path / "p.csv", n_series=3)
     df.iloc[4, 0] = ""

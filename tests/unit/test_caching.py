@@ -1,3 +1,5 @@
+import re
+
 from tasks.runtime import caching, store
 from tasks.runtime.caching import code_hashes, explain_change, plan_stage
 
@@ -79,3 +81,12 @@ def test_an_entry_that_went_bad_after_planning_is_rebuilt_not_reported_cached(tm
     reuse.ref.file("a").unlink()  # goes bad between planning and the task
     rebuilt = build(reuse, lambda w: w.path("a").write_text("x"))
     assert rebuilt == {**reuse.ref.model_dump(), "built": True} and store.verify(reuse.ref.path) is None
+
+
+def test_reasons_show_a_data_files_sha256_short_and_a_new_input_by_name():
+    old, new = "a" * 64, "b" * 64
+    reason = explain_change(inputs(params={"source": old}), inputs(params={"source": new}))
+    assert reason == f"new parameters: source sha256:{'a' * 12}->sha256:{'b' * 12}"
+    assert not re.search(r"[0-9a-f]{64}", reason)
+    grown = inputs(params={"train": {"epochs": 100, "lr": 0.001}, "model": {"cell": "gru"}})
+    assert explain_change(inputs(), grown) == "new parameters: model (a new input)"

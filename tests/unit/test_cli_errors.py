@@ -90,7 +90,14 @@ CASES = {
                                                                "2005-05-01"]),
     "irregular-spacing": (DATA, lambda: _gap(monthly()), ["--time-column='month'", "irregular spacing",
                                                           "expected 1 month between 2005-07-01 and 2005-09-01"]),
-    "series-too-short": (DATA, lambda: monthly(12), ["series_length=12", "needs at least 22"]),
+    "series-too-short": (DATA, lambda: monthly(12), [
+        "error: --seq-length=20: the series in m.csv has 12 points, but --seq-length 20 and --horizon 1 need at "
+        "least 22 (the windows plus the train/validation/test split); lower --seq-length (--seq-length 10 fits with "
+        "--horizon 1)"]),
+    "series-too-short-for-window": ([*DATA, "--seq-length", "60"], monthly, [
+        "error: --seq-length=60: the series in m.csv has 60 points, but --seq-length 60 and --horizon 1 need at "
+        "least 62 (the windows plus the train/validation/test split); lower --seq-length (--seq-length 58 fits with "
+        "--horizon 1)"]),
     "values-beyond-float32": (DATA, lambda: _huge(monthly(72)), ["--value-column='sales'", "beyond float32's range",
                                                                   "the largest 1.09"]),
     "business-days-missing-holidays": (DATA, _business_days_with_holidays, [
@@ -103,7 +110,11 @@ CASES = {
     "time-zone-unknown": ([*DATA, "--time-zone", "Mars/Olympus"], monthly, ["--time-zone='Mars/Olympus'",
                                                                             "not a time zone"]),
     "holidays-not-dates": ([*DATA, "--holidays", "2023-13-45"], monthly, ["--holidays='2023-13-45'", "not a date"]),
-    "series-too-short-for-window": ([*DATA, "--seq-length", "60"], monthly, ["series_length=60", "needs at least"]),
+    "unknown-option": (["--epoch", "3"], None, [
+        "error: unknown option --epoch; did you mean --epochs? (see: python flows/rnn_flow.py --help)"]),
+    "no-server-at-the-configured-url": ([], None, [  # run_cli points PREFECT_API_URL at a closed port
+        "error: no server answers at PREFECT_API_URL=http://127.0.0.1:9/api; start one with `python "
+        "flows/rnn_flow.py server` (or `prefect server start`), or point PREFECT_API_URL at a running one"]),
 }
 
 
@@ -154,3 +165,121 @@ def test_an_existing_output_root_is_left_as_it_was(tmp_path):
     proc = run_cli(tmp_path, *OUT, *DATA)
     assert proc.returncode == 2 and "irregular spacing" in proc.stderr
     assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- exact lines, in-process
+# flows.cli.main as the script calls it, in this process (milliseconds each): the first line on
+# stderr, exactly, and exit status 2. A run that got past validation would fail the test instead.
+
+def semicolon_csv() -> str:
+    return monthly(60).to_csv(index=False, sep=";")
+
+
+def with_store(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(store="a")[["store", "month", "sales"]]
+
+
+EXACT = {
+    "misspelt-option": (["--epoch", "3"], None,
+                        "unknown option --epoch; did you mean --epochs? (see: python flows/rnn_flow.py --help)"),
+    "misspelt-serve-option": (["serve", "--intervall", "60"], None,
+                              "unknown option --intervall; did you mean --interval? "
+                              "(see: python flows/rnn_flow.py serve --help)"),
+    "misspelt-subcommand": (["srve"], None, "unknown subcommand 'srve'; did you mean serve? (subcommands: run, sweep, "
+                                            "server, check, serve, rollback, clean) (see: python flows/rnn_flow.py --help)"),
+    "missing-value": (["--epochs"], None, "--epochs: expected one argument (see: python flows/rnn_flow.py --help)"),
+    "horizon-too-long": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sales",
+                          "--horizon", "60"], lambda: monthly(120),
+                         "--horizon=60: the series in m.csv has 120 points, but --seq-length 20 and --horizon 60 need "
+                         "at least 154 (the windows plus the train/validation/test split); lower --horizon or "
+                         "--seq-length (--horizon 44 fits with --seq-length 20)"),
+    "no-value-error-prefix": (["--levels", "0.8,1.5"], None,
+                              "--levels='0.8,1.5': levels must be distinct numbers between 0 and 1 (e.g. 0.8,0.95)"),
+    "time-column-not-given": (["--data-path", "m.csv", "--value-column", "sales"], monthly,
+                              "--time-column='timestamp': no such column; did you mean 'month'? "
+                              "(columns: month, sales)"),
+    "value-column-not-given": (["--data-path", "m.csv", "--time-column", "month"], monthly,
+                               "--value-column='value': no such column; did you mean 'sales'? (columns: month, sales)"),
+    "id-column-misspelt": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sales",
+                            "--id-column", "stor"], lambda: with_store(monthly()),
+                           "--id-column='stor': no such column; did you mean 'store'? (columns: store, month, sales)"),
+    "semicolon-file": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sale"], semicolon_csv,
+                       "--value-column='sale': no such column; did you mean 'sales'? (columns: month, sales)"),
+    "until-unknown": (["--until", "figure"], None,
+                      "--until='figure': expected one of generate, window, train, evaluate, figures, forecast"),
+    "cell-unknown": (["--cell", "transformer"], None,
+                     "--cell='transformer': Input should be 'auto', 'rnn', 'gru' or 'lstm'"),
+    "keep-negative": (["clean", "--keep", "-1"], None, "--keep=-1: must be 0 or more"),
+}
+
+
+@pytest.fixture
+def cli_in(tmp_path, monkeypatch):
+    """flows.cli.main, run in tmp_path; any subcommand that would get past validation fails the test."""
+    from flows import cli
+
+    for name, sub in cli.SUBCOMMANDS.items():
+        if name != "check":
+            monkeypatch.setitem(cli.SUBCOMMANDS, name, cli.Subcommand(
+                sub.summary, sub.parser, sub.invocation, lambda inv, info: pytest.fail(f"{inv.command} started")))
+    monkeypatch.chdir(tmp_path)
+    return cli.main
+
+
+@pytest.mark.parametrize("case", list(EXACT))
+def test_each_error_is_one_exact_line_and_exit_2(cli_in, tmp_path, capsys, case):
+    args, content, line = EXACT[case]
+    if content is not None:
+        made = content()
+        (tmp_path / "m.csv").write_text(made if isinstance(made, str) else made.to_csv(index=False))
+    assert cli_in(args if args[0] in ("serve", "clean", "srve") else [*OUT, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: {line}"]
+
+
+def test_choices_take_any_case_and_a_semicolon_file_is_read(cli_in, tmp_path, capsys):
+    (tmp_path / "m.csv").write_text(semicolon_csv())
+    assert cli_in(["check", *OUT, "--cell", "LSTM", "--normalize", "Window", "--until", "Evaluate",
+                   "--promote-metric", "MSE", *DATA]) == 0
+    assert capsys.readouterr().out.strip() == "ok: the options are valid (m.csv: 1 series of 60 points, frequency MS)"
+    from flows.cli import parse
+
+    inv = parse(["--cell", "LSTM", "--device", "CPU", "--until", "Evaluate", "--promote-metric", "MSE"])
+    assert (inv.config.model.cell, inv.config.train.device, inv.controls["until"], inv.controls["promote_metric"]) == (
+        "lstm", "cpu", "evaluate", "mse")
+
+
+def test_help_lists_the_subcommands_groups_by_stage_and_shows_every_default(capsys):
+    from flows.cli import SUBCOMMANDS, main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    listed = text.split("subcommands", 1)[1].split("options:", 1)[0]
+    for name, sub in SUBCOMMANDS.items():
+        assert f"  {name}  " in listed or f"  {name} " in listed, name
+    assert set(SUBCOMMANDS) >= {"run", "server", "check", "serve", "rollback", "clean"}
+    groups = [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert [g.split(" ", 1)[0].rstrip(":") for g in groups[1:]] == [
+        "options", "data", "window", "model", "train", "eval", "search", "runner", "output", "run"]
+    entries: list[str] = []  # one per option: its line and the wrapped lines under it
+    for line in text.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            entries.append(line)
+        elif line.startswith("   ") and entries:
+            entries[-1] += " " + line.strip()
+    assert len(entries) >= 48
+    for entry in entries:
+        assert "(default: " in " ".join(entry.split()) or entry.startswith("  -h, --help"), entry
+
+
+@pytest.mark.parametrize("sub", ["serve", "check", "server", "clean", "rollback"])
+def test_every_subcommand_has_help_with_its_defaults(capsys, sub):
+    from flows.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([sub, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python flows/rnn_flow.py {sub}") and "(default:" in text

@@ -121,3 +121,11 @@ def test_no_private_prefect_names_no_rewritten_annotations_no_log_text_matching(
     hits = [f"{p.relative_to(ROOT)}:{i}" for folder in ("flows", "tasks") for p in (ROOT / folder).rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if PRIVATE.search(line)]
     assert hits == []
+
+
+def test_loading_the_flow_loads_no_plotting_library():
+    """A rerun that reuses the figures and forecast stages never pays for importing matplotlib."""
+    code = "import sys, flows.rnn_flow\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"

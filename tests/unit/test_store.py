@@ -116,3 +116,11 @@ def test_work_left_by_a_dead_builder_is_removed_by_the_next_one(tmp_path):
     assert not left.exists() and busy.exists() and not dead.exists()
     make_entry(tmp_path)  # a later run that only reuses cleans up too
     assert not busy.exists()
+
+
+
+def test_atomically_written_files_get_the_mode_of_any_new_file(tmp_path):
+    store.write_json(tmp_path / "a.json", {"x": 1})
+    (tmp_path / "plain.txt").write_text("x")
+    mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.txt").stat().st_mode & 0o777 == store.FILE_MODE

@@ -1,0 +1,175 @@
+"""`clean`: drop old run folders and the cache entries that no kept run uses.
+
+    keep    the newest `keep` run folders (by when their stages.json was written), the champion's
+            run folder, every cache entry they name (stages.json), and each stage's last-used
+            entry (cache/<stage>/latest.json)
+    drop    the other run folders and cache entries, and the checkpoints of trainings that finished
+            (their train entry exists, or goes now); a killed training's checkpoint stays, to resume
+    never   models/ (the champions' model files and the registry), locks, work in progress
+            (.tmp-*), and an entry whose lock another process holds (it is being built)
+
+Run folders hard-link the entries' files, so a file's bytes count as freed only when its last link
+goes. An entry is removed under its lock, by a rename first, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import Timeout
+
+from tasks.runtime import registry, store
+
+
+@dataclass
+class Pruned:
+    """What `prune` removed (or would remove) and kept."""
+
+    runs: list[Path] = field(default_factory=list)
+    entries: list[Path] = field(default_factory=list)  # <base>/cache/<stage>/<key>
+    checkpoints: list[Path] = field(default_factory=list)
+    busy: list[Path] = field(default_factory=list)  # entries left because another process held their lock
+    kept_runs: int = 0
+    kept_entries: int = 0
+    freed_bytes: int = 0
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Run folders under `root`, newest first (by their stages.json, written last)."""
+    runs = [d for d in (root / "runs").glob("*") if d.is_dir()] if (root / "runs").is_dir() else []
+
+    def written(d: Path) -> float:
+        marker = d / "stages.json"
+        return (marker if marker.is_file() else d).stat().st_mtime
+
+    return sorted(runs, key=written, reverse=True)
+
+
+def entries_named(run_dir: Path) -> set[Path]:
+    """The cache entries a run folder's stages.json says the run used (every bucket's and member's)."""
+    try:
+        record = store.read_json(run_dir / "stages.json")
+        stages = record["stages"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    named = [s["entry"] for s in stages.values() if s.get("entry")] + list(record.get("entries") or [])
+    return {Path(e).resolve() for e in named}
+
+
+def cache_entries(base: Path) -> list[Path]:
+    """Every published entry <base>/cache/<stage>/<key> (not work in progress)."""
+    cache = base / "cache"
+    if not cache.is_dir():
+        return []
+    return sorted(e for stage in cache.iterdir() if stage.is_dir() for e in stage.iterdir()
+                  if e.is_dir() and not e.name.startswith("."))
+
+
+def latest_entries(base: Path) -> set[Path]:
+    """The entry each stage used last (cache/<stage>/latest.json)."""
+    out = set()
+    for latest in (base / "cache").glob("*/latest.json"):
+        try:
+            out.add((latest.parent / store.read_json(latest)["key"]).resolve())
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
+def freed_by(paths: list[Path]) -> int:
+    """Bytes freed by deleting every file under `paths`: a file counts once all its links go."""
+    links: Counter = Counter()
+    sizes: dict[tuple[int, int], tuple[int, int]] = {}
+    for top in paths:
+        for f in (p for p in top.rglob("*") if p.is_file() and not p.is_symlink()):
+            st = f.stat()
+            key = (st.st_dev, st.st_ino)
+            links[key] += 1
+            sizes[key] = (st.st_size, st.st_nlink)
+    return sum(size for key, (size, nlink) in sizes.items() if links[key] >= nlink)
+
+
+def prune(root: str | os.PathLike, data_dir: str | os.PathLike, keep: int = 10, dry_run: bool = False) -> Pruned:
+    """Remove (unless `dry_run`) what the module docstring says; return what went and what stayed."""
+    root, data = Path(root).expanduser().resolve(), Path(data_dir).expanduser().resolve()
+    runs = run_folders(root)
+    champion = (registry.load(root).get("champion") or {}).get("run") if root.is_dir() else None
+    kept = runs[:keep] + [r for r in runs[keep:] if r.name == champion]
+    used = set().union(*map(entries_named, kept), latest_entries(root), latest_entries(data))
+    entries = sorted({*cache_entries(root), *cache_entries(data)})
+    out = Pruned(runs=[r for r in runs if r not in kept], kept_runs=len(kept))
+    out.entries = [e for e in entries if e.resolve() not in used]
+    out.kept_entries = len(entries) - len(out.entries)
+    out.checkpoints = sorted(c for c in (root / "checkpoints").glob("train-*")
+                             if c.is_dir() and (root / "cache" / "train" / c.name.removeprefix("train-")).is_dir())
+    if dry_run:
+        out.freed_bytes = freed_by(out.runs + out.entries + out.checkpoints)
+        return out
+    for path in out.runs:  # their links go first, so an entry's files count when the entry goes
+        out.freed_bytes += freed_by([path])
+        shutil.rmtree(path, ignore_errors=True)
+    for entry in list(out.entries):
+        size = freed_by([entry])
+        if remove_entry(entry):
+            out.freed_bytes += size
+        else:
+            out.entries.remove(entry)
+            out.busy.append(entry)
+    for path in out.checkpoints:
+        out.freed_bytes += freed_by([path])
+        shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
+def remove_entry(entry: Path) -> bool:
+    """Remove one cache entry under its lock; False when another process holds the lock."""
+    base, stage, key = entry.parent.parent.parent, entry.parent.name, entry.name
+    lock = store.lock(base, stage, key)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    try:
+        trash = entry.parent / f".trash-{key}-{uuid.uuid4().hex[:8]}"
+        os.replace(entry, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    except FileNotFoundError:
+        pass
+    finally:
+        lock.release()
+    return True
+
+
+def describe(p: Pruned, keep: int, dry_run: bool = False) -> str:
+    """One line: what went (or would go), how much that frees, what stayed."""
+    kept = (f"{_count(p.kept_runs, 'run folder')} (the newest {keep} and the champion's) and "
+            f"{_count(p.kept_entries, 'cache entry', 'cache entries')} they use")
+    if not (p.runs or p.entries or p.checkpoints):
+        return f"nothing to remove: kept {kept}" + _busy(p)
+    by_stage = Counter(e.parent.name for e in p.entries)
+    stages = f" ({', '.join(f'{stage} {n}' for stage, n in sorted(by_stage.items()))})" if by_stage else ""
+    verb, freed = ("would remove", "would free") if dry_run else ("removed", "freed")
+    return (f"{verb} {_count(len(p.runs), 'run folder')}, {_count(len(p.entries), 'cache entry', 'cache entries')}"
+            f"{stages} and {_count(len(p.checkpoints), 'checkpoint')}: {freed} {_size(p.freed_bytes)}; kept {kept}"
+            + _busy(p))
+
+
+def _busy(p: Pruned) -> str:
+    return f"; left {_count(len(p.busy), 'entry', 'entries')} that another run is building" if p.busy else ""
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

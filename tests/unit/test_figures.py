@@ -1,0 +1,90 @@
+"""Figures speak the data's language: dates and the value column for a file, integer steps for the
+sine, the network's real name, and every line as long as the data it can cover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import FiguresConfig
+from tasks.figures import Labels, naive_one_step, plot_error_by_lead, plot_loss, plot_predictions, plot_residuals
+from tasks.forecast import plot_forecast
+
+CFG = FiguresConfig(width=4, height=3, dpi=40)
+DATED = {"source": "file", "params": {"time_column": "month", "value_column": "sales"}}
+
+
+def predictions(n_origins: int = 12, horizon: int = 3, first_step: int = 40) -> pd.DataFrame:
+    """A backtest table as evaluate writes it: origin o forecasts steps o+1..o+H (actual = step / 10)."""
+    rows = []
+    for o in range(first_step - 1, first_step - 1 + n_origins):
+        for lead in range(1, horizon + 1):
+            step = o + lead
+            rows.append({"series_id": "s", "step": step, "origin": o, "lead": lead, "actual": step / 10,
+                         "model": step / 10 + 0.01 * lead, "naive": o / 10})
+    return pd.DataFrame(rows)
+
+
+def month_times(n: int = 60) -> pd.DataFrame:
+    return pd.DataFrame({"series_id": "s", "step": np.arange(n),
+                         "timestamp": pd.date_range("2001-01-01", periods=n, freq="MS")})
+
+
+def line(ax, label: str):
+    (found,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return found
+
+
+def test_labels_name_the_cell_and_a_files_columns():
+    assert Labels.of("gru", DATED) == Labels("GRU", "sales", "month")
+    assert Labels.of("rnn", {"source": "generate", "params": {"n_points": 1020}}) == Labels("RNN", "Value", "Time step")
+
+
+def test_a_dated_series_is_drawn_on_dates_with_its_column_names_and_the_cells_name():
+    df = predictions()
+    fig = plot_predictions(df, CFG, Labels.of("lstm", DATED), month_times())
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "month" and ax.get_ylabel() == "sales"
+    assert "LSTM" in ax.get_title()
+    assert line(ax, "Predicted 1 step ahead (LSTM)") and line(ax, "Predicted 3 steps ahead (LSTM)")
+    x = line(ax, "Actual").get_xdata()
+    assert np.issubdtype(np.asarray(x).dtype, np.datetime64)
+    assert pd.Timestamp(x[0]) == pd.Timestamp("2004-05-01")  # step 40 of a series from January 2001
+    resid = plot_residuals(df, CFG, Labels.of("lstm", DATED), month_times()).axes[0]
+    assert resid.get_xlabel() == "month" and "sales" in resid.get_ylabel()
+    assert np.issubdtype(np.asarray(resid.get_lines()[0].get_xdata()).dtype, np.datetime64)
+
+
+def test_steps_get_integer_ticks():
+    fig = plot_predictions(predictions(n_origins=5, horizon=1), CFG)
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) >= 2 and np.allclose(ticks, np.round(ticks))
+    by_lead = plot_error_by_lead({"model": {"mase": [0.5, 0.6, 0.7]}, "naive": {"mase": [1, 1.1, 1.2]}}, CFG)
+    by_lead.canvas.draw()
+    assert np.allclose(by_lead.axes[0].get_xticks(), np.round(by_lead.axes[0].get_xticks()))
+    assert [t.get_text() for t in by_lead.axes[0].get_legend().get_texts()] == ["RNN", "Naive (last value)"]
+    loss = plot_loss({"train_loss": [1.0, 0.5, 0.25], "val_loss": [1.1, 0.6, 0.3], "best_epoch": 3}, CFG,
+                     Labels("GRU"))
+    assert "GRU" in loss.axes[0].get_title()
+
+
+def test_the_naive_line_runs_as_far_as_the_actual_line():
+    df = predictions(horizon=4)
+    ax = plot_predictions(df, CFG).axes[0]
+    actual, naive = line(ax, "Actual").get_xdata(), line(ax, "Naive (last value)").get_xdata()
+    assert list(naive) == list(actual)  # every target step, up to the last origin's last lead
+    lead1 = df[df["lead"] == 1]
+    shown = naive_one_step(df.drop_duplicates("step").sort_values("step"), lead1)
+    assert shown["naive"].tolist() == pytest.approx((shown["step"] - 1) / 10)  # the value one step before
+
+
+def test_the_forecast_figure_names_the_cell_and_the_column():
+    hist = month_times().assign(value=np.sin(np.arange(60)))
+    fc = pd.DataFrame({"series_id": "s", "lead": [1, 2], "step": [60, 61],
+                       "timestamp": pd.date_range("2006-01-01", periods=2, freq="MS"), "forecast": [0.1, 0.2],
+                       "lower_80": [0.0, 0.1], "upper_80": [0.2, 0.3]})
+    ax = plot_forecast(hist, fc, CFG, 12, "GRU", DATED).axes[0]
+    assert ax.get_ylabel() == "sales" and ax.get_xlabel() == "month" and ax.get_title().startswith("GRU forecast")
+    assert line(ax, "Forecast (GRU)")

@@ -1,0 +1,61 @@
+"""The end-of-run summary block: what ran (auto settings resolved), the verdict, the promotion, where."""
+
+from __future__ import annotations
+
+from flows.cli import FLAG_OF_FIELD
+from flows.report import promotion_line, summary_lines
+from tasks.config import PipelineConfig, auto_settings, resolve, with_overrides
+from tasks.runtime.publish import report_markdown
+
+STAGES = [{"stage": s, "action": "reused", "reason": "inputs unchanged"} for s in ("generate", "window")]
+
+
+def test_auto_settings_are_every_auto_field_with_what_it_became():
+    asked = with_overrides(PipelineConfig(), {"data": {"data_path": "m.csv"}, "train": {"lr": 0.05}})
+    auto = auto_settings(asked, resolve(asked, device="cpu"))
+    assert auto == {"window.normalize": "window", "window.calibration": 20, "model.cell": "gru",
+                    "model.skip": "seasonal", "train.epochs": 300, "train.patience": 20, "train.min_delta": 0.0,
+                    "train.device": "cpu", "search.mode": "on"}  # lr was given
+
+
+def test_the_block_names_settings_as_options_and_says_the_promotion_decision():
+    promotion = {"action": "promoted", "reason": "no champion yet", "champion_now": "b78560fe3958259b",
+                 "registry": "artifacts/models/registry.json"}
+    summary = {"stages": STAGES, "settings": {"source": "file", "auto": {"model.cell": "gru", "train.lr": 0.01}},
+               "verdict": "GRU on cpu ...", "gate": "baseline gate passed: ...", "promote": True,
+               "promotion": promotion, "run_dir": "artifacts/runs/rnn-1"}
+    assert summary_lines(summary, FLAG_OF_FIELD) == [
+        "stages:",
+        "  generate  reused     inputs unchanged",
+        "  window    reused     inputs unchanged",
+        "settings: auto for a data file: --cell gru, --lr 0.01",
+        "result: GRU on cpu ...",
+        "baseline gate passed: ...",
+        "promotion: promoted (no champion yet); the champion is now model b78560fe3958259b "
+        "(artifacts/models/registry.json)",
+        "outputs: artifacts/runs/rnn-1",
+    ]
+    quiet = {**summary, "promote": False}
+    assert not [line for line in summary_lines(quiet) if line.startswith("promotion")]
+    assert "settings: auto for a data file: model.cell gru, train.lr 0.01" in summary_lines(quiet)
+
+
+def test_promotion_lines_say_who_is_champion_now():
+    kept = {"action": "kept", "reason": "challenger mase 0.5 is not below champion 0.4", "champion_now": "c" * 16,
+            "registry": "r.json"}
+    assert promotion_line(kept) == (f"promotion: kept (challenger mase 0.5 is not below champion 0.4); the champion "
+                                    f"is still model {'c' * 16} (r.json)")
+    refused = {"action": "kept", "reason": "the challenger fails the baseline gate", "champion_now": None}
+    assert promotion_line(refused).endswith("; there is no champion yet")
+
+
+def test_the_report_has_readable_headings_and_the_settings_that_ran(tmp_path):
+    png = tmp_path / "f.png"
+    png.write_bytes(b"\x89PNG")
+    metrics = {"model": {"mse": 1.0, "mase": 0.5}, "naive": {"mse": 2.0, "mase": 1.0}}
+    config = resolve(PipelineConfig(), device="cpu").model_dump(mode="json")
+    md = report_markdown("GRU forecast report — r", ["a line"], metrics, {"Error by lead time": png},
+                         config=config, auto={"model.cell"})
+    assert "## Error by lead time" in md and "Error_by_lead" not in md
+    assert "| model.cell | rnn (auto) |" in md and "| train.hidden_size" not in md
+    assert "| model.hidden_size | 64 |" in md
