@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
 from flows.server import ServerError
-from tasks.config import STAGES, PipelineConfig, PromoteSettings, WindowConfig, with_overrides
+from tasks.config import STAGES, PipelineConfig, PromoteSettings, WindowConfig, members_of, with_overrides
 from tasks.errors import InputError
 
 PROG = "python flows/rnn_flow.py"
@@ -414,56 +414,22 @@ def choice(option: str, value: str | None, words: tuple[str, ...]) -> str | None
 def grid_members(config: PipelineConfig, specs: list[str], grid_file: str | None) -> list[dict[str, Any]]:
     """The members of a sweep, each {"section.field": value}: the product of `specs`
     ("cell=rnn,gru" ...), or a JSON file holding such a mapping of lists or a list of members.
-    Each member is validated on top of `config` (InputError naming --grid)."""
-    import itertools
-
+    Each member is validated on top of `config` (InputError naming --grid or --grid-file)."""
     if grid_file:
         try:
             raw = json.loads(Path(grid_file).read_text())
         except (OSError, ValueError) as exc:
             raise InputError("grid_file", grid_file, f"cannot read a JSON grid ({exc})") from None
-    else:
-        raw = {}
-        for spec in specs:
-            key, sep, values = spec.partition("=")
-            if not sep or not values:
-                raise InputError("grid", spec, "expected KEY=V1,V2 (e.g. cell=rnn,gru)")
-            raw[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
-    if isinstance(raw, dict):
-        keys = [grid_key(k) for k in raw]
-        members = [dict(zip(keys, combo)) for combo in itertools.product(*[list(v) for v in raw.values()])]
-    elif isinstance(raw, list) and all(isinstance(m, dict) for m in raw):
-        members = [{grid_key(k): v for k, v in m.items()} for m in raw]
-    else:
-        raise InputError("grid_file", grid_file, "expected {key: [values]} or a list of {key: value} members")
-    if not members:
+        return members_of(config, raw, "grid_file", grid_file)
+    raw = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise InputError("grid", spec, "expected KEY=V1,V2 (e.g. cell=rnn,gru)")
+        raw[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    if not raw:
         raise InputError("grid", " ".join(specs), "no members (give --grid KEY=V1,V2 ... or --grid-file FILE)")
-    for m in members:
-        overrides: dict[str, dict] = {}
-        for dotted, value in m.items():
-            section, name = dotted.split(".")
-            overrides.setdefault(section, {})[name] = value
-        try:
-            with_overrides(config, overrides)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"])
-            raise InputError("grid", f"{where}={err.get('input')}", err["msg"]) from None
-    return members
-
-
-def grid_key(key: str) -> str:
-    """A grid key as "section.field": "seq_length" -> "window.seq_length" (or given dotted)."""
-    sections = {name: type(getattr(PipelineConfig(), name)) for name in PipelineConfig.model_fields}
-    if "." in key:
-        section, name = key.split(".", 1)
-        if section in sections and name in sections[section].model_fields:
-            return key
-    found = [s for s, cls in sections.items() if key in cls.model_fields and s not in ("output", "runner")]
-    if len(found) != 1:
-        raise InputError("grid", key, "not a setting (e.g. cell, hidden_size, seq_length, lr, or model.cell)"
-                         if not found else f"ambiguous: name it as one of {', '.join(f'{s}.{key}' for s in found)}")
-    return f"{found[0]}.{key}"
+    return members_of(config, raw, "grid", " ".join(specs))
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -547,9 +513,29 @@ def validate(cfg: PipelineConfig) -> dict:
                     raise
                 raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
             check_series_length(info["lengths"], cfg.window, cfg.data.data_path)
+    check_search(cfg)
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
     return info
+
+
+def check_search(cfg: PipelineConfig) -> None:
+    """A search's members file must hold valid members; a search is one ensemble for all series,
+    so it does not go with per-group models."""
+    mode = cfg.search.mode
+    if mode in ("on", "off", "auto"):
+        if mode == "on" and cfg.data.group_column:
+            raise InputError("search.mode", mode, "a search trains one ensemble for all series; per-group models "
+                             "(--group-column) need --search off (auto turns it off for them)")
+        return
+    try:
+        raw = json.loads(Path(mode).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError("search.mode", mode, f"cannot read a JSON file of members ({exc})") from None
+    members_of(cfg, raw, "search.mode", mode)
+    if cfg.data.group_column:
+        raise InputError("search.mode", mode, "a search trains one ensemble for all series; per-group models "
+                         "(--group-column) need --search off")
 
 
 def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str) -> None:

@@ -8,6 +8,7 @@ by the console (flows/cli.py prints the block), the run's log and the markdown r
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from prefect import get_run_logger
@@ -27,11 +28,12 @@ SUMMARY_RECORD = "rnnflow_summary"  # marks the summary block's log record (the 
 
 
 def finish(run: Run, promoted: dict | None = None, promote: bool = False, leaderboard=None,
-           winner=None) -> dict:
+           winner=None, search: bool = False) -> dict:
     """Publish what the run did and where its outputs are; return the flow's summary.
 
     promoted: the promote task's summary when it ran; `promote`: whether it was asked for;
-    leaderboard, winner: a sweep's ranking (a DataFrame, best first) and the winner's config.
+    leaderboard, winner: a sweep's or a search's ranking (a DataFrame, best first) and the best
+    member's config; search: the ranking is a search's (its best members were combined).
     """
     publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
     summary = {"run": run.name, "run_dir": "", "stages": run.table(), "settings": settings_of(run),
@@ -41,7 +43,7 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     if "forecast" in run.refs:
         summary["forecast"] = publish_forecast(run)
     if leaderboard is not None:
-        summary["leaderboard"] = publish_leaderboard(run, leaderboard)
+        summary["leaderboard"] = publish_leaderboard(run, leaderboard, search)
     summary["promotion"] = promoted or {
         "action": "skipped",
         "reason": "no model was trained in this run" if promote else "promotion is off (promote=False)",
@@ -83,10 +85,18 @@ def summary_lines(summary: dict, option_of: dict[str, str] | None = None) -> lis
     if "forecast" in summary:
         lines.append(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
     if "leaderboard" in summary:
-        lb = summary["leaderboard"]
-        lines.append(f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {lb['val_mase']:.4g})")
+        lines.append(leaderboard_line(summary["leaderboard"]))
     lines.append(f"outputs: {summary['run_dir']}")
     return lines
+
+
+def leaderboard_line(lb: dict) -> str:
+    """A sweep's winner, or a search's ensemble, in one line."""
+    mase = "undefined" if lb["val_mase"] is None else f"{lb['val_mase']:.4g}"
+    if lb.get("kind") == "search":
+        return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
+                f"combined by the {lb['combine']} (best validation MASE {mase}; rnn-leaderboard lists them all)")
+    return f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {mase})"
 
 
 def stage_line(row: dict) -> str:
@@ -105,17 +115,21 @@ def _value(v: object) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def model_name(cell: str) -> str:
-    """How figures and reports name the network: RNN, GRU or LSTM."""
+def model_name(cell: str, result: dict | None = None) -> str:
+    """How figures and reports name the forecaster: RNN, GRU or LSTM, or "ensemble of 3 (median)"
+    when the backtest `result` is an ensemble's."""
+    if result and (ens := result.get("ensemble")):
+        return f"ensemble of {ens['members']} ({ens['combine']})"
     return cell.upper()
 
 
 def verdict_line(result: dict, cell: str) -> str:
     """The run's result in one line: the model, how it trained, its test metrics against the baselines."""
     metrics, tr = result["metrics"], result["train"]
+    trained = (f"{tr['epochs_run']} epochs{' (early stop)' if tr['stopped_early'] else ''}"
+               if "ensemble" not in result else f"best member {tr['epochs_run']} epochs")
     verdict = (
-        f"{model_name(cell)} on {tr['device']} ({tr['threads']} thread(s)), {tr['epochs_run']} epochs"
-        f"{' (early stop)' if tr['stopped_early'] else ''}; test MSE {metrics['model']['mse']:.3e} vs naive "
+        f"{model_name(cell, result)} on {tr['device']} ({tr['threads']} thread(s)), {trained}; test MSE {metrics['model']['mse']:.3e} vs naive "
         f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
         f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
     )
@@ -125,6 +139,8 @@ def verdict_line(result: dict, cell: str) -> str:
         verdict += f" (seasonal naive {'; '.join(seasonal)})"
     if note := result.get("undefined", {}).get("mase"):
         verdict += f"; {note}"
+    if (ens := result.get("ensemble")) and ens.get("mean_spread") is not None:
+        verdict += f"; members' mean spread {ens['mean_spread']:.3g} naive steps"
     if result["horizon"] > 1:
         verdict += f"; averaged over {result['horizon']} leads"
     if result.get("frequency") not in (None, "1"):
@@ -176,7 +192,7 @@ def report(run: Run, result: dict, verdict: str, gate_text: str) -> str:
     lines = [verdict, gate_text, interval_line(result)]
     if settings["auto"]:
         lines.append(settings_line(settings))
-    title = f"{model_name(run.cfg.model.cell)} forecast report — {run.name}"
+    title = f"{model_name(run.cfg.model.cell, result)} forecast report — {run.name}"
     return publish.report_markdown(title, lines, result["metrics"], figs, config=settings_table(run),
                                    auto=set(settings["auto"]))
 
@@ -216,15 +232,26 @@ def publish_forecast(run: Run) -> dict:
 LEADERBOARD_FILE = "leaderboard.parquet"
 
 
-def publish_leaderboard(run: Run, board) -> dict:
-    """The rnn-leaderboard table artifact (members ranked by validation MASE); the winner in one line."""
+def publish_leaderboard(run: Run, board, search: bool = False) -> dict:
+    """The rnn-leaderboard table artifact (members ranked by validation MASE); the best member's
+    settings, its validation MASE and (for a search) how many members the ensemble combines."""
+    what = "Search" if search else "Sweep"
     publish.publish_table(publish.LEADERBOARD_KEY, publish.table_rows(board.drop(columns=["model_entry",
                                                                                     "scores_entry"])),
-                          f"Sweep members of run {run.name}, ranked by the model's MASE on the validation range")
+                          f"{what} members of run {run.name}, ranked by the model's MASE on the validation range")
     top = board.iloc[0]
     settings = {k: top[k] for k in board.columns if "." in k}
-    return {"members": len(board), "winner": {k: str(v) for k, v in settings.items()},
-            "val_mase": float(top["val_mase"])}
+    out = {"kind": what.lower(), "members": len(board), "winner": {k: str(v) for k, v in settings.items()},
+           "val_mase": _float_or_none(top["val_mase"])}
+    if search:
+        out["combined"] = min(run.cfg.search.top_k, len(board))
+        out["combine"] = run.cfg.search.combine
+    return out
+
+
+def _float_or_none(x: object) -> float | None:
+    v = float(x)  # type: ignore[arg-type]
+    return v if math.isfinite(v) else None
 
 
 # --------------------------------------------------------------------------- the console

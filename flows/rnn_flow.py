@@ -32,14 +32,19 @@ if __name__ == "__main__":  # a command: parse and validate the options before P
     sys.exit(main(sys.argv[1:]))
 
 import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
 import secrets  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any, Literal, Optional  # noqa: E402
 
 from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
-from tasks.config import Metric, PipelineConfig, PromoteSettings, with_overrides  # noqa: E402
+from tasks.components.search import candidates  # noqa: E402
+from tasks.components.search import members as search_members  # noqa: E402
+from tasks.config import Metric, PipelineConfig, PromoteSettings, members_of, nested, with_overrides  # noqa: E402
 from tasks.errors import InputError  # noqa: E402
 from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
 from tasks.figures import figures_task  # noqa: E402
@@ -52,8 +57,10 @@ from tasks.promote import promote_task  # noqa: E402
 from tasks.runtime.stages import Run, each  # noqa: E402
 from tasks.runtime.stages import StageRef  # noqa: E402
 from tasks.train import train_task  # noqa: E402
-from tasks.validate import leaderboard, validate_task  # noqa: E402
+from tasks.validate import ensemble_task, leaderboard, validate_task  # noqa: E402
 from tasks.windowing import window_task  # noqa: E402
+
+log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
 
 Stage = Literal["generate", "window", "train", "evaluate", "figures", "forecast"]
 
@@ -89,6 +96,12 @@ def rnn_pipeline(
                    no_cache=no_cache) as run:
         cfg = run.cfg  # every "auto" resolved
         series, calendar, groups = prepare_series(run, cfg)
+        settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
+        if searching(run, groups):  # several members, ranked on the validation range; the best combined
+            overrides = search_space(cfg, series, calendar)
+            ranked = rank_members(run, cfg, series, calendar, overrides)
+            return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
+                          ensemble=ranked.ensemble(run, cfg.search.top_k, cfg.search.combine))
         splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
         if groups:  # one global model per group of series, the groups side by side on the runner
             trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
@@ -97,7 +110,6 @@ def rnn_pipeline(
         else:  # one global model over every series
             model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits)
             models = {None: model} if model is not None else None
-        settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
         return assess(run, cfg, series, splits, models, settings, promote)
 
 
@@ -128,23 +140,12 @@ def rnn_sweep(
         if groups:
             raise InputError("group_column", cfg.data.group_column, "a sweep trains one model per member; "
                              "per-group models are a run of their own")
-        members = [run.resolve(with_overrides(config, nested(m))) for m in grid or [{}]]
-        splits = {}
-        for m in members:  # members share the window entries of equal window settings
-            if m.window not in splits:
-                splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window, calendar=calendar)
-        models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
-                                      for m in members])
-        board, best = None, 0
-        if models is not None:  # rank on the validation range only; the test range is the winner's alone
-            scores = run.map(validate_task, [{"splits": splits[m.window], "model": model}
-                                             for m, model in zip(members, models)], eval_cfg=cfg.eval)
-            board = leaderboard(grid or [{}], scores, models)
-            best = int(board["member"].iloc[0])
-        winner = members[best]
+        ranked = rank_members(run, config, series, calendar, grid or [{}])
+        best = ranked.best(1)[0] if ranked.board is not None else 0
+        winner = ranked.members[best]
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
-        return assess(run, winner, series, splits[winner.window], {None: models[best]} if models else None,
-                      settings, promote, board)
+        return assess(run, winner, series, ranked.splits[winner.window],
+                      {None: ranked.models[best]} if ranked.models else None, settings, promote, ranked.board)
 
 
 def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] | None, dict | None, list[str]]:
@@ -155,29 +156,114 @@ def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] 
     return series, shared_calendar(series, cfg.data), series_groups_of(series)
 
 
+def searching(run: Run, groups: list[str]) -> bool:
+    """Does this run search (search.mode on or a members file)? "auto" for files means on, except
+    with per-group models (one ensemble cannot serve several groups' models): then off, said once."""
+    if run.cfg.search.mode == "off":
+        return False
+    if groups:
+        if run.asked.search.mode != "auto":
+            raise InputError("search.mode", run.cfg.search.mode, "a search trains one ensemble for all series; "
+                             "per-group models (--group-column) need --search off")
+        log.info("search: off for per-group models (--group-column): one model per group")
+        return False
+    return True
+
+
+def search_space(cfg: PipelineConfig, series, calendar: dict | None) -> list[dict[str, Any]]:
+    """The members searched, each {"section.field": value} on top of `cfg`: the built-in space
+    (tasks/components/search.py) for the calendar's season and the shortest series, or a members
+    file, each configuration with search.seeds seeds."""
+    if cfg.search.mode == "on":
+        shortest = min((ref.manifest()["meta"]["shortest"] for ref in series or ()
+                        if ref.manifest()["meta"]["n_series"]), default=0)
+        space = candidates((calendar or {}).get("season_length"), shortest, cfg.window.horizon)
+    else:
+        space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
+    members = search_members(space, cfg.search.seeds, cfg.train.seed)
+    log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
+             "the %s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine)
+    return members
+
+
+@dataclass
+class Ranked:
+    """Members trained and ranked on the validation range: their configs, window entries (per
+    distinct window setting, one per bucket), train entries, and the leaderboard (best first)."""
+
+    members: list[PipelineConfig]
+    splits: dict
+    models: tuple[StageRef, ...] | None
+    board: Any  # pandas.DataFrame | None
+    reference: tuple[StageRef, ...] | None  # the window entries of the longest window
+
+    def best(self, k: int) -> list[int]:
+        """The positions of the best `k` members (by validation MASE, ties in member order)."""
+        return [int(i) for i in self.board["member"].iloc[:k]]
+
+    def ensemble(self, run: Run, top_k: int, combine: str) -> dict | None:
+        """The ensemble of the best `top_k`: its members' train entries and window entries, their
+        configs, and the packed model file (the ensemble stage)."""
+        if self.models is None or self.board is None:
+            return None
+        top = self.best(top_k)
+        packed = run.stage(ensemble_task, models=tuple(self.models[i] for i in top), combine=combine)
+        return {"models": tuple(self.models[i] for i in top), "cfgs": [self.members[i] for i in top],
+                "windows": [self.splits[self.members[i].window] for i in top], "packed": packed,
+                "combine": combine}
+
+
+def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
+                 overrides: list[dict[str, Any]]) -> Ranked:
+    """Train every member (`overrides` on top of `base`) on the runner and score each on the
+    validation range only. Members with different window lengths share the val/cal/test targets
+    of the longest (the window stage's anchor) and are scored on its windows."""
+    members = [run.resolve(with_overrides(base, nested(m))) for m in overrides]
+    lengths = {m.window.seq_length for m in members}
+    anchor = {"anchor": max(lengths)} if len(lengths) > 1 else {}
+    splits: dict = {}
+    for m in members:  # members share the window entries of equal window settings
+        if m.window not in splits:
+            splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window, calendar=calendar,
+                                       **anchor)
+    longest = max(splits, key=lambda w: w.seq_length)
+    models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
+                                  for m in members])
+    board = None
+    if models is not None:  # rank on the validation range only; the test range is the winner's alone
+        reference = {"reference": splits[longest]} if anchor else {}
+        scores = run.map(validate_task, [{"splits": splits[m.window], "model": model, **reference}
+                                         for m, model in zip(members, models)], eval_cfg=base.eval)
+        board = leaderboard(overrides, scores, models)
+    return Ranked(members, splits, models, board, splits[longest])
+
+
 def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
-           promote: bool, board=None) -> dict:
+           promote: bool, board=None, ensemble: dict | None = None) -> dict:
     """Backtest the model(s) bucket by bucket (and group by group) on the test range, combine,
     draw, forecast the future, judge the model against the champion when `settings` say so, and
-    finish the run. models: {group: train entry}, {None: entry} without groups."""
+    finish the run. models: {group: train entry}, {None: entry} without groups; ensemble: a
+    search's (Ranked.ensemble), forecasting from `splits`, the longest window's entries."""
+    if ensemble is not None:
+        models = {None: ensemble["packed"]} if ensemble["packed"] is not None else None
     model = next(iter(models.values())) if models else None
     parts = in_groups(series, splits, models)  # one item per bucket and group of series in it
-    backtests = run.map(backtest_task, parts and [{"split": p["split"], "model": p["model"], "group": p["group"]}
-                                                  for p in parts],
-                        eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train)
+    items = parts and [{"split": p["split"], "model": p["model"], "group": p["group"]} for p in parts]
+    combine = {}
+    if ensemble is not None and items:  # every member reads bucket b through its own window entry
+        combine = {"combine": ensemble["combine"]}
+        items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
+                 for b, it in enumerate(items)]
+    backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
     scores = run.stage(evaluate_task, backtests=backtests)
     item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
-    run.stage(figures_task, fig_cfg=cfg.figures, model_cfg=cfg.model, scores=scores, backtests=backtests,
+    name = forecaster_name(cfg, ensemble)
+    run.stage(figures_task, fig_cfg=cfg.figures, name=name, scores=scores, backtests=backtests,
               series=item_series, model=model)
-    finals = models
-    if cfg.forecast.refit_full and models:
-        refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
-                         train_cfg=cfg.train, splits=splits)
-        finals = dict(zip(models, refits)) if refits is not None else None
-    predictions = run.map(predict_task, backtests and finals and [
-        {"series": p["series"], "split": p["split"], "model": finals[p["group"]], "backtest": b, "group": p["group"]}
-        for p, b in zip(parts, backtests)])
-    run.stage(forecast_task, fig_cfg=cfg.figures, model_cfg=cfg.model, predictions=predictions, series=item_series)
+    finals = forecasters(run, cfg, splits, models, ensemble, items) if backtests else None
+    predictions = run.map(predict_task, finals and [{**it, "series": p["series"], "backtest": b}
+                                                    for it, p, b in zip(finals, parts, backtests)], **combine)
+    run.stage(forecast_task, fig_cfg=cfg.figures, name=name, predictions=predictions, series=item_series)
     decision = None
     if settings is not None and model is not None:
         if len(models) > 1:
@@ -185,7 +271,29 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
         else:
             gate = read_metrics(scores.path)["gate"] if scores is not None else None
             decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
-    return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=cfg if board is not None else None)
+    winner = (ensemble["cfgs"][0] if ensemble else cfg) if board is not None else None
+    return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=winner,
+                  search=ensemble is not None)
+
+
+def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ensemble: dict | None,
+                items: list[dict] | None) -> list[dict] | None:
+    """The predict stage's items (split, model[, member_splits], group): the backtest's, with every
+    model retrained on all windows first when forecast.refit_full (an ensemble's members each)."""
+    if not cfg.forecast.refit_full or not items or not run.wants("forecast"):
+        return items
+    if ensemble is not None:
+        refits = run.map(refit_task, [{"model": m, "model_cfg": c.model, "train_cfg": c.train, "splits": w}
+                                      for m, c, w in zip(ensemble["models"], ensemble["cfgs"], ensemble["windows"])])
+        return refits and [{**it, "model": refits} for it in items]
+    refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
+                     train_cfg=cfg.train, splits=splits)
+    return refits and [{**it, "model": dict(zip(models, refits))[it["group"]]} for it in items]
+
+
+def forecaster_name(cfg: PipelineConfig, ensemble: dict | None) -> str:
+    """How figures name the forecaster: its cell ("GRU"), or "ensemble of 3"."""
+    return f"ensemble of {len(ensemble['models'])}" if ensemble else cfg.model.cell.upper()
 
 
 def in_groups(series, splits, models: dict | None) -> list[dict] | None:
@@ -197,12 +305,3 @@ def in_groups(series, splits, models: dict | None) -> list[dict] | None:
         present = s.manifest()["meta"].get("groups") or [None]
         items += [{"series": s, "split": sp, "model": models[g], "group": g} for g in present if g in models]
     return items
-
-
-def nested(member: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{"model.cell": "gru"} -> {"model": {"cell": "gru"}} (the overrides of one grid member)."""
-    out: dict[str, dict[str, Any]] = {}
-    for dotted, value in member.items():
-        section, _, name = dotted.partition(".")
-        out.setdefault(section, {})[name] = value
-    return out

@@ -6,10 +6,13 @@ Each stage reads only its own section(s); its cache key hashes only those fields
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tasks.errors import InputError
 
 # forecast comes last so that `until="figures"` (the flow's default) keeps the tutorial's five stages.
 STAGES: tuple[str, ...] = ("generate", "window", "train", "evaluate", "figures", "forecast")
@@ -335,6 +338,54 @@ def with_overrides(cfg: PipelineConfig, overrides: dict[str, dict]) -> PipelineC
     for section, fields in overrides.items():
         data[section].update(fields)
     return PipelineConfig.model_validate(data)
+
+
+def members_of(config: PipelineConfig, raw: Any, field: str, shown: str) -> list[dict[str, Any]]:
+    """The members of a sweep or a search, each {"section.field": value}, from parsed JSON (or
+    command-line specs): {key: [values]} (their product) or [{key: value}, ...]. Keys are a
+    field's name ("cell") or "section.field". Each member is validated on top of `config`;
+    problems are an InputError naming `field` (the option) and `shown` (its value)."""
+    if isinstance(raw, dict) and all(isinstance(v, list) for v in raw.values()):
+        keys = [setting_key(k, field) for k in raw]
+        members = [dict(zip(keys, combo)) for combo in itertools.product(*raw.values())]
+    elif isinstance(raw, list) and all(isinstance(m, dict) for m in raw):
+        members = [{setting_key(k, field): v for k, v in m.items()} for m in raw]
+    else:
+        raise InputError(field, shown, "expected {key: [values]} or a list of {key: value} members")
+    if not members:
+        raise InputError(field, shown, "no members")
+    for m in members:
+        try:
+            with_overrides(config, nested(m))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise InputError(field, f"{where}={err.get('input')}", err["msg"]) from None
+    return members
+
+
+def setting_key(key: str, field: str = "grid") -> str:
+    """A member's key as "section.field": "seq_length" -> "window.seq_length" (or given dotted);
+    InputError naming `field` for a key that is no setting or is ambiguous."""
+    sections = {name: type(getattr(PipelineConfig(), name)) for name in PipelineConfig.model_fields}
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in sections and name in sections[section].model_fields:
+            return key
+    found = [s for s, cls in sections.items() if key in cls.model_fields and s not in ("output", "runner")]
+    if len(found) != 1:
+        raise InputError(field, key, "not a setting (e.g. cell, hidden_size, seq_length, lr, or model.cell)"
+                         if not found else f"ambiguous: name it as one of {', '.join(f'{s}.{key}' for s in found)}")
+    return f"{found[0]}.{key}"
+
+
+def nested(member: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"model.cell": "gru"} -> {"model": {"cell": "gru"}}: a member's overrides for with_overrides."""
+    out: dict[str, dict[str, Any]] = {}
+    for dotted, value in member.items():
+        section, _, name = dotted.partition(".")
+        out.setdefault(section, {})[name] = value
+    return out
 
 
 def section_name(section: BaseModel) -> str:

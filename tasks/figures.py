@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.config import FiguresConfig, ModelConfig
+from tasks.config import FiguresConfig
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.history import read_history
 from tasks.formats.scores import read_by_series, read_metrics, read_predictions
@@ -41,15 +41,17 @@ BASELINES = {"naive": "Naive (last value)", "seasonal_naive": "Seasonal naive"}
 class Labels:
     """What the axes and legends call things: the model, the values, the time axis."""
 
-    model: str = "RNN"  # RNN, GRU or LSTM
+    model: str = "RNN"  # RNN, GRU, LSTM or "ensemble of 3"
     value: str = "Value"  # the value column of a file
     time: str = "Time step"  # the time column of a file, or integer steps
 
     @classmethod
-    def of(cls, cell: str, meta: dict) -> "Labels":
-        """Labels for a model of `cell` on the series described by `meta` (series.parquet metadata)."""
+    def of(cls, name: str, meta: dict) -> "Labels":
+        """Labels for the forecaster `name` (a cell: "gru" -> "GRU") on the series described by
+        `meta` (series.parquet metadata)."""
         params = meta.get("params", {}) if meta.get("source") == "file" else {}
-        return cls(cell.upper(), params.get("value_column", "Value"), params.get("time_column", "Time step"))
+        label = name.upper() if name.lower() in ("rnn", "gru", "lstm") else name
+        return cls(label, params.get("value_column", "Value"), params.get("time_column", "Time step"))
 
 
 def _new(cfg: FiguresConfig, ncols: int = 1, **kw) -> tuple["Figure", object]:
@@ -114,8 +116,9 @@ def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labe
     first, actual = with_times(first, times), with_times(actual, times)
     h = int(whole["lead"].max()) if "lead" in whole else 1
     ax.plot(actual[x], actual["actual"], label="Actual", linewidth=2)
-    ax.plot(first[x], first["model"], label=f"Predicted{' 1 step ahead' if h > 1 else ''} ({labels.model})",
-            linestyle="--")
+    line, = ax.plot(first[x], first["model"], label=f"Predicted{' 1 step ahead' if h > 1 else ''} ({labels.model})",
+                    linestyle="--")
+    member_range(ax, first, x, line.get_color())
     if h > 1:
         last = with_times(whole[whole["lead"] == h], times)
         ax.plot(last[x], last["model"], label=f"Predicted {h} steps ahead ({labels.model})", linestyle=":")
@@ -126,6 +129,14 @@ def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labe
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def member_range(ax: "Axes", rows: pd.DataFrame, x: str, color: str) -> None:
+    """An ensemble's spread: the band between its lowest and highest member's forecast (rows from a
+    backtest with member_min/member_max columns; nothing for a single model)."""
+    if "member_min" in rows:
+        ax.fill_between(rows[x], rows["member_min"], rows["member_max"], color=color, alpha=0.2, linewidth=0,
+                        label="Range of the ensemble's members")
 
 
 def plot_loss(history: dict, cfg: FiguresConfig, labels: Labels = Labels()) -> "Figure":
@@ -202,7 +213,8 @@ def plot_sample(frames: dict[str, pd.DataFrame], cfg: FiguresConfig, labels: Lab
     for ax, (label, df) in zip(fig.subplots(len(frames), 1, squeeze=False)[:, 0], frames.items()):
         one = with_times(lead_one(df).sort_values("step"), times)
         ax.plot(one[x], one["actual"], label="Actual", linewidth=2)
-        ax.plot(one[x], one["model"], label=f"Predicted ({labels.model})", linestyle="--")
+        line, = ax.plot(one[x], one["model"], label=f"Predicted ({labels.model})", linestyle="--")
+        member_range(ax, one, x, line.get_color())
         ax.plot(one[x], one["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
         ax.set(title=f"{label}: {df['series_id'].iloc[0]}", xlabel=labels.time, ylabel=labels.value)
         time_axis(ax, times)
@@ -253,25 +265,26 @@ def sample_times(scores: store.StageRef, series: Sequence[store.StageRef]) -> tu
 
 
 @task(**stage_task(STAGE))
-def figures_task(plan, fig_cfg: FiguresConfig, model_cfg: ModelConfig, scores: store.StageRef,
+def figures_task(plan, fig_cfg: FiguresConfig, name: str, scores: store.StageRef,
                  backtests: tuple[store.StageRef, ...], series: tuple[store.StageRef, ...],
                  model: store.StageRef) -> dict:
     """Write figures/*.png from the backtest (scores: combined, backtests: per bucket), the training
-    history (model) and the series' dates and names (series: per bucket, as backtests); model_cfg
-    names the network. Return the StageRef. Many series: a sample and the MASE distribution."""
+    history (model: a train entry, or an ensemble's, holding its best member's) and the series'
+    dates and names (series: per bucket, as backtests); `name` names the forecaster ("GRU",
+    "ensemble of 3"). Return the StageRef. Many series: a sample and the MASE distribution."""
 
     def compute(w: store.EntryWriter) -> dict:
         frames = sample_predictions(scores, backtests)
         per_lead = read_metrics(scores.path)["per_lead"]
         df = pd.concat(list(frames.values()), ignore_index=True)
         times, meta = sample_times(scores, series)
-        labels = Labels.of(model_cfg.cell, meta)
+        labels = Labels.of(name, meta)
         figs = render_all(df, read_history(model.path), fig_cfg, per_lead, labels, times)
         if "only" not in frames:
             figs["prediction"] = plot_sample(frames, fig_cfg, labels, times)
             figs["series_mase"] = plot_series_mase(read_by_series(scores.path), fig_cfg, labels)
-        for name, fig in figs.items():
-            fig.savefig(w.path(figure_file(name)), dpi=fig_cfg.dpi)
+        for figure, fig in figs.items():
+            fig.savefig(w.path(figure_file(figure)), dpi=fig_cfg.dpi)
         log.info("figures: %s", ", ".join(f"{n}.png" for n in figs))
         return {"figures": [figure_file(n) for n in figs]}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,8 +25,9 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import band_columns, model_forecasts, score_scales
+from tasks.components.backtest import Predict, as_predict, band_columns, score_scales
 from tasks.components.calendar import next_timestamps, wall_clock
+from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
@@ -64,14 +66,17 @@ def future_times(frame: pd.DataFrame, split: Split, steps: int) -> dict[str, dic
 
 
 def future_forecast(
-    model: torch.nn.Module, values: np.ndarray, split: Split, intervals: dict, model_split: Split | None = None
+    model: torch.nn.Module | Predict, values: np.ndarray, split: Split, intervals: dict,
+    model_split: Split | None = None,
 ) -> dict[str, np.ndarray]:
     """Forecast (n_series, H) after each series' end, plus lower_/upper_<level> bands of the same shape.
 
-    model_split: the split the model reads the series through (its scalers), when not `split`.
+    model: a network, or an ensemble (tasks.components.ensemble.Ensemble; `split` is then its
+    reference split); model_split: the split the model reads the series through (its scalers),
+    when not `split`.
     """
     H, origins = split.horizon, split.last_origins()
-    pred = model_forecasts(model, values, model_split or split, origins, H)
+    pred = as_predict(model)(values, model_split or split, origins, H)
     return {"forecast": pred, **band_columns(pred, score_scales(values, split, origins), intervals)}
 
 
@@ -153,20 +158,36 @@ def refit_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
     return build(plan, compute)
 
 
+def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.StageRef], combine: str) -> Ensemble:
+    """The ensemble of train (or refit) entries, each reading the bucket through its own window
+    entry; a refit member reads it with the scalers of all of each series (Split.all_origins)."""
+    members = []
+    for m, s in zip(models, member_splits):
+        net, record = load_model(m.path)
+        values, own = read_window(s.path)
+        members.append(Member(net, own.all_origins(values) if record.trained.get("refit_full") else own))
+    return Ensemble(members, combine)
+
+
 @task(**stage_task(PREDICT))
-def predict_task(plan, series: store.StageRef, split: store.StageRef, model: store.StageRef,
-                 backtest: store.StageRef, group: str | None = None) -> dict:
+def predict_task(plan, series: store.StageRef, split: store.StageRef, model: store.StageRef | tuple[store.StageRef, ...],
+                 backtest: store.StageRef, group: str | None = None,
+                 member_splits: tuple[store.StageRef, ...] | None = None, combine: str = "median") -> dict:
     """Forecast one bucket's series (of `group`, for per-group models) past their end
     (forecast.parquet), with the bands of its backtest's calibration; `model` is the trained
-    model, or the refit one."""
+    model, or the refit one, or an ensemble's members (each reading the bucket through its entry
+    of `member_splits`; `split`: the reference, the longest window), combined by `combine`."""
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
         sp = sp.subset(group)
         frame, _ = read_series(series.path)
-        net, record = load_model(model.path)
         intervals = read_metrics(backtest.path)["intervals"]
-        model_split = sp.all_origins(values) if record.trained.get("refit_full") else None
+        if isinstance(model, store.StageRef):
+            net, record = load_model(model.path)
+            model_split = sp.all_origins(values) if record.trained.get("refit_full") else None
+        else:
+            net, model_split = ensemble_of(model, member_splits, combine), None
         columns = future_forecast(net, values, sp, intervals, model_split)
         fc = forecast_frame(sp, future_times(frame, sp, columns["forecast"].shape[1]), columns)
         write_forecast(w.dir, fc)
@@ -176,17 +197,17 @@ def predict_task(plan, series: store.StageRef, split: store.StageRef, model: sto
 
 
 @task(**stage_task(STAGE))
-def forecast_task(plan, fig_cfg: FiguresConfig, model_cfg: ModelConfig, predictions: tuple[store.StageRef, ...],
+def forecast_task(plan, fig_cfg: FiguresConfig, name: str, predictions: tuple[store.StageRef, ...],
                   series: tuple[store.StageRef, ...]) -> dict:
     """Every bucket's forecasts in one forecast.parquet, and figures/forecast.png of the first
-    series (its history from its bucket of `series`; model_cfg names the network); return the
-    entry's StageRef."""
+    series (its history from its bucket of `series`; `name` names the forecaster: "GRU",
+    "ensemble of 3"); return the entry's StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
         fc = pd.concat([read_forecast(ref.path) for ref in predictions], ignore_index=True)
         write_forecast(w.dir, fc)
         history, meta = read_series(series[0].path)
-        figure = plot_forecast(history, fc, fig_cfg, meta.get("season_length"), model_cfg.cell.upper(), meta)
+        figure = plot_forecast(history, fc, fig_cfg, meta.get("season_length"), name, meta)
         figure.savefig(w.path(FORECAST_FIGURE), dpi=fig_cfg.dpi)
         first = fc.iloc[0]
         log.info("forecast: %d series x %d steps from %s", fc["series_id"].nunique(), int(fc["lead"].max()),

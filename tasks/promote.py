@@ -26,9 +26,10 @@ from tasks.components.backtest import (
     score_frame,
     season_for,
 )
+from tasks.components.ensemble import Ensemble, Member
 from tasks.components.split import IDENTITY, Scaler, Split, concat_splits
 from tasks.config import EvalConfig, PromoteSettings
-from tasks.formats.model import MODEL_FILE, ModelFile, load_model_file
+from tasks.formats.model import MODEL_FILE, EnsembleFile, ModelFile, load_model_file
 from tasks.formats.window import read_window
 from tasks.runtime import publish, registry, store
 
@@ -60,15 +61,24 @@ def holdout_view(split: Split, record: ModelFile, history: int) -> Split:
 
 
 def holdout_scores(
-    model: torch.nn.Module, record: ModelFile, values: np.ndarray, split: Split, history: int, cfg: EvalConfig
+    model: torch.nn.Module | EnsembleFile, record: ModelFile, values: np.ndarray, split: Split, history: int,
+    cfg: EvalConfig,
 ) -> tuple[dict[str, dict[str, float]], int]:
-    """Metrics of `model` and the baselines on the holdout targets with `history` points: (scores, n)."""
+    """Metrics of `model` and the baselines on the holdout targets with `history` points: (scores, n).
+
+    An ensemble forecasts from its reference member's view (`record`), each member reading the
+    same targets through its own window and scalers (tasks.components.ensemble).
+    """
     sp = holdout_view(split, record, history)
     n = sp.count("test")
     if n == 0:
         raise ValueError(f"no holdout target has the {history} points of history a window needs")
-    df = holdout_frame(values, sp, one_step_forecasts(model, values, sp, cfg.chunk_size),
-                       season_for(sp, cfg.season_length))
+    if isinstance(model, EnsembleFile):
+        members = [Member(net, holdout_view(split, r, history)) for net, r in model.members]
+        pred = Ensemble(members, model.combine, cfg.chunk_size)(values, sp, sp.origins("test"), 1)[:, 0]
+    else:
+        pred = one_step_forecasts(model, values, sp, cfg.chunk_size)
+    df = holdout_frame(values, sp, pred, season_for(sp, cfg.season_length))
     return score_frame(df, values, sp), n
 
 

@@ -1,15 +1,22 @@
-"""Sweeps: score each member's model on the validation range and rank them (never the test range).
+"""Sweeps and searches: score each member's model on the validation range and rank them (never
+the test range).
 
     validate   one entry per sweep member: the rolling-origin backtest of its model over the
                validation origins of every series (scores.json)
 
-The leaderboard (`leaderboard`) ranks members by the model's validation MASE; the winner is
-then scored on the test range by the usual evaluate stage and judged by the usual gate.
+    ensemble   one entry for a search: the top members' model files packed into one model.pt
+               (tasks/formats/model.py: what promotion judges and the run directory keeps), and
+               the best member's training history
+
+The leaderboard (`leaderboard`) ranks members by the model's validation MASE; the winner (or
+the ensemble of the best) is then scored on the test range by the usual evaluate stage and
+judged by the usual gate.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,9 +24,11 @@ import pandas as pd
 from prefect import task
 
 from tasks.components.backtest import validation_scores
+from tasks.components.ensemble import Ensemble, Member
 from tasks.components.split import concat_splits
 from tasks.config import EvalConfig
-from tasks.formats.model import load_model
+from tasks.formats.history import HISTORY_FILE
+from tasks.formats.model import MODEL_FILE, load_model, save_ensemble
 from tasks.formats.scores import read_validation, write_validation
 from tasks.formats.window import read_window
 from tasks.runtime import store
@@ -28,16 +37,27 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 log = logging.getLogger(__name__)
 
 STAGE = StageSpec("validate", phase="train", packages=("numpy", "torch"), run_only=frozenset({"chunk_size"}))
+ENSEMBLE = StageSpec("ensemble", phase="train", packages=("torch",), files=(MODEL_FILE, HISTORY_FILE))
 
 
 @task(**stage_task(STAGE))
-def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...], model: store.StageRef) -> dict:
-    """Score one member's model over the validation origins of every bucket; write scores.json."""
+def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...], model: store.StageRef,
+                  reference: tuple[store.StageRef, ...] | None = None) -> dict:
+    """Score one member's model over the validation origins of every bucket; write scores.json.
+
+    splits: the member's window entries (one per bucket); reference: a search's window entries
+    of its longest window, whose validation targets and MASE scales every member is scored on
+    (the member reads them through its own window and scalers); None: the member's own.
+    """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = concat_splits([read_window(ref.path) for ref in splits])
         net, record = load_model(model.path)
-        scores = validation_scores(net, values, sp, eval_cfg.season_length, eval_cfg.chunk_size)
+        forecaster = net
+        if reference is not None:
+            values, ref = concat_splits([read_window(r.path) for r in reference])
+            forecaster, sp = Ensemble([Member(net, sp)], chunk=eval_cfg.chunk_size), ref
+        scores = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size)
         scores["train"] = {k: record.trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
         log.info("validate: model MASE %.4f on %d validation origins", scores["metrics"]["model"]["mase"],
@@ -64,3 +84,17 @@ def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], model
     board = pd.DataFrame(rows)
     order = np.lexsort((board["member"].to_numpy(), np.nan_to_num(board["val_mase"].to_numpy(float), nan=np.inf)))
     return board.iloc[order].reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
+
+
+@task(**stage_task(ENSEMBLE))
+def ensemble_task(plan, models: tuple[store.StageRef, ...], combine: str) -> dict:
+    """Pack the ensemble's members (train entries, best first) into one model.pt, combined by
+    `combine`; keep the best member's history.json (the loss figure's). Return the StageRef."""
+
+    def compute(w: store.EntryWriter) -> dict:
+        save_ensemble(w.dir, [m.file(MODEL_FILE) for m in models], combine)
+        shutil.copyfile(models[0].file(HISTORY_FILE), w.path(HISTORY_FILE))
+        log.info("ensemble: %d members, combined by the %s", len(models), combine)
+        return {"members": len(models)}
+
+    return build(plan, compute)

@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 STAGE = StageSpec("window", packages=("numpy",))
 
 
-def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None):
+def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None, anchor: int | None = None):
     """(values (n_total,), Split) of a long series frame: ranges per series, scalers fitted.
 
     meta: the series file's metadata; calendar: frequency and seasons decided over every bucket
     (generate.shared_calendar; default: those in `meta`). cfg.normalize must be resolved (not
-    "auto"); an unresolved calibration means none (as for generated data). Raises InputError
+    "auto"); an unresolved calibration means none (as for generated data); anchor: the window
+    length whose val/cal/test targets the split shares (a search's longest). Raises InputError
     naming the series that is too short for the windows.
     """
     cal = {**meta, **(calendar or {})}
@@ -41,8 +42,7 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
         split = build_split(
             [int(n) for n in by_series.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
             cfg.val_fraction, groups=groups, calibration=0 if cfg.calibration == "auto" else cfg.calibration,
-            normalize=cfg.normalize,
-            source=meta.get("source"),
+            anchor=anchor, normalize=cfg.normalize, source=meta.get("source"),
             frequency=cal.get("frequency"), season_length=cal.get("season_length"),
             seasons=tuple(cal.get("seasons") or ()),
         )
@@ -52,14 +52,16 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
 
 
 @task(**stage_task(STAGE))
-def window_task(plan, window_cfg: WindowConfig, series: store.StageRef, calendar: dict) -> dict:
+def window_task(plan, window_cfg: WindowConfig, series: store.StageRef, calendar: dict,
+                anchor: int | None = None) -> dict:
     """Write one bucket's values.npy and split.json; return the entry's StageRef.
 
-    calendar: the frequency and seasons of all series (generate.shared_calendar).
+    calendar: the frequency and seasons of all series (generate.shared_calendar); anchor: for a
+    search, the longest window of its members (every member's val/cal/test targets are its).
     """
 
     def compute(w: store.EntryWriter) -> dict:
-        values, split = split_series(*read_series(series.path), window_cfg, calendar)
+        values, split = split_series(*read_series(series.path), window_cfg, calendar, anchor)
         write_window(w.dir, values, split)
         w.describe(VALUES_FILE, shape=list(values.shape), dtype="float64")
         counts = {p: split.count(p) for p in ("train", "val", "cal", "test")}

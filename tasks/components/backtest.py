@@ -518,7 +518,10 @@ def combine(results: list[dict]) -> dict:
     return {**{k: first.get(k) for k in ("horizon", "season_length", "frequency", "refit_every")},
             "seasons": seasons, "metrics": metrics, "per_lead": per_lead, "n_test": sum(n),
             "naive_mse_ratio": ratio, "intervals": intervals, "gate": baseline_gate(metrics, undefined),
-            "undefined": undefined, "refits": sum(r["refits"] for r in results), "n_buckets": len(results)}
+            "undefined": undefined, "refits": sum(r["refits"] for r in results), "n_buckets": len(results),
+            **({"ensemble": {**first["ensemble"], "mean_spread": _weighted([r["ensemble"]["mean_spread"]
+                                                                             for r in results], n)}}
+               if all("ensemble" in r for r in results) else {})}
 
 
 def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[str, str]:

@@ -69,6 +69,20 @@ def split_ranges(n_windows: int, train_fraction: float, val_fraction: float, hor
     return {"train": train, "val": val, "cal": cal, "test": (b, n_windows)}
 
 
+def anchored_ranges(length: int, seq_length: int, anchor: int, horizon: int, train_fraction: float,
+                    val_fraction: float, calibration: int = 0) -> dict[str, Range]:
+    """Local origin ranges of a model reading `seq_length` points whose val, cal and test targets
+    are exactly those of a model reading `anchor` points (anchor >= seq_length): the split of the
+    longest window, shifted by anchor - seq_length, its training range stretched back to origin 0.
+
+    Members of a search with different window lengths are thus early-stopped, ranked, calibrated
+    and tested on the same targets, and none trains on a target another member holds out.
+    """
+    ranges = split_ranges(n_windows(length, anchor, horizon), train_fraction, val_fraction, horizon, calibration)
+    d = anchor - seq_length
+    return {k: ((0 if k == "train" else a + d), b + d) for k, (a, b) in ranges.items()}
+
+
 def min_series_length(seq_length: int, horizon: int = 1, train_fraction: float = 0.8, val_fraction: float = 0.1) -> int:
     """The shortest series that still gives at least one train and one test origin."""
     n = 2
@@ -307,19 +321,25 @@ def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
 
 def build_split(lengths: Iterable[int], ids: Iterable[str], seq_length: int, horizon: int = 1,
                 train_fraction: float = 0.8, val_fraction: float = 0.1, groups: Sequence[str | None] | None = None,
-                calibration: int = 0, **info) -> Split:
+                calibration: int = 0, anchor: int | None = None, **info) -> Split:
     """The split of series of `lengths` stored end to end (identity scalers; see Split.with_scalers).
 
     `groups`: each series' group (for per-group models); `calibration`: origins per series held out
-    for the intervals (see split_ranges); `info`: normalize, source, frequency, season_length.
+    for the intervals (see split_ranges); `anchor`: the window length whose val/cal/test targets
+    this split shares (anchored_ranges; a search's longest window), None: its own;
+    `info`: normalize, source, frequency, season_length.
     Raises ValueError naming the series that is too short to split.
     """
+    if anchor is not None and anchor < seq_length:
+        raise ValueError(f"the anchor window ({anchor}) is shorter than the window ({seq_length})")
     series, offset = [], 0
     ids = list(ids)
     groups = list(groups) if groups is not None else [None] * len(ids)
     for sid, n, group in zip(ids, lengths, groups):
         try:
-            ranges = split_ranges(n_windows(n, seq_length, horizon), train_fraction, val_fraction, horizon, calibration)
+            ranges = (split_ranges(n_windows(n, seq_length, horizon), train_fraction, val_fraction, horizon, calibration)
+                      if anchor is None else
+                      anchored_ranges(n, seq_length, anchor, horizon, train_fraction, val_fraction, calibration))
         except ValueError as exc:
             raise ValueError(f"series {sid!r} ({n} points): {exc}") from None
         series.append(dataclasses.replace(series_split(sid, offset, n, ranges, seq_length, horizon), group=group))

@@ -1,4 +1,5 @@
-"""train: model.pt, a ModelFile record with the network's weights."""
+"""train: model.pt, a ModelFile record with the network's weights; ensemble: model.pt holding
+the top members of a search (each a model file's content) and how they combine."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tasks.components.split import Scaler, Split
 
 MODEL_FILE = "model.pt"
 _MODEL_FORMAT = 2
+_ENSEMBLE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,45 @@ def save_model(directory: Path, model: torch.nn.Module, record: ModelFile) -> Pa
     return path
 
 
-def load_model_file(path: str | Path) -> tuple[Forecaster, ModelFile]:
+@dataclass(frozen=True)
+class EnsembleFile:
+    """The content of an ensemble's model.pt: each member's network and record, and the combination."""
+
+    members: tuple[tuple[Forecaster, ModelFile], ...]
+    combine: str = "median"
+
+    def reference(self) -> ModelFile:
+        """The record of the member with the longest window (the first of equals): the ensemble's
+        forecasts are made from its origins (tasks.components.ensemble)."""
+        return max((r for _, r in self.members), key=lambda r: r.seq_length)
+
+
+def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str) -> Path:
+    """model.pt of an ensemble: every member's model file content, in rank order, and `combine`."""
+    path = Path(directory) / MODEL_FILE
+    blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
+    torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs}, path)
+    return path
+
+
+def load_model_file(path: str | Path) -> tuple[Forecaster | EnsembleFile, ModelFile]:
     """A model file (an entry's model.pt or a champion's copy), safely: (model in eval mode, record).
 
-    Files written before the record was typed (network under "model" with its head width as
-    "horizon", per-series "scaler" dicts, training facts at the top level) are read as well.
+    An ensemble's file gives (EnsembleFile, the record of its reference member, with "members"
+    and "combine" added to `trained`). Files written before the record was typed (network under
+    "model" with its head width as "horizon", per-series "scaler" dicts, training facts at the
+    top level) are read as well.
     """
     blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("format") == _ENSEMBLE_FORMAT:
+        ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"])
+        ref = ens.reference()
+        return ens, dataclasses.replace(ref, trained={**ref.trained, "members": len(ens.members),
+                                                      "combine": ens.combine})
+    return _from_blob(blob)
+
+
+def _from_blob(blob: dict) -> tuple[Forecaster, ModelFile]:
     if blob.get("format") == _MODEL_FORMAT:
         record = ModelFile(NetworkSpec(**blob["network"]), blob["seq_length"], blob["horizon"], blob["strategy"],
                            blob["normalize"], tuple(Scaler(**s) for s in blob["scalers"]), blob["trained"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from flows.rnn_flow import rnn_sweep
 from tests.helpers import tiny_config
@@ -80,3 +81,46 @@ def test_a_sweep_ranks_members_on_the_validation_range_only(tmp_path):
     cols = ["member", "val_mase", "val_mae", "naive_mase", "n_val", "epochs_run"]
     pd.testing.assert_frame_equal(board[cols], board_b[cols])
     assert other["metrics"]["model"]["mae"] != summary["metrics"]["model"]["mae"]  # the test range did change
+
+
+SPACE = [{"window.seq_length": 7, "model.hidden_size": 4}, {"window.seq_length": 14, "model.cell": "gru"}]
+
+
+def searched(tmp_path: Path, name: str, tail: float = 0.0):
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    cfg = tiny_config(tmp_path / name, data=data(shops(tmp_path / f"{name}.csv", tail=tail), series_per_bucket=12),
+                      search={"mode": str(tmp_path / "space.json"), "seeds": 2, "top_k": 3}, train={"epochs": 4})
+    summary, _ = run(cfg, until="forecast", promote=True)
+    return summary, Path(summary["run_dir"])
+
+
+def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tmp_path):
+    from tasks.formats.model import EnsembleFile, load_model_file
+
+    summary, run_dir = searched(tmp_path, "a")
+    lb = summary["leaderboard"]
+    assert (lb["kind"], lb["members"], lb["combined"], lb["combine"]) == ("search", 4, 3, "median")
+    assert summary["verdict"].startswith("ensemble of 3 (median)")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["ensemble"]["members"] == 3 and metrics["ensemble"]["mean_spread"] > 0
+    pred = pd.read_parquet(run_dir / "predictions.parquet")
+    assert (pred["member_min"] <= pred["model"] + 1e-9).all() and (pred["model"] <= pred["member_max"] + 1e-9).all()
+    assert pd.read_parquet(run_dir / "forecast.parquet")["series_id"].nunique() == 12
+    ensemble, record = load_model_file(run_dir / "model.pt")  # what promotion judged and installed
+    assert isinstance(ensemble, EnsembleFile) and len(ensemble.members) == 3 and record.seq_length == 14
+    assert summary["promotion"]["challenger"] > 0  # the ensemble was scored on the holdout as one model
+
+    # the test range of every series changes: no selection, combination or calibration does
+    other, other_dir = searched(tmp_path, "b", tail=25.0)
+    board, board_b = (pd.read_parquet(d / "leaderboard.parquet") for d in (run_dir, other_dir))
+    cols = ["member", "val_mase", "val_mae", "naive_mase", "n_val", "epochs_run"]
+    pd.testing.assert_frame_equal(board[cols], board_b[cols])
+    metrics_b = json.loads((other_dir / "metrics.json").read_text())
+    assert metrics_b["intervals"]["halfwidths"] == metrics["intervals"]["halfwidths"]
+    assert metrics_b["intervals"]["n_calibration"] == metrics["intervals"]["n_calibration"] > 0
+    members_b = load_model_file(other_dir / "model.pt")[0].members
+    for (net, rec), (net_b, rec_b) in zip(ensemble.members, members_b):
+        assert rec.seq_length == rec_b.seq_length and rec.network == rec_b.network
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, net_b.state_dict()[k]), k  # the same weights: trained on the same windows
+    assert metrics_b["metrics"]["model"]["mae"] != metrics["metrics"]["model"]["mae"]  # the test range did change

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from tasks.formats.model import load_model_file
 from tests.helpers.cli import finish_flow, run_dir_of, start_flow
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -40,9 +40,9 @@ def test_monthly_csv_with_gaps_filled_beats_naive_and_seasonal_naive(tmp_path, p
     mase = {name: m["mase"] for name, m in result["metrics"].items()}
     assert result["season_length"] == 12 and result["frequency"] == "MS"
     assert mase["model"] < mase["naive"] and mase["model"] < mase["seasonal_naive"], mase
-    meta = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    assert meta["trained"]["threads"] == 2 and result["train"]["threads"] == 2
-    assert meta["normalize"] == "window"  # what a server must apply to new windows
+    _, record = load_model_file(run_dir / "model.pt")  # the search's ensemble (the default for a file)
+    assert record.trained["threads"] == 2 and result["train"]["threads"] == 2 and record.trained["members"] == 3
+    assert record.normalize == "window"  # what a server must apply to new windows
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     assert predictions["actual"].between(3000, 6000).all()  # back in the file's units
     assert (tmp_path / "out" / "cache" / "train").is_dir() and (tmp_path / "data" / "cache" / "generate").is_dir()

@@ -198,3 +198,31 @@ def test_a_champion_that_forecasts_nan_cannot_be_scored_and_is_replaced(world, m
     registry.commit(root, registry.with_promotion(registry.load(root), record))
     d = promote(root, win, good, "run-1", MASE)
     assert d["action"] == "promoted" and "cannot be scored" in d["reason"] and "non-finite" in d["reason"]
+
+
+def test_an_ensemble_is_judged_as_one_model_each_member_reading_the_holdout_its_own_way(world):
+    from tasks.formats.model import EnsembleFile, load_model_file, save_ensemble
+    from tasks.formats.window import read_window
+
+    root, win, good, _ = world
+    short, long_ = make_split(VALUES, seq_length=10, normalize="standard"), make_split(VALUES)
+    nets = {"short": trained(short, epochs=3), "long": trained(long_, epochs=3)}
+    members = [train_entry(root, nets["short"], short, "short"), train_entry(root, nets["long"], long_, "long")]
+
+    def pack(w: store.EntryWriter) -> None:
+        save_ensemble(w.dir, [m.file(MODEL_FILE) for m in members], "mean")
+
+    ens, _ = store.build_entry(root, "ensemble", "e1", {}, pack)
+    d = promote(root, win, ens, "run-1", MASE)
+    assert d["action"] == "promoted"
+
+    _, holdout = read_window(win.path)  # each member through its own window length and scalers, then the mean
+    views = {"short": holdout_view(holdout, record_of(short), 20), "long": holdout_view(holdout, record_of(long_), 20)}
+    pred = np.mean([one_step_forecasts(nets[k], VALUES, views[k], 1024) for k in nets], axis=0)
+    actual = VALUES[views["long"].target_index(views["long"].origins("test"), 1)[:, 0]]
+    assert d["challenger"]["metrics"]["mae"] == pytest.approx(float(np.mean(np.abs(actual - pred))), rel=1e-9)
+
+    champion, record = load_model_file(root / "models" / registry.load(root)["champion"]["path"])
+    assert isinstance(champion, EnsembleFile) and len(champion.members) == 2 and record.seq_length == 20
+    again = promote(root, win, good, "run-2", MASE)  # a single model against the ensemble champion
+    assert again["champion"]["metrics"]["mae"] == pytest.approx(d["challenger"]["metrics"]["mae"], rel=1e-12)

@@ -54,6 +54,23 @@ def test_a_calibration_range_sits_between_validation_and_test_seen_by_neither():
     assert split_ranges(40, 0.8, 0.1, calibration=20)["cal"] == (24, 32)  # at most a quarter of the pre-test origins
 
 
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_members_anchored_to_the_longest_window_share_val_cal_and_test_targets(horizon):
+    lengths, ids = [144, 200], ["a", "b"]
+    ref = build_split(lengths, ids, 24, horizon, calibration=20, anchor=24)
+    assert ref == build_split(lengths, ids, 24, horizon, calibration=20)  # the anchor's own split is the usual one
+    for L in (6, 12, 20):
+        own = build_split(lengths, ids, L, horizon, calibration=20, anchor=24)
+        for part in ("val", "cal", "test"):
+            assert np.array_equal(own.origins(part) + L, ref.origins(part) + 24), (L, part)  # the same targets
+        for s, r in zip(own.series, ref.series):  # more training windows, none reaching a held-out target
+            train_targets = np.arange(*s.train) + L + horizon - 1
+            assert s.train[0] == s.offset and train_targets.max() == np.arange(*r.train).max() + 24 + horizon - 1
+            assert train_targets.max() < r.val[0] + 24
+    with pytest.raises(ValueError, match="anchor"):
+        build_split(lengths, ids, 24, anchor=12)
+
+
 def test_no_leakage_every_test_target_after_every_train_target():
     L = 20
     split = build_split([1020], ["a"], L)
