@@ -98,7 +98,7 @@ def rnn_pipeline(
         series, calendar, groups = prepare_series(run, cfg)
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
         if searching(run, groups):  # several members, ranked on the validation range; the best combined
-            overrides = search_space(cfg, series, calendar)
+            overrides = search_space(cfg, run.asked, series, calendar)
             ranked = rank_members(run, cfg, series, calendar, overrides)
             return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
                           ensemble=ranked.ensemble(run, cfg.search.top_k, cfg.search.combine))
@@ -170,14 +170,24 @@ def searching(run: Run, groups: list[str]) -> bool:
     return True
 
 
-def search_space(cfg: PipelineConfig, series, calendar: dict | None) -> list[dict[str, Any]]:
+def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: dict | None) -> list[dict[str, Any]]:
     """The members searched, each {"section.field": value} on top of `cfg`: the built-in space
     (tasks/components/search.py) for the calendar's season and the shortest series, or a members
-    file, each configuration with search.seeds seeds."""
+    file, each configuration with search.seeds seeds. The built-in space varies only settings
+    left at their default (or "auto") in `asked`: one the user set is kept in every member."""
     if cfg.search.mode == "on":
         shortest = min((ref.manifest()["meta"]["shortest"] for ref in series or ()
                         if ref.manifest()["meta"]["n_series"]), default=0)
         space = candidates((calendar or {}).get("season_length"), shortest, cfg.window.horizon)
+        default, kept = PipelineConfig(), set()
+        for key in {k for c in space for k in c}:
+            section, name = key.split(".")
+            if getattr(getattr(asked, section), name) != getattr(getattr(default, section), name):
+                kept.add(key)
+        if kept:
+            log.info("search: keeping %s as set in every member", ", ".join(sorted(kept)))
+            space = list({tuple(sorted((k, v) for k, v in c.items() if k not in kept)): None for c in space})
+            space = [dict(c) for c in space]
     else:
         space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
