@@ -16,6 +16,7 @@ from tasks.components.backtest import (
     metric_text,
     ratio_phrase,
 )
+from tasks.components.references import LABELS
 from tasks.formats.figures import FIGURES, figure_file
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
@@ -75,8 +76,11 @@ def publish_results(run: Run, logger) -> dict:
     )
     lags = {k: result["season_length"] if k == "seasonal_naive" else k[15:] for k in metrics if k.startswith("seasonal")}
     seasonal = [f"{metric_text(metrics[k]['mase'])}, season {lag}" for k, lag in lags.items()]
-    if seasonal:
-        verdict += f" (seasonal naive {'; '.join(seasonal)})"
+    refs = [f"{k} {metric_text(metrics[k]['mase'])}" for k in result.get("references", {}).get("names", [])
+            if k in metrics]
+    parts = ([f"seasonal naive {'; '.join(seasonal)}"] if seasonal else []) + refs
+    if parts:
+        verdict += f" ({'; '.join(parts)})"
     if note := result.get("undefined", {}).get("mase"):
         verdict += f"; {note}"
     if result["horizon"] > 1:
@@ -85,22 +89,43 @@ def publish_results(run: Run, logger) -> dict:
         verdict += f"; inferred frequency {result['frequency']}"
     logger.info("result: %s", verdict)
     logger.info("%s", gate_text)
+    if refs_text := references_line(result):
+        logger.info("%s", refs_text)
     if "figures" in run.refs:
         figs = {n: run.refs["figures"].file(figure_file(n)) for n in FIGURES
                 if run.refs["figures"].file(figure_file(n)).is_file()}
-        lines = [verdict, gate_text, interval_line(result)]
+        lines = [verdict, gate_text, interval_line(result)] + ([refs_text] if refs_text else [])
         md = publish.report_markdown(f"RNN forecast report — {run.name}", lines, metrics, figs)
         publish.publish_markdown(publish.REPORT_KEY, md, f"Metrics and figures of run {run.name}")
     return {"metrics": metrics, "train": tr, "verdict": verdict, "gate": gate_text, "gate_passed": gate["passed"]}
 
 
 def metric_extras(result: dict) -> dict[str, dict]:
-    """Extra columns of the rnn-metrics table: interval coverage and width (model) and the gate."""
+    """Extra columns of the rnn-metrics table: interval coverage and width (model), the gate (the
+    baseline it faced), and each baseline's model_ratio: model / baseline on the gate's metric
+    (< 1: the model is better)."""
     test, gate = result["intervals"]["test"], result["gate"]
     model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", "zero width" if t.get("zero_width") else
                                                          t["coverage"]), (f"width_{k}", t["mean_width"]))}
     model["gate"] = "passed" if gate["passed"] else "failed"
-    return {"model": model, gate["baseline"]: {"gate": "baseline"}}
+    extras = {name: {"model_ratio": v["ratio"]} for name, v in (gate.get("versus") or {}).items()}
+    extras.setdefault(gate["baseline"], {})["gate"] = "baseline"
+    return {"model": model, **extras}
+
+
+def references_line(result: dict) -> str | None:
+    """Which statistical references ran, on which season, how they were refitted, and the series
+    where one fell back to the naive forecast; None when none ran."""
+    refs = result.get("references") or {}
+    if not refs.get("names"):
+        return None
+    season = f"season {refs['season_length']}" if refs.get("season_length") else "no season"
+    line = f"references {', '.join(LABELS.get(n, n) for n in refs['names'])} ({season}): {refs['refit']}"
+    for name, series in (refs.get("fallback") or {}).items():
+        first, why = next(iter(series.items()))
+        line += (f"; {LABELS.get(name, name)} fell back to the naive forecast on {len(series)} series "
+                 f"(first {first!r}: {why})")
+    return line
 
 
 def interval_line(result: dict) -> str:

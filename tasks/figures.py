@@ -24,7 +24,8 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 log = logging.getLogger(__name__)
 
 STAGE = StageSpec("figures", packages=("matplotlib", "pandas"), files=tuple(figure_file(n) for n in FIGURES))
-FORECASTERS = {"model": "RNN", "naive": "Naive (last value)", "seasonal_naive": "Seasonal naive"}
+FORECASTERS = {"model": "RNN", "naive": "Naive (last value)", "seasonal_naive": "Seasonal naive", "ets": "AutoETS",
+               "theta": "AutoTheta", "arima": "AutoARIMA"}
 
 
 def _new(cfg: FiguresConfig) -> tuple[Figure, object]:

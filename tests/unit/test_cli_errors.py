@@ -104,6 +104,14 @@ CASES = {
                                                                             "not a time zone"]),
     "holidays-not-dates": ([*DATA, "--holidays", "2023-13-45"], monthly, ["--holidays='2023-13-45'", "not a date"]),
     "series-too-short-for-window": ([*DATA, "--seq-length", "60"], monthly, ["series_length=60", "needs at least"]),
+    "reference-unknown": (["--references", "ets,prophet"], None, ["--references='prophet'", "'ets', 'theta' or 'arima'"]),
+    "reference-twice": (["--references", "ets,ets"], None, ["--references='ets,ets'", "each reference once"]),
+    "gate-baseline-unknown": (["--gate-baseline", "worst"], None, ["--gate-baseline='worst'", "'best', 'naive'"]),
+    "gate-baseline-not-computed": (["--references", "theta", "--gate-baseline", "ets"], None,
+                                   ["--gate-baseline='ets'", "ets is not among the references (theta)",
+                                    "add it to --references"]),
+    "gate-baseline-references-off": (["--references", "none", "--gate-baseline", "theta"], None,
+                                     ["--gate-baseline='theta'", "not among the references (none)"]),
 }
 
 
