@@ -134,6 +134,7 @@ def summarise(rows: list[dict]) -> dict:
             "series": len(part),
             "geomean_ratio": {b: geomean([r["ratio"][b] for r in part]) for b in BASELINES},
             "loses_to_snaive": [r["series"] for r in part if r["ratio"]["snaive"] >= 1],
+            "loses_to_naive": [r["series"] for r in part if r["ratio"]["naive"] >= 1],
             "loses_to_ets": [r["series"] for r in part if r["ratio"]["ets"] >= 1],
             "beats_all": [r["series"] for r in part if all(r["ratio"][b] < 1 for b in BASELINES)],
             "coverage": {lv: float(np.mean([r["coverage"][lv] for r in part])) for lv in ("80", "95")},
@@ -142,6 +143,13 @@ def summarise(rows: list[dict]) -> dict:
             "runs": sum(r["seeds"] for r in part),
             "wall_s_per_run": float(np.mean([r["wall_s"] for r in part])),
         }
+    if rows:  # every run of a series, both horizons and all seeds
+        per_series: dict[str, float] = {}
+        for r in rows:
+            per_series[r["series"]] = per_series.get(r["series"], 0.0) + r["wall_s"] * r["seeds"]
+        out["wall_s_per_series"] = {"mean": float(np.mean(list(per_series.values()))),
+                                    "max": max(per_series.values()),
+                                    "slowest": max(per_series, key=per_series.get)}
     return out
 
 
@@ -189,21 +197,28 @@ def markdown(res: dict) -> str:
              "seconds of one run (ingest, window, train, backtest with the references).", "",
              "| | series | geo-mean model/naive | /snaive | /AutoETS | /AutoTheta | cov80 | cov95 | gate passed "
              "(best baseline) | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for kind, k in s.items():
+    kinds = {kind: k for kind, k in s.items() if kind.startswith("h=")}
+    for kind, k in kinds.items():
         g = k["geomean_ratio"]
         lines.append(f"| {kind} | {k['series']} | {g['naive']:.3f} | {g['snaive']:.3f} | {g['ets']:.3f} | "
                      f"{g['theta']:.3f} | {k['coverage']['80']:.2f} | {k['coverage']['95']:.2f} | "
                      f"{k['gate_pass_rate']:.0%} | {k['wall_s_per_run']:.1f} |")
-    for kind, k in s.items():
+    if "wall_s_per_series" in s:
+        w = s["wall_s_per_series"]
+        lines += ["", f"Wall time per series (both horizons, {res['seeds']} seed(s), one process, 1 torch thread): "
+                  f"{w['mean']:.0f} s on average, {w['max']:.0f} s at most ({w['slowest']})."]
+    for kind, k in kinds.items():
         lines += ["", f"**{kind}**: the model loses to seasonal naive (naive for yearly series) on "
                   f"{len(k['loses_to_snaive'])} of {k['series']} series"
                   + (f" ({', '.join(k['loses_to_snaive'])})" if k["loses_to_snaive"] else "")
+                  + f"; to plain naive on {len(k['loses_to_naive'])}"
+                  + (f" ({', '.join(k['loses_to_naive'])})" if k["loses_to_naive"] else "")
                   + f"; to AutoETS on {len(k['loses_to_ets'])}"
                   + (f" ({', '.join(k['loses_to_ets'])})" if k["loses_to_ets"] else "")
                   + f"; beats all four baselines on {len(k['beats_all'])}"
                   + (f" ({', '.join(k['beats_all'])})" if k["beats_all"] else "")
                   + f". Early stopping kept the first epoch in {k['first_epoch_best']} of {k['runs']} runs."]
-    for kind in s:
+    for kind in kinds:
         part = [r for r in res["rows"] if (r["horizon"] == 1) == (kind == "h=1")]
         lines += ["", f"### {kind}", "", *table(part)]
     fallbacks = {r["series"]: r["references_fallback"] for r in res["rows"] if r["references_fallback"]}
@@ -284,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["summary"] = summarise(res["rows"])
     for kind, k in res["summary"].items():
+        if not kind.startswith("h="):
+            continue
         g = k["geomean_ratio"]
         print(f"{kind}: geo-mean model/naive {g['naive']:.3f}, /snaive {g['snaive']:.3f}, /ets {g['ets']:.3f}, "
               f"/theta {g['theta']:.3f}; coverage 80% {k['coverage']['80']:.2f}, 95% {k['coverage']['95']:.2f}; "
