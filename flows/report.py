@@ -11,6 +11,7 @@ import time
 from prefect import get_run_logger
 
 from tasks.components.backtest import (
+    baseline_names,
     gate_line,
     interval_words,
     metric_text,
@@ -64,7 +65,8 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
 def publish_results(run: Run, logger) -> dict:
     """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
     result = read_metrics(run.refs["evaluate"].path)
-    metrics, tr, gate = result["metrics"], result["train"], result["gate"]
+    tr, gate = result["train"], result["gate"]
+    metrics = {k: result["metrics"][k] for k in ("model", *baseline_names(result["metrics"]))}  # the model first
     gate_text = gate_line(gate, result["horizon"], result["n_test"])
     publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
                           f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")

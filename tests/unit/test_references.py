@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from statsforecast.models import AutoETS, AutoTheta
+from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
 
 from flows.report import metric_extras, references_line
 from tasks.components.backtest import backtest, baseline_gate, combine, gate_line, series_metrics, series_scales
@@ -64,6 +64,16 @@ def test_without_refit_the_models_are_fitted_once_and_never_read_past_an_origin(
     for name in ("ets", "theta"):
         assert np.array_equal(again[name][before], out[name][before])  # bit for bit: the past only
         assert not np.allclose(again[name][~before], out[name][~before])  # later origins see the change
+
+
+def test_autoarima_is_there_when_asked_for_on_the_same_windows():
+    values = monthly(72, seed=8)
+    split = split_for(values, seq_length=12, horizon=2)
+    idx = split.origins("test")
+    out, info = reference_forecasts(values, split, idx, 2, None, ("arima",))
+    T0 = int(split.last_observed(idx[:1])[0])
+    np.testing.assert_allclose(out["arima"][0], fresh(AutoARIMA(), values[: T0 + 1], 2), rtol=1e-9)
+    assert info["names"] == ["arima"] and info["season_length"] is None and np.isfinite(out["arima"]).all()
 
 
 def test_each_series_is_forecast_on_its_own_whatever_the_others_hold():
