@@ -116,10 +116,12 @@ def b2_throughput(server, work: Path, sizes: list[int], workers: list[int], poin
     for n in sizes:
         for w in workers:
             out = work / f"b2-{n}-{w}"
+            # --references none: the machinery's throughput, as first measured (each statistical
+            # reference adds ~4-13 ms a series on one core: tasks/components/references.py)
             r = cli(server, out, "--n-series", str(n), "--n-points", str(points), "--series-per-bucket", "1000",
                     "--seq-length", "12", "--hidden-size", "16", "--epochs", "1", "--steps-per-epoch", "20",
                     "--patience", "0", "--device", "cpu", "--until", "evaluate", "--runner", "dask", "--workers",
-                    str(w))
+                    str(w), "--references", "none")
             worker_peaks = [v for k, v in r["process_peak_mb"].items()]
             rows.append({"series": n, "workers": w, "pipeline_s": r["pipeline_s"], "wall_s": r["wall_s"],
                          "series_per_s": n / r["pipeline_s"], "driver_peak_mb": r["driver_peak_mb"],

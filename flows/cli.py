@@ -79,6 +79,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--season-length": ("eval", "season_length"),
     "--refit-every": ("eval", "refit_every"),
     "--levels": ("eval", "levels"),
+    "--references": ("eval", "references"),
+    "--gate-baseline": ("eval", "gate_baseline"),
     "--refit-full": ("forecast", "refit_full"),
     "--search": ("search", "mode"),
     "--search-seeds": ("search", "seeds"),

@@ -13,7 +13,8 @@ import time
 
 from prefect import get_run_logger
 
-from tasks.components.backtest import gate_line, interval_words, metric_text, ratio_phrase
+from tasks.components.backtest import baseline_names, gate_line, interval_words, metric_text, ratio_phrase
+from tasks.components.references import LABELS
 from tasks.config import auto_settings, data_source
 from tasks.formats.figures import FIGURES, figure_file, figure_title
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
@@ -80,6 +81,8 @@ def summary_lines(summary: dict, option_of: dict[str, str] | None = None) -> lis
         lines.append(settings_line(summary["settings"], option_of))
     if "verdict" in summary:
         lines += [f"result: {summary['verdict']}", summary["gate"]]
+        if "references" in summary:
+            lines.append(summary["references"])
     if summary.get("promote"):
         lines.append(promotion_line(summary["promotion"]))
     if "forecast" in summary:
@@ -135,8 +138,11 @@ def verdict_line(result: dict, cell: str) -> str:
     )
     lags = {k: result["season_length"] if k == "seasonal_naive" else k[15:] for k in metrics if k.startswith("seasonal")}
     seasonal = [f"{metric_text(metrics[k]['mase'])}, season {lag}" for k, lag in lags.items()]
-    if seasonal:
-        verdict += f" (seasonal naive {'; '.join(seasonal)})"
+    refs = [f"{k} {metric_text(metrics[k]['mase'])}" for k in result.get("references", {}).get("names", [])
+            if k in metrics]
+    parts = ([f"seasonal naive {'; '.join(seasonal)}"] if seasonal else []) + refs
+    if parts:
+        verdict += f" ({'; '.join(parts)})"
     if note := result.get("undefined", {}).get("mase"):
         verdict += f"; {note}"
     if (ens := result.get("ensemble")) and ens.get("mean_spread") is not None:
@@ -170,7 +176,8 @@ def interval_line(result: dict) -> str:
 def publish_results(run: Run) -> dict:
     """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
     result = read_metrics(run.refs["evaluate"].path)
-    metrics, gate = result["metrics"], result["gate"]
+    gate = result["gate"]
+    metrics = model_first(result["metrics"])
     gate_text = gate_line(gate, result["horizon"], result["n_test"])
     publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
                           f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")
@@ -179,7 +186,12 @@ def publish_results(run: Run) -> dict:
         publish.publish_markdown(publish.REPORT_KEY, report(run, result, verdict, gate_text),
                                  f"Metrics and figures of run {run.name}")
     return {"metrics": metrics, "train": result["train"], "verdict": verdict, "gate": gate_text,
-            "gate_passed": gate["passed"]}
+            "gate_passed": gate["passed"], **({"references": refs} if (refs := references_line(result)) else {})}
+
+
+def model_first(metrics: dict[str, dict]) -> dict[str, dict]:
+    """The metrics with the model's row first, then the baselines (metrics.json sorts its keys)."""
+    return {k: metrics[k] for k in ("model", *baseline_names(metrics))}
 
 
 def report(run: Run, result: dict, verdict: str, gate_text: str) -> str:
@@ -190,10 +202,12 @@ def report(run: Run, result: dict, verdict: str, gate_text: str) -> str:
         figs[figure_title("forecast")] = run.refs["forecast"].file(FORECAST_FIGURE)
     settings = settings_of(run)
     lines = [verdict, gate_text, interval_line(result)]
+    if refs := references_line(result):
+        lines.append(refs)
     if settings["auto"]:
         lines.append(settings_line(settings))
     title = f"{model_name(run.cfg.model.cell, result)} forecast report — {run.name}"
-    return publish.report_markdown(title, lines, result["metrics"], figs, config=settings_table(run),
+    return publish.report_markdown(title, lines, model_first(result["metrics"]), figs, config=settings_table(run),
                                    auto=set(settings["auto"]))
 
 
@@ -209,12 +223,31 @@ def settings_table(run: Run) -> dict:
 
 
 def metric_extras(result: dict) -> dict[str, dict]:
-    """Extra columns of the rnn-metrics table: interval coverage and width (model) and the gate."""
+    """Extra columns of the rnn-metrics table: interval coverage and width (model), the gate (the
+    baseline it faced), and each baseline's model_ratio: model / baseline on the gate's metric
+    (< 1: the model is better)."""
     test, gate = result["intervals"]["test"], result["gate"]
     model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", "zero width" if t.get("zero_width") else
                                                          t["coverage"]), (f"width_{k}", t["mean_width"]))}
     model["gate"] = "passed" if gate["passed"] else "failed"
-    return {"model": model, gate["baseline"]: {"gate": "baseline"}}
+    extras = {name: {"model_ratio": v["ratio"]} for name, v in (gate.get("versus") or {}).items()}
+    extras.setdefault(gate["baseline"], {})["gate"] = "baseline"
+    return {"model": model, **extras}
+
+
+def references_line(result: dict) -> str | None:
+    """Which statistical references ran, on which season, how they were refitted, and the series
+    where one fell back to the naive forecast; None when none ran."""
+    refs = result.get("references") or {}
+    if not refs.get("names"):
+        return None
+    season = f"season {refs['season_length']}" if refs.get("season_length") else "no season"
+    line = f"references {', '.join(LABELS.get(n, n) for n in refs['names'])} ({season}): {refs['refit']}"
+    for name, series in (refs.get("fallback") or {}).items():
+        first, why = next(iter(series.items()))
+        line += (f"; {LABELS.get(name, name)} fell back to the naive forecast on {len(series)} series "
+                 f"(first {first!r}: {why})")
+    return line
 
 
 def publish_forecast(run: Run) -> dict:

@@ -10,7 +10,7 @@ import itertools
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tasks.errors import InputError
 
@@ -165,6 +165,9 @@ class TrainConfig(_Section):
     log_every: int = Field(10, ge=1, description="Log the losses every N epochs.")
 
 
+Reference = Literal["ets", "theta", "arima"]  # tasks.components.references.REFERENCES
+
+
 class EvalConfig(_Section):
     """The rolling-origin backtest over the test range, and the prediction intervals."""
 
@@ -178,12 +181,35 @@ class EvalConfig(_Section):
     levels: tuple[float, ...] = Field(
         (0.8, 0.95), min_length=1, max_length=5, description="Coverage levels of the split-conformal intervals."
     )
+    references: tuple[Reference, ...] = Field(
+        ("ets", "theta"), max_length=3, description="Statistical reference forecasters scored on the backtest next "
+        "to the baselines (statsforecast): ets (AutoETS), theta (AutoTheta), arima (AutoARIMA, slower); none: off."
+    )
+    gate_baseline: Literal["best", "naive", "seasonal_naive", "ets", "theta", "arima"] = Field(
+        "best", description="The baseline the gate makes the model beat: best (the best of them all), or one of "
+        "naive, seasonal_naive (naive without a season), or a reference among --references."
+    )
 
-    @field_validator("levels", mode="before")
+    @field_validator("levels", "references", mode="before")
     @classmethod
-    def _parse_levels(cls, v: object) -> object:
-        if isinstance(v, str):  # "0.8,0.95" from the command line
-            return tuple(x for x in (p.strip() for p in v.split(",")) if x)
+    def _parse_list(cls, v: object) -> object:
+        if isinstance(v, str):  # "0.8,0.95" or "ets,theta" (or "none") from the command line
+            return () if v.strip().lower() in ("none", "") else tuple(x for x in (p.strip() for p in v.split(",")) if x)
+        return v
+
+    @field_validator("references")
+    @classmethod
+    def _distinct_references(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("each reference once (e.g. ets,theta)")
+        return v
+
+    @field_validator("gate_baseline")
+    @classmethod
+    def _gate_baseline_is_computed(cls, v: str, info: ValidationInfo) -> str:
+        refs = info.data.get("references")
+        if refs is not None and v in ("ets", "theta", "arima") and v not in refs:
+            raise ValueError(f"{v} is not among the references ({','.join(refs) or 'none'}); add it to --references")
         return v
 
     @field_validator("levels")

@@ -4,10 +4,12 @@
     evaluate   one entry: every bucket's scores combined, and the scores of each series
 
 Every forecaster is scored on exactly the same targets: the model, the naive last-value
-forecast and, where a season length is known, the seasonal-naive forecast; per lead time and
-averaged over leads (tasks/components/backtest.py). Split-conformal intervals are calibrated on
-the validation origins and their coverage is measured on the test origins. The baseline gate
-asks whether the model beats seasonal-naive MASE (naive when no season is known).
+forecast, where a season length is known the seasonal-naive forecast, and the statistical
+references of eval.references (AutoETS, AutoTheta, AutoARIMA: tasks/components/references.py);
+per lead time and averaged over leads (tasks/components/backtest.py). Split-conformal intervals
+are calibrated on the validation origins and their coverage is measured on the test origins. The
+baseline gate asks whether the model beats the best baseline's MASE (eval.gate_baseline: or the
+one named).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 log = logging.getLogger(__name__)
 
 BACKTEST = StageSpec(
-    "backtest", phase="evaluate", packages=("numpy", "pandas", "torch"),
+    "backtest", phase="evaluate", packages=("numpy", "pandas", "torch", "statsforecast", "statsmodels"),
     run_only=frozenset({"device", "checkpoint_every", "log_every", "chunk_size"}),
     trains=lambda inputs: inputs["eval_cfg"].refit_every > 0,
 )
@@ -94,7 +96,8 @@ def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg:
             torch.set_num_threads(train_cfg.threads)
             refit = refitter(values, model_cfg, train_cfg)
         df, result = backtest(net, values, sp, levels=eval_cfg.levels, season_length=eval_cfg.season_length,
-                              chunk=eval_cfg.chunk_size, refit_every=eval_cfg.refit_every, refit=refit)
+                              chunk=eval_cfg.chunk_size, refit_every=eval_cfg.refit_every, refit=refit,
+                              references=eval_cfg.references, gate_baseline=eval_cfg.gate_baseline)
         result["strategy"] = record.strategy
         result["train"] = {k: record.trained.get(k) for k in ("device", "epochs_run", "best_epoch", "stopped_early",
                                                                "threads")}

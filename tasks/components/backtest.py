@@ -8,11 +8,14 @@ forecasts:
         targets   values[T+h]
     naive           values[T]                  (the last value, repeated)
     seasonal naive  values[T + h - m*ceil(h/m)] (the same point of the last season observed)
+    ets, theta      AutoETS, AutoTheta (and arima, AutoARIMA) of statsforecast, each series on
+                    its own, from values[..T] only (tasks/components/references.py)
 
 No refit by default: the trained model forecasts every origin. With refit_every K the model is
 retrained (same config, same seed) before each block of K origins on all data strictly before
 the block's first target, so a backtest costs ceil(n_test / K) extra trainings. Scoring follows
 Hyndman & Koehler (2006): MASE divides by the in-sample one-step naive MAE of the training range.
+The baseline gate faces the best of the baselines by default, or the one asked for.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from tasks.components.calendar import seasons_for
 from tasks.components.conformal import calibrate, interval_stats
 from tasks.components.metrics import all_metrics, naive_scale
+from tasks.components.references import REFERENCES, reference_forecasts
 from tasks.components.scaling import REL_FLOOR
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
@@ -266,24 +270,61 @@ def interval_words(name: str, test: dict) -> str:
 
 GATE_METRICS = ("mase", "mae")  # MASE; MAE on the same targets when MASE is undefined
 TIE_RTOL = 1e-9
+GATE_BASELINES = ("best", "naive", "seasonal_naive", *REFERENCES)
 
 
-def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[str, str] | None = None) -> dict:
-    """Does the model beat the best seasonal-naive forecaster (naive when no season is known)?
+def baseline_names(metrics: dict) -> list[str]:
+    """Every baseline forecaster of a metrics dict, in the gate's order of preference on a tie:
+    the seasonal-naive ones, naive, then the statistical references."""
+    names = [k for k in metrics if k != "model"]
+    return sorted(names, key=lambda k: (0 if k.startswith("seasonal_naive") else 1 if k == "naive" else 2))
+
+
+def gate_candidates(metrics: dict, baseline: str = "best") -> tuple[list[str], str | None]:
+    """The forecasters the gate may face for `baseline` (it faces the best of them), and a note
+    when the one asked for is not there.
+
+    best: every baseline; seasonal_naive: every seasonal-naive lag (naive when no season is
+    known); naive, ets, theta, arima: that one. Raises ValueError for another name.
+    """
+    if baseline not in GATE_BASELINES:
+        raise ValueError(f"unknown gate baseline {baseline!r} (known: {', '.join(GATE_BASELINES)})")
+    every = baseline_names(metrics)
+    if baseline == "best":
+        return every, None
+    if baseline == "seasonal_naive":
+        seasonal = [k for k in every if k.startswith("seasonal_naive")]
+        return (seasonal, None) if seasonal else (["naive"], "no season is known: the gate faced naive")
+    if baseline in metrics:
+        return [baseline], None
+    return [], f"{baseline} was not computed in this backtest"
+
+
+def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[str, str] | None = None,
+                  baseline: str = "best") -> dict:
+    """Does the model beat the baseline the gate faces: by default the best of every baseline
+    (naive, seasonal naive, the statistical references), or the one `baseline` names?
 
     Judged on MASE, or on MAE when MASE is undefined (None: a constant training range; the
     reason is taken from `undefined`). Equal values (relative tolerance 1e-9) are a tie, and a
     tie passes: the model is as good as the baseline. A value that is NaN or infinite is never
-    compared: the gate fails and says why.
+    compared: the gate fails and says why. "versus" holds the model's ratio to every baseline
+    (model / baseline on the judged metric; < 1: the model is better), whichever one the gate faced.
     """
-    names = [k for k in metrics if k.startswith("seasonal_naive")] or ["naive"]
+    names, note = gate_candidates(metrics, baseline)
+    out = {"asked": baseline, "metric": None, "baseline": names[0] if names else baseline, "model": None,
+           "baseline_value": None, "passed": False, "tie": False, "versus": {}}
+    if not names:
+        return {**out, "reason": note}
     metric = next((m for m in GATE_METRICS if all(metrics[k].get(m) is not None for k in ("model", *names))), None)
-    out = {"metric": metric, "baseline": names[0], "model": None, "baseline_value": None, "passed": False,
-           "tie": False}
+    out["metric"] = metric
     if metric is None:
         return {**out, "reason": "no metric is defined for the model and the baseline"}
+    reasons = [note] if note else []
     if metric != GATE_METRICS[0]:
-        out["reason"] = f"judged on {metric.upper()}: {(undefined or {}).get('mase', 'MASE is undefined')}"
+        reasons.append(f"judged on {metric.upper()}: {(undefined or {}).get('mase', 'MASE is undefined')}")
+    if reasons:
+        out["reason"] = "; ".join(reasons)
     values = {k: float(metrics[k][metric]) for k in ("model", *names)}
     if not all(math.isfinite(v) for v in values.values()):
         bad = next(k for k, v in values.items() if not math.isfinite(v))
@@ -291,12 +332,17 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
     base = min(names, key=lambda k: values[k])
     model, ref = values["model"], values[base]
     tie = math.isclose(model, ref, rel_tol=TIE_RTOL, abs_tol=0.0)
+    versus = {}
+    for k in baseline_names(metrics):
+        v = _finite(metrics[k].get(metric))
+        versus[k] = {"value": v, "ratio": _finite(model / v) if v else (1.0 if v == 0 and model == 0 else None)}
     return {**out, "baseline": base, "model": model, "baseline_value": ref, "passed": bool(tie or model < ref),
-            "tie": tie}
+            "tie": tie, "versus": versus}
 
 
 def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
-    """The gate as one line of the run result, naming the metric it judged on."""
+    """The gate as one line of the run result: the metric it judged on, the baseline it faced and
+    why that one, and how the model compares with each baseline."""
     name = gate["baseline"].replace("_", "-")
     where = f"on the backtest ({n_origins} origins, horizon {horizon})"
     if gate.get("metric", "mase") is None or gate["model"] is None or gate["baseline_value"] is None:
@@ -309,12 +355,22 @@ def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
         verdict, sign = ("passed", "<") if gate["passed"] else ("FAILED", ">=")
     line = (f"baseline gate {verdict}: model {metric.upper()} {gate['model']:{spec}} {sign} {name} "
             f"{gate['baseline_value']:{spec}} {where}")
+    versus = gate.get("versus") or {}
+    asked = gate.get("asked", "best")
+    if asked == "best" and len(versus) > 1:
+        line += f", the best of {len(versus)} baselines"
+    elif asked != "best":
+        line += f", the baseline asked for (--gate-baseline {asked})"
+    if versus:
+        line += "; model vs " + ", ".join(f"{k.replace('_', '-')} {ratio_phrase(gate['model'], versus[k]['value'])}"
+                                          for k in baseline_names(versus))
     return line + (f"; {gate['reason']}" if gate.get("reason") else "")
 
 
 def ratio_phrase(model: float | None, base: float | None) -> str:
     """How a model's error compares with a baseline's, in words right both ways: "73.7x lower",
-    "1.3x higher", "equal", "exact" (model 0, baseline not), or "undefined"."""
+    "1.3x higher", "1.04x lower" (two decimals under 1.1x), "equal", "exact" (model 0, baseline
+    not), or "undefined"."""
     if model is None or base is None or not (math.isfinite(model) and math.isfinite(base)):
         return "undefined"
     if model == base:
@@ -323,7 +379,9 @@ def ratio_phrase(model: float | None, base: float | None) -> str:
         return "exact"
     if base == 0:
         return "the baseline is exact"
-    return f"{base / model:.1f}x lower" if model < base else f"{model / base:.1f}x higher"
+    r = base / model if model < base else model / base
+    digits = 2 if r < 1.095 else 1  # "1.04x", not "1.0x", for near ties
+    return f"{r:.{digits}f}x {'lower' if model < base else 'higher'}"
 
 
 def metric_text(value: float | None, spec: str = ".3f") -> str:
@@ -349,13 +407,16 @@ def backtest_frame(split: Split, idx: np.ndarray, columns: dict[str, np.ndarray]
 def backtest(
     model: torch.nn.Module, values: np.ndarray, split: Split, *, levels: tuple[float, ...],
     season_length: int | None = None, chunk: int = 65_536, refit_every: int = 0, refit: Refit | None = None,
+    references: tuple[str, ...] = (), gate_baseline: str = "best",
 ) -> tuple[pd.DataFrame, dict]:
     """Predictions table (one row per test origin and lead) and the metrics of the backtest.
 
-    The model and the baselines are scored on the same targets, per lead and averaged over
-    leads; intervals are calibrated on the validation origins and their coverage measured here.
-    The result is strict JSON: an undefined value is None and "undefined" says why. Raises
-    NonFiniteForecast when the model forecasts a NaN or an infinity.
+    The model, the baselines and the statistical `references` ("ets", "theta", "arima":
+    tasks.components.references) are scored on the same targets, per lead and averaged over
+    leads; intervals are calibrated on the validation origins and their coverage measured here;
+    the gate faces `gate_baseline` (baseline_gate). The result is strict JSON: an undefined value
+    is None and "undefined" says why. Raises NonFiniteForecast when the model forecasts a NaN or
+    an infinity.
     """
     seasons = seasons_of(split, season_length)
     H = split.horizon
@@ -371,6 +432,11 @@ def backtest(
         spread = {"member_min": each.min(axis=0), "member_max": each.max(axis=0)}
     y = actuals(values, split, idx)
     forecasts = {"model": pred, **baselines(values, split, idx, H, seasons[0] if seasons else None, seasons[1:])}
+    refs: dict = {"names": []}
+    if references:
+        found, refs = reference_forecasts(values, split, idx, H, seasons[0] if seasons else None, tuple(references),
+                                          refit_every if refit is not None else 0)
+        forecasts.update(found)
     scale = mase_scales(values, split, idx)
     per_lead, metrics = {}, {}
     for name, f in forecasts.items():
@@ -391,9 +457,9 @@ def backtest(
     return df, {"metrics": metrics, "per_lead": per_lead, "n_test": len(idx), "horizon": H,
                 "naive_mse_ratio": ratio, "season_length": seasons[0] if seasons else None,
                 "seasons": list(seasons), "frequency": split.frequency, "intervals": intervals,
-                "gate": baseline_gate(metrics, undefined), "undefined": undefined, "refit_every": refit_every,
-                "refits": n_fits, **({"ensemble": ensemble_report(spread, scale, len(model.members), model.combine)}
-                                     if spread else {})}
+                "gate": baseline_gate(metrics, undefined, gate_baseline), "undefined": undefined,
+                "references": refs, "refit_every": refit_every, "refits": n_fits,
+                **({"ensemble": ensemble_report(spread, scale, len(model.members), model.combine)} if spread else {})}
 
 
 def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, members: int, combine: str) -> dict:
@@ -438,12 +504,12 @@ def one_step_forecasts(model: torch.nn.Module, values: np.ndarray, split: Split,
 def series_metrics(df: pd.DataFrame, scales: dict[str, float]) -> pd.DataFrame:
     """Metrics of each series over its test origins and leads, for every forecaster column.
 
-    df: a backtest frame (series_id, lead, actual, model, naive[, seasonal_naive...], ...);
+    df: a backtest frame (series_id, lead, actual, model, naive[, seasonal_naive...][, ets, theta, arima], ...);
     scales: each series' MASE denominator. Returns one row per series: series_id, n (rows), and
     <forecaster>_<metric> for metric in mse, rmse, mae, smape, mase (NaN where the series'
     in-sample naive error is 0: MASE is undefined for it).
     """
-    forecasters = [c for c in df if c in ("model", "naive") or c.startswith("seasonal_naive")]
+    forecasters = [c for c in df if c in ("model", "naive", *REFERENCES) or c.startswith("seasonal_naive")]
     scale = df["series_id"].map(scales).to_numpy(float)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)  # MASE undefined: NaN, per series
     y = df["actual"].to_numpy(float)
@@ -480,8 +546,9 @@ def combine(results: list[dict]) -> dict:
 
     One bucket: its result as it is. Several: per-lead means weighted by each bucket's test
     origins (rmse from the combined mse; undefined anywhere, undefined combined), over the
-    forecasters every bucket has; interval coverage and width weighted likewise, the calibration
-    of each bucket kept per bucket; the baseline gate on the combined metrics.
+    forecasters every bucket has (the references included); interval coverage and width weighted
+    likewise, the calibration of each bucket kept per bucket; the baseline gate on the combined
+    metrics, facing the baseline the buckets' gates were asked to face.
     """
     if len(results) == 1:
         return {**results[0], "n_buckets": 1}
@@ -515,13 +582,26 @@ def combine(results: list[dict]) -> dict:
     if ratio is None:
         undefined["naive_mse_ratio"] = "both test MSEs are 0" if naive_mse == 0 else "the model's test MSE is 0"
     seasons = [m for m in first.get("seasons", []) if f"seasonal_naive_{m}" in names or m == first["season_length"]]
+    refs = combine_references([r.get("references") or {"names": []} for r in results], names)
+    gate = baseline_gate(metrics, undefined, first["gate"].get("asked", "best"))
     return {**{k: first.get(k) for k in ("horizon", "season_length", "frequency", "refit_every")},
             "seasons": seasons, "metrics": metrics, "per_lead": per_lead, "n_test": sum(n),
-            "naive_mse_ratio": ratio, "intervals": intervals, "gate": baseline_gate(metrics, undefined),
+            "naive_mse_ratio": ratio, "intervals": intervals, "gate": gate, "references": refs,
             "undefined": undefined, "refits": sum(r["refits"] for r in results), "n_buckets": len(results),
             **({"ensemble": {**first["ensemble"], "mean_spread": _weighted([r["ensemble"]["mean_spread"]
                                                                              for r in results], n)}}
                if all("ensemble" in r for r in results) else {})}
+
+
+def combine_references(infos: list[dict], kept: list[str]) -> dict:
+    """The references' info of every bucket as one: the names kept (every bucket has them) and
+    every series that fell back to the naive forecast, per reference."""
+    fallback: dict[str, dict[str, str]] = {}
+    for info in infos:
+        for name, series in info.get("fallback", {}).items():
+            if name in kept:
+                fallback.setdefault(name, {}).update(series)
+    return {**infos[0], "names": [k for k in infos[0]["names"] if k in kept], "fallback": fallback}
 
 
 def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[str, str]:

@@ -332,7 +332,7 @@ def observed_holidays(groups: dict[str, pd.DatetimeIndex]) -> str | None:
     days: set[pd.Timestamp] = set()
     for t in groups.values():
         wall = naive(t, absolute=False)
-        if len(wall) < 2 or (wall.dayofweek >= 5).any():
+        if len(wall) < 2 or (wall.day_of_week >= 5).any():
             continue
         days |= set(pd.bdate_range(wall[0].normalize(), wall[-1].normalize()).difference(wall.normalize()))
     return ",".join(sorted(d.strftime("%Y-%m-%d") for d in days)) or None
@@ -446,7 +446,7 @@ def _month_anchor(wall: pd.DatetimeIndex) -> str | None:
 
 def _business_days(wall: pd.DatetimeIndex, holidays: str | None) -> str | None:
     """"B", or "C:<holidays>" with holidays, when most times fall on weekdays (the grid check decides)."""
-    if len(wall) < 2 or (wall.dayofweek >= 5).mean() >= 0.5:
+    if len(wall) < 2 or (wall.day_of_week >= 5).mean() >= 0.5:
         return None
     return f"C:{holidays}" if holidays else "B"
 

@@ -115,6 +115,14 @@ CASES = {
     "no-server-at-the-configured-url": ([], None, [  # run_cli points PREFECT_API_URL at a closed port
         "error: no server answers at PREFECT_API_URL=http://127.0.0.1:9/api; start one with `python "
         "flows/rnn_flow.py server` (or `prefect server start`), or point PREFECT_API_URL at a running one"]),
+    "reference-unknown": (["--references", "ets,prophet"], None, ["--references='prophet'", "'ets', 'theta' or 'arima'"]),
+    "reference-twice": (["--references", "ets,ets"], None, ["--references='ets,ets'", "each reference once"]),
+    "gate-baseline-unknown": (["--gate-baseline", "worst"], None, ["--gate-baseline='worst'", "'best', 'naive'"]),
+    "gate-baseline-not-computed": (["--references", "theta", "--gate-baseline", "ets"], None,
+                                   ["--gate-baseline='ets'", "ets is not among the references (theta)",
+                                    "add it to --references"]),
+    "gate-baseline-references-off": (["--references", "none", "--gate-baseline", "theta"], None,
+                                     ["--gate-baseline='theta'", "not among the references (none)"]),
 }
 
 

@@ -40,13 +40,35 @@ def m(mase: float) -> dict:
     return {"mse": 1.0, "rmse": 1.0, "mae": 1.0, "smape": 1.0, "mase": mase}
 
 
-def test_the_gate_uses_seasonal_naive_when_there_is_a_season():
-    g = baseline_gate({"model": m(0.9), "naive": m(0.5), "seasonal_naive": m(1.0)})
+def test_the_gate_asked_for_seasonal_naive_uses_it_when_there_is_a_season():
+    g = baseline_gate({"model": m(0.9), "naive": m(0.5), "seasonal_naive": m(1.0)}, baseline="seasonal_naive")
     assert g["baseline"] == "seasonal_naive" and g["passed"] is True
     assert gate_line(g, 12, 30).startswith("baseline gate passed: model MASE 0.900 < seasonal-naive 1.000")
-    g = baseline_gate({"model": m(0.9), "naive": m(0.5)})
+    g = baseline_gate({"model": m(0.9), "naive": m(0.5)}, baseline="seasonal_naive")
     assert g["baseline"] == "naive" and g["passed"] is False and "FAILED" in gate_line(g, 1, 30)
+    assert "no season is known: the gate faced naive" in gate_line(g, 1, 30)
     assert baseline_gate({"model": m(float("nan")), "naive": m(0.5)})["passed"] is False
+
+
+def test_the_gate_faces_the_best_of_every_baseline_by_default_and_says_how_the_model_does_against_each():
+    metrics = {"model": m(0.9), "naive": m(0.5), "seasonal_naive": m(1.0), "ets": m(0.45), "theta": m(1.8)}
+    g = baseline_gate(metrics)
+    assert (g["asked"], g["baseline"], g["baseline_value"], g["passed"]) == ("best", "ets", 0.45, False)
+    assert g["versus"]["theta"] == {"value": 1.8, "ratio": 0.5} and g["versus"]["ets"]["ratio"] == 2.0
+    assert list(g["versus"]) == ["seasonal_naive", "naive", "ets", "theta"]
+    line = gate_line(g, 12, 30)
+    assert line.startswith("baseline gate FAILED: model MASE 0.900 >= ets 0.450 on the backtest (30 origins, "
+                           "horizon 12), the best of 4 baselines; model vs seasonal-naive 1.1x lower, naive 1.8x "
+                           "higher, ets 2.0x higher, theta 2.0x lower"), line
+    for name in ("naive", "seasonal_naive", "theta"):  # any one, when asked: the line says so
+        g = baseline_gate(metrics, baseline=name)
+        assert g["baseline"] == name and g["passed"] is (name != "naive")
+        assert f"the baseline asked for (--gate-baseline {name})" in gate_line(g, 12, 30)
+        assert "ets 2.0x higher" in gate_line(g, 12, 30)  # every baseline, whichever it faced
+    g = baseline_gate({"model": m(0.9), "naive": m(1.0)}, baseline="ets")  # not computed: never a pass
+    assert g["passed"] is False and gate_line(g, 1, 5).startswith("baseline gate FAILED: ets was not computed")
+    with pytest.raises(ValueError, match="unknown gate baseline"):
+        baseline_gate(metrics, baseline="worst")
 
 
 def test_judge_refuses_a_challenger_that_fails_the_gate_even_without_a_champion():
@@ -139,7 +161,8 @@ def test_the_gate_judges_against_the_best_seasonal_baseline():
 
 @pytest.mark.parametrize(("model", "base", "words"), [
     (1.0, 73.7, "73.7x lower"), (1.3, 1.0, "1.3x higher"), (0.8, 1.0, "1.2x lower"), (2.0, 2.0, "equal"),
-    (0.0, 4.0, "exact"), (0.0, 0.0, "equal"), (None, 1.0, "undefined"), (float("inf"), 1.0, "undefined")])
+    (0.0, 4.0, "exact"), (0.0, 0.0, "equal"), (None, 1.0, "undefined"), (float("inf"), 1.0, "undefined"),
+    (0.96, 1.0, "1.04x lower"), (1.05, 1.0, "1.05x higher"), (1.1, 1.0, "1.1x higher")])
 def test_ratio_words_are_right_both_ways(model, base, words):
     assert ratio_phrase(model, base) == words
 

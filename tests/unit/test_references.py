@@ -1,0 +1,172 @@
+"""Statistical references (AutoETS, AutoTheta) in the backtest: the model's own origins and leads,
+only the history up to each origin, one model per series, a recorded naive stand-in where a model
+fails, and every place a forecaster shows up (metrics, per lead, predictions, per series, buckets,
+figures, the report)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import numpy as np
+import pytest
+from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+
+from flows.report import metric_extras, references_line
+from tasks.components.backtest import backtest, baseline_gate, combine, gate_line, series_metrics, series_scales
+from tasks.components.network import Forecaster
+from tasks.components.references import reference_forecasts
+from tasks.components.split import build_split
+from tasks.config import FiguresConfig
+from tasks.figures import plot_error_by_lead
+from tests.helpers import split_for
+
+
+def monthly(n: int = 120, seed: int = 0, level: float = 100.0) -> np.ndarray:
+    """A positive monthly-looking series: level, trend, a 12-step season and noise."""
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    return level + 0.5 * t + 10 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1.0, n)
+
+
+def fresh(model, y: np.ndarray, h: int) -> np.ndarray:
+    return model.forecast(y=y, h=h)["mean"]
+
+
+def test_with_refit_every_origin_each_forecast_is_a_fresh_fit_on_the_history_up_to_it():
+    values = monthly()
+    split = split_for(values, seq_length=24, horizon=3)
+    idx = split.origins("test")
+    out, info = reference_forecasts(values, split, idx, 3, 12, ("ets", "theta"), refit_every=1)
+    assert out["ets"].shape == out["theta"].shape == (len(idx), 3) and "refit=1" in info["refit"]
+    for i in (0, len(idx) // 2, len(idx) - 1):
+        T = int(split.last_observed(idx[i : i + 1])[0])  # origin o reads o..o+L-1; targets T+1..T+3
+        np.testing.assert_allclose(out["ets"][i], fresh(AutoETS(season_length=12), values[: T + 1], 3), rtol=1e-9)
+        np.testing.assert_allclose(out["theta"][i], fresh(AutoTheta(season_length=12), values[: T + 1], 3),
+                                   rtol=1e-9)
+
+
+def test_without_refit_the_models_are_fitted_once_and_never_read_past_an_origin():
+    values = monthly()
+    split = split_for(values, seq_length=24, horizon=2)
+    idx = split.origins("test")
+    out, info = reference_forecasts(values, split, idx, 2, 12, ("ets", "theta"))
+    assert "refit=False" in info["refit"] and info["season_length"] == 12 and info["fallback"] == {}
+    T0 = int(split.last_observed(idx[:1])[0])
+    np.testing.assert_allclose(out["ets"][0], fresh(AutoETS(season_length=12), values[: T0 + 1], 2), rtol=1e-9)
+    last = split.last_observed(idx)
+    p = int(last[len(idx) // 2]) + 1  # the first target of the middle origin
+    changed = values.copy()
+    changed[p:] += 50.0
+    again, _ = reference_forecasts(changed, split, idx, 2, 12, ("ets", "theta"))
+    before = last < p
+    for name in ("ets", "theta"):
+        assert np.array_equal(again[name][before], out[name][before])  # bit for bit: the past only
+        assert not np.allclose(again[name][~before], out[name][~before])  # later origins see the change
+
+
+def test_autoarima_is_there_when_asked_for_on_the_same_windows():
+    values = monthly(72, seed=8)
+    split = split_for(values, seq_length=12, horizon=2)
+    idx = split.origins("test")
+    out, info = reference_forecasts(values, split, idx, 2, None, ("arima",))
+    T0 = int(split.last_observed(idx[:1])[0])
+    np.testing.assert_allclose(out["arima"][0], fresh(AutoARIMA(), values[: T0 + 1], 2), rtol=1e-9)
+    assert info["names"] == ["arima"] and info["season_length"] is None and np.isfinite(out["arima"]).all()
+
+
+def test_each_series_is_forecast_on_its_own_whatever_the_others_hold():
+    a, b, c = monthly(120, seed=1), monthly(150, seed=2, level=500.0), monthly(120, seed=3, level=50.0)
+    values = np.concatenate([a, b, c])
+    split = split_for(values, ids=("a", "b", "c"), lengths=(120, 150, 120), seq_length=24)
+    idx = split.origins("test")
+    out, _ = reference_forecasts(values, split, idx, 1, 12, ("ets",))
+    alone_split = split_for(a, seq_length=24)
+    alone, _ = reference_forecasts(a, alone_split, alone_split.origins("test"), 1, 12, ("ets",))
+    in_a = split.series_index(idx) == 0
+    np.testing.assert_allclose(out["ets"][in_a], alone["ets"], rtol=1e-12)
+    other = values.copy()
+    other[120:] *= 3.0  # series b and c change, a does not
+    again, _ = reference_forecasts(other, split, idx, 1, 12, ("ets",))
+    assert np.array_equal(again["ets"][in_a], out["ets"][in_a])
+    assert not np.allclose(again["ets"][~in_a], out["ets"][~in_a])
+
+
+def test_a_series_too_short_for_autoets_gets_the_naive_forecast_recorded_and_logged(caplog):
+    values = np.array([3.0, 5.0, 4.0, 6.0, 5.0, 7.0, 6.0, 8.0])
+    split = build_split([8], ["tiny"], seq_length=1, horizon=1, train_fraction=0.5, val_fraction=0.0)
+    idx = split.origins("test")  # the first origin has 4 points of history: AutoETS refuses it
+    with caplog.at_level(logging.WARNING, logger="tasks.components.references"):
+        out, info = reference_forecasts(values, split, idx, 1, None, ("ets",))
+    assert "NotImplementedError" in info["fallback"]["ets"]["tiny"]
+    np.testing.assert_array_equal(out["ets"][:, 0], values[split.last_observed(idx)])
+    assert "AutoETS failed on series 'tiny'" in caplog.text and "naive forecast stands in" in caplog.text
+    line = references_line({"references": info})
+    assert "AutoETS fell back to the naive forecast on 1 series (first 'tiny': NotImplementedError" in line
+    with pytest.raises(ValueError, match="unknown reference forecaster 'prophet'"):
+        reference_forecasts(values, split, idx, 1, None, ("prophet",))
+
+
+def model_for(split):
+    """An untrained network that starts as the seasonal-naive forecast (as the file defaults do)."""
+    return Forecaster(cell="gru", hidden_size=8, skip_lag=12).eval()
+
+
+def test_the_backtest_scores_the_references_on_the_models_own_targets_everywhere():
+    values = np.concatenate([monthly(120, seed=4), monthly(132, seed=5, level=300.0)])
+    split = split_for(values, ids=("x", "y"), lengths=(120, 132), seq_length=24, horizon=3, normalize="window")
+    df, result = backtest(model_for(split), values, split, levels=(0.8,), season_length=12,
+                          references=("ets", "theta"))
+    assert list(result["metrics"]) == ["model", "naive", "seasonal_naive", "ets", "theta"]
+    assert len(result["per_lead"]["ets"]["mase"]) == 3 and result["references"]["names"] == ["ets", "theta"]
+    idx = split.origins("test")
+    out, _ = reference_forecasts(values, split, idx, 3, 12, ("ets", "theta"))
+    np.testing.assert_array_equal(df["ets"].to_numpy(), out["ets"].ravel())  # rows: origin-major, then lead
+    np.testing.assert_array_equal(df["theta"].to_numpy(), out["theta"].ravel())
+    by_series = series_metrics(df, dict(zip(split.ids, series_scales(values, split))))
+    assert {"ets_mase", "theta_mase", "ets_smape"} <= set(by_series) and by_series["ets_mase"].notna().all()
+    gate = result["gate"]
+    assert gate["asked"] == "best" and set(gate["versus"]) == {"naive", "seasonal_naive", "ets", "theta"}
+    best = min(gate["versus"], key=lambda k: gate["versus"][k]["value"])
+    assert gate["baseline"] == best and gate["passed"] == (result["metrics"]["model"]["mase"] < gate["baseline_value"])
+    json.loads(json.dumps(result), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # strict JSON
+    extras = metric_extras(result)
+    assert extras["ets"]["model_ratio"] == pytest.approx(result["metrics"]["model"]["mase"]
+                                                         / result["metrics"]["ets"]["mase"])
+    assert extras[best]["gate"] == "baseline"
+    fig = plot_error_by_lead(result["per_lead"], FiguresConfig())
+    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} >= {"AutoETS", "AutoTheta", "RNN"}
+
+
+def test_a_constant_series_with_references_stays_quiet_defined_and_tied():
+    values = np.full(72, 50.0)
+    split = split_for(values, seq_length=24, normalize="window")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _, result = backtest(model_for(split), values, split, levels=(0.8,), season_length=12,
+                             references=("ets", "theta"))
+    m = result["metrics"]
+    assert m["ets"]["mae"] == 0.0 and m["theta"]["mae"] == pytest.approx(0.0, abs=1e-9) and m["ets"]["mase"] is None
+    gate = result["gate"]
+    assert gate["metric"] == "mae" and gate["tie"] and gate["passed"]
+    assert gate_line(gate, 1, result["n_test"]).startswith("baseline gate passed (a tie): model MAE 0 = seasonal-naive 0")
+
+
+def test_buckets_combine_with_their_references_fallbacks_and_the_gate_they_were_asked_for():
+    parts = []
+    for seed in (6, 7):
+        values = monthly(120, seed=seed)
+        split = split_for(values, ids=(f"s{seed}",), seq_length=24, normalize="window")
+        parts.append(backtest(model_for(split), values, split, levels=(0.8,), season_length=12,
+                              references=("ets", "theta"), gate_baseline="naive")[1])
+    parts[1]["references"]["fallback"] = {"ets": {"s7": "NotImplementedError: tiny datasets"}}
+    combined = combine(parts)
+    assert {"ets", "theta"} <= set(combined["metrics"]) and combined["references"]["names"] == ["ets", "theta"]
+    assert combined["references"]["fallback"] == {"ets": {"s7": "NotImplementedError: tiny datasets"}}
+    assert combined["gate"]["asked"] == "naive" and combined["gate"]["baseline"] == "naive"
+    ets = np.mean([p["metrics"]["ets"]["mase"] for p in parts])  # equal test origins: the plain mean
+    assert combined["metrics"]["ets"]["mase"] == pytest.approx(ets)
+    no_theta = {**parts[1], "per_lead": {k: v for k, v in parts[1]["per_lead"].items() if k != "theta"}}
+    assert "theta" not in combine([parts[0], no_theta])["metrics"]  # only what every bucket has
+    assert baseline_gate(combined["metrics"])["asked"] == "best"
