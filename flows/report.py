@@ -167,7 +167,8 @@ def interval_line(result: dict) -> str:
     """Empirical coverage and mean width of each conformal interval on the test range, in one line."""
     iv = result["intervals"]
     parts = [interval_words(k, t) for k, t in iv["test"].items()]
-    return f"conformal intervals ({iv['n_calibration']} validation origins, {iv['method']}): " + "; ".join(parts)
+    origins = iv.get("origins", "validation")  # "calibration": the range neither early stopping nor the search saw
+    return f"conformal intervals ({iv['n_calibration']} {origins} origins, {iv['method']}): " + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- artifacts

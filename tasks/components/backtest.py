@@ -226,10 +226,12 @@ def conformal_bands(
     val = split.origins(part)
     resid = actuals(values, split, val) - as_predict(model, chunk)(values, split, val, split.horizon)
     cal = calibrate(resid / score_scales(values, split, val)[:, None], levels)
+    origins = "calibration" if part == "cal" else "validation"
     if cal["clipped"]:
-        log.warning("only %d validation origins: the %s%% interval(s) are clipped at the largest score",
-                    cal["n_calibration"], ", ".join(cal["clipped"]))
-    return {**cal, "levels": list(levels), "scale": "window std" if split.normalize == "window" else "series"}
+        log.warning("only %d %s origins: the %s%% interval(s) are clipped at the largest score",
+                    cal["n_calibration"], origins, ", ".join(cal["clipped"]))
+    return {**cal, "levels": list(levels), "origins": origins,
+            "scale": "window std" if split.normalize == "window" else "series"}
 
 
 def band_columns(pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict[str, np.ndarray]:
@@ -413,7 +415,8 @@ def backtest(
 
     The model, the baselines and the statistical `references` ("ets", "theta", "arima":
     tasks.components.references) are scored on the same targets, per lead and averaged over
-    leads; intervals are calibrated on the validation origins and their coverage measured here;
+    leads; intervals are calibrated on the calibration origins (the validation origins when the
+    split has none) and their coverage measured here;
     the gate faces `gate_baseline` (baseline_gate). The result is strict JSON: an undefined value
     is None and "undefined" says why. Raises NonFiniteForecast when the model forecasts a NaN or
     an infinity.
@@ -571,6 +574,7 @@ def combine(results: list[dict]) -> dict:
                        "zero_width": all(s.get("zero_width", False) for s in stats)}
     iv = [r["intervals"] for r in results]
     intervals = {"levels": first["intervals"]["levels"], "scale": first["intervals"]["scale"],
+                 "origins": first["intervals"].get("origins", "validation"),
                  "method": "/".join(sorted({i["method"] for i in iv})), "test": test,
                  "n_calibration": sum(i["n_calibration"] for i in iv),
                  "clipped": sorted({c for i in iv for c in i["clipped"]}),
