@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.scale import cli, start_server  # noqa: E402
 
-SERIES = [("AirPassengers", "datasets"), ("ausbeer", "fpp2"), ("hyndsight", "fpp2")]
+SERIES = ["AirPassengers", "ausbeer", "hyndsight"]  # monthly, quarterly, daily (benchmarks/panel.py)
 MODES = {"single": ["--search", "off"], "search": [], "dask": ["--runner", "dask"]}
 SECTION = ("<!-- search-time:start -->", "<!-- search-time:end -->")
 
@@ -48,24 +48,24 @@ def measure(server, data: Path, work: Path, mode: str, dask_address: str) -> dic
     return {"wall_s": round(r["wall_s"], 2), "pipeline_s": round(r["pipeline_s"], 2)}
 
 
-def run(quick: bool) -> dict:
+def run(quick: bool, rounds: int = 3) -> dict:
     from distributed import LocalCluster
 
-    from tests.helpers.real_series import write_csv
+    from benchmarks.panel import by_name, write_csv
     from tests.helpers.server import stop
 
     series = SERIES[:1] if quick else SERIES
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else rounds
     work = Path(tempfile.mkdtemp(prefix="rnnflow-search-time-"))
     server = start_server(work / "prefect-home")
     os.environ["PREFECT_API_URL"] = server.api_url  # the cluster's workers report to it
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    out = {"load_start": os.getloadavg(), "cores": os.cpu_count(), "rows": []}
+    out = {"load_start": os.getloadavg(), "cores": os.cpu_count(), "rounds": rounds, "rows": []}
     try:
         files = {}
-        for name, package in series:
-            files[name] = work / f"{name}.csv"
-            write_csv(name, files[name], package)
+        for entry in by_name(series):  # dated as a user's CSV would be (daily series from their first day)
+            files[entry.name] = work / f"{entry.name}.csv"
+            write_csv(entry, files[entry.name])
         for r in range(rounds):
             for name in files:
                 row = {"series": name, "round": r + 1}
@@ -100,7 +100,8 @@ def markdown(result: dict) -> str:
              f"`benchmarks/search_time.py`, {time.strftime('%Y-%m-%d')}: {len(s['per_series'])} series x "
              f"{max(r['round'] for r in result['rows'])} round(s), {result['cores']} cores, load average "
              f"{result['load_start'][0]:.2f} at the start and {result['load_end'][0]:.2f} at the end.", "",
-             "```bash", "python benchmarks/search_time.py", "```", "",
+             "```bash", "python benchmarks/search_time.py" + (f" --rounds {result['rounds']}" if result["rounds"] != 3
+                                                            else ""), "```", "",
              "Flow seconds (`pipeline_seconds`; wall seconds of the whole command in brackets) of one run with "
              "default settings for a file, each from empty directories: `single` = `--search off`, `search` = "
              "the default (the members on the local runner), `dask` = the default with `--runner dask` on a "
@@ -132,9 +133,12 @@ def write_section(text: str, path: Path = ROOT / "benchmarks" / "RESULTS.md") ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one series, one round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over the series (default 3)")
     p.add_argument("--json", type=Path, help="also write the raw numbers here")
     a = p.parse_args()
-    result = run(a.quick)
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
+    result = run(a.quick, a.rounds)
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
     text = markdown(result)
