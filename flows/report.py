@@ -183,11 +183,13 @@ def publish_results(run: Run) -> dict:
     publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
                           f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")
     verdict = verdict_line(result, run.cfg.model.cell)
+    refs = references_line(result)
     if "figures" in run.refs:
-        publish.publish_markdown(publish.REPORT_KEY, report(run, result, verdict, gate_text),
+        lines = [verdict, gate_text, interval_line(result)] + ([refs] if refs else [])
+        publish.publish_markdown(publish.REPORT_KEY, report(run, result, metrics, lines),
                                  f"Metrics and figures of run {run.name}")
     return {"metrics": metrics, "train": result["train"], "verdict": verdict, "gate": gate_text,
-            "gate_passed": gate["passed"], **({"references": refs} if (refs := references_line(result)) else {})}
+            "gate_passed": gate["passed"], **({"references": refs} if refs else {})}
 
 
 def model_first(metrics: dict[str, dict]) -> dict[str, dict]:
@@ -195,20 +197,18 @@ def model_first(metrics: dict[str, dict]) -> dict[str, dict]:
     return {k: metrics[k] for k in ("model", *baseline_names(metrics))}
 
 
-def report(run: Run, result: dict, verdict: str, gate_text: str) -> str:
-    """The rnn-report markdown: result lines, the metrics, the settings, every figure (the forecast's too)."""
+def report(run: Run, result: dict, metrics: dict[str, dict], lines: list[str]) -> str:
+    """The rnn-report markdown: the result `lines` (verdict, gate, intervals, references), the
+    `metrics` (model first), the settings, every figure (the forecast's too)."""
     figs = {figure_title(n): run.refs["figures"].file(figure_file(n)) for n in FIGURES
             if run.refs["figures"].file(figure_file(n)).is_file()}
     if "forecast" in run.refs:
         figs[figure_title("forecast")] = run.refs["forecast"].file(FORECAST_FIGURE)
     settings = settings_of(run)
-    lines = [verdict, gate_text, interval_line(result)]
-    if refs := references_line(result):
-        lines.append(refs)
     if settings["auto"]:
-        lines.append(settings_line(settings))
+        lines = [*lines, settings_line(settings)]
     title = f"{model_name(run.cfg.model.cell, result)} forecast report — {run.name}"
-    return publish.report_markdown(title, lines, model_first(result["metrics"]), figs, config=settings_table(run),
+    return publish.report_markdown(title, lines, metrics, figs, config=settings_table(run),
                                    auto=set(settings["auto"]))
 
 
