@@ -1,7 +1,7 @@
 """Stage 1: the series, generated (the tutorial's sine by default) or ingested from a source,
 partitioned into hash buckets of series_id so that every later stage can work bucket by bucket.
 
-    generate   one entry: the source streamed into buckets/<b>.parquet (rows as read; bounded memory)
+    generate   one entry: the source streamed into buckets/<b>.arrow (rows as read; bounded memory)
     ingest     one entry per bucket: its series validated and sorted (series.parquet), with its calendar
 
 Both paths write the same layout (tasks/formats/series.py), so every later stage is the same for
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import task
 
 from tasks.components import ingest, scan
@@ -57,17 +56,26 @@ def generator_params(cfg: DataConfig) -> dict:
 
 
 def partition_generated(w: store.EntryWriter, cfg: DataConfig) -> dict:
-    """Generate the panel bucket by bucket (one bucket of series in memory at a time)."""
+    """Generate the panel bucket by bucket (one bucket of series in memory at a time, its file
+    closed before the next one is made)."""
     ids = panel_ids(cfg.n_series)
     n_buckets = bucket_count(len(ids), cfg.series_per_bucket)
     where = buckets_of(ids, n_buckets)
+    members: list[list[int]] = [[] for _ in range(n_buckets)]
+    for i, sid in enumerate(ids):
+        members[where[sid]].append(i)
     params = generator_params(cfg)
     writer = BucketWriter(w.dir, n_buckets)
-    for b in range(n_buckets):
-        members = [(i, sid) for i, sid in enumerate(ids) if where[sid] == b]
-        frames = [sine_frame(panel_values(i, **params)).assign(series_id=sid) for i, sid in members]
-        if frames:
-            writer.write(b, pd.concat(frames, ignore_index=True))
+    for b, index in enumerate(members):
+        if index:
+            values = [panel_values(i, **params) for i in index]
+            lengths = [len(v) for v in values]
+            writer.write(b, pd.DataFrame({
+                "series_id": np.repeat(np.array([ids[i] for i in index], dtype=object), lengths),
+                "step": np.concatenate([np.arange(n, dtype=np.int64) for n in lengths]),
+                "value": np.concatenate(values).astype(np.float64),
+            }))
+            writer.finish(b)
     rows = writer.close()
     return {"source": "generate", "n_buckets": n_buckets, "n_series": len(ids), "rows": rows}
 
@@ -86,11 +94,11 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
         if cfg.id_column is None:
             writer.write_table(0, table)
         else:
-            text = scan.id_text(table.column(cfg.id_column), cfg.id_column, row)
+            uniques, codes = scan.encoded_ids(table.column(cfg.id_column), cfg.id_column, row)
+            text = uniques.take(pa.array(codes))
             table = table.set_column(table.column_names.index(cfg.id_column), cfg.id_column, text)
-            codes = pc.dictionary_encode(text)
-            lookup = np.array([where[u] for u in codes.dictionary.to_pylist()], dtype=np.int64)
-            bucket = lookup[codes.indices.to_numpy(zero_copy_only=False)]
+            lookup = np.array([where[u] for u in uniques.to_pylist()], dtype=np.int64)
+            bucket = lookup[codes]
             order = np.argsort(bucket, kind="stable")  # rows keep their file order within a bucket
             cuts = np.flatnonzero(np.diff(bucket[order])) + 1
             for part in np.split(order, cuts):
@@ -111,7 +119,7 @@ def season_words(seasons: tuple[int, ...]) -> str:
 
 @task(**stage_task(STAGE))
 def generate_task(plan, data_cfg: DataConfig, source: str) -> dict:
-    """Write the source into buckets/<b>.parquet; return the entry's StageRef.
+    """Write the source into buckets/<b>.arrow; return the entry's StageRef.
 
     source: `source_digest(data_cfg)` as planned; a file that changed since is refused.
     """

@@ -73,11 +73,15 @@ def progress_reporter(cfg: TrainConfig) -> Callable[[int, FitState], None]:
 
 
 def bucket_loaders(splits: Sequence[store.StageRef], group: str | None = None
-                   ) -> list[tuple[Callable[[], np.ndarray], Split]]:
-    """(load its values, its Split) of every bucket's window entry with series of `group` (all
-    series for None); values are read when needed."""
-    loaders = [(lambda ref=ref: read_values(ref.path), read_split(ref.path).subset(group)) for ref in splits]
-    return [(load, split) for load, split in loaders if split.series]
+                   ) -> list[tuple[Callable[[], np.ndarray], Callable[[], Split]]]:
+    """(read its values, read its Split) of every bucket's window entry with series of `group`
+    (all series for None). Both are read when needed, not held: the driver's memory then does
+    not grow with the number of series while a global model trains."""
+
+    def reader(ref: store.StageRef) -> Callable[[], Split]:
+        return lambda: read_split(ref.path).subset(group)
+
+    return [(lambda ref=ref: read_values(ref.path), reader(ref)) for ref in splits if reader(ref)().series]
 
 
 @task(**stage_task(STAGE))
@@ -93,7 +97,8 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
         device = torch.device(train_cfg.device)
         torch.set_num_threads(train_cfg.threads)
         buckets = bucket_loaders(splits, group)
-        spec = network_for(buckets[0][1], model_cfg.model_dump())
+        sp = buckets[0][1]()
+        spec = network_for(sp, model_cfg.model_dump())
         ckpt = checkpoint_path(Path(plan.base), plan.key)
         model, st = train_buckets(
             buckets, spec, pick(FitSettings, train_cfg.model_dump()), device,
@@ -105,8 +110,7 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
             "stopped_early": st.stopped_early, "best_val_loss": st.best_val,
             "cuda_graphs": bool(train_cfg.cuda_graphs and device.type == "cuda"),
         }
-        sp = buckets[0][1]
-        scalers = tuple(sc for _, split in buckets for sc in split.scalers)  # every series, bucket by bucket
+        scalers = tuple(sc for _, read in buckets for sc in read().scalers)  # every series, bucket by bucket
         save_model(w.dir, model, ModelFile(spec, sp.seq_length, sp.horizon, model_cfg.strategy, sp.normalize,
                                            scalers, trained))
         write_history(w.dir, {**st.history, **trained})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -52,17 +53,57 @@ _MONTHLY = (po.MonthBegin, po.MonthEnd, po.BusinessMonthBegin, po.BusinessMonthE
 _QUARTERLY = (po.QuarterBegin, po.QuarterEnd, po.BQuarterBegin, po.BQuarterEnd, po.FY5253Quarter)
 
 
-def _fixed_step(groups: dict[str, Any]) -> str | None:
+class SeriesTimes(Mapping):
+    """The times of many series held as one array sorted by series then time: a read-only
+    {series id: times} mapping whose values are views (a DatetimeIndex, or int64 steps), made on
+    access, so that thousands of series cost no per-series objects until one is looked at.
+
+    ids: (n_series,) the series ids in order; times: (n_rows,) DatetimeIndex or int64 array;
+    starts: (n_series + 1,) int64 offsets, series i being times[starts[i]:starts[i + 1]].
+    """
+
+    def __init__(self, ids: np.ndarray, times: Any, starts: np.ndarray) -> None:
+        self.ids, self.times, self.starts = ids, times, np.asarray(starts, dtype=np.int64)
+        self._where = {str(sid): i for i, sid in enumerate(ids)}
+
+    def __getitem__(self, sid: str) -> Any:
+        i = self._where[sid]
+        return self.times[self.starts[i]:self.starts[i + 1]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def lengths(self) -> np.ndarray:
+        """Points per series: (n_series,) int64."""
+        return np.diff(self.starts)
+
+    def steps(self) -> np.ndarray:
+        """Every difference between consecutive times within a series, in ns (or steps): int64."""
+        values = self.times.asi8 if isinstance(self.times, pd.DatetimeIndex) else np.asarray(self.times)
+        inside = np.ones(max(len(values) - 1, 0), dtype=bool)
+        inside[self.starts[1:-1] - 1] = False  # the step from one series' last time to the next one's first
+        return np.diff(values)[inside]
+
+
+def _fixed_step(groups: Mapping[str, Any]) -> str | None:
     """The alias shared by every series when all their steps are one fixed, unanchored duration in
     absolute time (a Tick or a Day: the same length everywhere), else None: many series on one
     step are recognised from their differences at once, anything else series by series."""
-    series = [t for t in groups.values() if len(t) >= 3]
-    if len(series) < 2 or len(series) != len(groups):
-        return None
-    diffs = np.concatenate([np.diff(pd.DatetimeIndex(t).asi8) for t in series])
+    if isinstance(groups, SeriesTimes):
+        if len(groups) < 2 or groups.lengths().min() < 3:
+            return None
+        diffs, first = groups.steps(), next(iter(groups.values()))
+    else:
+        series = [t for t in groups.values() if len(t) >= 3]
+        if len(series) < 2 or len(series) != len(groups):
+            return None
+        diffs, first = np.concatenate([np.diff(pd.DatetimeIndex(t).asi8) for t in series]), series[0]
     if len(diffs) == 0 or diffs[0] <= 0 or not (diffs == diffs[0]).all():
         return None
-    alias = regular_frequency(pd.DatetimeIndex(series[0]))
+    alias = regular_frequency(pd.DatetimeIndex(first))
     if alias is None:
         return None
     return alias if isinstance(offset_of(alias), (po.Tick, po.Day)) else None
@@ -232,7 +273,7 @@ def fit_grid(times: pd.DatetimeIndex, frequency: str, limit: int | None = None) 
     return GridFit(frequency, np.asarray(x.isin(g)), zoned(missing, times.tz, absolute), len(g))
 
 
-def calendar_of(groups: dict[str, Any], is_integer: bool, name: str, *, holidays: str | None = None,
+def calendar_of(groups: Mapping[str, Any], is_integer: bool, name: str, *, holidays: str | None = None,
                 fill_missing: bool = False) -> tuple[str, dict[str, Any]]:
     """The one frequency every series follows, and per series the grid times it lacks.
 

@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,18 +45,32 @@ class FitState:
     stopped_early: bool = False
 
 
-@dataclass
-class Part:
-    """One bucket of series for `fit_parts`: its data, loaded when its turn comes, and its origins.
+class Loaded(NamedTuple):
+    """One part, loaded: its data and origins (window starts within that data), on one device.
 
-    load: () -> SeriesData on the training device (called once per epoch for a streamed part);
-    train_idx, val_idx: (n,) window starts within that data; series: see `fit`.
+    data: SeriesData; train_idx, val_idx: (n,) int64; series: see `fit`.
     """
 
-    load: Callable[[], SeriesData]
+    data: SeriesData
     train_idx: torch.Tensor
     val_idx: torch.Tensor
     series: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One bucket of series for `fit_parts`, loaded when its turn comes: only its origin counts are
+    held in between, so that a thousand buckets cost a thousand pairs of ints, not their indexes.
+
+    load: () -> Loaded (called for training and again for validation in every epoch when there
+    are several parts); n_train, n_val: its numbers of train and val origins; device: where
+    `load` puts them.
+    """
+
+    load: Callable[[], Loaded]
+    n_train: int
+    n_val: int
+    device: torch.device
 
 
 def fit(
@@ -81,8 +95,9 @@ def fit(
     caps an epoch at that many batches (large data: a fixed amount of work per epoch). Raises
     TrainingDiverged when the epoch's training loss is not finite.
     """
-    return fit_parts(model, [Part(lambda: data, train_idx, val_idx, series)], settings, on_epoch=on_epoch,
-                     checkpoint=checkpoint, resume=resume)
+    loaded = Loaded(data, train_idx, val_idx, series)
+    part = Part(lambda: loaded, len(train_idx), len(val_idx), train_idx.device)
+    return fit_parts(model, [part], settings, on_epoch=on_epoch, checkpoint=checkpoint, resume=resume)
 
 
 def fit_parts(
@@ -103,7 +118,7 @@ def fit_parts(
     is the mean over every part's validation windows.
     """
     s = settings
-    dev = parts[0].train_idx.device
+    dev = parts[0].device
     resident = parts[0].load() if len(parts) == 1 else None
     use_graph = s.cuda_graphs and dev.type == "cuda" and resident is not None
     opt = make_optimizer(model, s.lr, dev, capturable=use_graph)
@@ -114,8 +129,8 @@ def fit_parts(
     if resume is not None:
         st = _restore(resume, model, opt, gen, avg)
         log.info("resuming from the checkpoint at epoch %d", st.epoch)
-    resident_step = _choose_step(model, opt, resident, s.batch_size, use_graph, avg) if resident else None
-    bs, sizes = s.batch_size, [len(p.train_idx) for p in parts]
+    resident_step = _choose_step(model, opt, resident.data, s.batch_size, use_graph, avg) if resident else None
+    bs, sizes = s.batch_size, [p.n_train for p in parts]
     budget = s.steps_per_epoch * bs if s.steps_per_epoch else sum(sizes)
     shares = [min(k, math.ceil(budget * k / max(sum(sizes), 1))) for k in sizes]
     if resident is not None:
@@ -129,9 +144,10 @@ def fit_parts(
             p, n = parts[k], shares[k]
             if n == 0:
                 continue
-            data = resident if resident is not None else p.load()
+            loaded = resident if resident is not None else p.load()
+            data = loaded.data
             step = resident_step or _choose_step(model, opt, data, bs, False, avg)
-            perm = epoch_origins(p.train_idx, gen, p.series)[:n]
+            perm = epoch_origins(loaded.train_idx, gen, loaded.series)[:n]
             for i in range(0, n, bs):
                 idx = perm[i : i + bs]
                 total += step(idx) * len(idx)
@@ -153,14 +169,18 @@ def fit_parts(
     return st
 
 
-def _validation_loss(model, parts: list[Part], resident: SeriesData | None, fallback: float) -> float:
+def _validation_loss(model, parts: list[Part], resident: Loaded | None, fallback: float) -> float:
     """Mean squared error over every part's validation windows (`fallback` when there are none)."""
     if resident is not None:
-        return mse_on(model, resident, parts[0].val_idx) if len(parts[0].val_idx) else fallback
-    counts = [len(p.val_idx) for p in parts]
+        return mse_on(model, resident.data, resident.val_idx) if len(resident.val_idx) else fallback
+    counts = [p.n_val for p in parts]
     if not sum(counts):
         return fallback
-    total = sum(mse_on(model, p.load(), p.val_idx) * c for p, c in zip(parts, counts) if c)
+    total = 0.0
+    for p, c in zip(parts, counts):
+        if c:
+            loaded = p.load()
+            total += mse_on(model, loaded.data, loaded.val_idx) * c
     return total / sum(counts)
 
 
@@ -220,24 +240,33 @@ def train_model(
 
 
 def train_buckets(
-    buckets: Sequence[tuple[Callable[[], np.ndarray], Split]], spec: NetworkSpec, settings: FitSettings,
-    device: torch.device, **hooks,
+    buckets: Sequence[tuple[Callable[[], np.ndarray], Split | Callable[[], Split]]], spec: NetworkSpec,
+    settings: FitSettings, device: torch.device, **hooks,
 ) -> tuple[Forecaster, FitState]:
-    """A global model over buckets of series, streamed: (load values (n_bucket,), its Split) each.
+    """A global model over buckets of series, streamed: (load values (n_bucket,), its Split, or a
+    function that reads it) each.
 
     One bucket is `train_model` itself; several are visited one at a time every epoch
-    (`fit_parts`), so only one bucket's values are in memory at once.
+    (`fit_parts`), so only one bucket's values, split and origins are in memory at once (a split
+    given as a function is read again at each visit).
     """
     if len(buckets) == 1:
         load, split = buckets[0]
-        return train_model(load(), split, spec, settings, device, **hooks)
+        return train_model(load(), split() if callable(split) else split, spec, settings, device, **hooks)
     torch.manual_seed(settings.seed)
     model = build_model(spec).to(device)
 
-    def part(load: Callable[[], np.ndarray], split: Split) -> Part:
-        return Part(lambda: series_data(load(), split, device, horizon=spec.n_outputs),
-                    torch.as_tensor(split.origins("train"), device=device),
-                    torch.as_tensor(split.origins("val"), device=device), series_ranges(split, device))
+    def part(load: Callable[[], np.ndarray], split: Split | Callable[[], Split]) -> Part:
+        read = split if callable(split) else (lambda: split)
+
+        def loaded() -> Loaded:
+            sp = read()
+            return Loaded(series_data(load(), sp, device, horizon=spec.n_outputs),
+                          torch.as_tensor(sp.origins("train"), device=device),
+                          torch.as_tensor(sp.origins("val"), device=device), series_ranges(sp, device))
+
+        first = read()
+        return Part(loaded, first.count("train"), first.count("val"), device)
 
     st = fit_parts(model, [part(load, split) for load, split in buckets], settings, **hooks)
     return model, st

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.components.calendar import (
+    SeriesTimes,
     calendar_of,
     fmt_time,
     format_offset,
@@ -116,14 +117,11 @@ def prepare_series(
         if name is not None:
             _check_column(df, field, name)
     times, is_int, offsets = _parse_times(df[time_column], time_column, time_zone)
-    long = pd.DataFrame({
-        "series_id": _parse_ids(df, id_column), "timestamp": times,
-        "value": _parse_values(df[value_column], value_column), "_row": np.arange(1, len(df) + 1),
-    })
-    long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
-    _check_duplicates(long, time_column)
-    groups = {str(sid): (g.to_numpy() if is_int else pd.DatetimeIndex(g))
-              for sid, g in long.groupby("series_id", sort=True)["timestamp"]}
+    uniques, codes = _series_codes(df, id_column)
+    long = pd.DataFrame({"_code": codes, "timestamp": times, "value": _parse_values(df[value_column], value_column),
+                         "_row": np.arange(1, len(df) + 1)})
+    long = _sorted(long, uniques, time_column)
+    groups = _series_times(long, uniques, is_int)
     try:
         frequency, missing = calendar_of(groups, is_int, time_column, holidays=holidays,
                                          fill_missing=fill_missing_dates)
@@ -133,37 +131,102 @@ def prepare_series(
                              f"{', '.join(offsets)} and were read as UTC: name their zone with --time-zone "
                              "(an IANA name such as Europe/Berlin) to check them in local time") from None
         raise
-    long, added = _add_rows(long, missing)
-    lengths = long.groupby("series_id", sort=True).size()
+    long, added = _add_rows(long, uniques, missing)
+    starts = _starts(long["_code"].to_numpy())
+    lengths = np.diff(starts)
     if int(lengths.min()) < min_length:
-        sid, n = lengths.idxmin(), int(lengths.min())
+        i = int(np.argmin(lengths))
+        sid, n = uniques[i], int(lengths[i])
         raise InputError("series_length", n, f"series {sid!r} has {n} point{'s' * (n != 1)}; "
                          f"needs at least {min_length} (window length + split)")
-    filled = _fill_missing(long, value_column, fill)
-    long.insert(1, "step", long.groupby("series_id", sort=False).cumcount().astype("int64"))
-    ends = long.groupby("series_id", sort=True)["timestamp"].agg(["first", "last"])
+    filled = _fill_missing(long, uniques, value_column, fill)
+    long.insert(0, "series_id", uniques[long["_code"].to_numpy()])
+    long.insert(1, "step", np.arange(len(long), dtype=np.int64) - np.repeat(starts[:-1], lengths))
+    stamps = long["timestamp"]
+    first, last = stamps.iloc[starts[:-1]], stamps.iloc[starts[1:] - 1]
     info = {
-        "frequency": frequency, "time_zone": None if is_int else zone_name(long["timestamp"].dt.tz),
-        "n_series": len(groups), "lengths": {str(k): int(v) for k, v in lengths.items()}, "filled": filled,
-        "added": added, "start": {str(k): str(scalar_time(v)) for k, v in ends["first"].items()},
-        "end": {str(k): str(scalar_time(v)) for k, v in ends["last"].items()},
+        "frequency": frequency, "time_zone": None if is_int else zone_name(stamps.dt.tz),
+        "n_series": len(uniques), "lengths": {str(k): int(v) for k, v in zip(uniques, lengths)}, "filled": filled,
+        "added": added, "start": {str(k): str(scalar_time(v)) for k, v in zip(uniques, first)},
+        "end": {str(k): str(scalar_time(v)) for k, v in zip(uniques, last)},
     }
     if offsets:
         info["utc_offsets"] = offsets
-    log.debug("prepared %d series at frequency %s (%d rows added, %d values filled)", len(groups), frequency,
+    log.debug("prepared %d series at frequency %s (%d rows added, %d values filled)", len(uniques), frequency,
               added, filled)
     return long[COLUMNS], info
 
 
-def _add_rows(long: pd.DataFrame, missing: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+def _series_codes(df: pd.DataFrame, id_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, codes): the distinct series ids as text, sorted, (n_series,) object; each row's index
+    into them, (n_rows,) int64. Ids are cleaned once per distinct raw value, not once per row."""
+    if id_column is None:
+        return np.array([SINGLE_SERIES_ID], dtype=object), np.zeros(len(df), dtype=np.int64)
+    raw_codes, raw = pd.factorize(df[id_column], use_na_sentinel=True)
+    texts, missing = _as_text(pd.Series(raw, dtype=df[id_column].dtype))
+    missing_rows = (raw_codes < 0) | missing[np.maximum(raw_codes, 0)]
+    if missing_rows.any():
+        raise InputError("id_column", id_column, f"missing ids in {_rows(np.flatnonzero(missing_rows))}")
+    ids, inverse = np.unique(texts.to_numpy(dtype=object), return_inverse=True)  # " a" and "a" are one series
+    return ids.astype(object), inverse.astype(np.int64)[raw_codes]
+
+
+def _sorted(long: pd.DataFrame, ids: np.ndarray, name: str) -> pd.DataFrame:
+    """Rows sorted by series then time (stable; skipped when they already are); a time that
+    appears twice within one series is an InputError naming it."""
+    codes = long["_code"].to_numpy()
+    t = _time_keys(long["timestamp"])
+    same = codes[1:] == codes[:-1]
+    if (codes[1:] >= codes[:-1]).all() and (t[1:][same] > t[:-1][same]).all():
+        return long
+    order = np.lexsort((t, codes))
+    long = long.take(order).reset_index(drop=True)
+    codes, t = codes[order], t[order]
+    dup = np.zeros(len(long), dtype=bool)
+    twice = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
+    dup[1:] |= twice
+    dup[:-1] |= twice
+    if dup.any():
+        code = codes[np.argmax(dup)]
+        rows = long[dup & (codes == code)]
+        times = ", ".join(fmt_time(x) for x in rows["timestamp"].unique()[:_MAX_LISTED])
+        raise InputError("time_column", name, f"duplicate times in series {ids[code]!r}: {times} "
+                         f"({_rows(rows['_row'] - 1)})")
+    return long
+
+
+def _time_keys(times: pd.Series) -> np.ndarray:
+    """Times as int64 sort keys (ns since the epoch in UTC, or the integer steps): (n_rows,)."""
+    if pd.api.types.is_datetime64_any_dtype(times.dtype):
+        return pd.DatetimeIndex(times).asi8
+    return times.to_numpy(dtype=np.int64)
+
+
+def _starts(codes: np.ndarray) -> np.ndarray:
+    """Offsets of each run of equal sorted codes, and the end: (n_series + 1,) int64."""
+    cuts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    return np.concatenate([[0], cuts, [len(codes)]]).astype(np.int64)
+
+
+def _series_times(long: pd.DataFrame, ids: np.ndarray, is_int: bool) -> SeriesTimes:
+    """The sorted times of every series, as the calendar reads them."""
+    times = long["timestamp"]
+    values = times.to_numpy(dtype=np.int64) if is_int else pd.DatetimeIndex(times)
+    return SeriesTimes(ids, values, _starts(long["_code"].to_numpy()))
+
+
+def _add_rows(long: pd.DataFrame, ids: np.ndarray, missing: dict[str, Any]) -> tuple[pd.DataFrame, int]:
     """The frame with a row (value NaN, no source row) at every missing grid time; how many were added."""
     if not missing:
         return long, 0
-    parts = [pd.DataFrame({"series_id": sid, "timestamp": t, "value": np.nan, "_row": 0}) for sid, t in missing.items()]
+    code = {str(sid): i for i, sid in enumerate(ids)}
+    parts = [pd.DataFrame({"_code": code[sid], "timestamp": t, "value": np.nan, "_row": 0})
+             for sid, t in missing.items()]
     added = pd.concat(parts, ignore_index=True)
     added["timestamp"] = added["timestamp"].astype(long["timestamp"].dtype)
     out = pd.concat([long, added], ignore_index=True)
-    return out.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True), len(added)
+    order = np.lexsort((_time_keys(out["timestamp"]), out["_code"].to_numpy()))
+    return out.take(order).reset_index(drop=True), len(added)
 
 
 def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
@@ -379,18 +442,7 @@ def _as_text(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return texts, (texts == "").to_numpy(dtype=bool)
 
 
-def _check_duplicates(long: pd.DataFrame, name: str) -> None:
-    """Reject a time that appears more than once within one series."""
-    dup = long.duplicated(["series_id", "timestamp"], keep=False)
-    if not dup.any():
-        return
-    sid = long.loc[dup, "series_id"].iloc[0]
-    rows = long[dup & (long["series_id"] == sid)]
-    times = ", ".join(fmt_time(t) for t in rows["timestamp"].unique()[:_MAX_LISTED])
-    raise InputError("time_column", name, f"duplicate times in series {sid!r}: {times} ({_rows(rows['_row'] - 1)})")
-
-
-def _fill_missing(long: pd.DataFrame, name: str, fill: str | None) -> int:
+def _fill_missing(long: pd.DataFrame, ids: np.ndarray, name: str, fill: str | None) -> int:
     """Repair NaN values per series in time order (or reject them); returns how many were filled.
 
     Rows added by --fill-missing-dates (no source row) count as missing values too.
@@ -408,15 +460,15 @@ def _fill_missing(long: pd.DataFrame, name: str, fill: str | None) -> int:
             added = count - int(source.sum())
             parts.append(f"{added} added date{'s' * (added != 1)} without values")
         raise InputError("value_column", name, f"{' and '.join(parts)}; use --fill interpolate|ffill to repair")
-    present = long.groupby("series_id", sort=True)["value"].count()
+    present = long.groupby("_code", sort=True)["value"].count()
     if (present == 0).any():
-        raise InputError("value_column", name, f"series {present.idxmin()!r} has no values to fill from")
-    grouped = long.groupby("series_id", sort=False, observed=True)["value"]
+        raise InputError("value_column", name, f"series {ids[present.idxmin()]!r} has no values to fill from")
+    grouped = long.groupby("_code", sort=False)["value"]
     if fill == "interpolate":
         long["value"] = grouped.transform(lambda s: s.interpolate(method="linear", limit_direction="both"))
     else:
         long["value"] = grouped.ffill()
-        long["value"] = long.groupby("series_id", sort=False, observed=True)["value"].bfill()
+        long["value"] = long.groupby("_code", sort=False)["value"].bfill()
     return count
 
 

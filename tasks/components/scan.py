@@ -56,6 +56,11 @@ def _dataset(path: str | Path) -> ds.Dataset:
         raise InputError("data_path", str(path), "cannot read Parquet: " + " ".join(str(exc).split())[:200]) from None
 
 
+def parquet_rows(path: str | Path) -> int:
+    """Rows of a Parquet file or directory, read from the footers (no values are read)."""
+    return int(_dataset(path).count_rows())
+
+
 def source_columns(path: str | Path) -> list[str]:
     """The column names of a source (a CSV's header, a Parquet schema)."""
     if source_kind(path) == "parquet":
@@ -146,6 +151,21 @@ def series_ids(batch: pd.DataFrame, id_column: str | None) -> pd.Series:
     return pd.Series(_parse_ids(batch.reset_index(drop=True), id_column), index=batch.index, dtype=object)
 
 
+def encoded_ids(column: pa.ChunkedArray | pa.Array, name: str, first_row: int = 1) -> tuple[pa.Array, np.ndarray]:
+    """A batch's ids as (distinct ids as validation sees them, (n_distinct,) string; each row's
+    index into them, (n_rows,) int64). Cleaning (`id_text`) runs once per distinct raw value, so a
+    batch of many rows of few series costs one hash pass; InputError as `id_text`."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_floating(arr.type) or pa.types.is_dictionary(arr.type):
+        text = id_text(arr, name, first_row)  # float ids are cleaned by what the whole batch holds
+        arr = text
+    codes = pc.dictionary_encode(arr)
+    indices = codes.indices.to_numpy(zero_copy_only=False)
+    if codes.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(codes.dictionary.cast(pa.string())), "")).as_py():
+        id_text(arr, name, first_row)  # names the rows
+    return id_text(codes.dictionary, name, first_row), indices.astype(np.int64)
+
+
 def distinct_ids(path: str | Path, id_column: str | None, batch_rows: int = BATCH_ROWS) -> list[str]:
     """Every distinct series id of a source (as validation sees them), in order of first appearance."""
     if id_column is None:
@@ -153,6 +173,7 @@ def distinct_ids(path: str | Path, id_column: str | None, batch_rows: int = BATC
     seen: dict[str, None] = {}
     row = 1
     for table in batches(path, [id_column], batch_rows):
-        seen.update(dict.fromkeys(pc.unique(id_text(table.column(0), id_column, row)).to_pylist()))
+        uniques, _ = encoded_ids(table.column(0), id_column, row)
+        seen.update(dict.fromkeys(uniques.to_pylist()))
         row += table.num_rows
     return list(seen)

@@ -1,7 +1,9 @@
 """generate: the series, partitioned into hash buckets of series_id.
 
-    generate entry   buckets/00000.parquet ...   the source's rows, unvalidated, one file per bucket
-                                                  (rows of one series are all in one file)
+    generate entry   buckets/00000.arrow ...     the source's rows, unvalidated, one Arrow IPC file
+                                                  per bucket (rows of one series are all in one file;
+                                                  a staging format: written and read ~10x faster
+                                                  than Parquet, LZ4-compressed)
     ingest entry     series.parquet               one bucket's series, validated: long format
     (one per bucket)                              series_id (string), step (int64), value (float64)
                                                   [, timestamp], sorted by series and time; source,
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 SERIES_FILE = "series.parquet"
@@ -24,22 +27,25 @@ _META_KEY = b"rnnflow"
 
 def bucket_file(bucket: int) -> str:
     """The raw file of bucket `bucket` within a generate entry."""
-    return f"{BUCKETS_DIR}/{bucket:05d}.parquet"
+    return f"{BUCKETS_DIR}/{bucket:05d}.arrow"
 
 
 class BucketWriter:
-    """Appends row batches to one Parquet file per bucket, opening each file on its first rows.
+    """Appends row batches to one Arrow IPC file per bucket, opening each file on its first rows.
 
     Every file gets the schema of the first batch written (with series_id as plain string);
     buckets that receive no rows get an empty file of that schema when closed.
     """
 
+    OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+
     def __init__(self, directory: Path, n_buckets: int) -> None:
         self.directory, self.n_buckets = Path(directory), n_buckets
         (self.directory / BUCKETS_DIR).mkdir(parents=True, exist_ok=True)
-        self.writers: dict[int, pq.ParquetWriter] = {}
+        self.writers: dict[int, tuple[pa.OSFile, ipc.RecordBatchFileWriter]] = {}
         self.schema: pa.Schema | None = None
         self.rows = [0] * n_buckets
+        self.done: set[int] = set()
 
     def write(self, bucket: int, frame: pd.DataFrame) -> None:
         self.write_table(bucket, pa.Table.from_pandas(frame, preserve_index=False))
@@ -49,23 +55,38 @@ class BucketWriter:
         if self.schema is None:
             self.schema = table.schema
         if bucket not in self.writers:
-            self.writers[bucket] = pq.ParquetWriter(str(self.directory / bucket_file(bucket)), self.schema)
-        self.writers[bucket].write_table(table.cast(self.schema))
+            self.writers[bucket] = self._open(bucket)
+        self.writers[bucket][1].write_table(table.cast(self.schema))
         self.rows[bucket] += table.num_rows
+
+    def _open(self, bucket: int) -> tuple[pa.OSFile, ipc.RecordBatchFileWriter]:
+        sink = pa.OSFile(str(self.directory / bucket_file(bucket)), "wb")
+        return sink, ipc.new_file(sink, self.schema, options=self.OPTIONS)
+
+    def finish(self, bucket: int) -> None:
+        """Close one bucket's file now (it takes no more rows): many buckets, few open files."""
+        sink, writer = self.writers[bucket]
+        writer.close()
+        sink.close()
+        self.done.add(bucket)
 
     def close(self) -> list[int]:
         """Close every file (empty ones for buckets without rows); rows per bucket."""
-        for w in self.writers.values():
-            w.close()
-        for b in range(self.n_buckets):
-            if b not in self.writers and self.schema is not None:
-                pq.write_table(self.schema.empty_table(), str(self.directory / bucket_file(b)))
+        if self.schema is not None:
+            for b in range(self.n_buckets):
+                if b not in self.writers:
+                    self.writers[b] = self._open(b)
+        for b, (sink, writer) in self.writers.items():
+            if b not in self.done:
+                writer.close()
+                sink.close()
         return self.rows
 
 
 def read_bucket(directory: Path, bucket: int) -> pd.DataFrame:
     """The raw rows of one bucket of a generate entry."""
-    return pq.read_table(str(Path(directory) / bucket_file(bucket))).to_pandas()
+    with pa.OSFile(str(Path(directory) / bucket_file(bucket)), "rb") as source:
+        return ipc.open_file(source).read_all().to_pandas()
 
 
 def _with_string_ids(table: pa.Table) -> pa.Table:

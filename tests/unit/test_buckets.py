@@ -25,6 +25,7 @@ from tasks.components.split import build_split, concat_splits
 from tasks.components.synthetic import panel_ids, panel_values, sine_values
 from tasks.config import DataConfig, PipelineConfig
 from tasks.errors import InputError
+from tasks.formats.series import read_bucket
 from tasks.generate import load_source, partition_file, series_groups
 from tasks.runtime import faults
 from tasks.runtime.store import EntryWriter
@@ -71,7 +72,7 @@ def test_a_source_is_streamed_into_buckets_holding_whole_series(tmp_path, parque
     assert meta["n_buckets"] == 3 and meta["n_series"] == 12 and sum(meta["rows"]) == 360
     seen = []
     for b in range(3):
-        part = pq.read_table(w.dir / "buckets" / f"{b:05d}.parquet").to_pandas()
+        part = read_bucket(w.dir, b)
         ids = set(part["shop"])
         assert all(buckets_of(ids, 3)[i] == b for i in ids)  # every row of a series in its one bucket
         seen += sorted(ids)
@@ -87,7 +88,7 @@ def test_a_semicolon_csv_is_streamed_into_buckets_as_a_comma_one(tmp_path):
                          id_column="shop", series_per_bucket=4)
         w = EntryWriter(tmp_path / name, "generate", "k")
         assert partition_file(w, cfg)["n_series"] == 12
-        parts[name] = [pq.read_table(w.dir / "buckets" / f"{b:05d}.parquet").to_pandas() for b in range(3)]
+        parts[name] = [read_bucket(w.dir, b) for b in range(3)]
     for a, b in zip(parts["comma"], parts["semi"]):
         pd.testing.assert_frame_equal(a, b)
 
@@ -154,6 +155,15 @@ def test_streaming_buckets_trains_one_model_loading_one_bucket_at_a_time():
                               settings, CPU)
     assert st.epoch == 3 and st.history["train_loss"][-1] < st.history["train_loss"][0]
     assert len(loads) == 3 * 4 * 2  # each epoch: every bucket once to train, once to validate
+    reads = []
+
+    def reader(sp):
+        return lambda: reads.append(sp) or sp
+
+    _, lazy = train_buckets([(loader(i), reader(sp)) for i, sp in enumerate(splits)], NetworkSpec(hidden_size=8),
+                            settings, CPU)
+    assert lazy.history == st.history  # a split read at each visit trains the same model
+    assert len(reads) == 4 + 3 * 4 * 2  # once for its counts, then at every visit: none is held in between
     one, st1 = train_buckets([(lambda: values[0], splits[0])], NetworkSpec(hidden_size=8), settings, CPU)
     ref, st2 = train_model(values[0], splits[0], NetworkSpec(hidden_size=8), settings, CPU)
     assert st1.history == st2.history  # one bucket is the plain single-part loop, exactly

@@ -291,3 +291,22 @@ def test_every_subcommand_has_help_with_its_defaults(capsys, sub):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith(f"usage: python flows/rnn_flow.py {sub}") and "(default:" in text
+
+
+def test_a_large_parquet_file_is_checked_by_its_columns_before_the_run(cli_in, tmp_path, capsys, monkeypatch):
+    """Above FULL_CHECK_ROWS rows the check reads the footer and the columns, never every row (a
+    10M-row file read whole here cost ~1.5 GB before the first stage); below it, every row."""
+    from flows import cli
+    from tasks.components import ingest
+
+    monthly().to_parquet(tmp_path / "m.parquet")
+    args = ["check", *OUT, "--data-path", "m.parquet", "--time-column", "month", "--value-column", "sales"]
+    read = []
+    real = ingest.read_table
+    monkeypatch.setattr(ingest, "read_table", lambda path: read.append(path) or real(path))
+    assert cli_in(args) == 0 and len(read) == 1  # 60 rows: read whole, and summarised
+    assert "1 series of 60 points" in capsys.readouterr().out
+    monkeypatch.setattr(cli, "FULL_CHECK_ROWS", 59)
+    assert cli_in(args) == 0 and len(read) == 1  # not read again
+    assert cli_in([*args[:-1], "sale"]) == 2  # the columns are still checked
+    assert "did you mean 'sales'?" in capsys.readouterr().err

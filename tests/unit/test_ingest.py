@@ -431,3 +431,26 @@ def test_values_float32_cannot_hold_are_refused_naming_the_column_and_the_larges
         prep(pd.DataFrame({"date": dates[:3], "value": [1.0, -4e38, 3e38]}))
     long, _ = prep(pd.DataFrame({"date": dates[:3], "value": [1.0, 3e38, -3e38]}))  # within range: kept exactly
     assert long["value"].tolist() == [1.0, 3e38, -3e38]
+
+
+def test_many_series_in_any_row_order_give_the_frame_pandas_sorting_gives() -> None:
+    """Ids are cleaned once per distinct value and rows sorted by codes: the result must be what a
+    plain pandas sort of the cleaned rows gives, whatever the row order and id spelling."""
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2021-03-01", periods=15, freq="D")
+    ids = [f"shop-{i}" for i in (10, 2, 33, 4, 1)]
+    clean = pd.DataFrame({"id": np.repeat(ids, len(dates)), "date": np.tile(dates, len(ids)),
+                          "value": rng.normal(size=len(ids) * len(dates))})
+    messy = clean.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    messy["id"] = [f"  {s}" if k % 3 == 0 else s for k, s in enumerate(messy["id"])]  # same series, padded
+    long, info = prep(messy, id_column="id")
+    expected = clean.sort_values(["id", "date"], kind="stable", ignore_index=True)
+    assert long["series_id"].tolist() == expected["id"].tolist()
+    assert long["timestamp"].tolist() == expected["date"].tolist()
+    np.testing.assert_array_equal(long["value"].to_numpy(), expected["value"].to_numpy())
+    assert long["step"].tolist() == list(range(len(dates))) * len(ids)
+    assert info["n_series"] == 5 and info["frequency"] == "D" and info["lengths"] == dict.fromkeys(sorted(ids), 15)
+    assert info["start"]["shop-33"] == "2021-03-01 00:00:00" and info["end"]["shop-1"] == "2021-03-15 00:00:00"
+    twice = pd.concat([messy, messy.iloc[[7]]], ignore_index=True)
+    with raises("time_column", "duplicate times in series", repr(messy["id"].iloc[7].strip()), "rows 8, 76"):
+        prep(twice, id_column="id")
