@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 import torch
 from prefect import task
 
@@ -36,9 +35,9 @@ from tasks.config import EvalConfig, ModelConfig, TrainConfig
 from tasks.formats.model import load_members, load_model
 from tasks.formats.scores import (
     BY_SERIES_FILE,
+    append_by_series,
     METRICS_FILE,
     PREDICTIONS_FILE,
-    read_by_series,
     read_metrics,
     read_predictions,
     write_scores,
@@ -120,11 +119,10 @@ def evaluate_task(plan, backtests: tuple[store.StageRef, ...]) -> dict:
 
     def compute(w: store.EntryWriter) -> dict:
         results = [read_metrics(ref.path) for ref in backtests]
-        by_series = pd.concat([read_by_series(ref.path).assign(bucket=b) for b, ref in enumerate(backtests)],
-                              ignore_index=True)
+        ranked = append_by_series(w.dir, [ref.path for ref in backtests], keep=("series_id", "model_mase"))
         result = {**combine(results), "strategy": results[0]["strategy"], "train": results[0]["train"],
-                  "n_series": len(by_series), "sample": sample_series(by_series)}
-        write_scores(w.dir, read_predictions(backtests[0].path) if len(backtests) == 1 else None, result, by_series)
+                  "n_series": len(ranked), "sample": sample_series(ranked)}
+        write_scores(w.dir, read_predictions(backtests[0].path) if len(backtests) == 1 else None, result)
         m = result["metrics"]
         log.info("evaluate: %d series, %d origins x %d leads, model MASE %s, naive %s, gate %s",
                  result["n_series"], result["n_test"], result["horizon"], metric_text(m["model"]["mase"]),

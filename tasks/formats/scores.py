@@ -8,9 +8,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.formats import read_json, write_json
 
@@ -33,6 +37,28 @@ def write_scores(directory: Path, predictions: pd.DataFrame | None, result: dict
 def read_by_series(directory: Path) -> pd.DataFrame:
     """metrics_by_series.parquet: series_id, n, <forecaster>_<metric> (mse, rmse, mae, smape, mase)[, bucket]."""
     return pd.read_parquet(Path(directory) / BY_SERIES_FILE)
+
+
+def append_by_series(directory: Path, buckets: Sequence[Path], keep: Sequence[str]) -> pd.DataFrame:
+    """metrics_by_series.parquet of an evaluate entry, written one bucket's table at a time (each
+    with its `bucket` number): memory holds one bucket's table, not every series'. Returns the
+    `keep` columns of every row, (n_series, len(keep)), for what needs all series at once.
+
+    Raises ValueError when a bucket's columns differ from the first one's.
+    """
+    writer, kept = None, []
+    try:
+        for b, src in enumerate(buckets):
+            table = pq.read_table(Path(src) / BY_SERIES_FILE).replace_schema_metadata(None)
+            table = table.append_column("bucket", pa.array(np.full(table.num_rows, b, dtype=np.int64)))
+            if writer is None:
+                writer = pq.ParquetWriter(str(Path(directory) / BY_SERIES_FILE), table.schema)
+            writer.write_table(table.cast(writer.schema))
+            kept.append(table.select(list(keep)).to_pandas())
+    finally:
+        if writer is not None:
+            writer.close()
+    return pd.concat(kept, ignore_index=True)
 
 
 def read_metrics(directory: Path) -> dict:

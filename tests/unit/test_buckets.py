@@ -200,6 +200,31 @@ def test_combined_buckets_score_like_all_series_together():
     assert by["model_mse"].mean() == pytest.approx(result["metrics"]["model"]["mse"], rel=1e-9)
 
 
+
+def test_the_combined_by_series_table_is_every_bucket_in_order_written_one_at_a_time(tmp_path):
+    from tasks.formats.scores import append_by_series, read_by_series, write_scores
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for b in range(3):
+        k = 4 + b
+        frame = pd.DataFrame({"series_id": [f"s{b}-{i}" for i in range(k)], "n": np.full(k, 10),
+                              "model_mase": rng.uniform(0.5, 2, k), "naive_mase": np.ones(k)})
+        frame.loc[0, "model_mase"] = np.nan  # an undefined MASE stays a missing float
+        (tmp_path / f"b{b}").mkdir()
+        write_scores(tmp_path / f"b{b}", None, {}, frame)
+        frames.append(frame.assign(bucket=b))
+    (tmp_path / "all").mkdir()
+    kept = append_by_series(tmp_path / "all", [tmp_path / f"b{b}" for b in range(3)], keep=("series_id", "model_mase"))
+    expected = pd.concat(frames, ignore_index=True)
+    pd.testing.assert_frame_equal(read_by_series(tmp_path / "all"), expected)
+    pd.testing.assert_frame_equal(kept, expected[["series_id", "model_mase"]])
+    (tmp_path / "odd").mkdir()
+    write_scores(tmp_path / "odd", None, {}, frames[0].drop(columns=["bucket", "naive_mase"]))
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ValueError):  # a bucket with other columns is refused, not silently mixed
+        append_by_series(tmp_path / "x", [tmp_path / "b0", tmp_path / "odd"], keep=("series_id",))
+
 def test_grid_members_are_the_product_and_bad_ones_are_one_line():
     from flows.cli import grid_members
 
