@@ -20,7 +20,7 @@ from tasks.formats.figures import FIGURES, figure_file, figure_title
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
 from tasks.runtime import publish, store
-from tasks.runtime.ledger import write_run_dir
+from tasks.runtime.ledger import run_dir_of, write_run_dir
 from tasks.runtime.stages import Run
 
 logging.getLogger("tasks").setLevel(logging.INFO)
@@ -37,8 +37,8 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     member's config; search: the ranking is a search's (its best members were combined).
     """
     publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
-    summary = {"run": run.name, "run_dir": "", "stages": run.table(), "settings": settings_of(run),
-               "pipeline_seconds": 0.0}
+    summary = {"run": run.name, "run_dir": str(run_dir_of(run)), "stages": run.table(),
+               "settings": settings_of(run), "pipeline_seconds": 0.0}
     if "evaluate" in run.refs:
         summary.update(publish_results(run))
     if "forecast" in run.refs:
@@ -54,7 +54,6 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     summary["largest_task_payload_bytes"] = run.largest_payload
     summary["driver_peak_rss_mb"] = round(store.peak_rss_mb(), 1)
     run_dir = write_run_dir(run, {"summary": summary})
-    summary["run_dir"] = str(run_dir)
     if leaderboard is not None:
         store.write_bytes(run_dir / LEADERBOARD_FILE, leaderboard.to_parquet(index=False))
         store.write_json(run_dir / "winner.json", winner.model_dump(mode="json"))

@@ -91,6 +91,7 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
     writer = BucketWriter(w.dir, n_buckets)
     row = 1
     for table in scan.batches(cfg.data_path, columns):
+        table = table.append_column(ingest.SOURCE_ROW, pa.array(np.arange(row, row + table.num_rows, dtype=np.int64)))
         if cfg.id_column is None:
             writer.write_table(0, table)
         else:
@@ -105,7 +106,7 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
                 writer.write_table(int(bucket[part[0]]), table.take(pa.array(part)))
         row += table.num_rows
     rows = writer.close()
-    log.info("generate: %s partitioned into %d bucket(s) of %d series", cfg.data_path, n_buckets, len(ids))
+    log.info("generate: %s: %d series partitioned into %d bucket(s)", cfg.data_path, len(ids), n_buckets)
     return {"source": "file", "n_buckets": n_buckets, "n_series": len(ids), "rows": rows}
 
 
@@ -188,7 +189,9 @@ def series_groups(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, str]:
     ids = scan.series_ids(frame, cfg.id_column).to_numpy(object)
     texts = frame[cfg.group_column].astype(object).map(lambda v: "" if pd.isna(v) else str(v).strip())
     if (texts == "").any():
-        rows = np.flatnonzero((texts == "").to_numpy()) + 1
+        empty = (texts == "").to_numpy()
+        rows = (frame[ingest.SOURCE_ROW].to_numpy()[empty] if ingest.SOURCE_ROW in frame.columns
+                else np.flatnonzero(empty) + 1)
         raise InputError("group_column", cfg.group_column, f"missing groups in rows {', '.join(map(str, rows[:5]))}")
     pairs = pd.DataFrame({"series_id": ids, "group": texts.to_numpy(object)}).drop_duplicates()
     twice = pairs[pairs["series_id"].duplicated(keep=False)]

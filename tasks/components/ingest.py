@@ -8,6 +8,7 @@ import difflib
 import logging
 import re
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT_RE = re.compile(r"[+-]?\d+")
 _NUM_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.IGNORECASE)
 _MISSING = frozenset({"", "na", "nan", "-nan", "n/a", "nat", "null", "none"})
+# a staged bucket's column holding each row's 1-based row in the user's file (generate stage):
+# errors name those rows, not the row's place in its bucket
+SOURCE_ROW = "__rnnflow_source_row"
+_ROW_NUMBERS: ContextVar[np.ndarray | None] = ContextVar("rnnflow_source_rows", default=None)
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV (every cell as text) or Parquet file; any problem is an InputError."""
@@ -107,7 +112,23 @@ def prepare_series(
     `fill` repairs their values with the other missing ones. Values beyond float32's range are
     refused. info: frequency, time_zone, n_series, lengths, start, end, filled (values repaired),
     added (rows added), utc_offsets (when times mixed several offsets and were read as UTC).
+    Errors name rows of the user's file: the frame's `SOURCE_ROW` column where it has one (a
+    staged bucket), else its own row positions.
     """
+    numbers = df[SOURCE_ROW].to_numpy(dtype=np.int64) if SOURCE_ROW in df.columns else None
+    token = _ROW_NUMBERS.set(numbers)
+    try:
+        return _prepare(df, time_column=time_column, value_column=value_column, id_column=id_column, fill=fill,
+                        min_length=min_length, fill_missing_dates=fill_missing_dates, time_zone=time_zone,
+                        holidays=holidays)
+    finally:
+        _ROW_NUMBERS.reset(token)
+
+
+def _prepare(
+    df: pd.DataFrame, *, time_column: str, value_column: str, id_column: str | None, fill: str | None,
+    min_length: int, fill_missing_dates: bool, time_zone: str | None, holidays: str | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     if fill is not None and fill not in FILLS:
         raise InputError("fill", fill, "expected interpolate or ffill")
     holidays = parse_holidays(holidays)
@@ -473,9 +494,11 @@ def _fill_missing(long: pd.DataFrame, ids: np.ndarray, name: str, fill: str | No
 
 
 def _rows(positions: Any, texts: pd.Series | None = None) -> str:
-    """Describe up to five 0-based positions as 1-based data rows, with their text when given."""
+    """Describe up to five 0-based positions as 1-based data rows (of the user's file, when the
+    frame being prepared came from a staged bucket), with their text when given."""
     pos = sorted(int(p) for p in positions)
-    head = ", ".join(str(p + 1) for p in pos[:_MAX_LISTED])
+    numbers = _ROW_NUMBERS.get()
+    head = ", ".join(str(int(numbers[p]) if numbers is not None else p + 1) for p in pos[:_MAX_LISTED])
     more = f" and {len(pos) - _MAX_LISTED} more" if len(pos) > _MAX_LISTED else ""
     shown = f" ({', '.join(repr(str(texts.iloc[p])[:20]) for p in pos[:_MAX_LISTED])})" if texts is not None else ""
     return f"row{'s' * (len(pos) != 1)} {head}{more}{shown}"

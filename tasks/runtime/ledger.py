@@ -19,9 +19,14 @@ from tasks.runtime import store
 from tasks.runtime.stages import Run
 
 
+def run_dir_of(run: Run) -> Path:
+    """Where `run`'s directory is (or will be): <output root>/runs/<name>."""
+    return store.inside(run.paths.root / "runs", run.name, field="run name")
+
+
 def write_run_dir(run: Run, extra: dict) -> Path:
     """runs/<name>/ of `run`, with `extra` (the summary) in stages.json; returns the directory."""
-    run_dir = store.inside(run.paths.root / "runs", run.name, field="run name")
+    run_dir = run_dir_of(run)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = run.cfg.model_dump(mode="json")
     store.write_json(run_dir / "config.json", {"asked": run.asked.model_dump(mode="json"), "resolved": resolved})

@@ -19,6 +19,7 @@ def test_horizon_run_backtests_forecasts_the_future_and_publishes_it(tmp_path):
     summary, state = run(cfg, until="forecast")
     assert list(actions(summary)) == ["generate", "window", "train", "evaluate", "figures", "forecast"]
     run_dir = Path(summary["run_dir"])
+    assert json.loads((run_dir / "stages.json").read_text())["summary"]["run_dir"] == str(run_dir)  # as returned
     for name in ("forecast.parquet", "figures/forecast.png", "figures/error_by_lead.png", "metrics.json"):
         assert (run_dir / name).is_file(), name
 

@@ -101,6 +101,30 @@ def test_a_missing_id_is_refused_naming_the_row(tmp_path):
         scan.distinct_ids(tmp_path / "p.csv", "shop")
 
 
+
+def test_errors_found_in_a_bucket_name_the_rows_of_the_users_file(tmp_path):
+    """A staged bucket holds rows from all over the file: a refusal must name the file's rows."""
+    from tasks.generate import validate
+    from tasks.formats.series import read_bucket
+
+    df = write_panel(tmp_path / "p.csv")  # 12 shuffled series, 360 rows
+    df = pd.concat([df, df.iloc[[7]]], ignore_index=True)  # file rows 8 and 361: the same shop and day
+    df["sales"] = df["sales"].astype(object)
+    df.loc[20, "sales"] = "lots"  # file row 21
+    df.to_csv(tmp_path / "p.csv", index=False)
+    cfg = DataConfig(data_path=str(tmp_path / "p.csv"), time_column="day", value_column="sales", id_column="shop",
+                     series_per_bucket=4)
+    w = EntryWriter(tmp_path / "out", "generate", "k")
+    partition_file(w, cfg)
+    found = []
+    for b in range(3):
+        try:
+            validate(read_bucket(w.dir, b), cfg)
+        except InputError as err:
+            found.append(str(err))
+    assert any("duplicate times in series 's" in f and "(rows 8, 361)" in f for f in found), found
+    assert any("non-numeric values in row 21 ('lots')" in f for f in found), found
+
 def test_a_generated_panel_starts_with_the_tutorials_sine():
     assert panel_ids(1) == ["sine"] and panel_ids(3) == ["sine-00000", "sine-00001", "sine-00002"]
     assert np.array_equal(panel_values(0, n_points=50), sine_values(n_points=50))
