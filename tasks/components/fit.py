@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -221,6 +222,19 @@ def _advice(data: SeriesData) -> str:
     return "try a lower --lr"
 
 
+_SEEDING = threading.Lock()  # torch's global RNG is one per process
+
+
+def seeded_model(spec: NetworkSpec, seed: int, device: torch.device) -> Forecaster:
+    """build_model(spec) on `device`, its initial weights drawn from torch's global RNG seeded
+    with `seed`, as one step: models built side by side in threads of one process (sweep or
+    search members on the local runner) cannot interleave their draws, so each gets the weights
+    it would get alone (and on a Dask worker)."""
+    with _SEEDING:
+        torch.manual_seed(seed)
+        return build_model(spec).to(device)
+
+
 def train_model(
     values: np.ndarray, split: Split, spec: NetworkSpec, settings: FitSettings, device: torch.device, **hooks
 ) -> tuple[Forecaster, FitState]:
@@ -230,8 +244,7 @@ def train_model(
     series the model is a global one: epochs sample series, then windows (`epoch_origins`).
     `hooks`: on_epoch, checkpoint, resume (see `fit`).
     """
-    torch.manual_seed(settings.seed)
-    model = build_model(spec).to(device)
+    model = seeded_model(spec, settings.seed, device)
     data = series_data(values, split, device, horizon=spec.n_outputs)
     train_idx = torch.as_tensor(split.origins("train"), device=device)
     val_idx = torch.as_tensor(split.origins("val"), device=device)
@@ -253,8 +266,7 @@ def train_buckets(
     if len(buckets) == 1:
         load, split = buckets[0]
         return train_model(load(), split() if callable(split) else split, spec, settings, device, **hooks)
-    torch.manual_seed(settings.seed)
-    model = build_model(spec).to(device)
+    model = seeded_model(spec, settings.seed, device)
 
     def part(load: Callable[[], np.ndarray], split: Split | Callable[[], Split]) -> Part:
         read = split if callable(split) else (lambda: split)

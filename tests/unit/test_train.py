@@ -135,3 +135,40 @@ def test_cuda_graph_step_matches_the_plain_step():
     _, graph = train_model(v, split, MODEL, dataclasses.replace(cfg, cuda_graphs=True), cuda)
     np.testing.assert_allclose(graph.history["train_loss"], plain.history["train_loss"], rtol=1e-4)
     np.testing.assert_allclose(graph.history["val_loss"], plain.history["val_loss"], rtol=1e-4)
+
+
+def test_models_built_side_by_side_in_threads_get_the_weights_they_get_alone(monkeypatch):
+    """Sweep members on the local runner train in threads of one process, and torch's RNG is
+    global: seeding and drawing the initial weights must be one step, or members interleave."""
+    import threading
+    import time
+
+    from tasks.components import fit
+    from tasks.components.specs import NetworkSpec
+
+    real = fit.build_model
+
+    def slow_build(spec):  # draws, yields the GIL to the other thread, draws again
+        first = torch.rand(3)
+        time.sleep(0.05)
+        model = real(spec)
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[:3] += first
+        return model
+
+    monkeypatch.setattr(fit, "build_model", slow_build)
+    spec = NetworkSpec(hidden_size=4)
+    alone = fit.seeded_model(spec, 7, torch.device("cpu")).state_dict()
+    built: dict[int, dict] = {}
+    start = threading.Barrier(2)
+
+    def member(k: int, seed: int) -> None:
+        start.wait()
+        built[k] = fit.seeded_model(spec, seed, torch.device("cpu")).state_dict()
+
+    threads = [threading.Thread(target=member, args=(k, seed)) for k, seed in enumerate((7, 8))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(alone[k], built[0][k]) for k in alone)
