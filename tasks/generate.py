@@ -189,9 +189,7 @@ def series_groups(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, str]:
     ids = scan.series_ids(frame, cfg.id_column).to_numpy(object)
     texts = frame[cfg.group_column].astype(object).map(lambda v: "" if pd.isna(v) else str(v).strip())
     if (texts == "").any():
-        empty = (texts == "").to_numpy()
-        rows = (frame[ingest.SOURCE_ROW].to_numpy()[empty] if ingest.SOURCE_ROW in frame.columns
-                else np.flatnonzero(empty) + 1)
+        rows = ingest.source_rows(frame)[(texts == "").to_numpy()]
         raise InputError("group_column", cfg.group_column, f"missing groups in rows {', '.join(map(str, rows[:5]))}")
     pairs = pd.DataFrame({"series_id": ids, "group": texts.to_numpy(object)}).drop_duplicates()
     twice = pairs[pairs["series_id"].duplicated(keep=False)]

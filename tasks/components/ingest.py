@@ -115,14 +115,21 @@ def prepare_series(
     Errors name rows of the user's file: the frame's `SOURCE_ROW` column where it has one (a
     staged bucket), else its own row positions.
     """
-    numbers = df[SOURCE_ROW].to_numpy(dtype=np.int64) if SOURCE_ROW in df.columns else None
-    token = _ROW_NUMBERS.set(numbers)
+    token = _ROW_NUMBERS.set(source_rows(df))
     try:
         return _prepare(df, time_column=time_column, value_column=value_column, id_column=id_column, fill=fill,
                         min_length=min_length, fill_missing_dates=fill_missing_dates, time_zone=time_zone,
                         holidays=holidays)
     finally:
         _ROW_NUMBERS.reset(token)
+
+
+def source_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The 1-based row in the user's file of each row of `frame`: its SOURCE_ROW column (a staged
+    bucket), else its own positions: (n_rows,) int64."""
+    if SOURCE_ROW in frame.columns:
+        return frame[SOURCE_ROW].to_numpy(dtype=np.int64)
+    return np.arange(1, len(frame) + 1, dtype=np.int64)
 
 
 def _prepare(
@@ -153,7 +160,7 @@ def _prepare(
                              "(an IANA name such as Europe/Berlin) to check them in local time") from None
         raise
     long, added = _add_rows(long, uniques, missing)
-    starts = _starts(long["_code"].to_numpy())
+    starts = _starts(long["_code"].to_numpy()) if added else groups.starts
     lengths = np.diff(starts)
     if int(lengths.min()) < min_length:
         i = int(np.argmin(lengths))
@@ -304,12 +311,8 @@ def _looks_numeric(col: pd.Series) -> bool:
 
 def _parse_ids(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
     """Return the series id of each row as text."""
-    if id_column is None:
-        return np.full(len(df), SINGLE_SERIES_ID, dtype=object)
-    texts, missing = _as_text(df[id_column])
-    if missing.any():
-        raise InputError("id_column", id_column, f"missing ids in {_rows(np.flatnonzero(missing))}")
-    return texts.to_numpy(dtype=object)
+    ids, codes = _series_codes(df, id_column)
+    return ids[codes]
 
 
 def _parse_times(col: pd.Series, name: str, time_zone: str | None) -> tuple[Any, bool, list[str]]:

@@ -160,10 +160,14 @@ def encoded_ids(column: pa.ChunkedArray | pa.Array, name: str, first_row: int = 
         text = id_text(arr, name, first_row)  # float ids are cleaned by what the whole batch holds
         arr = text
     codes = pc.dictionary_encode(arr)
-    indices = codes.indices.to_numpy(zero_copy_only=False)
-    if codes.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(codes.dictionary.cast(pa.string())), "")).as_py():
-        id_text(arr, name, first_row)  # names the rows
-    return id_text(codes.dictionary, name, first_row), indices.astype(np.int64)
+    try:
+        if codes.null_count:
+            raise InputError("id_column", name, "missing ids")
+        uniques = id_text(codes.dictionary, name, first_row)
+    except InputError:
+        id_text(arr, name, first_row)  # the same refusal, naming the batch's rows
+        raise
+    return uniques, codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def distinct_ids(path: str | Path, id_column: str | None, batch_rows: int = BATCH_ROWS) -> list[str]:
