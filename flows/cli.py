@@ -86,6 +86,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--search-seeds": ("search", "seeds"),
     "--top-k": ("search", "top_k"),
     "--combine": ("search", "combine"),
+    "--statistical-members": ("search", "statistical"),
     "--runner": ("runner", "kind"),
     "--dask-address": ("runner", "address"),
     "--workers": ("runner", "workers"),

@@ -29,12 +29,13 @@ SUMMARY_RECORD = "rnnflow_summary"  # marks the summary block's log record (the 
 
 
 def finish(run: Run, promoted: dict | None = None, promote: bool = False, leaderboard=None,
-           winner=None, search: bool = False) -> dict:
+           winner=None, search: tuple[str, ...] | None = None) -> dict:
     """Publish what the run did and where its outputs are; return the flow's summary.
 
     promoted: the promote task's summary when it ran; `promote`: whether it was asked for;
     leaderboard, winner: a sweep's or a search's ranking (a DataFrame, best first) and the best
-    member's config; search: the ranking is a search's (its best members were combined).
+    member's config; search: the ranking is a search's (its best members were combined), the
+    statistical members among them ("ets": tasks.components.references) or ().
     """
     publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
     summary = {"run": run.name, "run_dir": str(run_dir_of(run)), "stages": run.table(),
@@ -96,8 +97,10 @@ def leaderboard_line(lb: dict) -> str:
     """A sweep's winner, or a search's ensemble, in one line."""
     mase = "undefined" if lb["val_mase"] is None else f"{lb['val_mase']:.4g}"
     if lb.get("kind") == "search":
+        joined = lb.get("statistical") or []
+        among = f", {' and '.join(joined)} among them" if joined else ""
         return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
-                f"combined by the {lb['combine']} (best validation MASE {mase}; rnn-leaderboard lists them all)")
+                f"combined by the {lb['combine']}{among} (best validation MASE {mase}; rnn-leaderboard lists them all)")
     return f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {mase})"
 
 
@@ -265,20 +268,23 @@ def publish_forecast(run: Run) -> dict:
 LEADERBOARD_FILE = "leaderboard.parquet"
 
 
-def publish_leaderboard(run: Run, board, search: bool = False) -> dict:
+def publish_leaderboard(run: Run, board, search: tuple[str, ...] | None = None) -> dict:
     """The rnn-leaderboard table artifact (members ranked by validation MASE); the best member's
-    settings, its validation MASE and (for a search) how many members the ensemble combines."""
-    what = "Search" if search else "Sweep"
+    settings, its validation MASE and (for a search) how many members the ensemble combines and
+    which of them are statistical (`search`: their names, "ets", ...)."""
+    what = "Search" if search is not None else "Sweep"
     publish.publish_table(publish.LEADERBOARD_KEY, publish.table_rows(board.drop(columns=["model_entry",
                                                                                     "scores_entry"])),
                           f"{what} members of run {run.name}, ranked by the model's MASE on the validation range")
-    top = board.iloc[0]
+    nets = board[board["forecaster"] == "network"] if "forecaster" in board else board
+    top = nets.iloc[0] if len(nets) else board.iloc[0]  # the best network's settings
     settings = {k: top[k] for k in board.columns if "." in k}
     out = {"kind": what.lower(), "members": len(board), "winner": {k: str(v) for k, v in settings.items()},
-           "val_mase": _float_or_none(top["val_mase"])}
-    if search:
+           "val_mase": _float_or_none(board.iloc[0]["val_mase"])}
+    if search is not None:
         out["combined"] = min(run.cfg.search.top_k, len(board))
         out["combine"] = run.cfg.search.combine
+        out["statistical"] = [LABELS[n] for n in search]
     return out
 
 

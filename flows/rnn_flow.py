@@ -42,6 +42,7 @@ from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
+from tasks.components.references import LABELS  # noqa: E402
 from tasks.components.search import candidates  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
 from tasks.config import Metric, PipelineConfig, PromoteSettings, members_of, nested, with_overrides  # noqa: E402
@@ -99,7 +100,7 @@ def rnn_pipeline(
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
         if searching(run, groups):  # several members, ranked on the validation range; the best combined
             overrides = search_space(cfg, run.asked, series, calendar)
-            ranked = rank_members(run, cfg, series, calendar, overrides)
+            ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical)
             return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
                           ensemble=ranked.ensemble(run, cfg.search.top_k, cfg.search.combine))
         splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
@@ -191,43 +192,62 @@ def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: d
     else:
         space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
-    log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
-             "the %s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine)
+    statistical = "".join(f" and {LABELS[n]}" for n in cfg.search.statistical)
+    log.info("search: %d configuration(s) x %d seed(s)%s, ranked on the validation range; the best %d combined by "
+             "the %s", len(space), cfg.search.seeds, statistical,
+             min(cfg.search.top_k, len(members) + len(cfg.search.statistical)), cfg.search.combine)
     return members
 
 
 @dataclass
 class Ranked:
     """Members trained and ranked on the validation range: their configs, window entries (per
-    distinct window setting, one per bucket), train entries, and the leaderboard (best first)."""
+    distinct window setting, one per bucket), train entries, the statistical members (names,
+    after the networks in member order) and their season length, and the leaderboard (best
+    first)."""
 
     members: list[PipelineConfig]
     splits: dict
     models: tuple[StageRef, ...] | None
     board: Any  # pandas.DataFrame | None
     reference: tuple[StageRef, ...] | None  # the window entries of the longest window
+    statistical: tuple[str, ...] = ()
+    season: int = 0
 
     def best(self, k: int) -> list[int]:
         """The positions of the best `k` members (by validation MASE, ties in member order)."""
         return [int(i) for i in self.board["member"].iloc[:k]]
 
+    def top(self, k: int) -> tuple[list[int], list[str]]:
+        """The ensemble's members: the best `k` by validation MASE, at most k - 1 of them
+        statistical (the best network always takes a seat): (network positions, statistical names)."""
+        n = len(self.members)
+        ranked = [int(i) for i in self.board["member"]]
+        nets = [i for i in ranked if i < n]
+        chosen = ranked[:k] if any(i < n for i in ranked[:k]) else [*ranked[: k - 1], nets[0]]
+        return [i for i in chosen if i < n], [self.statistical[i - n] for i in chosen if i >= n]
+
     def ensemble(self, run: Run, top_k: int, combine: str) -> dict | None:
-        """The ensemble of the best `top_k`: its members' train entries and window entries, their
-        configs, and the packed model file (the ensemble stage)."""
+        """The ensemble of the best `top_k` (Ranked.top): its network members' train entries and
+        window entries, their configs, its statistical members, and the packed model file (the
+        ensemble stage)."""
         if self.models is None or self.board is None:
             return None
-        top = self.best(top_k)
-        packed = run.stage(ensemble_task, models=tuple(self.models[i] for i in top), combine=combine)
-        return {"models": tuple(self.models[i] for i in top), "cfgs": [self.members[i] for i in top],
-                "windows": [self.splits[self.members[i].window] for i in top], "packed": packed,
-                "combine": combine}
+        nets, statistical = self.top(top_k)
+        models = tuple(self.models[i] for i in nets)
+        packed = run.stage(ensemble_task, models=models, combine=combine, statistical=tuple(statistical),
+                           season=self.season)
+        return {"models": models, "cfgs": [self.members[i] for i in nets],
+                "windows": [self.splits[self.members[i].window] for i in nets], "packed": packed,
+                "combine": combine, "statistical": tuple(statistical), "season": self.season}
 
 
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
-                 overrides: list[dict[str, Any]]) -> Ranked:
+                 overrides: list[dict[str, Any]], statistical: tuple[str, ...] = ()) -> Ranked:
     """Train every member (`overrides` on top of `base`) on the runner and score each on the
-    validation range only. Members with different window lengths share the val/cal/test targets
-    of the longest (the window stage's anchor) and are scored on its windows."""
+    validation range only, with the `statistical` members (a search's: AutoETS, AutoTheta fitted
+    on the training range) beside them. Members with different window lengths share the
+    val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows."""
     members = [run.resolve(with_overrides(base, nested(m))) for m in overrides]
     lengths = {m.window.seq_length for m in members}
     anchor = {"anchor": max(lengths)} if len(lengths) > 1 else {}
@@ -239,13 +259,16 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
     longest = max(splits, key=lambda w: w.seq_length)
     models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
                                   for m in members])
+    season = int(base.eval.season_length or (calendar or {}).get("season_length") or 0)  # 0: none (None skips a stage)
     board = None
     if models is not None:  # rank on the validation range only; the test range is the winner's alone
         reference = {"reference": splits[longest]} if anchor else {}
-        scores = run.map(validate_task, [{"splits": splits[m.window], "model": model, **reference}
-                                         for m, model in zip(members, models)], eval_cfg=base.eval)
-        board = leaderboard(overrides, scores, models)
-    return Ranked(members, splits, models, board, splits[longest])
+        items = [{"splits": splits[m.window], "model": model, **reference} for m, model in zip(members, models)]
+        items += [{"splits": splits[longest], "statistical": name, "season": season} for name in statistical]
+        scores = run.map(validate_task, items, eval_cfg=base.eval)
+        board = leaderboard([*overrides, *({"forecaster": LABELS[n]} for n in statistical)], scores,
+                            [*models, *(None for _ in statistical)])
+    return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season)
 
 
 def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
@@ -261,7 +284,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
     items = parts and [{"split": p["split"], "model": p["model"], "group": p["group"]} for p in parts]
     combine = {}
     if ensemble is not None and items:  # every member reads bucket b through its own window entry
-        combine = {"combine": ensemble["combine"]}
+        combine = {"combine": ensemble["combine"], "statistical": ensemble["statistical"], "season": ensemble["season"]}
         items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
                  for b, it in enumerate(items)]
     backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
@@ -283,7 +306,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
             decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
     winner = (ensemble["cfgs"][0] if ensemble else cfg) if board is not None else None
     return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=winner,
-                  search=ensemble is not None)
+                  search=ensemble["statistical"] if ensemble is not None else None)
 
 
 def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ensemble: dict | None,
@@ -303,7 +326,7 @@ def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ense
 
 def forecaster_name(cfg: PipelineConfig, ensemble: dict | None) -> str:
     """How figures name the forecaster: its cell ("GRU"), or "ensemble of 3"."""
-    return f"ensemble of {len(ensemble['models'])}" if ensemble else cfg.model.cell.upper()
+    return f"ensemble of {len(ensemble['models']) + len(ensemble['statistical'])}" if ensemble else cfg.model.cell.upper()
 
 
 def in_groups(series, splits, models: dict | None) -> list[dict] | None:

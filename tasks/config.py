@@ -231,6 +231,23 @@ class SearchConfig(_Section):
     seeds: int = Field(2, ge=1, le=20, description="Seeds per searched configuration (each a member of its own).")
     top_k: int = Field(3, ge=1, le=50, description="Members, best by validation MASE, whose forecasts are combined.")
     combine: Literal["median", "mean"] = Field("median", description="How the top members' forecasts combine.")
+    statistical: tuple[Reference, ...] = Field(
+        ("ets", "theta"), max_length=3, description="Statistical forecasters ranked beside the networks on the "
+        "validation range (statsforecast, fitted on the training range); at most top_k - 1 join the ensemble, the "
+        "best network always does (a hybrid in the ES-RNN spirit); none: networks only."
+    )
+
+    @field_validator("statistical", mode="before")
+    @classmethod
+    def _parse_statistical(cls, v: object) -> object:
+        return EvalConfig._parse_list(v)
+
+    @field_validator("statistical")
+    @classmethod
+    def _distinct_statistical(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("each statistical member once (e.g. ets,theta)")
+        return v
 
     @field_validator("mode")
     @classmethod

@@ -29,6 +29,7 @@ from tasks.components.backtest import Predict, as_predict, band_columns, score_s
 from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
+from tasks.components.references import Statistical
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast, write_forecast
@@ -158,25 +159,33 @@ def refit_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
     return build(plan, compute)
 
 
-def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.StageRef], combine: str) -> Ensemble:
+def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.StageRef], combine: str,
+                statistical: Sequence[str] = (), season: int | None = None,
+                reference: tuple[np.ndarray, Split] | None = None) -> Ensemble:
     """The ensemble of train (or refit) entries, each reading the bucket through its own window
-    entry; a refit member reads it with the scalers of all of each series (Split.all_origins)."""
+    entry; a refit member reads it with the scalers of all of each series (Split.all_origins).
+    The `statistical` members read the bucket through `reference` (values, the longest window's
+    split); forecasting from the end, they are fitted on all of each series."""
     members = []
     for m, s in zip(models, member_splits):
         net, record = load_model(m.path)
         values, own = read_window(s.path)
         members.append(Member(net, own.all_origins(values) if record.trained.get("refit_full") else own))
+    if statistical:
+        members += [Member(Statistical(n, season), reference[1]) for n in statistical]
     return Ensemble(members, combine)
 
 
 @task(**stage_task(PREDICT))
 def predict_task(plan, series: store.StageRef, split: store.StageRef, model: store.StageRef | tuple[store.StageRef, ...],
                  backtest: store.StageRef, group: str | None = None,
-                 member_splits: tuple[store.StageRef, ...] | None = None, combine: str = "median") -> dict:
+                 member_splits: tuple[store.StageRef, ...] | None = None, combine: str = "median",
+                 statistical: tuple[str, ...] = (), season: int = 0) -> dict:
     """Forecast one bucket's series (of `group`, for per-group models) past their end
     (forecast.parquet), with the bands of its backtest's calibration; `model` is the trained
     model, or the refit one, or an ensemble's members (each reading the bucket through its entry
-    of `member_splits`; `split`: the reference, the longest window), combined by `combine`."""
+    of `member_splits`; `split`: the reference, the longest window) and the `statistical` members
+    (season length `season`), combined by `combine`."""
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
@@ -187,7 +196,7 @@ def predict_task(plan, series: store.StageRef, split: store.StageRef, model: sto
             net, record = load_model(model.path)
             model_split = sp.all_origins(values) if record.trained.get("refit_full") else None
         else:
-            net, model_split = ensemble_of(model, member_splits, combine), None
+            net, model_split = ensemble_of(model, member_splits, combine, statistical, season, (values, sp)), None
         columns = future_forecast(net, values, sp, intervals, model_split)
         fc = forecast_frame(sp, future_times(frame, sp, columns["forecast"].shape[1]), columns)
         write_forecast(w.dir, fc)

@@ -67,14 +67,16 @@ def holdout_scores(
     """Metrics of `model` and the baselines on the holdout targets with `history` points: (scores, n).
 
     An ensemble forecasts from its reference member's view (`record`), each member reading the
-    same targets through its own window and scalers (tasks.components.ensemble).
+    same targets through its own window and scalers (tasks.components.ensemble); a statistical
+    member reads them through the reference's view (fitted on the history before the holdout).
     """
     sp = holdout_view(split, record, history)
     n = sp.count("test")
     if n == 0:
         raise ValueError(f"no holdout target has the {history} points of history a window needs")
     if isinstance(model, EnsembleFile):
-        members = [Member(net, holdout_view(split, r, history)) for net, r in model.members]
+        members = [*(Member(net, holdout_view(split, r, history)) for net, r in model.members),
+                   *(Member(m, sp) for m in model.statistical)]
         pred = Ensemble(members, model.combine, cfg.chunk_size)(values, sp, sp.origins("test"), 1)[:, 0]
     else:
         pred = one_step_forecasts(model, values, sp, cfg.chunk_size)

@@ -2,15 +2,16 @@
 the test range).
 
     validate   one entry per sweep member: the rolling-origin backtest of its model over the
-               validation origins of every series (scores.json)
+               validation origins of every series (scores.json); for a search, also one per
+               statistical member (AutoETS, AutoTheta fitted on the training range)
 
-    ensemble   one entry for a search: the top members' model files packed into one model.pt
-               (tasks/formats/model.py: what promotion judges and the run directory keeps), and
-               the best member's training history
+    ensemble   one entry for a search: the top members' model files (and the statistical members'
+               names) packed into one model.pt (tasks/formats/model.py: what promotion judges and
+               the run directory keeps), and the best network member's training history
 
-The leaderboard (`leaderboard`) ranks members by the model's validation MASE; the winner (or
-the ensemble of the best) is then scored on the test range by the usual evaluate stage and
-judged by the usual gate.
+The leaderboard (`leaderboard`) ranks members by their validation MASE; the winner (or the
+ensemble of the best) is then scored on the test range by the usual evaluate stage and judged
+by the usual gate.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prefect import task
 
 from tasks.components.backtest import validation_scores
 from tasks.components.ensemble import Ensemble, Member
+from tasks.components.references import LABELS, Statistical
 from tasks.components.split import concat_splits
 from tasks.config import EvalConfig
 from tasks.formats.history import HISTORY_FILE
@@ -41,60 +43,77 @@ ENSEMBLE = StageSpec("ensemble", phase="train", packages=("torch",), files=(MODE
 
 
 @task(**stage_task(STAGE))
-def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...], model: store.StageRef,
-                  reference: tuple[store.StageRef, ...] | None = None) -> dict:
-    """Score one member's model over the validation origins of every bucket; write scores.json.
+def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...], model: store.StageRef | None = None,
+                  reference: tuple[store.StageRef, ...] | None = None, statistical: str | None = None,
+                  season: int = 0) -> dict:
+    """Score one member over the validation origins of every bucket; write scores.json.
 
-    splits: the member's window entries (one per bucket); reference: a search's window entries
-    of its longest window, whose validation targets and MASE scales every member is scored on
-    (the member reads them through its own window and scalers); None: the member's own.
+    model: the member's train entry, reading the series through `splits` (its window entries,
+    one per bucket); statistical: instead of a network, a reference forecaster ("ets", "theta":
+    tasks.components.references.Statistical, season length `season`) fitted on the training
+    range of `splits`. reference: a search's window entries of its longest window, whose
+    validation targets and MASE scales every member is scored on (the member reads them through
+    its own window and scalers); None: the member's own.
     """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = concat_splits([read_window(ref.path) for ref in splits])
-        net, record = load_model(model.path)
-        forecaster = net
+        if statistical is not None:
+            forecaster, trained = Statistical(statistical, season), {"epochs_run": 0, "best_epoch": None,
+                                                                       "stopped_early": False}
+        else:
+            net, record = load_model(model.path)
+            forecaster, trained = net, record.trained
         if reference is not None:
             values, ref = concat_splits([read_window(r.path) for r in reference])
-            forecaster, sp = Ensemble([Member(net, sp)], chunk=eval_cfg.chunk_size), ref
+            if statistical is None:
+                forecaster = Ensemble([Member(net, sp)], chunk=eval_cfg.chunk_size)
+            sp = ref
         scores = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size)
-        scores["train"] = {k: record.trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
+        scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
-        log.info("validate: model MASE %.4f on %d validation origins", scores["metrics"]["model"]["mase"],
-                 scores["n_val"])
+        log.info("validate: %s MASE %.4f on %d validation origins",
+                 LABELS[statistical] if statistical else "model", scores["metrics"]["model"]["mase"], scores["n_val"])
         return {"mase": scores["metrics"]["model"]["mase"]}
 
     return build(plan, compute)
 
 
-def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], models: Sequence[store.StageRef]
+def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], models: Sequence[store.StageRef | None]
                 ) -> pd.DataFrame:
-    """One row per member, best first: its settings, validation metrics of the model and the
-    baselines, epochs, and the entries of its model and scores. Ties keep the grid's order."""
+    """One row per member, best first: what forecasts ("network", or a statistical member's
+    label, "AutoETS"), its settings, validation metrics of the member and the baselines, epochs,
+    and the entries of its model (none for a statistical member) and scores. Ties keep the
+    members' order."""
     rows = []
     for i, (member, ref, model) in enumerate(zip(members, scores, models)):
         s = read_validation(ref.path)
         m = s["metrics"]
-        rows.append({"member": i, **{k: str(v) for k, v in member.items()},
+        settings = {k: str(v) for k, v in member.items() if k != "forecaster"}
+        rows.append({"member": i, "forecaster": member.get("forecaster", "network"), **settings,
                      "val_mase": m["model"]["mase"], "val_mae": m["model"]["mae"], "val_rmse": m["model"]["rmse"],
                      "naive_mase": m["naive"]["mase"],
                      "seasonal_naive_mase": m.get("seasonal_naive", {}).get("mase", np.nan),
                      "n_val": s["n_val"], "epochs_run": s["train"]["epochs_run"],
-                     "model_entry": str(model.path), "scores_entry": str(ref.path)})
+                     "model_entry": str(model.path) if model is not None else "", "scores_entry": str(ref.path)})
     board = pd.DataFrame(rows)
     order = np.lexsort((board["member"].to_numpy(), np.nan_to_num(board["val_mase"].to_numpy(float), nan=np.inf)))
     return board.iloc[order].reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
 
 
 @task(**stage_task(ENSEMBLE))
-def ensemble_task(plan, models: tuple[store.StageRef, ...], combine: str) -> dict:
-    """Pack the ensemble's members (train entries, best first) into one model.pt, combined by
-    `combine`; keep the best member's history.json (the loss figure's). Return the StageRef."""
+def ensemble_task(plan, models: tuple[store.StageRef, ...], combine: str, statistical: tuple[str, ...] = (),
+                  season: int = 0) -> dict:
+    """Pack the ensemble's members (network train entries, best first, and the `statistical`
+    members' names with season length `season`) into one model.pt, combined by `combine`; keep
+    the best network member's history.json (the loss figure's). Return the StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
-        save_ensemble(w.dir, [m.file(MODEL_FILE) for m in models], combine)
+        save_ensemble(w.dir, [m.file(MODEL_FILE) for m in models], combine,
+                      [Statistical(n, season) for n in statistical])
         shutil.copyfile(models[0].file(HISTORY_FILE), w.path(HISTORY_FILE))
-        log.info("ensemble: %d members, combined by the %s", len(models), combine)
-        return {"members": len(models)}
+        log.info("ensemble: %d members%s, combined by the %s", len(models) + len(statistical),
+                 f" ({', '.join(LABELS[n] for n in statistical)} among them)" if statistical else "", combine)
+        return {"members": len(models) + len(statistical)}
 
     return build(plan, compute)

@@ -31,7 +31,7 @@ import torch
 from tasks.components.calendar import seasons_for
 from tasks.components.conformal import calibrate, interval_stats
 from tasks.components.metrics import all_metrics, naive_scale
-from tasks.components.references import REFERENCES, reference_forecasts
+from tasks.components.references import LABELS, REFERENCES, reference_forecasts
 from tasks.components.scaling import REL_FLOOR
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
@@ -426,13 +426,15 @@ def backtest(
     n_fits = 0
     if refit is not None and refit_every:
         idx, pred, n_fits = refit_forecasts(values, split, refit_every, refit, H, chunk)
-    else:
-        idx = split.origins("test")
-        pred = as_predict(model, chunk)(values, split, idx, H)
     spread = {}
-    if hasattr(model, "forecasts") and not (refit is not None and refit_every):  # an ensemble: its members' range
-        each = model.forecasts(values, split, idx, H)
-        spread = {"member_min": each.min(axis=0), "member_max": each.max(axis=0)}
+    if not (refit is not None and refit_every):
+        idx = split.origins("test")
+        if hasattr(model, "forecasts"):  # an ensemble: its members' forecasts once, their range and combination
+            each = model.forecasts(values, split, idx, H)
+            pred = model.combined(each)
+            spread = {"member_min": each.min(axis=0), "member_max": each.max(axis=0)}
+        else:
+            pred = as_predict(model, chunk)(values, split, idx, H)
     y = actuals(values, split, idx)
     forecasts = {"model": pred, **baselines(values, split, idx, H, seasons[0] if seasons else None, seasons[1:])}
     refs: dict = {"names": []}
@@ -462,14 +464,17 @@ def backtest(
                 "seasons": list(seasons), "frequency": split.frequency, "intervals": intervals,
                 "gate": baseline_gate(metrics, undefined, gate_baseline), "undefined": undefined,
                 "references": refs, "refit_every": refit_every, "refits": n_fits,
-                **({"ensemble": ensemble_report(spread, scale, len(model.members), model.combine)} if spread else {})}
+                **({"ensemble": ensemble_report(spread, scale, model)} if spread else {})}
 
 
-def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, members: int, combine: str) -> dict:
+def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) -> dict:
     """How far the members of an ensemble disagree: their mean range (max - min) over origins and
-    leads, in the series' MASE units (so 0.5 is half an in-sample naive step)."""
+    leads, in the series' MASE units (so 0.5 is half an in-sample naive step); its members, the
+    statistical ones among them by name ("AutoETS"), and how they combine."""
     width = (spread["member_max"] - spread["member_min"]) / scale[:, None]
-    return {"members": members, "combine": combine, "mean_spread": _finite(float(np.nanmean(width)))}
+    statistical = [LABELS[m.model.name] for m in ensemble.members if not m.is_network]
+    return {"members": len(ensemble.members), "statistical": statistical, "combine": ensemble.combine,
+            "mean_spread": _finite(float(np.nanmean(width)))}
 
 
 # --------------------------------------------------------------------------- one-step holdout scores

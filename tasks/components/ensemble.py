@@ -7,6 +7,11 @@ origins shifted by L_ref - L_m:
 
     target t = o + L_ref + h - 1       member m: origin o + (L_ref - L_m), its own last L_m points
 
+A member may also be a statistical forecaster (tasks.components.references.Statistical: AutoETS,
+AutoTheta) that a search ranked among the best on the validation range: it reads the whole
+history up to each origin through its own split (the reference's, so its shift is 0) and has
+neither window nor scalers.
+
 The combination is the median (default) or the mean over members, per origin and lead: M4's
 best entries were combinations (Makridakis et al. 2020), and the median is robust to one bad
 member. The spread over members (min, max) is kept for the report and the figures.
@@ -15,6 +20,7 @@ member. The spread over members (min, max) is kept for the report and the figure
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +33,15 @@ COMBINE = {"median": np.median, "mean": np.mean}
 
 @dataclass
 class Member:
-    """A trained network and its own split of the same series (for its window and scalers)."""
+    """A trained network (or a statistical forecaster, a backtest Predict) and its own split of
+    the same series (for its window and scalers; a statistical one reads each series' history)."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module | Callable[[np.ndarray, Split, np.ndarray, int], np.ndarray]
     split: Split
+
+    @property
+    def is_network(self) -> bool:
+        return isinstance(self.model, torch.nn.Module)
 
 
 @dataclass
@@ -56,15 +67,22 @@ class Ensemble:
             if shift < 0:
                 raise ValueError(f"a member reads {m.split.seq_length} points, more than the reference's "
                                  f"{split.seq_length}")
+            if not m.is_network:
+                out.append(m.model(values, m.split, idx + shift, steps))
+                continue
             view = dataclasses.replace(split, seq_length=m.split.seq_length, normalize=m.split.normalize,
                                        series=tuple(dataclasses.replace(s, scaler=own.scaler)
                                                     for s, own in zip(split.series, _same_series(split, m.split))))
             out.append(model_forecasts(m.model, values, view, idx + shift, steps, self.chunk))
         return np.stack(out)
 
+    def combined(self, forecasts: np.ndarray) -> np.ndarray:
+        """The members' forecasts (k, n, steps) combined: (n, steps)."""
+        return COMBINE[self.combine](forecasts, axis=0)
+
     def __call__(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
         """The combined forecast: (n, steps)."""
-        return COMBINE[self.combine](self.forecasts(values, split, idx, steps), axis=0)
+        return self.combined(self.forecasts(values, split, idx, steps))
 
 
 def _same_series(ref: Split, own: Split) -> tuple:

@@ -166,3 +166,60 @@ def _forecast_each(ys: list[np.ndarray], name: str, season: int | None, steps: i
             pred = None
         out.append(pred)
     return out
+
+
+class Statistical:
+    """A reference forecaster as a member of a search's ensemble: ranked on the validation range
+    beside the networks and, when among the best, combined with them (the hybrid of
+    tasks/components/ensemble.py). Callable as a backtest Predict.
+
+    Fitted per series on its history up to the earliest origin it is asked to forecast from (the
+    last observed point of that origin), then applied with its parameters fixed to the history up
+    to each origin (the fitted model's `forward`): the references' own policy (statsforecast's
+    cross_validation with refit=False; the same forecasts, checked by the tests). Asked for the
+    validation origins, it is fitted on the training range, and its validation score is a true
+    out-of-sample one; for the calibration origins, on everything before them, so its
+    calibration residuals are as out-of-sample as its test ones; for the test origins, on
+    everything before the test range (it then forecasts exactly as the reference of that name);
+    for the future, on all of each series. No forecast reads a value after its origin.
+
+    The idea of combining statistical and learned forecasters: Smyl (2020), "A hybrid method of
+    exponential smoothing and recurrent neural networks for time series forecasting", Int. J.
+    Forecasting 36(1) (the M4 winner), and the M4 combinations of Makridakis et al. (2020).
+    """
+
+    def __init__(self, name: str, season: int | None):
+        reference_model(name, season)  # an unknown name fails here
+        self.name = name
+        self.season = int(season) if season and season > 1 else None
+
+    def __repr__(self) -> str:
+        return f"Statistical({self.name!r}, season={self.season})"
+
+    def __call__(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
+        """Forecasts of `steps` values after each origin `idx` (global window starts of `split`),
+        in the series' own units: (n, steps). A series whose model raises or forecasts a value
+        that is not finite gets the naive forecast (logged), as the references do."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), steps))
+        last, k = split.last_observed(idx), split.series_index(idx)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # see reference_forecasts
+            for j in np.unique(k):
+                rows, s = np.flatnonzero(k == j), split.series[int(j)]
+                try:
+                    pred = self._series(values, s.offset, last[rows], steps)
+                    if not np.isfinite(pred).all():
+                        raise ValueError("a forecast that is not finite")
+                except Exception as exc:  # noqa: BLE001 (any model failure: the naive forecast, logged)
+                    log.warning("%s (ensemble member) failed on series %r (%s); its naive forecast stands in",
+                                LABELS[self.name], s.series_id, f"{type(exc).__name__}: {exc}"[:200])
+                    pred = np.repeat(values[last[rows]][:, None], steps, axis=1)
+                out[rows] = pred
+        return out
+
+    def _series(self, values: np.ndarray, offset: int, last: np.ndarray, steps: int) -> np.ndarray:
+        fit_end = int(last.min()) + 1
+        model = reference_model(self.name, self.season).fit(np.asarray(values[offset:fit_end], dtype=float))
+        return np.stack([np.asarray(model.forward(y=np.asarray(values[offset : t + 1], dtype=float), h=steps)["mean"],
+                                    dtype=float) for t in last])
+

@@ -1,5 +1,6 @@
 """train: model.pt, a ModelFile record with the network's weights; ensemble: model.pt holding
-the top members of a search (each a model file's content) and how they combine."""
+the top members of a search (each a network's model file content, or a statistical forecaster's
+name and season length) and how they combine."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from tasks.components.ensemble import Member
 from tasks.components.network import Forecaster, build_model
+from tasks.components.references import Statistical
 from tasks.components.specs import NetworkSpec
 from tasks.components.split import Scaler, Split
 
@@ -55,22 +57,30 @@ def save_model(directory: Path, model: torch.nn.Module, record: ModelFile) -> Pa
 
 @dataclass(frozen=True)
 class EnsembleFile:
-    """The content of an ensemble's model.pt: each member's network and record, and the combination."""
+    """The content of an ensemble's model.pt: each network member's network and record, the
+    statistical members (tasks.components.references.Statistical), and the combination."""
 
     members: tuple[tuple[Forecaster, ModelFile], ...]
     combine: str = "median"
+    statistical: tuple[Statistical, ...] = ()
 
     def reference(self) -> ModelFile:
-        """The record of the member with the longest window (the first of equals): the ensemble's
-        forecasts are made from its origins (tasks.components.ensemble)."""
+        """The record of the network member with the longest window (the first of equals): the
+        ensemble's forecasts are made from its origins (tasks.components.ensemble)."""
         return max((r for _, r in self.members), key=lambda r: r.seq_length)
 
 
-def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str) -> Path:
-    """model.pt of an ensemble: every member's model file content, in rank order, and `combine`."""
+def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
+                  statistical: Sequence[Statistical] = ()) -> Path:
+    """model.pt of an ensemble: every network member's model file content, in rank order, the
+    statistical members (name and season length), and `combine`. Raises ValueError without a
+    network member (an ensemble forecasts from a network's origins)."""
+    if not member_files:
+        raise ValueError("an ensemble needs at least one network member")
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
-    torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs}, path)
+    torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
+                "statistical": [{"name": m.name, "season": m.season} for m in statistical]}, path)
     return path
 
 
@@ -84,9 +94,10 @@ def load_model_file(path: str | Path) -> tuple[Forecaster | EnsembleFile, ModelF
     """
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if blob.get("format") == _ENSEMBLE_FORMAT:
-        ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"])
+        ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"],
+                           tuple(Statistical(m["name"], m["season"]) for m in blob.get("statistical", ())))
         ref = ens.reference()
-        return ens, dataclasses.replace(ref, trained={**ref.trained, "members": len(ens.members),
+        return ens, dataclasses.replace(ref, trained={**ref.trained, "members": len(ens.members) + len(ens.statistical),
                                                       "combine": ens.combine})
     return _from_blob(blob)
 
@@ -118,6 +129,11 @@ def load_model(directory: Path) -> tuple[Forecaster, ModelFile]:
     return load_model_file(Path(directory) / MODEL_FILE)
 
 
-def load_members(model_dirs: Sequence[Path], splits: Sequence[Split]) -> list[Member]:
-    """The members of an ensemble: each train entry's model with the split it reads the series by."""
-    return [Member(load_model(d)[0], sp) for d, sp in zip(model_dirs, splits)]
+def load_members(model_dirs: Sequence[Path], splits: Sequence[Split], statistical: Sequence[Statistical] = (),
+                 reference: Split | None = None) -> list[Member]:
+    """The members of an ensemble: each train entry's model with the split it reads the series by,
+    then each statistical member reading them through `reference` (the longest window's split)."""
+    if statistical and reference is None:
+        raise ValueError("statistical members need the reference split")
+    return [*(Member(load_model(d)[0], sp) for d, sp in zip(model_dirs, splits)),
+            *(Member(m, reference) for m in statistical)]

@@ -226,3 +226,29 @@ def test_an_ensemble_is_judged_as_one_model_each_member_reading_the_holdout_its_
     assert isinstance(champion, EnsembleFile) and len(champion.members) == 2 and record.seq_length == 20
     again = promote(root, win, good, "run-2", MASE)  # a single model against the ensemble champion
     assert again["champion"]["metrics"]["mae"] == pytest.approx(d["challenger"]["metrics"]["mae"], rel=1e-12)
+
+
+def test_an_ensemble_with_a_statistical_member_is_judged_with_it(world):
+    from tasks.components.references import Statistical
+    from tasks.formats.model import EnsembleFile, load_model_file, save_ensemble
+    from tasks.formats.window import read_window
+
+    root, win, _, _ = world
+    split = make_split(VALUES)
+    net = trained(split, epochs=3)
+    member = train_entry(root, net, split, "net")
+    theta = Statistical("theta", None)
+
+    def pack(w: store.EntryWriter) -> None:
+        save_ensemble(w.dir, [member.file(MODEL_FILE)], "mean", [theta])
+
+    ens, _ = store.build_entry(root, "ensemble", "e2", {}, pack)
+    d = promote(root, win, ens, "run-1", MASE)
+    _, holdout = read_window(win.path)
+    view = holdout_view(holdout, record_of(split), 20)
+    idx = view.origins("test")
+    pred = (one_step_forecasts(net, VALUES, view, 1024) + theta(VALUES, view, idx, 1)[:, 0]) / 2
+    actual = VALUES[view.target_index(idx, 1)[:, 0]]
+    assert d["challenger"]["metrics"]["mae"] == pytest.approx(float(np.mean(np.abs(actual - pred))), rel=1e-9)
+    champion, _ = load_model_file(root / "models" / registry.load(root)["champion"]["path"])
+    assert isinstance(champion, EnsembleFile) and [m.name for m in champion.statistical] == ["theta"]

@@ -170,3 +170,72 @@ def test_buckets_combine_with_their_references_fallbacks_and_the_gate_they_were_
     no_theta = {**parts[1], "per_lead": {k: v for k, v in parts[1]["per_lead"].items() if k != "theta"}}
     assert "theta" not in combine([parts[0], no_theta])["metrics"]  # only what every bucket has
     assert baseline_gate(combined["metrics"])["asked"] == "best"
+
+
+# --------------------------------------------------------------------------- statistical ensemble members
+
+
+def test_a_statistical_member_forecasts_as_its_reference_from_the_earliest_origin_it_is_asked_for():
+    from tasks.components.references import Statistical
+
+    values = np.concatenate([monthly(150, seed=1), monthly(130, seed=2, level=50.0)])
+    split = split_for(values, ids=("a", "b"), lengths=(150, 130), seq_length=24, horizon=3)
+    for part in ("val", "test"):
+        idx = split.origins(part)
+        want, _ = reference_forecasts(values, split, idx, 3, 12, ("ets", "theta"))
+        for name in ("ets", "theta"):
+            np.testing.assert_allclose(Statistical(name, 12)(values, split, idx, 3), want[name], rtol=1e-9)
+    # asked for the validation origins, it never reads a value after them: the test range may change
+    idx = split.origins("val")
+    later = values.copy()
+    later[split.target_index(idx, 3).max() + 1:] += 500.0
+    before = Statistical("ets", 12)(values, split, idx, 3)
+    np.testing.assert_array_equal(Statistical("ets", 12)(later, split, idx, 3), before)
+    with pytest.raises(ValueError, match="unknown reference forecaster 'prophet'"):
+        Statistical("prophet", 12)
+
+
+def test_a_statistical_member_that_fails_on_a_series_stands_in_with_the_naive_forecast(caplog):
+    from tasks.components.references import Statistical
+
+    values = np.array([3.0, 5.0, 4.0, 6.0, 5.0, 7.0, 6.0, 8.0])
+    split = build_split([8], ["tiny"], seq_length=1, horizon=1, train_fraction=0.5, val_fraction=0.0)
+    idx = split.origins("test")  # 4 points before the first origin: AutoETS refuses them
+    with caplog.at_level(logging.WARNING, logger="tasks.components.references"):
+        out = Statistical("ets", None)(values, split, idx, 2)
+    np.testing.assert_array_equal(out, np.repeat(values[split.last_observed(idx)][:, None], 2, axis=1))
+    assert "AutoETS (ensemble member) failed on series 'tiny'" in caplog.text
+
+
+def test_an_ensemble_with_statistical_members_combines_them_with_the_networks(tmp_path):
+    import torch
+
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.network import build_model
+    from tasks.components.references import Statistical
+    from tasks.components.specs import NetworkSpec
+    from tasks.formats.model import EnsembleFile, ModelFile, load_model_file, save_ensemble, save_model
+
+    values = monthly(160)
+    split = split_for(values, seq_length=24, horizon=2, normalize="window")
+    torch.manual_seed(0)
+    spec = NetworkSpec(cell="gru", hidden_size=8, skip_lag=12, n_outputs=2)
+    net = build_model(spec).eval()
+    ets, theta = Statistical("ets", 12), Statistical("theta", 12)
+    ens = Ensemble([Member(net, split), Member(ets, split), Member(theta, split)], "mean")
+    idx = split.origins("test")
+    each = ens.forecasts(values, split, idx, 2)
+    assert each.shape == (3, len(idx), 2)
+    np.testing.assert_allclose(each[1], ets(values, split, idx, 2), rtol=1e-12)
+    np.testing.assert_allclose(ens(values, split, idx, 2), each.mean(axis=0), rtol=1e-12)
+
+    record = ModelFile(spec, 24, 2, "direct", "window", split.scalers)
+    (tmp_path / "net").mkdir()
+    save_model(tmp_path / "net", net, record)
+    save_ensemble(tmp_path, [tmp_path / "net" / "model.pt"], "median", [ets, theta])
+    loaded, rec = load_model_file(tmp_path / "model.pt")
+    assert isinstance(loaded, EnsembleFile) and len(loaded.members) == 1
+    assert [(m.name, m.season) for m in loaded.statistical] == [("ets", 12), ("theta", 12)]
+    assert rec.trained["members"] == 3 and rec.seq_length == 24
+    with pytest.raises(ValueError, match="at least one network member"):
+        save_ensemble(tmp_path, [], "median", [ets])
