@@ -98,9 +98,10 @@ def leaderboard_line(lb: dict) -> str:
     mase = "undefined" if lb["val_mase"] is None else f"{lb['val_mase']:.4g}"
     if lb.get("kind") == "search":
         joined = lb.get("statistical") or []
-        among = f", {' and '.join(joined)} among them" if joined else ""
+        hybrid = f", weighted with {', '.join(joined)} by 1 / validation MASE" if joined else ""
         return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
-                f"combined by the {lb['combine']}{among} (best validation MASE {mase}; rnn-leaderboard lists them all)")
+                f"network(s) combined by the {lb['combine']}{hybrid} (best validation MASE {mase}; "
+                "rnn-leaderboard lists them all)")
     return f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {mase})"
 
 
@@ -121,9 +122,14 @@ def _value(v: object) -> str:
 
 
 def model_name(cell: str, result: dict | None = None) -> str:
-    """How figures and reports name the forecaster: RNN, GRU or LSTM, or "ensemble of 3 (median)"
-    when the backtest `result` is an ensemble's."""
+    """How figures and reports name the forecaster: RNN, GRU or LSTM, "ensemble of 3 (median)"
+    when the backtest `result` is an ensemble's, or "hybrid of 3 networks (median) and AutoETS,
+    seasonal naive (weights 0.5/0.3/0.2)" for a hybrid's."""
     if result and (ens := result.get("ensemble")):
+        if stats := ens.get("statistical"):
+            weights = "/".join(f"{w:.2f}" for w in ens.get("weights") or [])
+            return (f"hybrid of {ens['members'] - len(stats)} network(s) ({ens['combine']}) and {', '.join(stats)}"
+                    + (f" (weights {weights})" if weights else ""))
         return f"ensemble of {ens['members']} ({ens['combine']})"
     return cell.upper()
 
@@ -282,7 +288,7 @@ def publish_leaderboard(run: Run, board, search: tuple[str, ...] | None = None) 
     out = {"kind": what.lower(), "members": len(board), "winner": {k: str(v) for k, v in settings.items()},
            "val_mase": _float_or_none(board.iloc[0]["val_mase"])}
     if search is not None:
-        out["combined"] = min(run.cfg.search.top_k, len(board))
+        out["combined"] = min(run.cfg.search.top_k, len(nets))
         out["combine"] = run.cfg.search.combine
         out["statistical"] = [LABELS[n] for n in search]
     return out

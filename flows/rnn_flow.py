@@ -102,7 +102,7 @@ def rnn_pipeline(
             overrides = search_space(cfg, run.asked, series, calendar)
             ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical)
             return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
-                          ensemble=ranked.ensemble(run, cfg.search.top_k, cfg.search.combine))
+                          ensemble=ranked.ensemble(run, cfg))
         splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
         if groups:  # one global model per group of series, the groups side by side on the runner
             trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
@@ -192,19 +192,18 @@ def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: d
     else:
         space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
-    statistical = "".join(f" and {LABELS[n]}" for n in cfg.search.statistical)
-    log.info("search: %d configuration(s) x %d seed(s)%s, ranked on the validation range; the best %d combined by "
-             "the %s", len(space), cfg.search.seeds, statistical,
-             min(cfg.search.top_k, len(members) + len(cfg.search.statistical)), cfg.search.combine)
+    statistical = ", ".join(LABELS[n] for n in cfg.search.statistical)
+    log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
+             "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,
+             f", weighted with {statistical} by 1 / validation MASE" if statistical else "")
     return members
 
 
 @dataclass
 class Ranked:
     """Members trained and ranked on the validation range: their configs, window entries (per
-    distinct window setting, one per bucket), train entries, the statistical members (names,
-    after the networks in member order) and their season length, and the leaderboard (best
-    first)."""
+    distinct window setting, one per bucket), train entries, the leaderboard (best first), the
+    statistical members (names) with their season length (0: none) and validate entries."""
 
     members: list[PipelineConfig]
     splits: dict
@@ -213,33 +212,31 @@ class Ranked:
     reference: tuple[StageRef, ...] | None  # the window entries of the longest window
     statistical: tuple[str, ...] = ()
     season: int = 0
+    statistical_scores: tuple[StageRef, ...] = ()
 
     def best(self, k: int) -> list[int]:
         """The positions of the best `k` members (by validation MASE, ties in member order)."""
         return [int(i) for i in self.board["member"].iloc[:k]]
 
-    def top(self, k: int) -> tuple[list[int], list[str]]:
-        """The ensemble's members: the best `k` by validation MASE, at most k - 1 of them
-        statistical (the best network always takes a seat): (network positions, statistical names)."""
-        n = len(self.members)
-        ranked = [int(i) for i in self.board["member"]]
-        nets = [i for i in ranked if i < n]
-        chosen = ranked[:k] if any(i < n for i in ranked[:k]) else [*ranked[: k - 1], nets[0]]
-        return [i for i in chosen if i < n], [self.statistical[i - n] for i in chosen if i >= n]
+    def best_networks(self, k: int) -> list[int]:
+        """The positions of the best `k` networks (by validation MASE, ties in member order)."""
+        return [i for i in (int(x) for x in self.board["member"]) if i < len(self.members)][:k]
 
-    def ensemble(self, run: Run, top_k: int, combine: str) -> dict | None:
-        """The ensemble of the best `top_k` (Ranked.top): its network members' train entries and
-        window entries, their configs, its statistical members, and the packed model file (the
-        ensemble stage)."""
+    def ensemble(self, run: Run, cfg: PipelineConfig) -> dict | None:
+        """The ensemble of the best search.top_k networks and every statistical member (weighted
+        on the validation range: tasks.components.ensemble): the networks' train entries and
+        window entries, their configs, and the packed model file (the ensemble stage)."""
         if self.models is None or self.board is None:
             return None
-        nets, statistical = self.top(top_k)
+        nets = self.best_networks(cfg.search.top_k)
         models = tuple(self.models[i] for i in nets)
-        packed = run.stage(ensemble_task, models=models, combine=combine, statistical=tuple(statistical),
-                           season=self.season)
-        return {"models": models, "cfgs": [self.members[i] for i in nets],
-                "windows": [self.splits[self.members[i].window] for i in nets], "packed": packed,
-                "combine": combine, "statistical": tuple(statistical), "season": self.season}
+        windows = [self.splits[self.members[i].window] for i in nets]
+        hybrid = {"statistical": self.statistical, "season": self.season, "reference": self.reference,
+                  "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores}
+        packed = run.stage(ensemble_task, eval_cfg=cfg.eval, models=models, combine=cfg.search.combine,
+                           **(hybrid if self.statistical else {}))
+        return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
+                "combine": cfg.search.combine, "statistical": self.statistical}
 
 
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
@@ -266,9 +263,12 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
         items = [{"splits": splits[m.window], "model": model, **reference} for m, model in zip(members, models)]
         items += [{"splits": splits[longest], "statistical": name, "season": season} for name in statistical]
         scores = run.map(validate_task, items, eval_cfg=base.eval)
-        board = leaderboard([*overrides, *({"forecaster": LABELS[n]} for n in statistical)], scores,
-                            [*models, *(None for _ in statistical)])
-    return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season)
+        if scores is not None:
+            board = leaderboard([*overrides, *({"forecaster": LABELS[n]} for n in statistical)], scores,
+                                [*models, *(None for _ in statistical)])
+            return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season,
+                          tuple(scores[len(members):]))
+    return Ranked(members, splits, models, board, splits[longest])
 
 
 def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
@@ -284,7 +284,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
     items = parts and [{"split": p["split"], "model": p["model"], "group": p["group"]} for p in parts]
     combine = {}
     if ensemble is not None and items:  # every member reads bucket b through its own window entry
-        combine = {"combine": ensemble["combine"], "statistical": ensemble["statistical"], "season": ensemble["season"]}
+        combine = {"combine": ensemble["combine"], **({"packed": ensemble["packed"]} if ensemble["statistical"] else {})}
         items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
                  for b, it in enumerate(items)]
     backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
@@ -325,8 +325,13 @@ def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ense
 
 
 def forecaster_name(cfg: PipelineConfig, ensemble: dict | None) -> str:
-    """How figures name the forecaster: its cell ("GRU"), or "ensemble of 3"."""
-    return f"ensemble of {len(ensemble['models']) + len(ensemble['statistical'])}" if ensemble else cfg.model.cell.upper()
+    """How figures name the forecaster: its cell ("GRU"), "ensemble of 3", or "hybrid of 3 networks
+    and 3 statistical"."""
+    if not ensemble:
+        return cfg.model.cell.upper()
+    if ensemble["statistical"]:
+        return f"hybrid of {len(ensemble['models'])} networks and {len(ensemble['statistical'])} statistical"
+    return f"ensemble of {len(ensemble['models'])}"
 
 
 def in_groups(series, splits, models: dict | None) -> list[dict] | None:

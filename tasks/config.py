@@ -229,12 +229,13 @@ class SearchConfig(_Section):
         "(the tutorial), on for files."
     )
     seeds: int = Field(2, ge=1, le=20, description="Seeds per searched configuration (each a member of its own).")
-    top_k: int = Field(3, ge=1, le=50, description="Members, best by validation MASE, whose forecasts are combined.")
+    top_k: int = Field(3, ge=1, le=50, description="Networks, best by validation MASE, whose forecasts are combined.")
     combine: Literal["median", "mean"] = Field("median", description="How the top members' forecasts combine.")
-    statistical: tuple[Reference, ...] = Field(
-        ("ets", "theta"), max_length=3, description="Statistical forecasters ranked beside the networks on the "
-        "validation range (statsforecast, fitted on the training range); at most top_k - 1 join the ensemble, the "
-        "best network always does (a hybrid in the ES-RNN spirit); none: networks only."
+    statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
+        ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "
+        "AutoTheta, arima AutoARIMA, snaive seasonal naive) scored on the validation range beside the networks; the "
+        "forecast is the networks' combination and each of them, weighted by 1 / validation MASE (a hybrid); none: "
+        "networks only."
     )
 
     @field_validator("statistical", mode="before")

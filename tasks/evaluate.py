@@ -31,10 +31,9 @@ from tasks.components.backtest import (
 )
 from tasks.components.ensemble import Ensemble
 from tasks.components.fit import retrain
-from tasks.components.references import Statistical
 from tasks.components.split import Split
 from tasks.config import EvalConfig, ModelConfig, TrainConfig
-from tasks.formats.model import load_members, load_model
+from tasks.formats.model import hybrid_of, load_members, load_model
 from tasks.formats.scores import (
     BY_SERIES_FILE,
     append_by_series,
@@ -66,36 +65,36 @@ def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig)
 
 
 def predictor(model: store.StageRef | tuple[store.StageRef, ...], member_splits: tuple[store.StageRef, ...] | None,
-              combine: str, chunk: int, statistical: tuple[str, ...] = (), season: int | None = None,
-              reference: Split | None = None):
+              combine: str, chunk: int, packed: store.StageRef | None = None, reference: Split | None = None):
     """What forecasts this bucket: one network, or the ensemble of several (each with its own
-    window entry of the bucket, for its window length and scalers) and of the `statistical`
-    members (reading the bucket through `reference`, the longest window's split)."""
+    window entry of the bucket, for its window length and scalers) and, for a hybrid, of the
+    statistical members and weights its `packed` model file holds (reading the bucket through
+    `reference`, the longest window's split)."""
     if isinstance(model, store.StageRef):
         return load_model(model.path)
-    members = load_members([m.path for m in model], [read_split(s.path) for s in member_splits],
-                           [Statistical(n, season) for n in statistical], reference)
-    return Ensemble(members, combine, chunk), load_model(model[0].path)[1]
+    statistical, weights = hybrid_of(packed)
+    members = load_members([m.path for m in model], [read_split(s.path) for s in member_splits], statistical, reference)
+    return Ensemble(members, combine, chunk, weights), load_model(model[0].path)[1]
 
 
 @task(**stage_task(BACKTEST))
 def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
                   split: store.StageRef, model: store.StageRef | tuple[store.StageRef, ...],
                   group: str | None = None, member_splits: tuple[store.StageRef, ...] | None = None,
-                  combine: str = "median", statistical: tuple[str, ...] = (), season: int = 0) -> dict:
+                  combine: str = "median", packed: store.StageRef | None = None) -> dict:
     """Backtest one bucket (its series of `group`, with that group's model, for per-group models):
     write its predictions.parquet, metrics.json and metrics_by_series.parquet.
 
     model: a train entry, or several (an ensemble combined by `combine`, each reading the bucket
     through its own window entry in `member_splits`; `split` has the longest window), with the
-    `statistical` members of a search ("ets", "theta", with season length `season`). model_cfg,
+    statistical members and weights of a hybrid's `packed` ensemble entry. model_cfg,
     train_cfg: resolved; used only to retrain when eval_cfg.refit_every > 0 (single models).
     """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
         sp = sp.subset(group)
-        net, record = predictor(model, member_splits, combine, eval_cfg.chunk_size, statistical, season, sp)
+        net, record = predictor(model, member_splits, combine, eval_cfg.chunk_size, packed, sp)
         refit = None
         if eval_cfg.refit_every and member_splits is None:
             torch.set_num_threads(train_cfg.threads)

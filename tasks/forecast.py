@@ -29,11 +29,10 @@ from tasks.components.backtest import Predict, as_predict, band_columns, score_s
 from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
-from tasks.components.references import Statistical
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast, write_forecast
-from tasks.formats.model import ModelFile, load_model, save_model
+from tasks.formats.model import ModelFile, hybrid_of, load_model, save_model
 from tasks.formats.scores import read_metrics
 from tasks.formats.series import read_series
 from tasks.formats.window import read_window
@@ -160,32 +159,32 @@ def refit_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
 
 
 def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.StageRef], combine: str,
-                statistical: Sequence[str] = (), season: int | None = None,
-                reference: tuple[np.ndarray, Split] | None = None) -> Ensemble:
+                packed: store.StageRef | None = None, reference: Split | None = None) -> Ensemble:
     """The ensemble of train (or refit) entries, each reading the bucket through its own window
     entry; a refit member reads it with the scalers of all of each series (Split.all_origins).
-    The `statistical` members read the bucket through `reference` (values, the longest window's
-    split); forecasting from the end, they are fitted on all of each series."""
+    A hybrid's statistical members and weights come from its `packed` ensemble entry; they read
+    the bucket through `reference` (the longest window's split) and, forecasting from the end,
+    are fitted on all of each series."""
     members = []
     for m, s in zip(models, member_splits):
         net, record = load_model(m.path)
         values, own = read_window(s.path)
         members.append(Member(net, own.all_origins(values) if record.trained.get("refit_full") else own))
-    if statistical:
-        members += [Member(Statistical(n, season), reference[1]) for n in statistical]
-    return Ensemble(members, combine)
+    statistical, weights = hybrid_of(packed)
+    members += [Member(m, reference) for m in statistical]
+    return Ensemble(members, combine, weights=weights)
 
 
 @task(**stage_task(PREDICT))
 def predict_task(plan, series: store.StageRef, split: store.StageRef, model: store.StageRef | tuple[store.StageRef, ...],
                  backtest: store.StageRef, group: str | None = None,
                  member_splits: tuple[store.StageRef, ...] | None = None, combine: str = "median",
-                 statistical: tuple[str, ...] = (), season: int = 0) -> dict:
+                 packed: store.StageRef | None = None) -> dict:
     """Forecast one bucket's series (of `group`, for per-group models) past their end
     (forecast.parquet), with the bands of its backtest's calibration; `model` is the trained
     model, or the refit one, or an ensemble's members (each reading the bucket through its entry
-    of `member_splits`; `split`: the reference, the longest window) and the `statistical` members
-    (season length `season`), combined by `combine`."""
+    of `member_splits`; `split`: the reference, the longest window), combined by `combine`, with
+    a hybrid's statistical members and weights from its `packed` ensemble entry."""
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
@@ -196,7 +195,7 @@ def predict_task(plan, series: store.StageRef, split: store.StageRef, model: sto
             net, record = load_model(model.path)
             model_split = sp.all_origins(values) if record.trained.get("refit_full") else None
         else:
-            net, model_split = ensemble_of(model, member_splits, combine, statistical, season, (values, sp)), None
+            net, model_split = ensemble_of(model, member_splits, combine, packed, sp), None
         columns = future_forecast(net, values, sp, intervals, model_split)
         fc = forecast_frame(sp, future_times(frame, sp, columns["forecast"].shape[1]), columns)
         write_forecast(w.dir, fc)

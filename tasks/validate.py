@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.components.backtest import validation_scores
-from tasks.components.ensemble import Ensemble, Member
+from tasks.components.backtest import metric_text, validation_scores
+from tasks.components.ensemble import Ensemble, Member, inverse_error_weights
 from tasks.components.references import LABELS, Statistical
-from tasks.components.split import concat_splits
+from tasks.components.split import Split, concat_splits
 from tasks.config import EvalConfig
 from tasks.formats.history import HISTORY_FILE
 from tasks.formats.model import MODEL_FILE, load_model, save_ensemble
@@ -39,7 +39,8 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 log = logging.getLogger(__name__)
 
 STAGE = StageSpec("validate", phase="train", packages=("numpy", "torch"), run_only=frozenset({"chunk_size"}))
-ENSEMBLE = StageSpec("ensemble", phase="train", packages=("torch",), files=(MODEL_FILE, HISTORY_FILE))
+ENSEMBLE = StageSpec("ensemble", phase="train", packages=("numpy", "torch"), run_only=frozenset({"chunk_size"}),
+                     files=(MODEL_FILE, HISTORY_FILE))
 
 
 @task(**stage_task(STAGE))
@@ -101,19 +102,52 @@ def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], model
     return board.iloc[order].reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
 
 
+def hybrid_weights(values: np.ndarray, reference: Split, networks: list[Member], combine: str,
+                   statistical_mase: list[float | None], cfg: EvalConfig) -> tuple[tuple[float, ...], float | None]:
+    """The weights of a hybrid ensemble (networks, each statistical member) from their MASE on
+    the validation origins of `reference` (tasks.components.ensemble.inverse_error_weights):
+    (weights, the networks' combined validation MASE). statistical_mase: each statistical
+    member's, as its validate entry scored it."""
+    nets = Ensemble(networks, combine, cfg.chunk_size)
+    mase = validation_scores(nets, values, reference, cfg.season_length, cfg.chunk_size)["metrics"]["model"]["mase"]
+    return inverse_error_weights([mase, *statistical_mase]), mase
+
+
 @task(**stage_task(ENSEMBLE))
-def ensemble_task(plan, models: tuple[store.StageRef, ...], combine: str, statistical: tuple[str, ...] = (),
-                  season: int = 0) -> dict:
+def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...], combine: str,
+                  statistical: tuple[str, ...] = (), season: int = 0, windows: tuple[store.StageRef, ...] = (),
+                  reference: tuple[store.StageRef, ...] = (), scores: tuple[store.StageRef, ...] = ()) -> dict:
     """Pack the ensemble's members (network train entries, best first, and the `statistical`
-    members' names with season length `season`) into one model.pt, combined by `combine`; keep
-    the best network member's history.json (the loss figure's). Return the StageRef."""
+    members' names with season length `season`: 0 none) into one model.pt, combined by
+    `combine`; keep the best network member's history.json (the loss figure's). Return the
+    StageRef.
+
+    With statistical members the ensemble is a hybrid (tasks.components.ensemble): its weights
+    come from the validation range only, the networks' combination scored there through
+    `windows` (each network's window entries, one per bucket of `reference`, network by network)
+    on the targets of `reference` (the longest window's entries), each statistical member's
+    score read from its validate entry in `scores`.
+    """
 
     def compute(w: store.EntryWriter) -> dict:
-        save_ensemble(w.dir, [m.file(MODEL_FILE) for m in models], combine,
-                      [Statistical(n, season) for n in statistical])
+        members = [Statistical(n, season) for n in statistical]
+        weights, net_mase = (), None
+        if statistical:
+            values, ref = concat_splits([read_window(r.path) for r in reference])
+            nb = len(reference)
+            nets = [Member(load_model(m.path)[0], concat_splits([read_window(x.path) for x in
+                                                                  windows[i * nb:(i + 1) * nb]])[1])
+                    for i, m in enumerate(models)]
+            stat_mase = [read_validation(r.path)["metrics"]["model"]["mase"] for r in scores]
+            weights, net_mase = hybrid_weights(values, ref, nets, combine, stat_mase, eval_cfg)
+        save_ensemble(w.dir, [m.file(MODEL_FILE) for m in models], combine, members, weights)
         shutil.copyfile(models[0].file(HISTORY_FILE), w.path(HISTORY_FILE))
-        log.info("ensemble: %d members%s, combined by the %s", len(models) + len(statistical),
-                 f" ({', '.join(LABELS[n] for n in statistical)} among them)" if statistical else "", combine)
-        return {"members": len(models) + len(statistical)}
+        if statistical:
+            log.info("ensemble: %d network(s) combined by the %s (validation MASE %s), weighted %s with %s",
+                     len(models), combine, metric_text(net_mase), f"{weights[0]:.2f}",
+                     ", ".join(f"{LABELS[n]} {x:.2f}" for n, x in zip(statistical, weights[1:])))
+        else:
+            log.info("ensemble: %d members, combined by the %s", len(models), combine)
+        return {"members": len(models) + len(statistical), "weights": list(weights)}
 
     return build(plan, compute)

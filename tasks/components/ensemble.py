@@ -7,14 +7,21 @@ origins shifted by L_ref - L_m:
 
     target t = o + L_ref + h - 1       member m: origin o + (L_ref - L_m), its own last L_m points
 
-A member may also be a statistical forecaster (tasks.components.references.Statistical: AutoETS,
-AutoTheta) that a search ranked among the best on the validation range: it reads the whole
-history up to each origin through its own split (the reference's, so its shift is 0) and has
-neither window nor scalers.
-
-The combination is the median (default) or the mean over members, per origin and lead: M4's
-best entries were combinations (Makridakis et al. 2020), and the median is robust to one bad
+The networks' combination is the median (default) or the mean over members, per origin and lead:
+M4's best entries were combinations (Makridakis et al. 2020), and the median is robust to one bad
 member. The spread over members (min, max) is kept for the report and the figures.
+
+A search's ensemble is a hybrid: after its networks come statistical members
+(tasks.components.references.Statistical: AutoETS, AutoTheta, seasonal naive), each reading the
+whole history up to an origin through its own split (the reference's, so its shift is 0). The
+forecast is then a weighted mean of the networks' combination and each statistical member,
+
+    yhat = w_0 * combine(networks) + sum_j w_j * statistical_j,    w_i proportional to 1 / MASE_i,
+
+the weights from each part's MASE on the validation range (`inverse_error_weights`): the
+inverse-error combination of Bates & Granger (1969), "The combination of forecasts", Operational
+Research Quarterly 20(4), in the spirit of the M4 winner's hybrid of exponential smoothing and
+a recurrent network (Smyl 2020, Int. J. Forecasting 36(1)).
 """
 
 from __future__ import annotations
@@ -48,9 +55,17 @@ class Member:
 class Ensemble:
     """Forecasts combined over members; callable as a backtest Predict."""
 
-    members: list[Member]
+    members: list[Member]  # the networks first, then the statistical members
     combine: str = "median"
     chunk: int = 65_536
+    weights: tuple[float, ...] = ()  # (networks, each statistical member); (): all combined by `combine`
+
+    def __post_init__(self) -> None:
+        n_stat = sum(not m.is_network for m in self.members)
+        if any(not m.is_network for m in self.members[: len(self.members) - n_stat]):
+            raise ValueError("an ensemble's networks come before its statistical members")
+        if self.weights and len(self.weights) != 1 + n_stat:
+            raise ValueError(f"{len(self.weights)} weights for the networks and {n_stat} statistical member(s)")
 
     def forecasts(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
         """Every member's forecasts of the targets of origins `idx` of `split`: (k, n, steps).
@@ -77,8 +92,13 @@ class Ensemble:
         return np.stack(out)
 
     def combined(self, forecasts: np.ndarray) -> np.ndarray:
-        """The members' forecasts (k, n, steps) combined: (n, steps)."""
-        return COMBINE[self.combine](forecasts, axis=0)
+        """The members' forecasts (k, n, steps) combined: (n, steps). With weights, the weighted
+        mean of the networks' combination and each statistical member (see the module docstring)."""
+        if not self.weights:
+            return COMBINE[self.combine](forecasts, axis=0)
+        n_net = len(self.members) - (len(self.weights) - 1)
+        parts = [COMBINE[self.combine](forecasts[:n_net], axis=0), *forecasts[n_net:]]
+        return sum(w * p for w, p in zip(self.weights, parts))
 
     def __call__(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
         """The combined forecast: (n, steps)."""
@@ -95,3 +115,20 @@ def _same_series(ref: Split, own: Split) -> tuple:
 def longest(splits: list[Split]) -> int:
     """Position of the split with the longest window (the first of equals): the reference."""
     return max(range(len(splits)), key=lambda i: (splits[i].seq_length, -i))
+
+
+def inverse_error_weights(errors: list[float | None]) -> tuple[float, ...]:
+    """Combination weights proportional to 1 / error (Bates & Granger 1969), summing to 1.
+
+    errors: each part's validation MASE (>= 0). An undefined or infinite error gets weight 0; an
+    error of 0 (a perfect part) takes all the weight, shared with any other perfect part. When no
+    error is usable the weights are equal. Returns a tuple as long as `errors`.
+    """
+    e = np.array([np.inf if x is None or not np.isfinite(x) else max(float(x), 0.0) for x in errors])
+    if not np.isfinite(e).any():
+        return tuple(1.0 / len(e) for _ in e)
+    if (e == 0).any():
+        w = (e == 0).astype(float)
+    else:
+        w = np.where(np.isfinite(e), 1.0 / e, 0.0)
+    return tuple(float(x) for x in w / w.sum())

@@ -46,21 +46,24 @@ from tasks.components.split import Split
 log = logging.getLogger(__name__)
 
 REFERENCES = ("ets", "theta", "arima")
-LABELS = {"ets": "AutoETS", "theta": "AutoTheta", "arima": "AutoARIMA"}
+MEMBERS = (*REFERENCES, "snaive")  # what a search may combine with its networks (Statistical)
+LABELS = {"ets": "AutoETS", "theta": "AutoTheta", "arima": "AutoARIMA", "snaive": "seasonal naive"}
 
 
 def reference_model(name: str, season: int | None):
-    """A fresh statsforecast model for reference `name` with season length `season` (1: none).
+    """A fresh statsforecast model for `name` (one of MEMBERS) with season length `season` (1: none);
+    "snaive" is statsforecast's SeasonalNaive (Naive without a season).
 
-    Raises ValueError for a name that is not one of REFERENCES.
+    Raises ValueError for a name that is not one of MEMBERS.
     """
-    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
 
     m = int(season) if season and season > 1 else 1
     makers = {"ets": lambda: AutoETS(season_length=m), "theta": lambda: AutoTheta(season_length=m),
-              "arima": lambda: AutoARIMA(season_length=m)}
+              "arima": lambda: AutoARIMA(season_length=m),
+              "snaive": lambda: SeasonalNaive(season_length=m) if m > 1 else Naive()}
     if name not in makers:
-        raise ValueError(f"unknown reference forecaster {name!r} (known: {', '.join(REFERENCES)})")
+        raise ValueError(f"unknown reference forecaster {name!r} (known: {', '.join(MEMBERS)})")
     return makers[name]()
 
 

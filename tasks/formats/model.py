@@ -63,6 +63,7 @@ class EnsembleFile:
     members: tuple[tuple[Forecaster, ModelFile], ...]
     combine: str = "median"
     statistical: tuple[Statistical, ...] = ()
+    weights: tuple[float, ...] = ()  # (networks, each statistical member): tasks.components.ensemble
 
     def reference(self) -> ModelFile:
         """The record of the network member with the longest window (the first of equals): the
@@ -71,16 +72,21 @@ class EnsembleFile:
 
 
 def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
-                  statistical: Sequence[Statistical] = ()) -> Path:
+                  statistical: Sequence[Statistical] = (), weights: Sequence[float] = ()) -> Path:
     """model.pt of an ensemble: every network member's model file content, in rank order, the
-    statistical members (name and season length), and `combine`. Raises ValueError without a
-    network member (an ensemble forecasts from a network's origins)."""
+    statistical members (name and season length), `combine` and the combination `weights`
+    (networks, each statistical member; none: every member combined by `combine`). Raises
+    ValueError without a network member (an ensemble forecasts from a network's origins) or with
+    weights that do not fit the members."""
     if not member_files:
         raise ValueError("an ensemble needs at least one network member")
+    if weights and len(weights) != 1 + len(statistical):
+        raise ValueError(f"{len(weights)} weights for the networks and {len(statistical)} statistical member(s)")
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
     torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
-                "statistical": [{"name": m.name, "season": m.season} for m in statistical]}, path)
+                "statistical": [{"name": m.name, "season": m.season} for m in statistical],
+                "weights": [float(w) for w in weights]}, path)
     return path
 
 
@@ -95,7 +101,8 @@ def load_model_file(path: str | Path) -> tuple[Forecaster | EnsembleFile, ModelF
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if blob.get("format") == _ENSEMBLE_FORMAT:
         ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"],
-                           tuple(Statistical(m["name"], m["season"]) for m in blob.get("statistical", ())))
+                           tuple(Statistical(m["name"], m["season"]) for m in blob.get("statistical", ())),
+                           tuple(blob.get("weights", ())))
         ref = ens.reference()
         return ens, dataclasses.replace(ref, trained={**ref.trained, "members": len(ens.members) + len(ens.statistical),
                                                       "combine": ens.combine})
@@ -137,3 +144,11 @@ def load_members(model_dirs: Sequence[Path], splits: Sequence[Split], statistica
         raise ValueError("statistical members need the reference split")
     return [*(Member(load_model(d)[0], sp) for d, sp in zip(model_dirs, splits)),
             *(Member(m, reference) for m in statistical)]
+
+
+def hybrid_of(packed) -> tuple[tuple[Statistical, ...], tuple[float, ...]]:
+    """The statistical members and weights of a packed ensemble entry (a StageRef; None: ((), ()))."""
+    if packed is None:
+        return (), ()
+    ens, _ = load_model_file(packed.file(MODEL_FILE))
+    return ens.statistical, ens.weights

@@ -99,21 +99,21 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
 
     summary, run_dir = searched(tmp_path, "a")
     lb = summary["leaderboard"]
-    assert (lb["kind"], lb["members"], lb["combined"], lb["combine"]) == ("search", 6, 3, "median")  # 4 nets, 2 stats
+    assert (lb["kind"], lb["members"], lb["combined"], lb["combine"]) == ("search", 7, 3, "median")  # 4 nets, 3 stats
     board = pd.read_parquet(run_dir / "leaderboard.parquet")
-    assert sorted(board["forecaster"]) == ["AutoETS", "AutoTheta", *["network"] * 4]
-    assert summary["verdict"].startswith("ensemble of 3 (median)")
+    assert sorted(board["forecaster"]) == ["AutoETS", "AutoTheta", *["network"] * 4, "seasonal naive"]
+    assert summary["verdict"].startswith("hybrid of 3 network(s) (median) and AutoETS, AutoTheta, seasonal naive")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["ensemble"]["members"] == 3 and metrics["ensemble"]["mean_spread"] > 0
-    top = list(board["forecaster"].iloc[:3])
-    chosen = top if "network" in top else [*top[:2], "network"]  # the best network always takes a seat
-    assert sorted(metrics["ensemble"]["statistical"]) == sorted(f for f in chosen if f != "network")
+    ens = metrics["ensemble"]
+    assert ens["members"] == 6 and ens["mean_spread"] > 0 and len(ens["weights"]) == 4
+    assert sum(ens["weights"]) == pytest.approx(1.0) and min(ens["weights"]) > 0
     pred = pd.read_parquet(run_dir / "predictions.parquet")
     assert (pred["member_min"] <= pred["model"] + 1e-9).all() and (pred["model"] <= pred["member_max"] + 1e-9).all()
     assert pd.read_parquet(run_dir / "forecast.parquet")["series_id"].nunique() == 12
     ensemble, record = load_model_file(run_dir / "model.pt")  # what promotion judged and installed
-    assert isinstance(ensemble, EnsembleFile) and len(ensemble.members) + len(ensemble.statistical) == 3
+    assert isinstance(ensemble, EnsembleFile) and len(ensemble.members) == 3 and len(ensemble.statistical) == 3
     assert record.seq_length == max(r.seq_length for _, r in ensemble.members)
+    assert list(ensemble.weights) == ens["weights"]
     assert summary["promotion"]["challenger"] > 0  # the ensemble was scored on the holdout as one model
 
     # the test range of every series changes: no selection, combination or calibration does
@@ -122,7 +122,7 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "epochs_run"]
     pd.testing.assert_frame_equal(board[cols], board_b[cols])  # the statistical members' scores too
     metrics_b = json.loads((other_dir / "metrics.json").read_text())
-    assert metrics_b["ensemble"]["statistical"] == metrics["ensemble"]["statistical"]
+    assert metrics_b["ensemble"]["weights"] == ens["weights"]  # weighed on the validation range only
     assert metrics_b["intervals"]["halfwidths"] == metrics["intervals"]["halfwidths"]
     assert metrics_b["intervals"]["n_calibration"] == metrics["intervals"]["n_calibration"] > 0
     members_b = load_model_file(other_dir / "model.pt")[0].members
