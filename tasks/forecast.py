@@ -7,8 +7,9 @@
     series s:  ... values[end-L : end] | forecast leads 1..H at the next H times of its frequency
     band:      forecast +- (score half-width of the lead, from the evaluate stage) * score scale
 
-The score scale is computed exactly as for the calibration (backtest.score_scales): the last
-input window's std for normalize="window", else the series' MASE scale. With refit_full the
+The score scale is computed exactly as for the calibration (backtest.interval_scales): the last
+input window's std for normalize="window", else the series' MASE scale; for an ensemble, its
+members' std plus a small share of that. With refit_full the
 model is first retrained on every window (train, val and test) for the best epoch count found
 with validation; the interval widths still come from the validation residuals.
 """
@@ -25,7 +26,7 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Predict, as_predict, band_columns, score_scales
+from tasks.components.backtest import Predict, as_predict, band_columns, interval_scales, score_scales
 from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
@@ -76,8 +77,13 @@ def future_forecast(
     when not `split`.
     """
     H, origins = split.horizon, split.last_origins()
-    pred = as_predict(model)(values, model_split or split, origins, H)
-    return {"forecast": pred, **band_columns(pred, score_scales(values, split, origins), intervals)}
+    if hasattr(model, "forecasts"):  # an ensemble: its members once, for the forecast and the interval scales
+        each = model.forecasts(values, split, origins, H)
+        pred, scales = model.combined(each), interval_scales(model, values, split, origins, H, each)
+    else:
+        pred = as_predict(model)(values, model_split or split, origins, H)
+        scales = score_scales(values, split, origins)
+    return {"forecast": pred, **band_columns(pred, scales, intervals)}
 
 
 def forecast_frame(split: Split, times: dict, columns: dict[str, np.ndarray]) -> pd.DataFrame:

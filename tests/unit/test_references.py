@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
 
 from flows.report import metric_extras, references_line
@@ -239,3 +240,59 @@ def test_an_ensemble_with_statistical_members_combines_them_with_the_networks(tm
     assert rec.trained["members"] == 3 and rec.seq_length == 24
     with pytest.raises(ValueError, match="at least one network member"):
         save_ensemble(tmp_path, [], "median", [ets])
+
+
+def test_inverse_error_weights_trust_each_part_by_its_validation_error():
+    from tasks.components.ensemble import inverse_error_weights
+
+    assert inverse_error_weights([1.0, 2.0, 4.0]) == pytest.approx((4 / 7, 2 / 7, 1 / 7))
+    assert inverse_error_weights([0.5, None, float("nan")]) == pytest.approx((1.0, 0.0, 0.0))
+    assert inverse_error_weights([0.0, 1.0, 0.0]) == pytest.approx((0.5, 0.0, 0.5))  # perfect parts share it
+    assert inverse_error_weights([None, float("inf")]) == pytest.approx((0.5, 0.5))  # nothing usable: equal
+
+
+def test_a_hybrid_is_the_weighted_mean_of_the_networks_combination_and_each_statistical_member():
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.network import build_model
+    from tasks.components.references import Statistical
+    from tasks.components.specs import NetworkSpec
+
+    values = monthly(160)
+    split = split_for(values, seq_length=24, horizon=2, normalize="window")
+    nets = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        nets.append(build_model(NetworkSpec(cell="gru", hidden_size=8, skip_lag=12, n_outputs=2)).eval())
+    ets, snaive = Statistical("ets", 12), Statistical("snaive", 12)
+    members = [*(Member(n, split) for n in nets), Member(ets, split), Member(snaive, split)]
+    hybrid = Ensemble(members, "median", weights=(0.5, 0.3, 0.2))
+    idx = split.origins("test")
+    each = hybrid.forecasts(values, split, idx, 2)
+    want = 0.5 * np.median(each[:3], axis=0) + 0.3 * each[3] + 0.2 * each[4]
+    np.testing.assert_allclose(hybrid(values, split, idx, 2), want, rtol=1e-12)
+    np.testing.assert_array_equal(each[4], values[split.last_observed(idx)[:, None] + np.arange(1, 3) - 12])
+    with pytest.raises(ValueError, match="2 weights for the networks and 2 statistical"):
+        Ensemble(members, "median", weights=(0.5, 0.5))
+    with pytest.raises(ValueError, match="networks come before"):
+        Ensemble([members[3], members[0]], "median")
+
+
+def test_an_ensembles_intervals_widen_where_its_members_disagree():
+    from tasks.components.backtest import SPREAD_FLOOR, interval_scales, score_scales
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.references import Statistical
+
+    values = monthly(160)
+    split = split_for(values, seq_length=24, horizon=3, normalize="window", calibration=10)
+    hybrid = Ensemble([Member(model_for(split), split), Member(Statistical("ets", 12), split),
+                       Member(Statistical("snaive", 12), split)], "median", weights=(0.4, 0.4, 0.2))
+    idx = split.origins("test")
+    each = hybrid.forecasts(values, split, idx, 3)
+    scales = interval_scales(hybrid, values, split, idx, 3)
+    np.testing.assert_allclose(scales, each.std(axis=0) + SPREAD_FLOOR * score_scales(values, split, idx)[:, None])
+    df, result = backtest(hybrid, values, split, levels=(0.8,), season_length=12, references=())
+    assert result["intervals"]["scale"] == "members' std + 0.05 x window std"
+    half = np.asarray(result["intervals"]["halfwidths"]["80"])[None, :] * scales
+    np.testing.assert_allclose(df["upper_80"].to_numpy(), (hybrid(values, split, idx, 3) + half).ravel(), rtol=1e-9)
+    single = interval_scales(model_for(split), values, split, idx, 3)  # one network: the score scale at every lead
+    np.testing.assert_array_equal(single, np.repeat(score_scales(values, split, idx)[:, None], 3, axis=1))
