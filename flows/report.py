@@ -38,10 +38,13 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     statistical members among them ("ets": tasks.components.references) or ().
     """
     publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
+    # a sweep's summary describes its winner (the grid's settings are on the sweep line, not "auto")
+    shown = winner if winner is not None and search is None else run.cfg
+    grid = {k for k in leaderboard.columns if "." in k} if shown is not run.cfg else set()
     summary = {"run": run.name, "run_dir": str(run_dir_of(run)), "stages": run.table(),
-               "settings": settings_of(run), "pipeline_seconds": 0.0}
+               "settings": settings_of(run, shown, grid), "pipeline_seconds": 0.0}
     if "evaluate" in run.refs:
-        summary.update(publish_results(run))
+        summary.update(publish_results(run, shown, grid))
     if "forecast" in run.refs:
         summary["forecast"] = publish_forecast(run)
     if leaderboard is not None:
@@ -63,9 +66,12 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
     return summary
 
 
-def settings_of(run: Run) -> dict:
-    """Where the series came from, the model's cell and every "auto" setting with what it became."""
-    return {"source": data_source(run.cfg), "cell": run.cfg.model.cell, "auto": auto_settings(run.asked, run.cfg)}
+def settings_of(run: Run, cfg=None, exclude: set[str] = frozenset()) -> dict:
+    """Where the series came from, the model's cell and every "auto" setting with what it became
+    (in `cfg`, a sweep's winner; default the run's config), but those in `exclude` (set by a grid)."""
+    cfg = cfg or run.cfg
+    auto = {k: v for k, v in auto_settings(run.asked, cfg).items() if k not in exclude}
+    return {"source": data_source(cfg), "cell": cfg.model.cell, "auto": auto}
 
 
 # --------------------------------------------------------------------------- wording
@@ -182,19 +188,21 @@ def interval_line(result: dict) -> str:
 # --------------------------------------------------------------------------- artifacts
 
 
-def publish_results(run: Run) -> dict:
-    """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report."""
+def publish_results(run: Run, cfg=None, exclude: set[str] = frozenset()) -> dict:
+    """Metrics table, one-line verdict, the baseline gate and (when figures ran) the markdown report;
+    of the model of `cfg` (a sweep's winner; default the run's config)."""
+    cfg = cfg or run.cfg
     result = read_metrics(run.refs["evaluate"].path)
     gate = result["gate"]
     metrics = model_first(result["metrics"])
     gate_text = gate_line(gate, result["horizon"], result["n_test"])
     publish.publish_table(publish.METRICS_KEY, publish.metrics_rows(metrics, metric_extras(result)),
                           f"Backtest metrics of run {run.name} (averages over {result['horizon']} lead(s)); {gate_text}")
-    verdict = verdict_line(result, run.cfg.model.cell)
+    verdict = verdict_line(result, cfg.model.cell)
     refs = references_line(result)
     if "figures" in run.refs:
         lines = [verdict, gate_text, interval_line(result)] + ([refs] if refs else [])
-        publish.publish_markdown(publish.REPORT_KEY, report(run, result, metrics, lines),
+        publish.publish_markdown(publish.REPORT_KEY, report(run, result, metrics, lines, cfg, exclude),
                                  f"Metrics and figures of run {run.name}")
     return {"metrics": metrics, "train": result["train"], "verdict": verdict, "gate": gate_text,
             "gate_passed": gate["passed"], **({"references": refs} if refs else {})}
@@ -205,28 +213,31 @@ def model_first(metrics: dict[str, dict]) -> dict[str, dict]:
     return {k: metrics[k] for k in ("model", *baseline_names(metrics))}
 
 
-def report(run: Run, result: dict, metrics: dict[str, dict], lines: list[str]) -> str:
+def report(run: Run, result: dict, metrics: dict[str, dict], lines: list[str], cfg=None,
+           exclude: set[str] = frozenset()) -> str:
     """The rnn-report markdown: the result `lines` (verdict, gate, intervals, references), the
-    `metrics` (model first), the settings, every figure (the forecast's too)."""
+    `metrics` (model first), the settings (of `cfg`: see publish_results), every figure (the
+    forecast's too)."""
+    cfg = cfg or run.cfg
     figs = {figure_title(n): run.refs["figures"].file(figure_file(n)) for n in FIGURES
             if run.refs["figures"].file(figure_file(n)).is_file()}
     if "forecast" in run.refs:
         figs[figure_title("forecast")] = run.refs["forecast"].file(FORECAST_FIGURE)
-    settings = settings_of(run)
+    settings = settings_of(run, cfg, exclude)
     if settings["auto"]:
         lines = [*lines, settings_line(settings)]
-    title = f"{model_name(run.cfg.model.cell, result)} forecast report — {run.name}"
-    return publish.report_markdown(title, lines, metrics, figs, config=settings_table(run),
+    title = f"{model_name(cfg.model.cell, result)} forecast report — {run.name}"
+    return publish.report_markdown(title, lines, metrics, figs, config=settings_table(cfg),
                                    auto=set(settings["auto"]))
 
 
-def settings_table(run: Run) -> dict:
+def settings_table(cfg) -> dict:
     """The resolved config as the report lists it: the data section holds only what the source uses
     (the file's fields for a file, the generator's for the sine)."""
     from tasks.generate import FILE_FIELDS
 
-    config = run.cfg.model_dump(mode="json")
-    file = data_source(run.cfg) == "file"
+    config = cfg.model_dump(mode="json")
+    file = data_source(cfg) == "file"
     config["data"] = {k: v for k, v in config["data"].items() if (k in FILE_FIELDS) == file}
     return config
 

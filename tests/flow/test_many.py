@@ -72,6 +72,9 @@ def test_a_sweep_ranks_members_on_the_validation_range_only(tmp_path):
     assert winner["model"]["hidden_size"] == best.get("model.hidden_size", a.model.hidden_size)
     assert winner["window"]["seq_length"] == best.get("window.seq_length", 14)
     assert summary["leaderboard"]["members"] == 3 and "gate" in summary
+    cell = winner["model"]["cell"]  # the summary describes the winner, not the base config
+    assert cell == best.get("model.cell", cell) and summary["settings"]["cell"] == cell
+    assert summary["verdict"].startswith(cell.upper()) and "model.cell" not in summary["settings"]["auto"]
 
     # the test range of every series changes: the ranking, its numbers and the winner do not
     b = tiny_config(tmp_path / "b", data=data(shops(tmp_path / "b.csv", tail=25.0), series_per_bucket=6),
