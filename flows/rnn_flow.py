@@ -242,8 +242,8 @@ class Ranked:
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
                  overrides: list[dict[str, Any]], statistical: tuple[str, ...] = ()) -> Ranked:
     """Train every member (`overrides` on top of `base`) on the runner and score each on the
-    validation range only, with the `statistical` members (a search's: AutoETS, AutoTheta fitted
-    on the training range) beside them. Members with different window lengths share the
+    validation range only, with the `statistical` members (a search's: AutoETS, AutoTheta,
+    seasonal naive, fitted on the history before the validation range) beside them. Members with different window lengths share the
     val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows."""
     members = [run.resolve(with_overrides(base, nested(m))) for m in overrides]
     lengths = {m.window.seq_length for m in members}

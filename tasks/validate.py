@@ -38,7 +38,8 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-STAGE = StageSpec("validate", phase="train", packages=("numpy", "torch"), run_only=frozenset({"chunk_size"}))
+STAGE = StageSpec("validate", phase="train", packages=("numpy", "torch", "statsforecast"),
+                  run_only=frozenset({"chunk_size"}))
 ENSEMBLE = StageSpec("ensemble", phase="train", packages=("numpy", "torch"), run_only=frozenset({"chunk_size"}),
                      files=(MODEL_FILE, HISTORY_FILE))
 
@@ -50,9 +51,9 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
     """Score one member over the validation origins of every bucket; write scores.json.
 
     model: the member's train entry, reading the series through `splits` (its window entries,
-    one per bucket); statistical: instead of a network, a reference forecaster ("ets", "theta":
-    tasks.components.references.Statistical, season length `season`) fitted on the training
-    range of `splits`. reference: a search's window entries of its longest window, whose
+    one per bucket); statistical: instead of a network, a statistical member ("ets", "theta",
+    "snaive": tasks.components.references.Statistical, season length `season`, 0 none) fitted
+    on the history before the validation origins of `splits`. reference: a search's window entries of its longest window, whose
     validation targets and MASE scales every member is scored on (the member reads them through
     its own window and scalers); None: the member's own.
     """

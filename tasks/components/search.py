@@ -5,7 +5,8 @@ NeuralForecast's Auto* models search the same kinds of knobs): the cell, the win
 and two seasons, and the tutorial's 20), the normalisation, the baseline the network corrects
 (seasonal or naive skip), the learning rate and the hidden size. A candidate whose window leaves
 the shortest series too few training windows is dropped. Every candidate runs with `seeds`
-seeds; the members are ranked on the validation range and the best `top_k` are combined.
+seeds; the members are ranked on the validation range and the best `top_k` are combined, then
+weighted with the statistical members (tasks/components/ensemble.py: the hybrid).
 """
 
 from __future__ import annotations
