@@ -234,7 +234,7 @@ class SearchConfig(_Section):
     statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
         ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "
         "AutoTheta, arima AutoARIMA, snaive seasonal naive) scored on the validation range beside the networks; the "
-        "forecast is the networks' combination and each of them, weighted by 1 / validation MASE (a hybrid); none: "
+        "forecast is the networks' combination and each of them, weighted by 1 / validation MASE^2 (a hybrid); none: "
         "networks only."
     )
 

@@ -16,12 +16,16 @@ A search's ensemble is a hybrid: after its networks come statistical members
 whole history up to an origin through its own split (the reference's, so its shift is 0). The
 forecast is then a weighted mean of the networks' combination and each statistical member,
 
-    yhat = w_0 * combine(networks) + sum_j w_j * statistical_j,    w_i proportional to 1 / MASE_i,
+    yhat = w_0 * combine(networks) + sum_j w_j * statistical_j,    w_i proportional to 1 / MASE_i^2,
 
 the weights from each part's MASE on the validation range (`inverse_error_weights`): the
-inverse-error combination of Bates & Granger (1969), "The combination of forecasts", Operational
-Research Quarterly 20(4), in the spirit of the M4 winner's hybrid of exponential smoothing and
-a recurrent network (Smyl 2020, Int. J. Forecasting 36(1)).
+combination of Bates & Granger (1969), "The combination of forecasts", Operational Research
+Quarterly 20(4), whose weights are inversely proportional to each forecast's error variance (here
+its squared scaled error), in the spirit of the M4 winner's hybrid of exponential smoothing and a
+recurrent network (Smyl 2020, Int. J. Forecasting 36(1)). Measured on the quality panel, the
+squared form beat plain 1 / MASE (geometric-mean MASE ratio to AutoETS 0.950 and 0.900 at one
+step and one season ahead, against 0.954 and 0.923; one seed): it lets a clearly better part
+dominate instead of being diluted by several weaker ones.
 """
 
 from __future__ import annotations
@@ -117,8 +121,9 @@ def longest(splits: list[Split]) -> int:
     return max(range(len(splits)), key=lambda i: (splits[i].seq_length, -i))
 
 
-def inverse_error_weights(errors: list[float | None]) -> tuple[float, ...]:
-    """Combination weights proportional to 1 / error (Bates & Granger 1969), summing to 1.
+def inverse_error_weights(errors: list[float | None], power: float = 2.0) -> tuple[float, ...]:
+    """Combination weights proportional to 1 / error^power (Bates & Granger 1969: power 2, the
+    inverse error variance), summing to 1.
 
     errors: each part's validation MASE (>= 0). An undefined or infinite error gets weight 0; an
     error of 0 (a perfect part) takes all the weight, shared with any other perfect part. When no
@@ -130,5 +135,5 @@ def inverse_error_weights(errors: list[float | None]) -> tuple[float, ...]:
     if (e == 0).any():
         w = (e == 0).astype(float)
     else:
-        w = np.where(np.isfinite(e), 1.0 / e, 0.0)
+        w = np.where(np.isfinite(e), 1.0 / e**power, 0.0)
     return tuple(float(x) for x in w / w.sum())

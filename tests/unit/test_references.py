@@ -245,7 +245,8 @@ def test_an_ensemble_with_statistical_members_combines_them_with_the_networks(tm
 def test_inverse_error_weights_trust_each_part_by_its_validation_error():
     from tasks.components.ensemble import inverse_error_weights
 
-    assert inverse_error_weights([1.0, 2.0, 4.0]) == pytest.approx((4 / 7, 2 / 7, 1 / 7))
+    assert inverse_error_weights([1.0, 2.0, 4.0], power=1) == pytest.approx((4 / 7, 2 / 7, 1 / 7))
+    assert inverse_error_weights([1.0, 2.0, 4.0]) == pytest.approx((16 / 21, 4 / 21, 1 / 21))  # 1 / MASE^2
     assert inverse_error_weights([0.5, None, float("nan")]) == pytest.approx((1.0, 0.0, 0.0))
     assert inverse_error_weights([0.0, 1.0, 0.0]) == pytest.approx((0.5, 0.0, 0.5))  # perfect parts share it
     assert inverse_error_weights([None, float("inf")]) == pytest.approx((0.5, 0.5))  # nothing usable: equal
