@@ -107,7 +107,8 @@ def case_row(series: PanelSeries, horizon: int, runs: list[dict]) -> dict:
             "gate_baseline": [r["gate"]["baseline"] for r in results],
             "references_fallback": results[0]["references"]["fallback"],
             "best_epoch": [r["best_epoch"] for r in runs], "epochs": [r["epochs"] for r in runs],
-            "ensemble": results[0].get("ensemble"), "wall_s": float(np.mean([r["wall_s"] for r in runs]))}
+            "ensemble": results[0].get("ensemble"), "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+            "network_weight_by_seed": [((r.get("ensemble") or {}).get("weights") or [1.0])[0] for r in results]}
 
 
 def geomean(xs: list[float]) -> float:
@@ -154,7 +155,7 @@ def fmt(x: float, spec: str = ".3f") -> str:
 def table(rows: list[dict]) -> list[str]:
     """Markdown: one row per series (MASE of each forecaster, the model's ratios, coverage, time)."""
     head = ("| series | freq | n | H | model (seed min–max) | naive | snaive | ets | theta | /naive | /snaive | "
-            "/ets | /theta | cov80 | cov95 | best epoch | s/run |")
+            "/ets | /theta | cov80 | cov95 | best epoch | net weight | s/run |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def flag(x: float) -> str:  # a loss in bold
@@ -168,8 +169,14 @@ def table(rows: list[dict]) -> list[str]:
             f"{fmt(m['naive'])} | {fmt(m['snaive'])} | {fmt(m['ets'])} | {fmt(m['theta'])} | "
             + " | ".join(flag(q[b]) for b in BASELINES)
             + f" | {fmt(r['coverage']['80'], '.2f')} | {fmt(r['coverage']['95'], '.2f')} | "
-            f"{'/'.join(str(b) for b in r['best_epoch'])} | {r['wall_s']:.1f} |")
+            f"{'/'.join(str(b) for b in r['best_epoch'])} | {network_weight(r)} | {r['wall_s']:.1f} |")
     return lines
+
+
+def network_weight(row: dict) -> str:
+    """The hybrid's weight on its networks (mean over seeds; "1" for networks alone)."""
+    w = row.get("network_weight_by_seed") or [((row.get("ensemble") or {}).get("weights") or [1.0])[0]]
+    return f"{np.mean(w):.2f}"
 
 
 def markdown(res: dict) -> str:
@@ -184,7 +191,7 @@ def markdown(res: dict) -> str:
              "", "MASE on the backtest (test range, rolling origins, averaged over leads); ratio = model / baseline "
              "(< 1: the model is better; **bold**: the model loses); snaive = seasonal naive (naive for yearly "
              "series); the model's MASE is the mean over seeds; cov = the model's conformal interval coverage "
-             "(nominal 0.80 / 0.95); best epoch per seed (of the best member for an ensemble; 1: early stopping kept the first epoch); s/run = wall "
+             "(nominal 0.80 / 0.95); best epoch per seed (of the best member for an ensemble; 1: early stopping kept the first epoch); net weight = the hybrid's weight on its networks' combination (the rest is AutoETS, AutoTheta and seasonal naive, by 1 / validation MASE^2); s/run = wall "
              "seconds of one flow run up to evaluate (the search's members and ensemble included).", "",
              "| | series | geo-mean model/naive | /snaive | /AutoETS | /AutoTheta | cov80 | cov95 | gate passed "
              "(best baseline) | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]

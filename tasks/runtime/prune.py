@@ -37,6 +37,7 @@ class Pruned:
     kept_runs: int = 0
     kept_entries: int = 0
     freed_bytes: int = 0
+    champion: bool = False  # a champion's run folder was kept beyond the newest
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -102,7 +103,7 @@ def prune(root: str | os.PathLike, data_dir: str | os.PathLike, keep: int = 10, 
     kept = runs[:keep] + [r for r in runs[keep:] if r.name == champion]
     used = set().union(*map(entries_named, kept), latest_entries(root), latest_entries(data))
     entries = sorted({*cache_entries(root), *cache_entries(data)})
-    out = Pruned(runs=[r for r in runs if r not in kept], kept_runs=len(kept))
+    out = Pruned(runs=[r for r in runs if r not in kept], kept_runs=len(kept), champion=len(kept) > len(runs[:keep]))
     out.entries = [e for e in entries if e.resolve() not in used]
     out.kept_entries = len(entries) - len(out.entries)
     out.checkpoints = sorted(c for c in (root / "checkpoints").glob("train-*")
@@ -147,7 +148,8 @@ def remove_entry(entry: Path) -> bool:
 
 def describe(p: Pruned, keep: int, dry_run: bool = False) -> str:
     """One line: what went (or would go), how much that frees, what stayed."""
-    kept = (f"{_count(p.kept_runs, 'run folder')} (the newest {keep} and the champion's) and "
+    which = f"the newest {keep} and the champion's" if p.champion else f"the newest {keep}"
+    kept = (f"{_count(p.kept_runs, 'run folder')} ({which}) and "
             f"{_count(p.kept_entries, 'cache entry', 'cache entries')} they use")
     if not (p.runs or p.entries or p.checkpoints):
         return f"nothing to remove: kept {kept}" + _busy(p)
