@@ -230,7 +230,7 @@ class SearchConfig(_Section):
     )
     seeds: int = Field(2, ge=1, le=20, description="Seeds per searched configuration (each a member of its own).")
     top_k: int = Field(3, ge=1, le=50, description="Networks, best by validation MASE, whose forecasts are combined.")
-    combine: Literal["median", "mean"] = Field("median", description="How the top members' forecasts combine.")
+    combine: Literal["median", "mean"] = Field("median", description="How the top networks' forecasts combine.")
     statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
         ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "
         "AutoTheta, arima AutoARIMA, snaive seasonal naive) scored on the validation range beside the networks; the "
