@@ -168,6 +168,13 @@ class TrainConfig(_Section):
 Reference = Literal["ets", "theta", "arima"]  # tasks.components.references.REFERENCES
 
 
+def distinct(names: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """`names` if none repeats; else ValueError ("each reference once (e.g. ets,theta)")."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"each {what} once (e.g. ets,theta)")
+    return names
+
+
 class EvalConfig(_Section):
     """The rolling-origin backtest over the test range, and the prediction intervals."""
 
@@ -200,9 +207,7 @@ class EvalConfig(_Section):
     @field_validator("references")
     @classmethod
     def _distinct_references(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError("each reference once (e.g. ets,theta)")
-        return v
+        return distinct(v, "reference")
 
     @field_validator("gate_baseline")
     @classmethod
@@ -246,9 +251,7 @@ class SearchConfig(_Section):
     @field_validator("statistical")
     @classmethod
     def _distinct_statistical(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError("each statistical member once (e.g. ets,theta)")
-        return v
+        return distinct(v, "statistical member")
 
     @field_validator("mode")
     @classmethod
