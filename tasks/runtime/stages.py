@@ -213,17 +213,19 @@ class Run:
         return refs
 
     def _submit_in_waves(self, task: Any, calls: list[tuple[StagePlan, Inputs]]) -> list[Any]:
-        """Results of every call, in order; raises the first task failure after all have ended."""
-        from prefect.futures import wait
+        """Results of every call, in order; raises the first task failure after all have ended.
+
+        At most workers x in_flight calls are in flight: the next is submitted as soon as any one
+        of them ends (not when the whole batch has), so a worker never idles behind a slow member.
+        """
+        from prefect.futures import as_completed, wait
 
         limit = max(1, self.cfg.runner.workers * self.cfg.runner.in_flight)
         futures: list[Any] = [None] * len(calls)
         pending: dict[Any, int] = {}
         for i, (plan, inputs) in enumerate(calls):
             if len(pending) >= limit:
-                done, _ = wait(list(pending))
-                for f in done:
-                    pending.pop(f, None)
+                pending.pop(next(as_completed(list(pending))), None)
             named = task.with_options(task_run_name=f"{task.name}-{plan.key[:6]}")
             futures[i] = self.runner.submit(named, parameters={"plan": plan, **inputs})
             pending[futures[i]] = i
