@@ -3,11 +3,13 @@ the test range).
 
     validate   one entry per sweep member: the rolling-origin backtest of its model over the
                validation origins of every series (scores.json); for a search, also one per
-               statistical member (AutoETS, AutoTheta fitted on the training range)
+               statistical member (AutoETS, AutoTheta, seasonal naive, fitted on the history
+               before the validation range)
 
-    ensemble   one entry for a search: the top members' model files (and the statistical members'
-               names) packed into one model.pt (tasks/formats/model.py: what promotion judges and
-               the run directory keeps), and the best network member's training history
+    ensemble   one entry for a search: the top networks' model files, the statistical members'
+               names and the hybrid's weights (found on the validation range) packed into one
+               model.pt (tasks/formats/model.py: what promotion judges and the run directory
+               keeps), and the best network's training history
 
 The leaderboard (`leaderboard`) ranks members by their validation MASE; the winner (or the
 ensemble of the best) is then scored on the test range by the usual evaluate stage and judged
@@ -53,9 +55,9 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
     model: the member's train entry, reading the series through `splits` (its window entries,
     one per bucket); statistical: instead of a network, a statistical member ("ets", "theta",
     "snaive": tasks.components.references.Statistical, season length `season`, 0 none) fitted
-    on the history before the validation origins of `splits`. reference: a search's window entries of its longest window, whose
-    validation targets and MASE scales every member is scored on (the member reads them through
-    its own window and scalers); None: the member's own.
+    on the history before the validation origins of `splits`. reference: a search's window
+    entries of its longest window, whose validation targets and MASE scales every member is
+    scored on (the member reads them through its own window and scalers); None: the member's own.
     """
 
     def compute(w: store.EntryWriter) -> dict:
