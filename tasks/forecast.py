@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Predict, as_predict, band_columns, interval_scales, score_scales
+from tasks.components.backtest import Predict, band_columns, forecasts_and_scales
 from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
@@ -77,12 +77,7 @@ def future_forecast(
     when not `split`.
     """
     H, origins = split.horizon, split.last_origins()
-    if hasattr(model, "forecasts"):  # an ensemble: its members once, for the forecast and the interval scales
-        each = model.forecasts(values, split, origins, H)
-        pred, scales = model.combined(each), interval_scales(model, values, split, origins, H, each)
-    else:
-        pred = as_predict(model)(values, model_split or split, origins, H)
-        scales = score_scales(values, split, origins)
+    pred, scales, _ = forecasts_and_scales(model, values, split, origins, H, model_split=model_split)
     return {"forecast": pred, **band_columns(pred, scales, intervals)}
 
 

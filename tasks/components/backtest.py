@@ -187,6 +187,19 @@ def interval_scales(model, values: np.ndarray, split: Split, idx: np.ndarray, st
     return each.std(axis=0) + SPREAD_FLOOR * base
 
 
+def forecasts_and_scales(model, values: np.ndarray, split: Split, idx: np.ndarray, steps: int,
+                         chunk: int = 65_536, model_split: Split | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(forecast (n, steps), interval_scales (n, steps), the members' forecasts (k, n, steps) or
+    None): an ensemble's members are forecast once, for both. model_split: the split a single
+    network reads the series through, when not `split` (a refit model's scalers)."""
+    if hasattr(model, "forecasts"):
+        each = model.forecasts(values, split, idx, steps)
+        return model.combined(each), interval_scales(model, values, split, idx, steps, each, chunk), each
+    pred = as_predict(model, chunk)(values, model_split or split, idx, steps)
+    return pred, interval_scales(model, values, split, idx, steps, chunk=chunk), None
+
+
 def season_for(split: Split, season_length: int | None) -> int | None:
     """The seasonal-naive lag: `season_length` if given, else the one inferred from the frequency.
 
@@ -247,12 +260,7 @@ def conformal_bands(
     the split has none): never on the test range. Scores are residuals over interval_scales."""
     part = "cal" if split.count("cal") else "val"  # origins neither early stopping nor selection saw
     val = split.origins(part)
-    if hasattr(model, "forecasts"):  # an ensemble: its members once, for the forecast and the scales
-        each = model.forecasts(values, split, val, split.horizon)
-        pred, scales = model.combined(each), interval_scales(model, values, split, val, split.horizon, each, chunk)
-    else:
-        pred = as_predict(model, chunk)(values, split, val, split.horizon)
-        scales = interval_scales(model, values, split, val, split.horizon, chunk=chunk)
+    pred, scales, _ = forecasts_and_scales(model, values, split, val, split.horizon, chunk)
     cal = calibrate((actuals(values, split, val) - pred) / scales, levels)
     origins = "calibration" if part == "cal" else "validation"
     if cal["clipped"]:
@@ -456,18 +464,15 @@ def backtest(
     """
     seasons = seasons_of(split, season_length)
     H = split.horizon
-    n_fits = 0
+    n_fits, spread = 0, {}
     if refit is not None and refit_every:
         idx, pred, n_fits = refit_forecasts(values, split, refit_every, refit, H, chunk)
-    spread, each = {}, None
-    if not (refit is not None and refit_every):
+        scores = score_scales(values, split, idx)
+    else:
         idx = split.origins("test")
-        if hasattr(model, "forecasts"):  # an ensemble: its members' forecasts once, their range and combination
-            each = model.forecasts(values, split, idx, H)
-            pred = model.combined(each)
+        pred, scores, each = forecasts_and_scales(model, values, split, idx, H, chunk)
+        if each is not None:  # an ensemble: its members' range
             spread = {"member_min": each.min(axis=0), "member_max": each.max(axis=0)}
-        else:
-            pred = as_predict(model, chunk)(values, split, idx, H)
     y = actuals(values, split, idx)
     forecasts = {"model": pred, **baselines(values, split, idx, H, seasons[0] if seasons else None, seasons[1:])}
     refs: dict = {"names": []}
@@ -483,8 +488,6 @@ def backtest(
     if note := mase_note(split, series_scales(values, split)):
         undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
-    scores = interval_scales(model, values, split, idx, H, each, chunk) if each is not None else score_scales(
-        values, split, idx)
     df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, cal), **spread})
     intervals = {**cal, "halfwidths": {k: [_finite(x) for x in q] for k, q in cal["halfwidths"].items()},
                  "test": interval_report(y, pred, scores, cal)}
