@@ -46,24 +46,38 @@ def interval_stats(y: np.ndarray, yhat: np.ndarray, halfwidth: np.ndarray) -> di
 def calibrate(scores: np.ndarray, levels: tuple[float, ...]) -> dict:
     """Score half-widths {level: (horizon,)} from calibration scores (n, horizon), and how they were found.
 
-    Per lead when every level has enough points (n >= level / (1 - level)); else the scores are
-    divided by each lead's mean score and pooled over leads (n * horizon points), the quantile
-    scaled back per lead. A level still out of reach is clipped at the largest score and named
-    in "clipped" (the exact split-conformal interval would be unbounded).
+    Each level on its own: per lead when there are enough points for it (n >= level / (1 - level):
+    4 for 80%, 19 for 95%); else the scores are divided by each lead's mean score and pooled over
+    leads (n * horizon points), the quantile scaled back per lead. A level still out of reach is
+    clipped at the largest score and named in "clipped" (the exact split-conformal interval would
+    be unbounded). "method" is "per lead", "pooled over leads", or both with the pooled levels
+    named ("per lead, 95% pooled over leads"). Deciding per level keeps the exact per-lead
+    quantile for a level the points suffice for: on the quality panel's one-season horizons
+    (benchmarks/RESULTS.md) pooling every level whenever 95% needed it covered 80% less often.
     """
     s = np.abs(np.asarray(scores, dtype=float))
     s = s[:, None] if s.ndim == 1 else s
     n, h = s.shape
-    profile = np.ones(h)
-    if n and not all(math.ceil((n + 1) * lv) <= n for lv in levels) and h > 1:
-        profile = s.mean(axis=0)
-        profile = np.where(profile > 0, profile, 1.0)
-        method, pooled = "pooled over leads", (s / profile).reshape(-1, 1)
+    profile = s.mean(axis=0) if n else np.ones(h)
+    profile = np.where(profile > 0, profile, 1.0)
+    widths, clipped, pooled_levels = {}, [], []
+    for level in levels:
+        name = level_name(level)
+        if n and math.ceil((n + 1) * level) > n and h > 1:
+            pooled = (s / profile).reshape(-1, 1)
+            q, scale = conformal_halfwidths(pooled, (level,))[name], profile
+            pooled_levels.append(name)
+        else:
+            pooled, scale = s, np.ones(h)
+            q = conformal_halfwidths(pooled, (level,))[name]
+        if np.isinf(q).any():
+            q = np.where(np.isinf(q), pooled.max(axis=0), q)
+            clipped.append(name)
+        widths[name] = q * scale
+    if not pooled_levels:
+        method = "per lead"
+    elif len(pooled_levels) == len(levels):
+        method = "pooled over leads"
     else:
-        method, pooled = "per lead", s
-    widths = conformal_halfwidths(pooled, levels)
-    clipped = [k for k, q in widths.items() if np.isinf(q).any()]
-    for k in clipped:
-        widths[k] = np.where(np.isinf(widths[k]), pooled.max(axis=0), widths[k])
-    widths = {k: q * profile for k, q in widths.items()}
+        method = f"per lead, {'/'.join(pooled_levels)}% pooled over leads"
     return {"method": method, "n_calibration": int(n), "halfwidths": widths, "clipped": clipped}

@@ -30,12 +30,22 @@ def test_halfwidth_is_the_conformal_order_statistic():
 def test_too_few_calibration_points_are_pooled_over_leads_then_clipped():
     rng = np.random.default_rng(0)
     s = np.abs(rng.normal(size=(6, 12))) * np.arange(1, 13)  # spread grows with the lead
-    cal = calibrate(s, (0.8, 0.95))
+    cal = calibrate(s, (0.9, 0.95))  # 6 points: too few for 90% (9) and 95% (19)
     assert cal["method"] == "pooled over leads" and cal["clipped"] == []
-    q = cal["halfwidths"]["80"]
+    q = cal["halfwidths"]["90"]
     assert q.shape == (12,) and np.allclose(q / s.mean(axis=0), q[0] / s[:, 0].mean())  # each lead's own spread
     tiny = calibrate(s[:, :1], (0.95,))
     assert tiny["clipped"] == ["95"] and tiny["halfwidths"]["95"][0] == s[:, 0].max()
+
+
+def test_each_level_is_pooled_only_when_its_own_points_are_too_few():
+    rng = np.random.default_rng(3)
+    s = np.abs(rng.normal(size=(10, 4))) * np.arange(1, 5)  # 10 points: enough for 80% (4), not 95% (19)
+    cal = calibrate(s, (0.8, 0.95))
+    assert cal["method"] == "per lead, 95% pooled over leads" and cal["clipped"] == []
+    assert np.array_equal(cal["halfwidths"]["80"], conformal_halfwidths(s, (0.8,))["80"])  # the exact quantile
+    assert np.array_equal(cal["halfwidths"]["95"], calibrate(s, (0.95,))["halfwidths"]["95"])
+    assert calibrate(s, (0.8,))["method"] == "per lead"
 
 
 @pytest.mark.parametrize("level", [0.8, 0.95])
