@@ -56,15 +56,22 @@ def reference_model(name: str, season: int | None):
 
     Raises ValueError for a name that is not one of MEMBERS.
     """
+    check_name(name)
     from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
 
     m = int(season) if season and season > 1 else 1
     makers = {"ets": lambda: AutoETS(season_length=m), "theta": lambda: AutoTheta(season_length=m),
               "arima": lambda: AutoARIMA(season_length=m),
               "snaive": lambda: SeasonalNaive(season_length=m) if m > 1 else Naive()}
-    if name not in makers:
-        raise ValueError(f"unknown reference forecaster {name!r} (known: {', '.join(MEMBERS)})")
     return makers[name]()
+
+
+def check_name(name: str) -> None:
+    """ValueError unless `name` is one of MEMBERS. Checked without importing statsforecast (about
+    5 s on this project's 2-core machine), so a process that only names members (the flow's own
+    process when the members run on Dask workers, a model file being read) never pays for it."""
+    if name not in MEMBERS:
+        raise ValueError(f"unknown reference forecaster {name!r} (known: {', '.join(MEMBERS)})")
 
 
 def refit_policy(refit_every: int) -> str:
@@ -120,7 +127,7 @@ def reference_forecasts(values: np.ndarray, split: Split, idx: np.ndarray, steps
     """
     idx = np.asarray(idx, dtype=np.int64)
     for name in names:
-        reference_model(name, season)  # an unknown name fails here, not as a fallback
+        check_name(name)  # an unknown name fails here, not as a fallback
     out = {name: np.full((len(idx), steps), np.nan) for name in names}
     fallback: dict[str, dict[str, str]] = {name: {} for name in names}
     last = split.last_observed(idx)
@@ -192,7 +199,7 @@ class Statistical:
     """
 
     def __init__(self, name: str, season: int | None):
-        reference_model(name, season)  # an unknown name fails here
+        check_name(name)  # an unknown name fails here
         self.name = name
         self.season = int(season) if season and season > 1 else None
 
