@@ -182,9 +182,14 @@ def explain_change(previous: dict | None, current: dict) -> str:
     changed = _diff(previous.get("params", {}), current["params"])
     if changed:
         why.append("new parameters: " + ", ".join(changed))
-    ups = sorted(k for k in current["upstream"] if previous.get("upstream", {}).get(k) != current["upstream"][k])
+    before, now = previous.get("upstream", {}), current["upstream"]
+    ups = sorted(k for k in now if k in before and before[k] != now[k])
     if ups:
         why.append("upstream changed: " + ", ".join(ups))
+    if added := sorted(set(now) - set(before)):
+        why.append("new upstream: " + ", ".join(added))
+    if dropped := sorted(set(before) - set(now)):
+        why.append("upstream no longer an input: " + ", ".join(dropped))
     mods = sorted(
         set(current["code"]) ^ set(previous.get("code", {}))
         | {m for m in current["code"] if previous.get("code", {}).get(m) not in (None, current["code"][m])}

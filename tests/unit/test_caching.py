@@ -45,6 +45,14 @@ def test_explanations_name_what_changed():
     assert explain_change(inputs(), inputs()) == "output missing (cache entry deleted)"
 
 
+def test_an_upstream_that_appears_or_goes_is_named_not_taken_for_a_deleted_entry():
+    hybrid = inputs(upstream={"window": "w1", "ensemble": "e1"})  # e.g. evaluate with and without a packed ensemble
+    assert explain_change(hybrid, inputs()) == "upstream no longer an input: ensemble"
+    assert explain_change(inputs(), hybrid) == "new upstream: ensemble"
+    assert explain_change(hybrid, inputs(upstream={"window": "w2"})) == (
+        "upstream changed: window; upstream no longer an input: ensemble")
+
+
 def plan(tmp_path, force=None, **over):
     i = inputs(**over)
     return plan_stage(tmp_path, "train", params=i["params"], upstream=i["upstream"], code=i["code"], env=i["env"], force=force)
