@@ -108,7 +108,8 @@ def leaderboard_line(lb: dict) -> str:
         return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
                 f"network(s) combined by the {lb['combine']}{hybrid} (best validation MASE {mase}; "
                 "rnn-leaderboard lists them all)")
-    return f"sweep: {lb['members']} members; winner {lb['winner']} (validation MASE {mase})"
+    winner = ", ".join(f"{k}={v}" for k, v in lb["winner"].items())  # as the grid writes them: model.cell=gru
+    return f"sweep: {lb['members']} members; winner {winner} (validation MASE {mase})"
 
 
 def stage_line(row: dict) -> str:

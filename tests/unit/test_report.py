@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flows.cli import FLAG_OF_FIELD
-from flows.report import promotion_line, summary_lines
+from flows.report import leaderboard_line, promotion_line, summary_lines
 from tasks.config import PipelineConfig, auto_settings, resolve, with_overrides
 from tasks.runtime.publish import report_markdown
 
@@ -59,3 +59,10 @@ def test_the_report_has_readable_headings_and_the_settings_that_ran(tmp_path):
     assert "## Error by lead time" in md and "Error_by_lead" not in md
     assert "| model.cell | rnn (auto) |" in md and "| train.hidden_size" not in md
     assert "| model.hidden_size | 64 |" in md
+
+
+def test_a_sweep_line_names_the_winner_as_the_grid_writes_settings():
+    lb = {"kind": "sweep", "members": 4, "val_mase": 0.81234,
+          "winner": {"model.cell": "gru", "model.hidden_size": "32"}}
+    assert leaderboard_line(lb) == (
+        "sweep: 4 members; winner model.cell=gru, model.hidden_size=32 (validation MASE 0.8123)")
