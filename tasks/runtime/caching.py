@@ -168,7 +168,7 @@ def plan_stage(
     elif problem != "output missing":
         run, reason = True, f"output missing or corrupt: {problem}"
     else:
-        run, reason = True, explain_change(latest_inputs(base, stage), key_inputs)
+        run, reason = True, explain_change(closest(recent_inputs(base, stage), key_inputs), key_inputs)
     return StagePlan(
         stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs
     )
@@ -178,6 +178,10 @@ def explain_change(previous: dict | None, current: dict) -> str:
     """Say what differs between the key inputs of the last entry used and now."""
     if previous is None:
         return "no cached output (first run)"
+    return "; ".join(_changes(previous, current)) or "output missing (cache entry deleted)"
+
+
+def _changes(previous: dict, current: dict) -> list[str]:
     why = []
     changed = _diff(previous.get("params", {}), current["params"])
     if changed:
@@ -199,7 +203,24 @@ def explain_change(previous: dict | None, current: dict) -> str:
     envs = _diff(previous.get("env", {}), current["env"])
     if envs:
         why.append("environment changed: " + ", ".join(envs))
-    return "; ".join(why) or "output missing (cache entry deleted)"
+    return why
+
+
+def closest(candidates: list[dict], current: dict) -> dict | None:
+    """Of the key inputs of entries used before (most recent first), the one that differs from
+    `current` in the fewest settings, the most recent among equals: what a change is explained
+    against, so one member of a sweep or one bucket is compared with its own previous entry, not
+    with whichever member or bucket was recorded last. None when there are none."""
+    if not candidates:
+        return None
+    return min(enumerate(candidates), key=lambda ic: (_distance(ic[1], current), ic[0]))[1]
+
+
+def _distance(previous: dict, current: dict) -> int:
+    n = len(_diff(previous.get("params", {}), current["params"]))
+    n += len(set(previous.get("upstream", {}).items()) ^ set(current["upstream"].items()))
+    n += len(set(previous.get("code", {}).items()) ^ set(current["code"].items()))
+    return n + len(_diff(previous.get("env", {}), current["env"]))
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -227,16 +248,31 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def latest_inputs(base: str | Path, stage: str) -> dict | None:
-    """Key inputs of the entry this stage used last (None before its first run)."""
+RECENT = 16  # key inputs kept per stage in latest.json, to explain the next change against
+
+
+def recent_inputs(base: str | Path, stage: str) -> list[dict]:
+    """Key inputs of the entries this stage used last, most recent first (empty before its first run)."""
     try:
-        return store.read_json(Path(base) / "cache" / stage / "latest.json")["key_inputs"]
-    except (OSError, ValueError, KeyError):
-        return None
+        blob = store.read_json(Path(base) / "cache" / stage / "latest.json")
+    except (OSError, ValueError):
+        return []
+    recent = blob.get("recent") or ([blob["key_inputs"]] if "key_inputs" in blob else [])
+    return [r for r in recent if isinstance(r, dict)]
 
 
-def record_latest(plan: StagePlan) -> None:
-    """Remember the key inputs just used, so the next change can be explained."""
-    store.write_json(
-        Path(plan.base) / "cache" / plan.stage / "latest.json", {"key": plan.key, "key_inputs": plan.key_inputs}
-    )
+def record_latest(plans: list[StagePlan]) -> None:
+    """Remember the key inputs just used (one stage's entries: a bucket's, a member's), so that
+    the next change can be explained: latest.json keeps the last entry's key (what `clean` keeps)
+    and the RECENT most recent distinct key inputs."""
+    if not plans:
+        return
+    last = plans[-1]
+    recent, seen = [], set()
+    for inputs in [p.key_inputs for p in reversed(plans)] + recent_inputs(last.base, last.stage):
+        key = stage_key(last.stage, inputs)
+        if key not in seen:
+            seen.add(key)
+            recent.append(inputs)
+    store.write_json(Path(last.base) / "cache" / last.stage / "latest.json",
+                     {"key": last.key, "key_inputs": last.key_inputs, "recent": recent[:RECENT]})

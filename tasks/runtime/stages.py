@@ -194,6 +194,7 @@ class Run:
         plan = self.plan(spec, task, inputs)
         state = task(plan=plan, return_state=True, **inputs)
         ref = self._record(spec, plan, state.result())
+        record_latest([plan])
         self.refs[spec.name], self.specs[spec.name] = ref, spec
         return ref
 
@@ -209,6 +210,7 @@ class Run:
         plans = [self.plan(spec, task, {**item, **shared}) for item in items]
         results = self._submit_in_waves(task, [(p, {**item, **shared}) for p, item in zip(plans, items)])
         refs = tuple(self._record(spec, plan, result) for plan, result in zip(plans, results))
+        record_latest(plans)
         self.refs[spec.name], self.specs[spec.name] = refs, spec
         return refs
 
@@ -246,7 +248,6 @@ class Run:
         built = bool(result.pop("built", True))
         ref = StageRef(**result)
         self.used.append(str(ref.path))
-        record_latest(plan)
         reason = outcome_reason(plan.reason, planned_run=plan.run, reused=not built)
         row = self.rows.get(spec.stage)
         if row is None:

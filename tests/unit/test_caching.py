@@ -66,7 +66,7 @@ def test_plan_reuses_only_a_verified_entry(tmp_path):
         w.path("model.pt").write_bytes(b"weights")
 
     store.build_entry(tmp_path, "train", p.key, p.key_inputs, compute)
-    caching.record_latest(p)
+    caching.record_latest([p])
     assert plan(tmp_path).run is False and plan(tmp_path).reason == "inputs unchanged"
     forced = plan(tmp_path, force="--refresh train")
     assert forced.run and forced.forced and forced.reason == "forced (--refresh train)"
@@ -75,6 +75,16 @@ def test_plan_reuses_only_a_verified_entry(tmp_path):
     assert corrupt.run and corrupt.reason.startswith("output missing or corrupt: model.pt")
     changed = plan(tmp_path, params={"train": {"epochs": 7, "lr": 0.001}})
     assert changed.key != p.key and changed.reason == "new parameters: train.epochs 100->7"
+
+
+def test_each_member_is_explained_against_its_own_previous_entry_not_the_last_one_recorded(tmp_path):
+    members = [plan(tmp_path, params={"train": {"epochs": 100, "lr": 0.001, "seed": seed}}) for seed in (42, 43, 44)]
+    caching.record_latest(members)  # one map over a sweep's members: the last recorded is seed 44
+    again = plan(tmp_path, params={"train": {"epochs": 50, "lr": 0.001, "seed": 42}})
+    assert again.reason == "new parameters: train.epochs 100->50"  # not "... seed 44->42"
+    assert caching.recent_inputs(tmp_path, "train")[0] == members[-1].key_inputs
+    caching.record_latest([plan(tmp_path, params={"train": {"epochs": e, "lr": 0.001}}) for e in range(40)])
+    assert len(caching.recent_inputs(tmp_path, "train")) == caching.RECENT
 
 
 def test_an_entry_that_went_bad_after_planning_is_rebuilt_not_reported_cached(tmp_path):
