@@ -5,7 +5,7 @@ Layout under a base directory (the data dir for `generate`, the output root for 
     <base>/cache/<stage>/<key>/            one finished stage output; exists only with its manifest
         <files...>
         manifest.json                      written last: files + sha256, what went into the key
-    <base>/cache/<stage>/latest.json       key inputs of the last entry used (to explain changes)
+    <base>/cache/<stage>/latest.json       the last entry used, and the key inputs of the 16 most recent (to explain changes)
     <base>/cache/<stage>/.tmp-<key>-<rand>/  work in progress, renamed into place when complete
     <base>/locks/<stage>-<key>.lock        one writer per entry at a time
 
