@@ -53,7 +53,8 @@ def calibrate(scores: np.ndarray, levels: tuple[float, ...]) -> dict:
     be unbounded). "method" is "per lead", "pooled over leads", or both with the pooled levels
     named ("per lead, 95% pooled over leads"). Deciding per level keeps the exact per-lead
     quantile for a level the points suffice for: on the quality panel's one-season horizons
-    (benchmarks/RESULTS.md) pooling every level whenever 95% needed it covered 80% less often.
+    (benchmarks/RESULTS.md, 3 seeds) 80% coverage rose from 0.748 to 0.758 (pooling every level
+    whenever 95% needed it had given the short series narrower 80% intervals).
     """
     s = np.abs(np.asarray(scores, dtype=float))
     s = s[:, None] if s.ndim == 1 else s
