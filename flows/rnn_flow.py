@@ -22,6 +22,10 @@ from pathlib import Path
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+# Dask's own lines (a LocalCluster's start and close, about 60 of them) only from WARNING up: its
+# memory and lost-worker warnings still show. Read when distributed is imported; inherited by the
+# worker processes a LocalCluster starts.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 if __package__ in (None, ""):  # run or loaded as a script (a worker's entrypoint): this checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

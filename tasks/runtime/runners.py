@@ -2,7 +2,8 @@
 
     local  ThreadPoolTaskRunner(max_workers=workers): threads of the flow's own process
     dask   prefect_dask.DaskTaskRunner: on a running cluster (address=tcp://...), else on a
-           distributed.LocalCluster it starts (processes, `workers` x `threads_per_worker`)
+           distributed.LocalCluster it starts (processes, `workers` x `threads_per_worker`,
+           no dashboard, tasks.runtime.nanny.Nanny)
 
 The runner is built from settings (cluster_class/cluster_kwargs), never from a live cluster
 object: Prefect duplicates task runners and a duplicate would drop it. Dask workers report task
@@ -31,7 +32,11 @@ def task_runner(cfg: Any) -> Any:
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker, "processes": True,
-                        "dashboard_address": None},
+                        # no dashboard, and the scheduler's HTTP endpoint on a free port: two runs at
+                        # once would otherwise both ask for 8787 and the second warn that it is taken
+                        "dashboard_address": None, "scheduler_kwargs": {"dashboard_address": ":0"},
+                        # workers get time to exit before they are killed (see tasks/runtime/nanny.py)
+                        "worker_class": "tasks.runtime.nanny.Nanny"},
     )
 
 
