@@ -178,32 +178,24 @@ def explain_change(previous: dict | None, current: dict) -> str:
     """Say what differs between the key inputs of the last entry used and now."""
     if previous is None:
         return "no cached output (first run)"
-    return "; ".join(_changes(previous, current)) or "output missing (cache entry deleted)"
+    groups = _changes(previous, current)
+    return "; ".join(f"{what}: {', '.join(items)}" for what, items in groups.items() if items) or (
+        "output missing (cache entry deleted)")
 
 
-def _changes(previous: dict, current: dict) -> list[str]:
-    why = []
-    changed = _diff(previous.get("params", {}), current["params"])
-    if changed:
-        why.append("new parameters: " + ", ".join(changed))
+def _changes(previous: dict, current: dict) -> dict[str, list[str]]:
+    """What differs, item by item, in the groups a reason names them by ("new parameters": [...])."""
     before, now = previous.get("upstream", {}), current["upstream"]
-    ups = sorted(k for k in now if k in before and before[k] != now[k])
-    if ups:
-        why.append("upstream changed: " + ", ".join(ups))
-    if added := sorted(set(now) - set(before)):
-        why.append("new upstream: " + ", ".join(added))
-    if dropped := sorted(set(before) - set(now)):
-        why.append("upstream no longer an input: " + ", ".join(dropped))
-    mods = sorted(
-        set(current["code"]) ^ set(previous.get("code", {}))
-        | {m for m in current["code"] if previous.get("code", {}).get(m) not in (None, current["code"][m])}
-    )
-    if mods:
-        why.append("code changed: " + ", ".join(mods))
-    envs = _diff(previous.get("env", {}), current["env"])
-    if envs:
-        why.append("environment changed: " + ", ".join(envs))
-    return why
+    code_before, code_now = previous.get("code", {}), current["code"]
+    return {
+        "new parameters": _diff(previous.get("params", {}), current["params"]),
+        "upstream changed": sorted(k for k in now if k in before and before[k] != now[k]),
+        "new upstream": sorted(set(now) - set(before)),
+        "upstream no longer an input": sorted(set(before) - set(now)),
+        "code changed": sorted(set(code_now) ^ set(code_before)
+                               | {m for m in code_now if code_before.get(m) not in (None, code_now[m])}),
+        "environment changed": _diff(previous.get("env", {}), current["env"]),
+    }
 
 
 def closest(candidates: list[dict], current: dict) -> dict | None:
@@ -213,14 +205,10 @@ def closest(candidates: list[dict], current: dict) -> dict | None:
     with whichever member or bucket was recorded last. None when there are none."""
     if not candidates:
         return None
-    return min(enumerate(candidates), key=lambda ic: (_distance(ic[1], current), ic[0]))[1]
+    def distance(previous: dict) -> int:  # settings that differ, one by one
+        return sum(map(len, _changes(previous, current).values()))
 
-
-def _distance(previous: dict, current: dict) -> int:
-    n = len(_diff(previous.get("params", {}), current["params"]))
-    n += len(set(previous.get("upstream", {}).items()) ^ set(current["upstream"].items()))
-    n += len(set(previous.get("code", {}).items()) ^ set(current["code"].items()))
-    return n + len(_diff(previous.get("env", {}), current["env"]))
+    return min(enumerate(candidates), key=lambda ic: (distance(ic[1]), ic[0]))[1]
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
