@@ -18,7 +18,7 @@ import pytest
 
 from tasks.formats.series import read_series
 from tasks.runtime import store
-from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post
+from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -85,7 +85,9 @@ def test_local_and_dask_give_the_same_answers_bucket_by_bucket(prefect_server, t
 
 def test_distributed_runs_are_refused_on_the_temporary_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # a port where nothing answers: a server the user (or another job) runs at 127.0.0.1:4200 would be used
+    env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_PORT": str(free_port())}
     proc = subprocess.run([sys.executable, str(FLOW_SCRIPT), *PANEL, *DASK, "--output-dir", str(tmp_path / "a"),
                            "--data-dir", str(tmp_path / "d")], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=120)
