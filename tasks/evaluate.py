@@ -68,13 +68,13 @@ def predictor(model: store.StageRef | tuple[store.StageRef, ...], member_splits:
               combine: str, chunk: int, packed: store.StageRef | None = None, reference: Split | None = None):
     """What forecasts this bucket: one network, or the ensemble of several (each with its own
     window entry of the bucket, for its window length and scalers) and, for a hybrid, of the
-    statistical members and weights its `packed` model file holds (reading the bucket through
+    statistical members and weights (and calibration weights) its `packed` model file holds (reading the bucket through
     `reference`, the longest window's split)."""
     if isinstance(model, store.StageRef):
         return load_model(model.path)
-    statistical, weights = hybrid_of(packed)
+    statistical, weights, calibration = hybrid_of(packed)
     members = load_members([m.path for m in model], [read_split(s.path) for s in member_splits], statistical, reference)
-    return Ensemble(members, combine, chunk, weights), load_model(model[0].path)[1]
+    return Ensemble(members, combine, chunk, weights, calibration), load_model(model[0].path)[1]
 
 
 @task(**stage_task(BACKTEST))

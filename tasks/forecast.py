@@ -171,7 +171,7 @@ def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.
         net, record = load_model(m.path)
         values, own = read_window(s.path)
         members.append(Member(net, own.all_origins(values) if record.trained.get("refit_full") else own))
-    statistical, weights = hybrid_of(packed)
+    statistical, weights, _ = hybrid_of(packed)  # the bands come from the backtest's calibration
     members += [Member(m, reference) for m in statistical]
     return Ensemble(members, combine, weights=weights)
 

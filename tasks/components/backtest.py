@@ -257,8 +257,11 @@ def conformal_bands(
 ) -> dict:
     """Split-conformal score half-widths per level and lead (Vovk et al. 2005; per lead as in
     Stankeviciute et al. 2021), calibrated on the calibration origins (the validation origins when
-    the split has none): never on the test range. Scores are residuals over interval_scales."""
+    the split has none): never on the test range. Scores are residuals over interval_scales; a
+    hybrid ensemble's are its calibration weights' (Ensemble.for_calibration)."""
     part = "cal" if split.count("cal") else "val"  # origins neither early stopping nor selection saw
+    if hasattr(model, "for_calibration"):  # a hybrid: the weights found without these origins
+        model = model.for_calibration()
     val = split.origins(part)
     pred, scales, _ = forecasts_and_scales(model, values, split, val, split.horizon, chunk)
     cal = calibrate((actuals(values, split, val) - pred) / scales, levels)
@@ -508,11 +511,13 @@ def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) 
     """How far the members of an ensemble disagree: their mean range (max - min) over origins and
     leads, in the series' MASE units (so 0.5 is half an in-sample naive step); its members, the
     statistical ones among them by name ("AutoETS"), and how they combine (the weights of the
-    networks and of each statistical member, for a hybrid)."""
+    networks and of each statistical member, for a hybrid, and those of the hybrid that calibrated
+    the intervals)."""
     width = (spread["member_max"] - spread["member_min"]) / scale[:, None]
     statistical = [LABELS[m.model.name] for m in ensemble.members if not m.is_network]
     return {"members": len(ensemble.members), "statistical": statistical, "combine": ensemble.combine,
-            "weights": list(ensemble.weights), "mean_spread": _finite(float(np.nanmean(width)))}
+            "weights": list(ensemble.weights), "calibration_weights": list(ensemble.for_calibration().weights),
+            "mean_spread": _finite(float(np.nanmean(width)))}
 
 
 # --------------------------------------------------------------------------- one-step holdout scores
@@ -664,17 +669,20 @@ def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[s
 
 def validation_scores(model: torch.nn.Module | Predict, values: np.ndarray, split: Split,
                       season_length: int | None = None,
-                      chunk: int = 65_536) -> dict:
+                      chunk: int = 65_536, part: str = "val") -> dict:
     """The rolling-origin backtest of `model` over the validation origins only (never the test range):
     {"metrics": {forecaster: {metric: mean over leads}}, "per_lead": ..., "n_val": origins}.
 
-    What a sweep or a model search ranks members by. Raises ValueError without validation origins.
+    What a sweep or a model search ranks members by. part="cal" scores the calibration origins
+    instead (what a hybrid's forecasting weights add to the validation range; "n_val" then counts
+    those). Raises ValueError when the part has no origins.
     """
-    idx = split.origins("val")
+    idx = split.origins(part)
     if len(idx) == 0:
-        raise ValueError("no validation origins to rank by (val_fraction is 0 or the series are too short)")
+        raise ValueError("no validation origins to rank by (val_fraction is 0 or the series are too short)"
+                         if part == "val" else f"no {part} origins to score")
     season = season_length or split.season_length
-    room = min(s.val[0] + split.seq_length - s.offset for s in split.series if s.count("val"))
+    room = min(s.part(part)[0] + split.seq_length - s.offset for s in split.series if s.count(part))
     season = season if season and season <= room else None
     y = actuals(values, split, idx)
     forecasts = {"model": as_predict(model, chunk)(values, split, idx, split.horizon),

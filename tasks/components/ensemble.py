@@ -18,7 +18,8 @@ forecast is then a weighted mean of the networks' combination and each statistic
 
     yhat = w_0 * combine(networks) + sum_j w_j * statistical_j,    w_i proportional to 1 / MASE_i^2,
 
-the weights from each part's MASE on the validation range (`inverse_error_weights`): the
+the weights from each part's MASE before the test range (`inverse_error_weights`; which origins:
+tasks.validate.hybrid_weights, whose calibration weights leave out the calibration origins): the
 combination of Bates & Granger (1969), "The combination of forecasts", Operational Research
 Quarterly 20(4), whose weights are inversely proportional to each forecast's error variance (here
 its squared scaled error), in the spirit of the M4 winner's hybrid of exponential smoothing and a
@@ -63,13 +64,22 @@ class Ensemble:
     combine: str = "median"
     chunk: int = 65_536
     weights: tuple[float, ...] = ()  # (networks, each statistical member); (): all combined by `combine`
+    calibration_weights: tuple[float, ...] = ()  # the hybrid whose residuals calibrate the intervals; (): `weights`
 
     def __post_init__(self) -> None:
         n_stat = sum(not m.is_network for m in self.members)
         if any(not m.is_network for m in self.members[: len(self.members) - n_stat]):
             raise ValueError("an ensemble's networks come before its statistical members")
-        if self.weights and len(self.weights) != 1 + n_stat:
-            raise ValueError(f"{len(self.weights)} weights for the networks and {n_stat} statistical member(s)")
+        for given in (self.weights, self.calibration_weights):
+            if given and len(given) != 1 + n_stat:
+                raise ValueError(f"{len(given)} weights for the networks and {n_stat} statistical member(s)")
+
+    def for_calibration(self) -> "Ensemble":
+        """The ensemble whose residuals on the calibration origins calibrate the intervals: the same
+        members with the calibration weights (found without those origins), or itself."""
+        if not self.calibration_weights or self.calibration_weights == self.weights:
+            return self
+        return dataclasses.replace(self, weights=self.calibration_weights, calibration_weights=())
 
     def forecasts(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
         """Every member's forecasts of the targets of origins `idx` of `split`: (k, n, steps).

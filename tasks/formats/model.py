@@ -64,6 +64,7 @@ class EnsembleFile:
     combine: str = "median"
     statistical: tuple[Statistical, ...] = ()
     weights: tuple[float, ...] = ()  # (networks, each statistical member): tasks.components.ensemble
+    calibration_weights: tuple[float, ...] = ()  # what calibrates the intervals; (): `weights`
 
     def reference(self) -> ModelFile:
         """The record of the network member with the longest window (the first of equals): the
@@ -72,21 +73,26 @@ class EnsembleFile:
 
 
 def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
-                  statistical: Sequence[Statistical] = (), weights: Sequence[float] = ()) -> Path:
+                  statistical: Sequence[Statistical] = (), weights: Sequence[float] = (),
+                  calibration_weights: Sequence[float] = ()) -> Path:
     """model.pt of an ensemble: every network member's model file content, in rank order, the
     statistical members (name and season length), `combine` and the combination `weights`
-    (networks, each statistical member; none: every member combined by `combine`). Raises
+    (networks, each statistical member; none: every member combined by `combine`) and
+    `calibration_weights` (the same shape, the hybrid whose residuals calibrate the intervals;
+    none: `weights`: tasks.validate.hybrid_weights). Raises
     ValueError without a network member (an ensemble forecasts from a network's origins) or with
     weights that do not fit the members."""
     if not member_files:
         raise ValueError("an ensemble needs at least one network member")
-    if weights and len(weights) != 1 + len(statistical):
-        raise ValueError(f"{len(weights)} weights for the networks and {len(statistical)} statistical member(s)")
+    for given in (weights, calibration_weights):
+        if given and len(given) != 1 + len(statistical):
+            raise ValueError(f"{len(given)} weights for the networks and {len(statistical)} statistical member(s)")
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
     torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
                 "statistical": [{"name": m.name, "season": m.season} for m in statistical],
-                "weights": [float(w) for w in weights]}, path)
+                "weights": [float(w) for w in weights],
+                "calibration_weights": [float(w) for w in calibration_weights]}, path)
     return path
 
 
@@ -102,7 +108,7 @@ def load_model_file(path: str | Path) -> tuple[Forecaster | EnsembleFile, ModelF
     if blob.get("format") == _ENSEMBLE_FORMAT:
         ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"],
                            tuple(Statistical(m["name"], m["season"]) for m in blob.get("statistical", ())),
-                           tuple(blob.get("weights", ())))
+                           tuple(blob.get("weights", ())), tuple(blob.get("calibration_weights", ())))
         ref = ens.reference()
         return ens, dataclasses.replace(ref, trained={**ref.trained, "members": len(ens.members) + len(ens.statistical),
                                                       "combine": ens.combine})
@@ -146,9 +152,10 @@ def load_members(model_dirs: Sequence[Path], splits: Sequence[Split], statistica
             *(Member(m, reference) for m in statistical)]
 
 
-def hybrid_of(packed) -> tuple[tuple[Statistical, ...], tuple[float, ...]]:
-    """The statistical members and weights of a packed ensemble entry (a StageRef; None: ((), ()))."""
+def hybrid_of(packed) -> tuple[tuple[Statistical, ...], tuple[float, ...], tuple[float, ...]]:
+    """The statistical members, weights and calibration weights of a packed ensemble entry (a
+    StageRef; None: ((), (), ()))."""
     if packed is None:
-        return (), ()
+        return (), (), ()
     ens, _ = load_model_file(packed.file(MODEL_FILE))
-    return ens.statistical, ens.weights
+    return ens.statistical, ens.weights, ens.calibration_weights

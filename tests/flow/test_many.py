@@ -116,7 +116,8 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     ensemble, record = load_model_file(run_dir / "model.pt")  # what promotion judged and installed
     assert isinstance(ensemble, EnsembleFile) and len(ensemble.members) == 3 and len(ensemble.statistical) == 3
     assert record.seq_length == max(r.seq_length for _, r in ensemble.members)
-    assert list(ensemble.weights) == ens["weights"]
+    assert list(ensemble.weights) == ens["weights"] and list(ensemble.calibration_weights) == ens["calibration_weights"]
+    assert len(ens["calibration_weights"]) == 4 and ens["calibration_weights"] != ens["weights"]  # cross-fitted
     assert summary["promotion"]["challenger"] > 0  # the ensemble was scored on the holdout as one model
 
     # the test range of every series changes: no selection, combination or calibration does
@@ -125,7 +126,8 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "epochs_run"]
     pd.testing.assert_frame_equal(board[cols], board_b[cols])  # the statistical members' scores too
     metrics_b = json.loads((other_dir / "metrics.json").read_text())
-    assert metrics_b["ensemble"]["weights"] == ens["weights"]  # weighed on the validation range only
+    assert metrics_b["ensemble"]["weights"] == ens["weights"]  # weighed before the test range only
+    assert metrics_b["ensemble"]["calibration_weights"] == ens["calibration_weights"]
     assert metrics_b["intervals"]["halfwidths"] == metrics["intervals"]["halfwidths"]
     assert metrics_b["intervals"]["n_calibration"] == metrics["intervals"]["n_calibration"] > 0
     members_b = load_model_file(other_dir / "model.pt")[0].members

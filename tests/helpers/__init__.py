@@ -26,11 +26,13 @@ def tiny_config(tmp_path, **sections) -> PipelineConfig:
 def split_for(values: np.ndarray, ids: tuple[str, ...] = ("s",), lengths: tuple[int, ...] | None = None,
               **window) -> Split:
     """The Split the window stage would make of `values` (one series unless `lengths` says otherwise),
-    built by the real builder with WindowConfig(**window); normalize "auto" means "none"."""
+    built by the real builder with WindowConfig(**window); normalize "auto" means "none",
+    calibration "auto" 0 (no calibration origins)."""
     cfg = WindowConfig(**window)
     normalize = "none" if cfg.normalize == "auto" else cfg.normalize
+    calibration = 0 if cfg.calibration == "auto" else cfg.calibration
     split = build_split(lengths or (len(values),), ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
-                        cfg.val_fraction, normalize=normalize)
+                        cfg.val_fraction, calibration=calibration, normalize=normalize)
     return split.with_scalers(values)
 
 

@@ -240,6 +240,11 @@ def test_an_ensemble_with_statistical_members_combines_them_with_the_networks(tm
     assert rec.trained["members"] == 3 and rec.seq_length == 24
     with pytest.raises(ValueError, match="at least one network member"):
         save_ensemble(tmp_path, [], "median", [ets])
+    save_ensemble(tmp_path, [tmp_path / "net" / "model.pt"], "median", [ets, theta], (0.5, 0.3, 0.2), (0.2, 0.4, 0.4))
+    loaded, _ = load_model_file(tmp_path / "model.pt")
+    assert (loaded.weights, loaded.calibration_weights) == ((0.5, 0.3, 0.2), (0.2, 0.4, 0.4))
+    with pytest.raises(ValueError, match="2 weights for the networks and 2 statistical"):
+        save_ensemble(tmp_path, [tmp_path / "net" / "model.pt"], "median", [ets, theta], (0.5, 0.3, 0.2), (0.5, 0.5))
 
 
 def test_inverse_error_weights_trust_each_part_by_its_validation_error():
@@ -250,6 +255,75 @@ def test_inverse_error_weights_trust_each_part_by_its_validation_error():
     assert inverse_error_weights([0.5, None, float("nan")]) == pytest.approx((1.0, 0.0, 0.0))
     assert inverse_error_weights([0.0, 1.0, 0.0]) == pytest.approx((0.5, 0.0, 0.5))  # perfect parts share it
     assert inverse_error_weights([None, float("inf")]) == pytest.approx((0.5, 0.5))  # nothing usable: equal
+
+
+def test_pooled_mase_is_the_mase_over_both_ranges_origins():
+    from tasks.validate import pooled_mase
+
+    assert pooled_mase([(1.0, 5), (2.0, 15)]) == pytest.approx(1.75)
+    assert pooled_mase([(1.0, 5), (None, 15)]) == pytest.approx(1.0)  # an undefined range is left out
+    assert pooled_mase([(float("nan"), 5), (2.0, 0)]) is None
+
+
+def test_a_hybrids_calibration_weights_never_see_the_calibration_origins_and_its_weights_never_the_test_range():
+    from tasks.components.backtest import validation_scores
+    from tasks.components.ensemble import Member
+    from tasks.components.references import Statistical
+    from tasks.config import EvalConfig
+    from tasks.validate import hybrid_weights
+
+    def weights(values):
+        split = split_for(values, seq_length=24, horizon=1, normalize="window", calibration=12)
+        stats = [Statistical("ets", 12), Statistical("snaive", 12)]
+        scores = []
+        for m in stats:
+            s = validation_scores(m, values, split, 12)
+            c = validation_scores(m, values, split, 12, part="cal")
+            scores.append({**s, "calibration": {"mase": c["metrics"]["model"]["mase"], "n": c["n_val"]}})
+        return hybrid_weights(values, split, [Member(model_for(split), split)], "median", scores,
+                              EvalConfig(season_length=12)), split
+
+    values = monthly(200, seed=3)
+    (forecasting, calibration, net_mase), split = weights(values)
+    assert split.count("cal") == 12 and forecasting != calibration
+    assert sum(forecasting) == pytest.approx(1.0) and sum(calibration) == pytest.approx(1.0)
+    s = split.series[0]
+    cal_targets = np.arange(s.cal[0], s.cal[1]) + split.seq_length
+    test_targets = np.arange(s.test[0], len(values))
+    moved = values.copy()
+    moved[cal_targets] += np.random.default_rng(1).normal(0, 20, len(cal_targets))
+    (f_cal, c_cal, m_cal), _ = weights(moved)
+    assert c_cal == pytest.approx(calibration, abs=1e-12) and m_cal == net_mase  # blind to the calibration range
+    assert f_cal != pytest.approx(forecasting)  # the forecasting weights read it
+    moved = values.copy()
+    moved[test_targets[test_targets >= cal_targets[-1] + 1]] *= 3.0
+    assert weights(moved)[0] == (forecasting, calibration, net_mase)  # nothing reads the test range
+
+
+def test_a_hybrid_calibrates_its_intervals_with_its_calibration_weights():
+    from tasks.components.backtest import conformal_bands
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.references import Statistical
+
+    values = monthly(200, seed=2)
+    split = split_for(values, seq_length=24, horizon=2, normalize="window", calibration=12)
+    members = [Member(model_for(split), split), Member(Statistical("ets", 12), split),
+               Member(Statistical("snaive", 12), split)]
+    hybrid = Ensemble(members, "median", weights=(0.6, 0.3, 0.1), calibration_weights=(0.1, 0.1, 0.8))
+    calibrating = Ensemble(members, "median", weights=(0.1, 0.1, 0.8))
+    assert hybrid.for_calibration() == calibrating
+    df, result = backtest(hybrid, values, split, levels=(0.8, 0.95), season_length=12, references=())
+    assert result["intervals"]["origins"] == "calibration"
+    got = result["intervals"]["halfwidths"]
+    want = conformal_bands(calibrating, values, split, (0.8, 0.95))["halfwidths"]
+    other = conformal_bands(Ensemble(members, "median", weights=(0.6, 0.3, 0.1)), values, split, (0.8, 0.95))
+    for level in ("80", "95"):
+        np.testing.assert_allclose(got[level], want[level], rtol=1e-12)
+        assert not np.allclose(got[level], other["halfwidths"][level])  # the forecasting weights' residuals differ
+    idx = split.origins("test")
+    np.testing.assert_allclose(df["model"].to_numpy(), hybrid(values, split, idx, 2).ravel(), rtol=1e-12)
+    assert result["ensemble"]["weights"] == [0.6, 0.3, 0.1]
+    assert result["ensemble"]["calibration_weights"] == [0.1, 0.1, 0.8]
 
 
 def test_a_hybrid_is_the_weighted_mean_of_the_networks_combination_and_each_statistical_member():
