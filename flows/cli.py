@@ -497,7 +497,9 @@ def validate(cfg: PipelineConfig) -> dict:
 
         resolve_device(cfg.train.device)
     info: dict = {}
-    if cfg.data.data_path is not None:
+    if cfg.data.data_path is None:
+        check_generated(cfg)
+    else:
         from tasks.components import ingest, scan
 
         kind = scan.source_kind(cfg.data.data_path)
@@ -524,6 +526,22 @@ def validate(cfg: PipelineConfig) -> dict:
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
     return info
+
+
+FILE_ONLY = ("time_column", "value_column", "id_column", "group_column", "fill", "fill_missing_dates", "time_zone",
+             "holidays")  # DataConfig fields that describe a data file
+
+
+def check_generated(cfg: PipelineConfig) -> None:
+    """Without a data file, a setting that describes one (its columns, repairs, zone, holidays) is
+    refused rather than ignored: InputError naming the first such setting that differs from its
+    default (the run would generate the tutorial's sine and never read it)."""
+    defaults = type(cfg.data)()
+    for name in FILE_ONLY:
+        value = getattr(cfg.data, name)
+        if value != getattr(defaults, name):
+            raise InputError(f"data.{name}", value, "describes a data file, and none is given: add --data-path "
+                                                    "(without it the run generates the tutorial's sine)")
 
 
 def check_search(cfg: PipelineConfig) -> None:

@@ -121,6 +121,10 @@ CASES = {
     "gate-baseline-not-computed": (["--references", "theta", "--gate-baseline", "ets"], None,
                                    ["--gate-baseline='ets'", "ets is not among the references (theta)",
                                     "add it to --references"]),
+    "value-column-without-data": (["--value-column", "salez"], None,
+                                  ["--value-column='salez'", "describes a data file", "add --data-path"]),
+    "fill-missing-dates-without-data": (["--fill-missing-dates"], None,
+                                        ["--fill-missing-dates=True", "describes a data file"]),
     "gate-baseline-references-off": (["--references", "none", "--gate-baseline", "theta"], None,
                                      ["--gate-baseline='theta'", "not among the references (none)"]),
 }
