@@ -267,15 +267,16 @@ def add_run_controls(p: Parser, promote: bool = False) -> None:
 
 def serve_parser() -> Parser:
     """The schedule, then the run options; promotion on by default (a retraining schedule keeps the better model)."""
-    p = Parser("serve", usage="%(prog)s [--cron CRON | --interval SECONDS] [options]",
+    p = Parser("serve", usage="%(prog)s (--cron CRON | --interval SECONDS) [options]",
                description=f"Serve rnn_pipeline as the deployment '{DEPLOYMENT}' on a running Prefect server "
                            "(PREFECT_API_URL, else the local one that `server` started or one at Prefect's local "
                            "address); runs never overlap. The options are checked as a one-shot run's before "
-                           "anything is registered.")
-    s = p.add_argument_group("schedule")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day) (default: none)')
-    g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS (default: none)")
+                           "anything is registered. One schedule is required: serving replaces the deployment's "
+                           "schedules with it.")
+    s = p.add_argument_group("schedule (one of them)")
+    g = s.add_mutually_exclusive_group()  # one is required (serve_invocation), after unknown options are named
+    g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day)')
+    g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS")
     s.add_argument("--name", default=DEPLOYMENT, help=f"deployment name (default: {DEPLOYMENT})")
     add_pipeline_options(p)
     add_run_controls(p, promote=True)
@@ -394,6 +395,9 @@ def sweep_invocation(a: argparse.Namespace) -> Invocation:
 
 
 def serve_invocation(a: argparse.Namespace) -> Invocation:
+    if a.cron is None and a.interval is None:  # Prefect's serve would clear the deployment's schedules
+        raise UsageError("serve needs a schedule: --cron CRON or --interval SECONDS (it replaces the deployment's "
+                         "schedules)", "serve")
     inv = run_invocation(a, "serve")
     return Invocation("serve", inv.config, inv.controls, {"cron": a.cron, "interval": a.interval, "name": a.name},
                       a.debug)

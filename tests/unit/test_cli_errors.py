@@ -194,6 +194,9 @@ def with_store(df: pd.DataFrame) -> pd.DataFrame:
 EXACT = {
     "misspelt-option": (["--epoch", "3"], None,
                         "unknown option --epoch; did you mean --epochs? (see: python flows/rnn_flow.py --help)"),
+    "serve-without-a-schedule": (["serve", "--epochs", "3"], None,
+                                 "serve needs a schedule: --cron CRON or --interval SECONDS (it replaces the "
+                                 "deployment's schedules) (see: python flows/rnn_flow.py serve --help)"),
     "misspelt-serve-option": (["serve", "--intervall", "60"], None,
                               "unknown option --intervall; did you mean --interval? "
                               "(see: python flows/rnn_flow.py serve --help)"),
