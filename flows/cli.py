@@ -653,6 +653,8 @@ def main(argv: list[str]) -> int:
     try:
         inv = parse(argv)
         info = validate(inv.config) if inv.config is not None else {}  # before any Prefect start-up or training
+        if inv.config is not None and inv.config.runner.kind == "dask" and not inv.options.get("deployment"):
+            require_dask_server()  # `check` too: it says what the run would
         return SUBCOMMANDS[inv.command].handler(inv, info)
     except UsageError as exc:
         where = PROG if exc.command == "run" else f"{PROG} {exc.command}"
@@ -671,11 +673,7 @@ def run(inv: Invocation, info: dict) -> int:
     from tasks.errors import NumericalError
 
     dask = inv.config.runner.kind == "dask"
-    with prefect_api(temporary=not dask, meanwhile=_import_flow):  # Dask: a running server or nothing
-        if dask:
-            from tasks.runtime.runners import require_real_api
-
-            require_real_api()  # workers must reach a real API: refuse before anything starts
+    with prefect_api(temporary=not dask, meanwhile=_import_flow):  # Dask: a running server (require_dask_server)
         from flows.report import quiet_console
         from flows.rnn_flow import rnn_pipeline, rnn_sweep
 
@@ -693,6 +691,22 @@ def run(inv: Invocation, info: dict) -> int:
     print_summary(summary)
     _fast_exit()
     return 0
+
+
+def require_dask_server() -> None:
+    """--runner dask: its workers report to a running Prefect server (a temporary one lives and dies
+    with this process, out of their reach). InputError naming --runner when PREFECT_API_URL names
+    a server nobody answers at, or, unset, when no local server answers (flows/server.py)."""
+    from prefect.settings import get_current_settings
+
+    from flows.server import HINT, running_local_server, server_reachable
+
+    need = "Dask workers need a running Prefect server to report to"
+    if configured := get_current_settings().api.url:
+        if not server_reachable(configured):
+            raise InputError("runner.kind", "dask", f"{need}, and none answers at PREFECT_API_URL={configured}; {HINT}")
+    elif running_local_server() is None:
+        raise InputError("runner.kind", "dask", f"{need}, not a temporary one of this process; {HINT}")
 
 
 def _import_flow() -> None:

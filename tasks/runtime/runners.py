@@ -46,6 +46,7 @@ def require_real_api() -> str:
 
     url = get_current_settings().api.url
     if not url:
-        raise InputError("runner.kind", "dask", "Dask workers need a running Prefect server to report to, not the "
-                         "temporary one of this process: start `prefect server start` (or set PREFECT_API_URL)")
+        raise InputError("runner.kind", "dask", "Dask workers need a running Prefect server to report to, not a "
+                         "temporary one of this process; start one with `python flows/rnn_flow.py server` (or "
+                         "`prefect server start`), or point PREFECT_API_URL at a running one")
     return url

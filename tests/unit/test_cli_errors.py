@@ -163,6 +163,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
     assert snapshot(tmp_path) == before  # no output root, no data dir, no probe left behind
 
 
+def test_check_refuses_the_dask_runner_without_a_server_as_the_run_does(tmp_path):
+    line = ("error: --runner='dask': Dask workers need a running Prefect server to report to, and none answers at "
+            "PREFECT_API_URL=http://127.0.0.1:9/api; start one with `python flows/rnn_flow.py server` (or "
+            "`prefect server start`), or point PREFECT_API_URL at a running one")
+    for args in (["check", *OUT, "--runner", "dask"], [*OUT, "--runner", "dask"]):
+        proc = run_cli(tmp_path, *args)
+        assert (proc.returncode, proc.stderr.strip().splitlines(), proc.stdout) == (2, [line], ""), args
+    assert not any(tmp_path.iterdir())
+
+
 def test_debug_shows_the_traceback(tmp_path):
     proc = run_cli(tmp_path, *OUT, "--data-path", "missing.csv", "--debug")
     assert proc.returncode == 2
