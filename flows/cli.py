@@ -476,15 +476,23 @@ def deployment_invocation(path: Path, name: str, debug: bool = False) -> Invocat
         names = ", ".join(str(d.get("name")) for d in spec.get("deployments") or []) or "none"
         raise InputError("--deployment", name, f"not a deployment of {path} (deployments: {names})")
     params = dict(found[0].get("parameters") or {})
-    if extra := sorted(set(params) - set(FLOW_PARAMETERS)):
-        raise InputError("--deployment", name, f"parameter {extra[0]!r} is not one of rnn_pipeline's "
-                                               f"({', '.join(FLOW_PARAMETERS)})")
+    entrypoint = str(found[0].get("entrypoint") or "flows/rnn_flow.py:rnn_pipeline")
+    flow = entrypoint.rpartition(":")[2]
+    if flow not in ("rnn_pipeline", "rnn_sweep"):
+        raise InputError("--deployment", name, f"its entrypoint {entrypoint!r} is not rnnflow's "
+                                               "(flows/rnn_flow.py:rnn_pipeline or flows/rnn_flow.py:rnn_sweep)")
+    allowed = (*FLOW_PARAMETERS, "grid") if flow == "rnn_sweep" else FLOW_PARAMETERS
+    if extra := sorted(set(params) - set(allowed)):
+        raise InputError("--deployment", name, f"parameter {extra[0]!r} is not one of {flow}'s ({', '.join(allowed)})")
     cfg = PipelineConfig.model_validate(params.pop("config", None) or {})
+    grid = []
+    if flow == "rnn_sweep":  # as the sweep validates its members: each on top of the config
+        grid = members_of(cfg, params.get("grid") or [], "grid", json.dumps(params.get("grid") or []))
     promote = PromoteSettings(metric=params.get("promote_metric", "mase"), margin=params.get("promote_margin", 0.0))
     controls = {"refresh": choice("refresh", params.get("refresh"), STAGES),
                 "until": choice("until", params.get("until", "figures"), STAGES),
                 "no_cache": bool(params.get("no_cache", False)), "promote": bool(params.get("promote", False)),
-                "promote_metric": promote.metric, "promote_margin": promote.margin}
+                "promote_metric": promote.metric, "promote_margin": promote.margin, **({"grid": grid} if grid else {})}
     return Invocation("check", cfg, controls, {"deployment": name}, debug)
 
 
@@ -779,6 +787,8 @@ def report_check(inv: Invocation, info: dict) -> int:
         sizes = sorted(info["lengths"].values())
         data = (f"{inv.config.data.data_path}: {info['n_series']} series of {sizes[0]}"
                 + (f"-{sizes[-1]}" if sizes[-1] != sizes[0] else "") + f" points, frequency {info['frequency']}")
+    if grid := inv.controls.get("grid"):
+        data += f"; {len(grid)} sweep members"
     print(f"ok: {what} are valid ({data})")
     return 0
 

@@ -262,6 +262,30 @@ def test_each_error_is_one_exact_line_and_exit_2(cli_in, tmp_path, capsys, case)
     assert err.splitlines() == [f"error: {line}"]
 
 
+def test_check_reads_a_sweep_deployment_as_the_sweep_flow_would(cli_in, tmp_path, capsys):
+    import yaml
+
+    sweep = {"entrypoint": "flows/rnn_flow.py:rnn_sweep",
+             "parameters": {"config": {"train": {"epochs": 3}}, "grid": [{"model.cell": "gru"}, {"cell": "lstm"}]}}
+    deployments = [{"name": "sweep", **sweep},
+                   {"name": "bad-member", **sweep, "parameters": {"grid": [{"model.cell": "tcn"}]}},
+                   {"name": "no-members", **sweep, "parameters": {"grid": []}},
+                   {"name": "grid-on-the-pipeline", "entrypoint": "flows/rnn_flow.py:rnn_pipeline",
+                    "parameters": {"grid": [{"cell": "gru"}]}}]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"deployments": deployments}))
+    check = ["check", "--prefect-yaml", "p.yaml", "--deployment"]
+    assert cli_in([*check, "sweep"]) == 0
+    assert capsys.readouterr().out.strip() == ("ok: the parameters of deployment 'sweep' are valid (the generated sine; "
+                                               "2 sweep members)")
+    for name, line in [("bad-member", "grid='model.cell=tcn': Input should be 'auto', 'rnn', 'gru' or 'lstm'"),
+                       ("no-members", "grid='[]': no members"),
+                       ("grid-on-the-pipeline", "--deployment='grid-on-the-pipeline': parameter 'grid' is not one of "
+                                                "rnn_pipeline's (config, refresh, until, no_cache, promote, "
+                                                "promote_metric, promote_margin)")]:
+        assert cli_in([*check, name]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"error: p.yaml, deployment {name!r}: {line}"]
+
+
 def test_choices_take_any_case_and_a_semicolon_file_is_read(cli_in, tmp_path, capsys):
     (tmp_path / "m.csv").write_text(semicolon_csv())
     assert cli_in(["check", *OUT, "--cell", "LSTM", "--normalize", "Window", "--until", "Evaluate",
