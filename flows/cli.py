@@ -625,13 +625,23 @@ def describe_validation_error(exc: ValidationError, deployment: str | None = Non
     err = exc.errors()[0]
     loc = tuple(str(x) for x in err["loc"])
     msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
+    if err["type"] == "literal_error" and isinstance(err["loc"][-1], int):  # an item of a list setting
+        msg += " (a comma-separated list of them, or none)"
     if exc.title == "PromoteSettings" and loc:
         name = f"promote_{loc[0]}" if deployment else f"--promote-{loc[0]}"
     elif deployment:
         name = "config." + ".".join(loc)
     else:
         name = FLAG_OF.get(loc[:2], ".".join(loc)) if len(loc) >= 2 else ".".join(loc) or "config"
-    return f"{deployment or ''}{name}={err.get('input')!r}: {msg}"
+    return f"{deployment or ''}{name}={shown(err.get('input'))}: {msg}"
+
+
+def shown(value: object) -> str:
+    """A value as an error line shows it: a number typed on the command line as the number (0, not
+    '0'), anything else as Python's repr (quoted strings, lists)."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value.strip()):
+        return value.strip()
+    return repr(value)
 
 
 def describe_input_error(exc: InputError, deployment: str | None = None) -> str:

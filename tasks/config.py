@@ -239,8 +239,8 @@ class SearchConfig(_Section):
     statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
         ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "
         "AutoTheta, arima AutoARIMA, snaive seasonal naive) scored on the validation range beside the networks; the "
-        "forecast is the networks' combination and each of them, weighted by 1 / validation MASE^2 (a hybrid); none: "
-        "networks only."
+        "forecast is the networks' combination and each of them, weighted by 1 / MASE^2 on the validation and "
+        "calibration origins (a hybrid); none: networks only."
     )
 
     @field_validator("statistical", mode="before")

@@ -62,13 +62,13 @@ def _berlin_days_with_offsets():
 
 # id -> (extra args, how to write m.csv (None: no file), what the one line must contain)
 CASES = {
-    "seq-length-0": (["--seq-length", "0"], None, ["--seq-length='0'", "greater than or equal to 1"]),
-    "epochs-0": (["--epochs", "0"], None, ["--epochs='0'"]),
-    "epochs-negative": (["--epochs", "-1"], None, ["--epochs='-1'"]),
-    "train-fraction-above-1": (["--train-fraction", "1.5"], None, ["--train-fraction='1.5'", "less than 1"]),
-    "train-fraction-0": (["--train-fraction", "0"], None, ["--train-fraction='0'", "greater than 0"]),
-    "lr-negative": (["--lr", "-0.1"], None, ["--lr='-0.1'", "greater than 0"]),
-    "season-length-0": (["--season-length", "0"], None, ["--season-length='0'"]),
+    "seq-length-0": (["--seq-length", "0"], None, ["--seq-length=0", "greater than or equal to 1"]),
+    "epochs-0": (["--epochs", "0"], None, ["--epochs=0"]),
+    "epochs-negative": (["--epochs", "-1"], None, ["--epochs=-1"]),
+    "train-fraction-above-1": (["--train-fraction", "1.5"], None, ["--train-fraction=1.5", "less than 1"]),
+    "train-fraction-0": (["--train-fraction", "0"], None, ["--train-fraction=0", "greater than 0"]),
+    "lr-negative": (["--lr", "-0.1"], None, ["--lr=-0.1", "greater than 0"]),
+    "season-length-0": (["--season-length", "0"], None, ["--season-length=0"]),
     "fill-unknown": (["--fill", "mean"], None, ["--fill='mean'"]),
     "device-cuda-missing": (["--device", "cuda"], None, ["--device='cuda'", "CUDA is not available"]),
     "output-dir-unwritable": (["--output-dir", "/proc/forbidden"], None, ["--output-dir='/proc/forbidden'",
@@ -234,6 +234,9 @@ EXACT = {
                       "--until='figure': expected one of generate, window, train, evaluate, figures, forecast"),
     "cell-unknown": (["--cell", "transformer"], None,
                      "--cell='transformer': Input should be 'auto', 'rnn', 'gru' or 'lstm'"),
+    "reference-unknown": (["--references", "ets,foo"], None, "--references='foo': Input should be 'ets', 'theta' or "
+                          "'arima' (a comma-separated list of them, or none)"),
+    "horizon-0": (["--horizon", "0"], None, "--horizon=0: Input should be greater than or equal to 1"),
     "keep-negative": (["clean", "--keep", "-1"], None, "--keep=-1: must be 0 or more"),
 }
 
