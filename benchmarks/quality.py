@@ -254,7 +254,7 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--quick", action="store_true", help=f"the series {', '.join(QUICK)}, 1 seed (a test runs it)")
     p.add_argument("--seeds", type=int, help="seeds per (series, horizon): 42, 43, ... (default 3; --quick 1)")
     p.add_argument("--series", help="a comma-separated subset of the panel (default: all of it; --quick: 3)")
