@@ -191,7 +191,7 @@ def markdown(res: dict) -> str:
              "", "MASE on the backtest (test range, rolling origins, averaged over leads); ratio = model / baseline "
              "(< 1: the model is better; **bold**: the model loses); snaive = seasonal naive (naive for yearly "
              "series); the model's MASE is the mean over seeds; cov = the model's conformal interval coverage "
-             "(nominal 0.80 / 0.95); best epoch per seed (of the best member for an ensemble; 1: early stopping kept the first epoch); net weight = the hybrid's weight on its networks' combination (the rest is AutoETS, AutoTheta and seasonal naive, by 1 / validation MASE^2); s/run = wall "
+             "(nominal 0.80 / 0.95); best epoch per seed (of the best member for an ensemble; 1: early stopping kept the first epoch); net weight = the hybrid's weight on its networks' combination (the rest is AutoETS, AutoTheta and seasonal naive, by 1 / MASE^2 on the validation and calibration origins); s/run = wall "
              "seconds of one flow run up to evaluate (the search's members and ensemble included).", "",
              "| | series | geo-mean model/naive | /snaive | /AutoETS | /AutoTheta | cov80 | cov95 | gate passed "
              "(best baseline) | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]

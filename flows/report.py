@@ -104,7 +104,7 @@ def leaderboard_line(lb: dict) -> str:
     mase = "undefined" if lb["val_mase"] is None else f"{lb['val_mase']:.4g}"
     if lb.get("kind") == "search":
         joined = lb.get("statistical") or []
-        hybrid = f", weighted with {', '.join(joined)} by 1 / validation MASE^2" if joined else ""
+        hybrid = f", weighted with {', '.join(joined)} by 1 / MASE^2 before the test range" if joined else ""
         return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
                 f"network(s) combined by the {lb['combine']}{hybrid} (best validation MASE {mase}; "
                 "rnn-leaderboard lists them all)")

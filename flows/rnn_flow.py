@@ -199,7 +199,7 @@ def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: d
     statistical = ", ".join(LABELS[n] for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,
-             f", weighted with {statistical} by 1 / validation MASE^2" if statistical else "")
+             f", weighted with {statistical} by 1 / MASE^2 before the test range" if statistical else "")
     return members
 
 
