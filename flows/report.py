@@ -297,13 +297,22 @@ def publish_leaderboard(run: Run, board, search: tuple[str, ...] | None = None) 
     nets = board[board["forecaster"] == "network"] if "forecaster" in board else board
     top = nets.iloc[0] if len(nets) else board.iloc[0]  # the best network's settings
     settings = {k: top[k] for k in board.columns if "." in k}
-    out = {"kind": what.lower(), "members": len(board), "winner": {k: str(v) for k, v in settings.items()},
+    out = {"kind": what.lower(), "members": len(board), "winner": {k: _plain(v) for k, v in settings.items()},
            "val_mase": _float_or_none(board.iloc[0]["val_mase"])}
     if search is not None:
         out["combined"] = min(run.cfg.search.top_k, len(nets))
         out["combine"] = run.cfg.search.combine
         out["statistical"] = [LABELS[n] for n in search]
     return out
+
+
+def _plain(v: object) -> object:
+    """A leaderboard cell as JSON holds it: None for <NA>, a Python int, float, bool or str."""
+    import pandas as pd
+
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
 
 
 def _float_or_none(x: object) -> float | None:

@@ -91,14 +91,14 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
 def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], models: Sequence[store.StageRef | None]
                 ) -> pd.DataFrame:
     """One row per member, best first: what forecasts ("network", or a statistical member's
-    label, "AutoETS"), its settings, validation metrics of the member and the baselines, epochs,
+    label, "AutoETS"), its settings (a column per setting, typed: typed_column), validation metrics of the member and the baselines, epochs,
     and the entries of its model (none for a statistical member) and scores. Ties keep the
     members' order."""
     rows = []
     for i, (member, ref, model) in enumerate(zip(members, scores, models)):
         s = read_validation(ref.path)
         m = s["metrics"]
-        settings = {k: str(v) for k, v in member.items() if k != "forecaster"}
+        settings = {k: v for k, v in member.items() if k != "forecaster"}
         rows.append({"member": i, "forecaster": member.get("forecaster", "network"), **settings,
                      "val_mase": m["model"]["mase"], "val_mae": m["model"]["mae"], "val_rmse": m["model"]["rmse"],
                      "naive_mase": m["naive"]["mase"],
@@ -106,8 +106,21 @@ def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], model
                      "n_val": s["n_val"], "epochs_run": s["train"]["epochs_run"],
                      "model_entry": str(model.path) if model is not None else "", "scores_entry": str(ref.path)})
     board = pd.DataFrame(rows)
+    for key in {k for m in members for k in m if k != "forecaster"}:
+        board[key] = typed_column(board[key])
     order = np.lexsort((board["member"].to_numpy(), np.nan_to_num(board["val_mase"].to_numpy(float), nan=np.inf)))
     return board.iloc[order].reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
+
+
+def typed_column(values: pd.Series) -> pd.Series:
+    """A leaderboard settings column with its values' own type, missing ones (a statistical
+    member's window, say) as <NA>: Int64, Float64, boolean or string. A column whose values mix
+    kinds (a number and a word) becomes text, which is how Parquet can hold it."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    kinds = {bool if isinstance(v, bool) else float if isinstance(v, (int, float)) else type(v) for v in present}
+    if len(kinds) > 1:
+        values = values.map(lambda v: pd.NA if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    return values.astype(object).convert_dtypes()
 
 
 def hybrid_weights(values: np.ndarray, reference: Split, networks: list[Member], combine: str,

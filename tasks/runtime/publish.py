@@ -65,11 +65,14 @@ def _cell(v: object) -> object:
 
 
 def table_rows(frame, limit: int = FORECAST_ROWS) -> list[dict]:
-    """The first `limit` rows of a DataFrame as JSON-able dicts (times as ISO text, floats rounded)."""
+    """The first `limit` rows of a DataFrame as JSON-able dicts (times as ISO text, floats rounded,
+    <NA> as None)."""
+    import pandas as pd
+
     out = []
     for row in frame.head(limit).to_dict(orient="records"):
-        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else _cell(v) if isinstance(v, float)
-                        else v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+        out.append({k: (None if v is pd.NA else v.isoformat() if hasattr(v, "isoformat") else _cell(v)
+                        if isinstance(v, float) else v.item() if hasattr(v, "item") else v) for k, v in row.items()})
     return out
 
 

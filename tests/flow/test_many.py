@@ -72,6 +72,11 @@ def test_a_sweep_ranks_members_on_the_validation_range_only(tmp_path):
     assert winner["model"]["hidden_size"] == best.get("model.hidden_size", a.model.hidden_size)
     assert winner["window"]["seq_length"] == best.get("window.seq_length", 14)
     assert summary["leaderboard"]["members"] == 3 and "gate" in summary
+    assert str(board["model.hidden_size"].dtype) == "Int64" and str(board["window.seq_length"].dtype) == "Int64"
+    assert board["model.cell"].dtype == "string"  # each setting keeps its type; <NA> where a member lacks it
+    assert json.loads(json.dumps(summary["leaderboard"]["winner"])) == {
+        k: (None if pd.isna(v) else v) for k, v in board.iloc[0][["model.hidden_size", "model.cell",
+                                                                   "window.seq_length"]].items()}
     cell = winner["model"]["cell"]  # the summary describes the winner, not the base config
     assert cell == best.get("model.cell", cell) and summary["settings"]["cell"] == cell
     assert summary["verdict"].startswith(cell.upper()) and "model.cell" not in summary["settings"]["auto"]

@@ -63,6 +63,23 @@ def test_the_report_has_readable_headings_and_the_settings_that_ran(tmp_path):
 
 def test_a_sweep_line_names_the_winner_as_the_grid_writes_settings():
     lb = {"kind": "sweep", "members": 4, "val_mase": 0.81234,
-          "winner": {"model.cell": "gru", "model.hidden_size": "32"}}
+          "winner": {"model.cell": "gru", "model.hidden_size": 32}}
     assert leaderboard_line(lb) == (
         "sweep: 4 members; winner model.cell=gru, model.hidden_size=32 (validation MASE 0.8123)")
+
+
+def test_leaderboard_settings_keep_their_type_and_survive_parquet(tmp_path):
+    import pandas as pd
+
+    from tasks.runtime.publish import table_rows
+    from tasks.validate import typed_column
+
+    board = pd.DataFrame({"model.hidden_size": [64, 32, None], "train.lr": [0.01, 0.003, None],
+                          "model.cell": ["gru", "lstm", None], "mixed": [24, "auto", None]})
+    for c in board:
+        board[c] = typed_column(board[c].astype(object))
+    assert [str(t) for t in board.dtypes] == ["Int64", "Float64", "string", "string"]
+    board.to_parquet(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b.parquet"), board)
+    assert table_rows(board)[1:] == [{"model.hidden_size": 32, "train.lr": 0.003, "model.cell": "lstm", "mixed": "auto"},
+                                     {"model.hidden_size": None, "train.lr": None, "model.cell": None, "mixed": None}]
