@@ -170,8 +170,12 @@ def verdict_line(result: dict, cell: str) -> str:
 
 
 def promotion_line(promotion: dict) -> str:
-    """The champion/challenger decision in one line."""
-    line = f"promotion: {promotion['action']} ({promotion['reason']})"
+    """The champion/challenger decision in one line ("kept" reads "not promoted" when there is no
+    champion to keep)."""
+    action = promotion["action"]
+    if action == "kept" and not promotion.get("champion_now"):
+        action = "not promoted"
+    line = f"promotion: {action} ({promotion['reason']})"
     if promotion.get("champion_now"):
         now = "now" if promotion["action"] == "promoted" else "still"
         return f"{line}; the champion is {now} model {promotion['champion_now']} ({promotion['registry']})"

@@ -65,6 +65,8 @@ def holdout_scores(
     cfg: EvalConfig,
 ) -> tuple[dict[str, dict[str, float]], int]:
     """Metrics of `model` and the baselines on the holdout targets with `history` points: (scores, n).
+    MASE is scaled by each series' in-sample naive error on the training range of `split` (the
+    run's), as the backtest's is.
 
     An ensemble forecasts from its reference member's view (`record`), each member reading the
     same targets through its own window and scalers (tasks.components.ensemble); a statistical
@@ -81,7 +83,9 @@ def holdout_scores(
     else:
         pred = one_step_forecasts(model, values, sp, cfg.chunk_size)
     df = holdout_frame(values, sp, pred, season_for(sp, cfg.season_length))
-    return score_frame(df, values, sp), n
+    # MASE scaled as the backtest scales it: by each series' training range in this run's split
+    # (the view's train range is empty, so its scale would be a first window's naive error)
+    return score_frame(df, values, split), n
 
 
 def decide(challenger: float | None, champion: float | None, metric: str, margin: float) -> tuple[bool, str]:
@@ -94,8 +98,8 @@ def decide(challenger: float | None, champion: float | None, metric: str, margin
     if not math.isfinite(champion):
         return True, f"champion {metric} is {champion}"
     if challenger < champion * (1 - margin):
-        return True, f"challenger {metric} {challenger:.4g} < {bar}"
-    return False, f"challenger {metric} {challenger:.4g} is not below {bar}"
+        return True, f"challenger {metric} {challenger:.4g} < {bar}, one step ahead on the holdout"
+    return False, f"challenger {metric} {challenger:.4g} is not below {bar}, one step ahead on the holdout"
 
 
 def promotion_markdown(d: dict) -> str:

@@ -174,6 +174,21 @@ def test_a_champion_reads_the_holdout_with_its_own_window_length_and_scaler(norm
     assert not np.allclose(got, wrong)  # the holdout's own scaler would have been wrong
 
 
+def test_the_holdout_mase_is_the_backtests_test_mase_one_step_ahead(models):
+    from tasks.components.backtest import backtest
+    from tasks.config import EvalConfig
+    from tasks.promote import holdout_scores
+
+    split, good, _ = models
+    values = VALUES * (1 + np.linspace(0, 2, len(VALUES)))  # a growing swing: an early naive error is smaller
+    _, result = backtest(good, values, split, levels=(0.8,), references=())
+    scores, n = holdout_scores(good, record_of(split), values, split, split.seq_length, EvalConfig())
+    assert n == result["n_test"]
+    for name in ("model", "naive"):
+        assert scores[name]["mase"] == pytest.approx(result["metrics"][name]["mase"], rel=1e-9)
+        assert scores[name]["mae"] == pytest.approx(result["metrics"][name]["mae"], rel=1e-9)
+
+
 def nan_model() -> torch.nn.Module:
     model = untrained()
     with torch.no_grad():

@@ -46,7 +46,8 @@ def test_promotion_lines_say_who_is_champion_now():
     assert promotion_line(kept) == (f"promotion: kept (challenger mase 0.5 is not below champion 0.4); the champion "
                                     f"is still model {'c' * 16} (r.json)")
     refused = {"action": "kept", "reason": "the challenger fails the baseline gate", "champion_now": None}
-    assert promotion_line(refused).endswith("; there is no champion yet")
+    assert promotion_line(refused) == ("promotion: not promoted (the challenger fails the baseline gate); there is no "
+                                       "champion yet")
 
 
 def test_the_report_has_readable_headings_and_the_settings_that_ran(tmp_path):
