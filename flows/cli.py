@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
 from flows.server import ServerError
-from tasks.config import STAGES, PipelineConfig, PromoteSettings, WindowConfig, members_of, with_overrides
+from tasks.config import STAGES, PipelineConfig, PromoteSettings, WindowConfig, for_sweep, members_of, with_overrides
 from tasks.errors import InputError
 
 PROG = "python flows/rnn_flow.py"
@@ -390,6 +390,7 @@ def run_invocation(a: argparse.Namespace, command: str = "run") -> Invocation:
 
 def sweep_invocation(a: argparse.Namespace) -> Invocation:
     inv = run_invocation(a, "sweep")
+    for_sweep(inv.config)  # refuses --search on before anything starts
     return Invocation("sweep", inv.config, {**inv.controls, "grid": grid_members(inv.config, a.grid or [], a.grid_file)},
                       debug=a.debug)
 
@@ -487,6 +488,7 @@ def deployment_invocation(path: Path, name: str, debug: bool = False) -> Invocat
     cfg = PipelineConfig.model_validate(params.pop("config", None) or {})
     grid = []
     if flow == "rnn_sweep":  # as the sweep validates its members: each on top of the config
+        for_sweep(cfg)
         grid = members_of(cfg, params.get("grid") or [], "grid", json.dumps(params.get("grid") or []))
     promote = PromoteSettings(metric=params.get("promote_metric", "mase"), margin=params.get("promote_margin", 0.0))
     controls = {"refresh": choice("refresh", params.get("refresh"), STAGES),

@@ -49,7 +49,7 @@ from flows.report import finish  # noqa: E402
 from tasks.components.references import LABELS  # noqa: E402
 from tasks.components.search import candidates  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
-from tasks.config import Metric, PipelineConfig, PromoteSettings, members_of, nested, with_overrides  # noqa: E402
+from tasks.config import Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides  # noqa: E402
 from tasks.errors import InputError  # noqa: E402
 from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
 from tasks.figures import figures_task  # noqa: E402
@@ -138,6 +138,7 @@ def rnn_sweep(
             (e.g. [{"model.cell": "gru", "window.seq_length": 12}, ...]).
         Others: as rnn_pipeline.
     """
+    config = for_sweep(config)  # search off: the grid's members are the models
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache) as run:
         cfg = run.cfg

@@ -387,6 +387,16 @@ def with_overrides(cfg: PipelineConfig, overrides: dict[str, dict]) -> PipelineC
     return PipelineConfig.model_validate(data)
 
 
+def for_sweep(config: PipelineConfig) -> PipelineConfig:
+    """The config a sweep's members start from: search off (a sweep trains one model per grid
+    member; "auto" would otherwise turn a file's run into a search). InputError when a search is
+    asked for explicitly (on, or a members file)."""
+    if config.search.mode not in ("auto", "off"):
+        raise InputError("search.mode", config.search.mode, "a sweep trains one model per member of its grid; a "
+                                                            "search is a run of its own (leave --search out)")
+    return with_overrides(config, {"search": {"mode": "off"}})
+
+
 def members_of(config: PipelineConfig, raw: Any, field: str, shown: str) -> list[dict[str, Any]]:
     """The members of a sweep or a search, each {"section.field": value}, from parsed JSON (or
     command-line specs): {key: [values]} (their product) or [{key: value}, ...]. Keys are a

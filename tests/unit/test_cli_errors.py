@@ -204,6 +204,9 @@ def with_store(df: pd.DataFrame) -> pd.DataFrame:
 EXACT = {
     "misspelt-option": (["--epoch", "3"], None,
                         "unknown option --epoch; did you mean --epochs? (see: python flows/rnn_flow.py --help)"),
+    "sweep-with-a-search": (["sweep", *OUT, "--grid", "cell=gru,lstm", "--search", "on"], None,
+                            "--search='on': a sweep trains one model per member of its grid; a search is a run of its "
+                            "own (leave --search out)"),
     "serve-without-a-schedule": (["serve", "--epochs", "3"], None,
                                  "serve needs a schedule: --cron CRON or --interval SECONDS (it replaces the "
                                  "deployment's schedules) (see: python flows/rnn_flow.py serve --help)"),
@@ -260,7 +263,7 @@ def test_each_error_is_one_exact_line_and_exit_2(cli_in, tmp_path, capsys, case)
     if content is not None:
         made = content()
         (tmp_path / "m.csv").write_text(made if isinstance(made, str) else made.to_csv(index=False))
-    assert cli_in(args if args[0] in ("serve", "clean", "srve") else [*OUT, *args]) == 2
+    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep") else [*OUT, *args]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {line}"]
 
@@ -273,6 +276,8 @@ def test_check_reads_a_sweep_deployment_as_the_sweep_flow_would(cli_in, tmp_path
     deployments = [{"name": "sweep", **sweep},
                    {"name": "bad-member", **sweep, "parameters": {"grid": [{"model.cell": "tcn"}]}},
                    {"name": "no-members", **sweep, "parameters": {"grid": []}},
+                   {"name": "searching", **sweep, "parameters": {"config": {"search": {"mode": "on"}},
+                                                                 "grid": [{"cell": "gru"}]}},
                    {"name": "grid-on-the-pipeline", "entrypoint": "flows/rnn_flow.py:rnn_pipeline",
                     "parameters": {"grid": [{"cell": "gru"}]}}]
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"deployments": deployments}))
@@ -282,6 +287,8 @@ def test_check_reads_a_sweep_deployment_as_the_sweep_flow_would(cli_in, tmp_path
                                                "2 sweep members)")
     for name, line in [("bad-member", "grid='model.cell=tcn': Input should be 'auto', 'rnn', 'gru' or 'lstm'"),
                        ("no-members", "grid='[]': no members"),
+                       ("searching", "config.search.mode='on': a sweep trains one model per member of its grid; a "
+                                     "search is a run of its own (leave --search out)"),
                        ("grid-on-the-pipeline", "--deployment='grid-on-the-pipeline': parameter 'grid' is not one of "
                                                 "rnn_pipeline's (config, refresh, until, no_cache, promote, "
                                                 "promote_metric, promote_margin)")]:
