@@ -179,8 +179,17 @@ def explain_change(previous: dict | None, current: dict) -> str:
     if previous is None:
         return "no cached output (first run)"
     groups = _changes(previous, current)
-    return "; ".join(f"{what}: {', '.join(items)}" for what, items in groups.items() if items) or (
+    words = {what: [_upstream_words(i) for i in items] if what.startswith(("upstream", "new upstream")) else items
+             for what, items in groups.items()}
+    return "; ".join(f"{what}: {', '.join(items)}" for what, items in words.items() if items) or (
         "output missing (cache entry deleted)")
+
+
+def _upstream_words(name: str) -> str:
+    """An upstream as a reason names it: its stage ("window"), or, for a second input from the
+    same stage, the stage and what it is ("window:member_splits" -> "window (member splits)")."""
+    stage, _, role = name.partition(":")
+    return f"{stage} ({role.replace('_', ' ')})" if role else stage
 
 
 def _changes(previous: dict, current: dict) -> dict[str, list[str]]:

@@ -51,6 +51,9 @@ def test_an_upstream_that_appears_or_goes_is_named_not_taken_for_a_deleted_entry
     assert explain_change(inputs(), hybrid) == "new upstream: ensemble"
     assert explain_change(hybrid, inputs(upstream={"window": "w2"})) == (
         "upstream changed: window; upstream no longer an input: ensemble")
+    members = inputs(upstream={"window": "w1", "window:member_splits": "m1"})  # two inputs from one stage
+    assert explain_change(members, inputs(upstream={"window": "w1", "window:member_splits": "m2"})) == (
+        "upstream changed: window (member splits)")
 
 
 def plan(tmp_path, force=None, **over):
