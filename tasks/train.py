@@ -56,14 +56,22 @@ def save_checkpoint(path: Path, blob: dict) -> None:
         torch.save(blob, tmp)
 
 
-def progress_reporter(cfg: TrainConfig) -> Callable[[int, FitState], None]:
-    """Log every cfg.log_every epochs and keep a Prefect progress artifact up to date."""
+def model_label(spec, seq_length: int, seed: int) -> str:
+    """The model in a few words, e.g. "gru-64 L24 seed 43": what tells apart the epoch lines of
+    members that train at the same time (a search's, a sweep's)."""
+    return f"{spec.cell}-{spec.hidden_size} L{seq_length} seed {seed}"
+
+
+def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitState], None]:
+    """Log every cfg.log_every epochs (each line starting with `label`) and keep a Prefect
+    progress artifact up to date."""
     bar = ProgressArtifact(PROGRESS_KEY, f"Training up to {cfg.epochs} epochs")
+    prefix = f"{label}: " if label else ""
 
     def on_epoch(epoch: int, st: FitState) -> None:
         if epoch % cfg.log_every == 0 or epoch == 1 or st.stopped_early or epoch == cfg.epochs:
             log.info(
-                "epoch %d/%d  train %.3e  val %.3e%s", epoch, cfg.epochs,
+                prefix + "epoch %d/%d  train %.3e  val %.3e%s", epoch, cfg.epochs,
                 st.history["train_loss"][-1], st.history["val_loss"][-1],
                 "  (early stop)" if st.stopped_early else "",
             )
@@ -100,9 +108,10 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
         sp = buckets[0][1]()
         spec = network_for(sp, model_cfg.model_dump())
         ckpt = checkpoint_path(Path(plan.base), plan.key)
+        label = model_label(spec, sp.seq_length, train_cfg.seed)
         model, st = train_buckets(
             buckets, spec, pick(FitSettings, train_cfg.model_dump()), device,
-            on_epoch=progress_reporter(train_cfg), checkpoint=lambda b: save_checkpoint(ckpt, b),
+            on_epoch=progress_reporter(train_cfg, label), checkpoint=lambda b: save_checkpoint(ckpt, b),
             resume=load_checkpoint(ckpt),
         )
         trained = {
@@ -114,7 +123,8 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
         save_model(w.dir, model, ModelFile(spec, sp.seq_length, sp.horizon, model_cfg.strategy, sp.normalize,
                                            scalers, trained))
         write_history(w.dir, {**st.history, **trained})
-        log.info("train: %d epochs on %s (best %d, val loss %.3g)", st.epoch, device.type, st.best_epoch, st.best_val)
+        log.info("train: %s, %d epochs on %s (best %d, val loss %.3g)", label, st.epoch, device.type, st.best_epoch,
+                 st.best_val)
         return trained
 
     return build(plan, compute)

@@ -1,4 +1,5 @@
 import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -172,3 +173,28 @@ def test_models_built_side_by_side_in_threads_get_the_weights_they_get_alone(mon
     for t in threads:
         t.join()
     assert all(torch.equal(alone[k], built[0][k]) for k in alone)
+
+
+def test_epoch_lines_name_the_model_so_parallel_members_can_be_told_apart():
+    from tasks.components.fit import FitState
+    from tasks.components.specs import NetworkSpec
+    from tasks.config import TrainConfig
+    from tasks.train import model_label, progress_reporter
+
+    label = model_label(NetworkSpec(cell="gru", hidden_size=32), 24, 43)
+    assert label == "gru-32 L24 seed 43"
+    on_epoch = progress_reporter(TrainConfig(epochs=2, log_every=1), label)
+    st = FitState(history={"train_loss": [0.5], "val_loss": [0.25]})
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the "tasks" loggers may not propagate (Prefect's logging config)
+    logger = logging.getLogger("tasks.train")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        on_epoch(1, st)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [r.getMessage() for r in records] == ["gru-32 L24 seed 43: epoch 1/2  train 5.000e-01  val 2.500e-01"]
