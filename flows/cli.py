@@ -107,6 +107,8 @@ FLAG_OF_FIELD = {
     "grid": "--grid",
     "grid_file": "--grid-file",
     "runner.kind": "--runner",
+    "registry": "the model registry of --output-dir",  # rollback's
+    "action": "server action",
 }
 # --help groups the options by stage: config section -> group
 GROUP_OF = {"data": "data", "window": "window", "model": "model", "train": "train", "eval": "eval",

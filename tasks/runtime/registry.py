@@ -130,7 +130,7 @@ def rollback(root: str | os.PathLike) -> dict:
         except ValueError as exc:
             raise InputError("registry", str(path), str(exc)) from None
         if (problem := check_model(root, reg["champion"])) is not None:
-            raise InputError("registry", "previous", f"cannot restore the previous champion: {problem}")
+            raise InputError("registry", str(path), f"cannot restore the previous champion: {problem}")
         commit(root, reg)
     log.info("rollback: champion is %s again (run %s)", reg["champion"]["model_sha256"][:16], reg["champion"]["run"])
     return reg

@@ -173,6 +173,14 @@ def test_check_refuses_the_dask_runner_without_a_server_as_the_run_does(tmp_path
     assert not any(tmp_path.iterdir())
 
 
+def test_rollback_without_a_previous_champion_names_the_registry_of_the_output_dir(tmp_path):
+    proc = run_cli(tmp_path, "rollback", "--output-dir", "out")
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (2, [
+        f"error: the model registry of --output-dir='{tmp_path / 'out' / 'models' / 'registry.json'}': there is no "
+        "previous champion to roll back to"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path):
     proc = run_cli(tmp_path, *OUT, "--data-path", "missing.csv", "--debug")
     assert proc.returncode == 2
@@ -241,6 +249,7 @@ EXACT = {
                           "'arima' (a comma-separated list of them, or none)"),
     "horizon-0": (["--horizon", "0"], None, "--horizon=0: Input should be greater than or equal to 1"),
     "keep-negative": (["clean", "--keep", "-1"], None, "--keep=-1: must be 0 or more"),
+    "server-action-unknown": (["server", "begin"], None, "server action='begin': expected one of start, stop, status"),
 }
 
 
@@ -263,7 +272,7 @@ def test_each_error_is_one_exact_line_and_exit_2(cli_in, tmp_path, capsys, case)
     if content is not None:
         made = content()
         (tmp_path / "m.csv").write_text(made if isinstance(made, str) else made.to_csv(index=False))
-    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep") else [*OUT, *args]) == 2
+    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep", "server") else [*OUT, *args]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {line}"]
 
