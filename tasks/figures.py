@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGE = StageSpec("figures", packages=("matplotlib", "pandas"), files=tuple(figure_file(n) for n in FIGURES))
+STAGE = StageSpec("figures", packages=("matplotlib", "pandas"), files=tuple(figure_file(n) for n in FIGURES),
+                  words=(("name", "the forecaster's name"),))
 # the references' names as tasks.components.references.LABELS has them (not imported: the figures' code key stays small)
 BASELINES = {"naive": "Naive (last value)", "seasonal_naive": "Seasonal naive", "ets": "AutoETS",
              "theta": "AutoTheta", "arima": "AutoARIMA"}

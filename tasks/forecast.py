@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 _RUN_ONLY = frozenset({"device", "checkpoint_every", "log_every"})
 REFIT = StageSpec("refit", phase="forecast", packages=("torch",), run_only=_RUN_ONLY, trains=lambda inputs: True)
 PREDICT = StageSpec("predict", phase="forecast", packages=("numpy", "pandas", "torch"))
-STAGE = StageSpec("forecast", packages=("pandas", "matplotlib"), files=(FORECAST_FILE, FORECAST_FIGURE))
+STAGE = StageSpec("forecast", packages=("pandas", "matplotlib"), files=(FORECAST_FILE, FORECAST_FIGURE),
+                  words=(("name", "the forecaster's name"),))
 
 
 def future_times(frame: pd.DataFrame, split: Split, steps: int) -> dict[str, dict[str, list]]:

@@ -21,7 +21,7 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
 
-STAGE = StageSpec("window", packages=("numpy",))
+STAGE = StageSpec("window", packages=("numpy",), words=(("anchor", "anchor (the search's longest window)"),))
 
 
 def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None, anchor: int | None = None):

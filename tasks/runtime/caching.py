@@ -155,8 +155,10 @@ def plan_stage(
     code: dict[str, str],
     env: dict[str, str],
     force: str | None = None,
+    words: dict[str, str] | None = None,
 ) -> StagePlan:
-    """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse."""
+    """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse.
+    words: how a reason names a parameter that is not a config section ({"anchor": ...})."""
     base = str(Path(base).resolve())
     key_inputs = {"params": params, "upstream": upstream, "code": code, "env": env}
     key = stage_key(stage, key_inputs)
@@ -168,16 +170,22 @@ def plan_stage(
     elif problem != "output missing":
         run, reason = True, f"output missing or corrupt: {problem}"
     else:
-        run, reason = True, explain_change(closest(recent_inputs(base, stage), key_inputs), key_inputs)
+        run, reason = True, explain_change(closest(recent_inputs(base, stage), key_inputs), key_inputs, words)
     return StagePlan(
         stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs
     )
 
 
-def explain_change(previous: dict | None, current: dict) -> str:
-    """Say what differs between the key inputs of the last entry used and now."""
+def explain_change(previous: dict | None, current: dict, words: dict[str, str] | None = None) -> str:
+    """Say what differs between the key inputs of the last entry used and now; a parameter named
+    in `words` is called by its words there (a task's own argument, such as "anchor")."""
     if previous is None:
         return "no cached output (first run)"
+    if words:
+        def worded(inputs: dict) -> dict:
+            return {**inputs, "params": {words.get(k, k): v for k, v in inputs.get("params", {}).items()}}
+
+        previous, current = worded(previous), worded(current)
     groups = _changes(previous, current)
     words = {what: [_upstream_words(i) for i in items] if what.startswith(("upstream", "new upstream")) else items
              for what, items in groups.items()}

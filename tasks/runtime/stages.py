@@ -52,7 +52,8 @@ class StageSpec:
     run_only: config fields that change how it runs, not what it produces (left out of the key);
     packages: libraries whose versions change its result (in the key);
     trains: inputs -> True when this call trains a network (the device kind joins the key);
-    files: what it writes, hard-linked into the run directory.
+    files: what it writes, hard-linked into the run directory;
+    words: how a stage reason names a task argument that is not a config section.
     """
 
     name: str
@@ -62,6 +63,7 @@ class StageSpec:
     trains: Callable[[dict[str, Any]], bool] = lambda inputs: False
     files: tuple[str, ...] = ()
     phase: str = ""  # the pipeline stage (tasks.config.STAGES) this one is part of; default: its name
+    words: tuple[tuple[str, str], ...] = ()  # (argument, how a stage reason names it): its non-config arguments
 
     @property
     def stage(self) -> str:
@@ -280,7 +282,8 @@ class Run:
         if spec.trains(inputs):
             env["device"] = self.cfg.train.device
         return plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
-                          code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage))
+                          code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage),
+                          words=dict(spec.words))
 
     def table(self) -> list[dict]:
         """The staleness report as table rows (the rnn-stages artifact, stages.json)."""
