@@ -91,9 +91,9 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
 def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], models: Sequence[store.StageRef | None]
                 ) -> pd.DataFrame:
     """One row per member, best first: what forecasts ("network", or a statistical member's
-    label, "AutoETS"), its settings (a column per setting, typed: typed_column), validation metrics of the member and the baselines, epochs,
-    and the entries of its model (none for a statistical member) and scores. Ties keep the
-    members' order."""
+    label, "AutoETS"), its settings (a column each, typed: typed_column), validation metrics of
+    the member and the baselines, epochs, and the entries of its model (none for a statistical
+    member) and scores. Ties keep the members' order."""
     rows = []
     for i, (member, ref, model) in enumerate(zip(members, scores, models)):
         s = read_validation(ref.path)
@@ -123,8 +123,11 @@ def typed_column(values: pd.Series) -> pd.Series:
     return values.astype(object).convert_dtypes()
 
 
+Weights = tuple[float, ...]
+
+
 def hybrid_weights(values: np.ndarray, reference: Split, networks: list[Member], combine: str,
-                   statistical: list[dict], cfg: EvalConfig) -> tuple[tuple[float, ...], tuple[float, ...], float | None]:
+                   statistical: list[dict], cfg: EvalConfig) -> tuple[Weights, Weights, float | None]:
     """The weights of a hybrid ensemble (networks, each statistical member), inversely proportional
     to each part's squared MASE (tasks.components.ensemble.inverse_error_weights), cross-fitted:
 
@@ -179,8 +182,8 @@ def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...]
 
     With statistical members the ensemble is a hybrid (tasks.components.ensemble): its weights
     come from the validation and calibration origins, never the test range, and its calibration
-    weights from the validation origins only (hybrid_weights), the networks' combination scored through
-    `windows` (each network's window entries, one per bucket of `reference`, network by network)
+    weights from the validation origins only (hybrid_weights), the networks' combination scored
+    through `windows` (each network's window entries, one per bucket of `reference`, network by network)
     on the targets of `reference` (the longest window's entries), each statistical member's
     score read from its validate entry in `scores`.
     """
