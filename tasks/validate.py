@@ -142,10 +142,10 @@ def hybrid_weights(values: np.ndarray, reference: Split, networks: list[Member],
     member's scores.json content (validate_task). Neither ever reads the test range.
 
     Why: the validation range of a short series is a handful of origins (5 on a yearly series of
-    98 points), too few to tell a network that fits them by chance from one that forecasts; on the
-    quality panel (one seed) pooling the calibration origins moved the geometric-mean MASE ratio
-    to AutoETS from 0.950 to 0.939 at one step and 0.900 to 0.880 at one season, and the
-    intervals' test coverage by under 0.01.
+    98 points), too few to tell a network that fits them by chance from one that forecasts. On
+    the quality panel (benchmarks/RESULTS.md, 3 seeds) pooling the calibration origins moved the
+    geometric-mean MASE ratio to AutoETS from 0.950 to 0.938 at one step and from 0.902 to 0.892
+    at one season, and the intervals' test coverage by under 0.01.
     """
     nets = Ensemble(networks, combine, cfg.chunk_size)
     val = validation_scores(nets, values, reference, cfg.season_length, cfg.chunk_size)
