@@ -64,7 +64,8 @@ def run(quick: bool, rounds: int = 3) -> dict:
     work = Path(tempfile.mkdtemp(prefix="rnnflow-search-time-"))
     server = start_server(work / "prefect-home")
     os.environ["PREFECT_API_URL"] = server.api_url  # the cluster's workers report to it
-    clusters = {mode: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    clusters = {mode: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": ":0"})  # two at once: no port 8787 clash
                 for mode, n in (("dask", 2), ("dask1", 1))}
     try:
         files = {}
