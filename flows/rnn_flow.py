@@ -49,7 +49,9 @@ from flows.report import finish  # noqa: E402
 from tasks.components.references import LABELS  # noqa: E402
 from tasks.components.search import candidates  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
-from tasks.config import Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides  # noqa: E402
+from tasks.config import (  # noqa: E402
+    Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides,
+)
 from tasks.errors import InputError  # noqa: E402
 from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
 from tasks.figures import figures_task  # noqa: E402
