@@ -107,7 +107,8 @@ FLAG_OF_FIELD = {
     "grid": "--grid",
     "grid_file": "--grid-file",
     "runner.kind": "--runner",
-    "registry": "the model registry of --output-dir",  # rollback's
+    "registry": "model registry",  # a registry.json that cannot be read
+    "output_dir": "--output-dir",  # rollback's
     "action": "server action",
 }
 # --help groups the options by stage: config section -> group
@@ -513,9 +514,12 @@ def validate(cfg: PipelineConfig) -> dict:
 
         resolve_device(cfg.train.device)
     info: dict = {}
+    check_runner(cfg)
     if cfg.data.data_path is None:
         check_generated(cfg)
     else:
+        check_unused(cfg.data, GENERATOR_ONLY, "data", "sets the generated sine, and --data-path replaces it with "
+                                                     "your file: leave it out")
         from tasks.components import ingest, scan
 
         kind = scan.source_kind(cfg.data.data_path)
@@ -548,16 +552,34 @@ FILE_ONLY = ("time_column", "value_column", "id_column", "group_column", "fill",
              "holidays")  # DataConfig fields that describe a data file
 
 
+GENERATOR_ONLY = ("n_points", "n_series", "x_max", "amplitude", "period", "noise", "trend", "components",
+                  "seed")  # DataConfig fields of the generated sine
+DASK_ONLY = ("address", "threads_per_worker")  # RunnerConfig fields that only --runner dask reads
+
+
 def check_generated(cfg: PipelineConfig) -> None:
     """Without a data file, a setting that describes one (its columns, repairs, zone, holidays) is
     refused rather than ignored: InputError naming the first such setting that differs from its
     default (the run would generate the tutorial's sine and never read it)."""
-    defaults = type(cfg.data)()
-    for name in FILE_ONLY:
-        value = getattr(cfg.data, name)
+    check_unused(cfg.data, FILE_ONLY, "data", "describes a data file, and none is given: add --data-path (without "
+                                              "it the run generates the tutorial's sine)")
+
+
+def check_runner(cfg: PipelineConfig) -> None:
+    """A Dask setting (--dask-address, --threads-per-worker) with the local runner is refused
+    rather than ignored (InputError)."""
+    if cfg.runner.kind != "dask":
+        check_unused(cfg.runner, DASK_ONLY, "runner", "applies to --runner dask only: add --runner dask")
+
+
+def check_unused(section, names: tuple[str, ...], prefix: str, reason: str) -> None:
+    """InputError(`prefix`.name, value, reason) for the first of `names` that `section` sets to
+    something other than its default: a setting this run would never read."""
+    defaults = type(section)()
+    for name in names:
+        value = getattr(section, name)
         if value != getattr(defaults, name):
-            raise InputError(f"data.{name}", value, "describes a data file, and none is given: add --data-path "
-                                                    "(without it the run generates the tutorial's sine)")
+            raise InputError(f"{prefix}.{name}", value, reason)
 
 
 def check_search(cfg: PipelineConfig) -> None:
@@ -630,7 +652,7 @@ def describe_validation_error(exc: ValidationError, deployment: str | None = Non
     loc = tuple(str(x) for x in err["loc"])
     msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
     if err["type"] == "literal_error" and isinstance(err["loc"][-1], int):  # an item of a list setting
-        msg += " (a comma-separated list of them, or none)"
+        msg += " (a comma-separated list of them, or none alone)"
     if exc.title == "PromoteSettings" and loc:
         name = f"promote_{loc[0]}" if deployment else f"--promote-{loc[0]}"
     elif deployment:

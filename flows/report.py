@@ -105,9 +105,10 @@ def leaderboard_line(lb: dict) -> str:
     if lb.get("kind") == "search":
         joined = lb.get("statistical") or []
         hybrid = f", weighted with {', '.join(joined)} by 1 / MASE^2 before the test range" if joined else ""
+        best = lb.get("best", "network")
         return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
-                f"network(s) combined by the {lb['combine']}{hybrid} (best validation MASE {mase}; "
-                "rnn-leaderboard lists them all)")
+                f"network(s) combined by the {lb['combine']}{hybrid} (best member on the validation range: "
+                f"{'a network' if best == 'network' else best}, MASE {mase}; rnn-leaderboard lists them all)")
     winner = ", ".join(f"{k}={v}" for k, v in lb["winner"].items())  # as the grid writes them: model.cell=gru
     return f"sweep: {lb['members']} members; winner {winner} (validation MASE {mase})"
 
@@ -302,7 +303,8 @@ def publish_leaderboard(run: Run, board, search: tuple[str, ...] | None = None) 
     top = nets.iloc[0] if len(nets) else board.iloc[0]  # the best network's settings
     settings = {k: top[k] for k in board.columns if "." in k}
     out = {"kind": what.lower(), "members": len(board), "winner": {k: _plain(v) for k, v in settings.items()},
-           "val_mase": _float_or_none(board.iloc[0]["val_mase"])}
+           "val_mase": _float_or_none(board.iloc[0]["val_mase"]),
+           "best": str(board.iloc[0]["forecaster"]) if "forecaster" in board else "network"}
     if search is not None:
         out["combined"] = min(run.cfg.search.top_k, len(nets))
         out["combine"] = run.cfg.search.combine

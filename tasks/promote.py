@@ -218,7 +218,8 @@ def promote(root: str | os.PathLike, windows: store.StageRef | Sequence[store.St
                       "seq_length": meta.seq_length, "metrics": ch["metrics"], "promoted_at": at}
             reg = registry.with_promotion(reg, record)
         registry.commit(root, registry.with_decision(reg, d))  # the last step: now the decision holds
-    log.info("promotion: %s (%s)", d["action"], reason)
+    # as the summary words it (flows.report.promotion_line): nothing is kept when there is no champion
+    log.info("promotion: %s (%s)", "not promoted" if not ok and champ is None else d["action"], reason)
     return d
 
 

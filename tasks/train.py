@@ -57,9 +57,11 @@ def save_checkpoint(path: Path, blob: dict) -> None:
 
 
 def model_label(spec, seq_length: int, seed: int) -> str:
-    """The model in a few words, e.g. "gru-64 L24 seed 43": what tells apart the epoch lines of
+    """The model in a few words, e.g. "gru-64 L24 skip12 seed 43" (skip12: the seasonal skip of
+    lag 12, skip1 the naive one, nothing without a skip): what tells apart the epoch lines of
     members that train at the same time (a search's, a sweep's)."""
-    return f"{spec.cell}-{spec.hidden_size} L{seq_length} seed {seed}"
+    skip = f" skip{spec.skip_lag}" if spec.skip_lag else ""
+    return f"{spec.cell}-{spec.hidden_size} L{seq_length}{skip} seed {seed}"
 
 
 def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitState], None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 from functools import lru_cache
@@ -201,7 +202,9 @@ def _upstream_words(name: str) -> str:
 
 
 def _changes(previous: dict, current: dict) -> dict[str, list[str]]:
-    """What differs, item by item, in the groups a reason names them by ("new parameters": [...])."""
+    """What differs, item by item, in the groups a reason names them by ("new parameters": [...]).
+    Both sides are compared as JSON holds them: a tuple argument now equals the list it was stored as."""
+    previous, current = (json.loads(json.dumps(x, default=str)) for x in (previous, current))
     before, now = previous.get("upstream", {}), current["upstream"]
     code_before, code_now = previous.get("code", {}), current["code"]
     return {

@@ -121,16 +121,16 @@ def with_rollback(registry: dict, at: str) -> dict:
 
 def rollback(root: str | os.PathLike) -> dict:
     """Restore the previous champion under `root`; return the new registry."""
-    path = models_dir(root) / REGISTRY_FILE
+    where = f"its model registry (models/{REGISTRY_FILE})"
     if load(root).get("previous") is None:  # checked before the lock, which creates models/
-        raise InputError("registry", str(path), "there is no previous champion to roll back to")
+        raise InputError("output_dir", str(root), f"{where} has no previous champion to roll back to")
     with registry_lock(root):
         try:
             reg = with_rollback(load(root), now())
         except ValueError as exc:
-            raise InputError("registry", str(path), str(exc)) from None
+            raise InputError("output_dir", str(root), f"{where}: {exc}") from None
         if (problem := check_model(root, reg["champion"])) is not None:
-            raise InputError("registry", str(path), f"cannot restore the previous champion: {problem}")
+            raise InputError("output_dir", str(root), f"{where}: cannot restore the previous champion: {problem}")
         commit(root, reg)
     log.info("rollback: champion is %s again (run %s)", reg["champion"]["model_sha256"][:16], reg["champion"]["run"])
     return reg

@@ -54,6 +54,9 @@ def test_an_upstream_that_appears_or_goes_is_named_not_taken_for_a_deleted_entry
     members = inputs(upstream={"window": "w1", "window:member_splits": "m1"})  # two inputs from one stage
     assert explain_change(members, inputs(upstream={"window": "w1", "window:member_splits": "m2"})) == (
         "upstream changed: window (member splits)")
+    stored = inputs(params={"train": {"epochs": 100, "lr": 0.001}, "statistical": ["ets", "theta"]})  # as JSON
+    assert explain_change(stored, inputs(params={"train": {"epochs": 100, "lr": 0.001},
+                                                 "statistical": ("ets", "theta")})) == "output missing (cache entry deleted)"
     anchored = inputs(params={"train": {"epochs": 100, "lr": 0.001}, "anchor": 24})  # a task's own argument
     assert explain_change(anchored, inputs(params={"train": {"epochs": 100, "lr": 0.001}, "anchor": 36}),
                           {"anchor": "anchor (the search's longest window)"}) == (

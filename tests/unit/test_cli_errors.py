@@ -123,6 +123,10 @@ CASES = {
                                     "add it to --references"]),
     "value-column-without-data": (["--value-column", "salez"], None,
                                   ["--value-column='salez'", "describes a data file", "add --data-path"]),
+    "noise-with-a-data-file": ([*DATA, "--noise", "0.1"], monthly,
+                               ["--noise=0.1", "sets the generated sine, and --data-path replaces it"]),
+    "dask-address-on-the-local-runner": (["--dask-address", "tcp://127.0.0.1:8786"], None,
+                                         ["--dask-address='tcp://127.0.0.1:8786'", "applies to --runner dask only"]),
     "fill-missing-dates-without-data": (["--fill-missing-dates"], None,
                                         ["--fill-missing-dates=True", "describes a data file"]),
     "gate-baseline-references-off": (["--references", "none", "--gate-baseline", "theta"], None,
@@ -173,11 +177,11 @@ def test_check_refuses_the_dask_runner_without_a_server_as_the_run_does(tmp_path
     assert not any(tmp_path.iterdir())
 
 
-def test_rollback_without_a_previous_champion_names_the_registry_of_the_output_dir(tmp_path):
+def test_rollback_without_a_previous_champion_names_the_output_dir(tmp_path):
     proc = run_cli(tmp_path, "rollback", "--output-dir", "out")
     assert (proc.returncode, proc.stderr.strip().splitlines()) == (2, [
-        f"error: the model registry of --output-dir='{tmp_path / 'out' / 'models' / 'registry.json'}': there is no "
-        "previous champion to roll back to"])
+        f"error: --output-dir='{tmp_path / 'out'}': its model registry (models/registry.json) has no previous "
+        "champion to roll back to"])
     assert not (tmp_path / "out").exists()
 
 
@@ -246,7 +250,7 @@ EXACT = {
     "cell-unknown": (["--cell", "transformer"], None,
                      "--cell='transformer': Input should be 'auto', 'rnn', 'gru' or 'lstm'"),
     "reference-unknown": (["--references", "ets,foo"], None, "--references='foo': Input should be 'ets', 'theta' or "
-                          "'arima' (a comma-separated list of them, or none)"),
+                          "'arima' (a comma-separated list of them, or none alone)"),
     "horizon-0": (["--horizon", "0"], None, "--horizon=0: Input should be greater than or equal to 1"),
     "keep-negative": (["clean", "--keep", "-1"], None, "--keep=-1: must be 0 or more"),
     "server-action-unknown": (["server", "begin"], None, "server action='begin': expected one of start, stop, status"),

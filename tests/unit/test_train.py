@@ -181,6 +181,8 @@ def test_epoch_lines_name_the_model_so_parallel_members_can_be_told_apart():
     from tasks.config import TrainConfig
     from tasks.train import model_label, progress_reporter
 
+    assert model_label(NetworkSpec(cell="gru", hidden_size=32, skip_lag=12), 24, 43) == "gru-32 L24 skip12 seed 43"
+    assert model_label(NetworkSpec(cell="gru", hidden_size=32, skip_lag=1), 24, 43) == "gru-32 L24 skip1 seed 43"
     label = model_label(NetworkSpec(cell="gru", hidden_size=32), 24, 43)
     assert label == "gru-32 L24 seed 43"
     on_epoch = progress_reporter(TrainConfig(epochs=2, log_every=1), label)
