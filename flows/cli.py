@@ -542,6 +542,7 @@ def validate(cfg: PipelineConfig) -> dict:
                     raise
                 raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
             check_series_length(info["lengths"], cfg.window, cfg.data.data_path)
+            check_search_windows(cfg, info)
     check_search(cfg)
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
@@ -625,6 +626,42 @@ def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str) -> 
         fits.append(f"--seq-length {most_l} fits with --horizon {H}")
     lower = "--horizon or --seq-length" if H > 1 else "--seq-length"
     raise InputError(option, value, f"{problem}; lower {lower} ({'; '.join(fits)})")
+
+
+def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
+    """The built-in search (--search on, or auto for a file) reads windows of one and two seasons
+    and 20 points unless --seq-length is set (tasks.components.search.window_lengths), and ranks
+    its members on the validation origins of the longest: refuse a horizon that leaves the
+    shortest series none there, as the run would, naming what fits."""
+    from tasks.components.calendar import seasons_for
+    from tasks.components.search import window_lengths
+    from tasks.components.split import build_split
+
+    w = cfg.window
+    if cfg.search.mode not in ("auto", "on") or cfg.data.group_column or w.seq_length != WindowConfig().seq_length:
+        return  # no built-in search (off, a members file, per-group models), or every member reads --seq-length
+    sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
+    seasons = seasons_for(info.get("frequency"), n)
+    calibration = 20 if w.calibration == "auto" else w.calibration  # tasks.config.resolve, for a file
+
+    def longest(h: int) -> int:
+        return max(window_lengths(seasons[0] if seasons else None, n, h))
+
+    def ranks(h: int) -> bool:  # the longest window's split holds validation origins
+        try:
+            return build_split([n], [sid], longest(h), h, w.train_fraction, w.val_fraction,
+                               calibration=calibration).count("val") > 0
+        except ValueError:
+            return False
+
+    if ranks(w.horizon):
+        return
+    who = "the series" if len(info["lengths"]) == 1 else f"series {sid!r}"
+    fits = [h for h in range(1, w.horizon) if ranks(h)]
+    ways = ([f"--horizon {max(fits)} fits"] if fits else []) + ["or --search off"]
+    raise InputError("window.horizon", w.horizon, f"{who} in {cfg.data.data_path} ({n} points) leaves the search no "
+                                                  f"validation origins to rank its members by with its longest window "
+                                                  f"({longest(w.horizon)} points): {'; '.join(ways)}")
 
 
 def check_writable(path: str | Path, field: str) -> None:
