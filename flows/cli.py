@@ -518,6 +518,8 @@ def validate(cfg: PipelineConfig) -> dict:
     if cfg.data.data_path is None:
         check_generated(cfg)
     else:
+        if not str(cfg.data.data_path).strip():
+            raise InputError("data_path", cfg.data.data_path, "is empty: give the path of a CSV or Parquet file")
         check_unused(cfg.data, GENERATOR_ONLY, "data", "sets the generated sine, and --data-path replaces it with "
                                                      "your file: leave it out")
         from tasks.components import ingest, scan
@@ -709,11 +711,16 @@ def shown(value: object) -> str:
 
 def describe_input_error(exc: InputError, deployment: str | None = None) -> str:
     """An InputError as one line, naming the command-line option (or the deployment's parameter) where there is one."""
+    if deployment and exc.field in ("--deployment", "--prefect-yaml"):  # the prefix already names them
+        return f"{deployment}{exc.message}"
     if deployment:
         name = FLAG_OF_FIELD.get(exc.field, exc.field)
         name = f"config.{'.'.join(OPTIONS[name])}" if name in OPTIONS else exc.field
         return f"{deployment}{name}={exc.value!r}: {exc.message}"
-    return f"{FLAG_OF_FIELD.get(exc.field, exc.field)}={exc.value!r}: {exc.message}"
+    flag = FLAG_OF_FIELD.get(exc.field, exc.field)
+    if flag in SWITCHES and exc.value is SWITCHES[flag]:  # a switch was given: name it, not its value
+        return f"{flag}: {exc.message}"
+    return f"{flag}={exc.value!r}: {exc.message}"
 
 
 def deployment_named(argv: list[str]) -> str | None:

@@ -266,7 +266,10 @@ def conformal_bands(
     pred, scales, _ = forecasts_and_scales(model, values, split, val, split.horizon, chunk)
     cal = calibrate((actuals(values, split, val) - pred) / scales, levels)
     origins = "calibration" if part == "cal" else "validation"
-    if cal["clipped"]:
+    if not cal["n_calibration"]:
+        log.warning("no calibration or validation origins: no prediction intervals (the windows leave the split "
+                    "no room; lower --seq-length or --horizon)")
+    elif cal["clipped"]:
         log.warning("only %d %s origins: the %s%% interval(s) are clipped at the largest score",
                     cal["n_calibration"], origins, ", ".join(cal["clipped"]))
     scale = "window std" if split.normalize == "window" else "series"

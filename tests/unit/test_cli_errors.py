@@ -131,7 +131,8 @@ CASES = {
     "dask-address-on-the-local-runner": (["--dask-address", "tcp://127.0.0.1:8786"], None,
                                          ["--dask-address='tcp://127.0.0.1:8786'", "applies to --runner dask only"]),
     "fill-missing-dates-without-data": (["--fill-missing-dates"], None,
-                                        ["--fill-missing-dates=True", "describes a data file"]),
+                                        ["--fill-missing-dates: describes a data file"]),
+    "data-path-empty": (["--data-path", ""], None, ["--data-path='': is empty"]),
     "gate-baseline-references-off": (["--references", "none", "--gate-baseline", "theta"], None,
                                      ["--gate-baseline='theta'", "not among the references (none)"]),
 }
@@ -305,11 +306,14 @@ def test_check_reads_a_sweep_deployment_as_the_sweep_flow_would(cli_in, tmp_path
                        ("no-members", "grid='[]': no members"),
                        ("searching", "config.search.mode='on': a sweep trains one model per member of its grid; a "
                                      "search is a run of its own (leave --search out)"),
-                       ("grid-on-the-pipeline", "--deployment='grid-on-the-pipeline': parameter 'grid' is not one of "
-                                                "rnn_pipeline's (config, refresh, until, no_cache, promote, "
-                                                "promote_metric, promote_margin)")]:
+                       ("grid-on-the-pipeline", "parameter 'grid' is not one of rnn_pipeline's (config, refresh, until, "
+                                                "no_cache, promote, promote_metric, promote_margin)")]:
         assert cli_in([*check, name]) == 2
         assert capsys.readouterr().err.splitlines() == [f"error: p.yaml, deployment {name!r}: {line}"]
+    assert cli_in([*check, "nope"]) == 2  # the deployment named once
+    assert capsys.readouterr().err.splitlines() == [
+        "error: p.yaml, deployment 'nope': not a deployment of p.yaml (deployments: sweep, bad-member, no-members, "
+        "searching, grid-on-the-pipeline)"]
 
 
 def test_choices_take_any_case_and_a_semicolon_file_is_read(cli_in, tmp_path, capsys):

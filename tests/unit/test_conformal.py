@@ -73,3 +73,26 @@ def test_backtest_intervals_cover_a_random_walk_at_every_lead():
         for cov in iv["test"][name]["coverage_by_lead"]:
             assert abs(cov - level) < 0.03, (name, cov)
         assert result["intervals"]["test"][name]["mean_width"] > 0
+
+
+def test_a_split_without_calibration_or_validation_origins_says_it_has_no_intervals():
+    import logging
+
+    from tasks.components.backtest import conformal_bands
+
+    values = np.sin(np.arange(60) / 3.0)
+    split = split_for(values, ("s",), seq_length=5, horizon=1, val_fraction=0.0)
+    assert split.count("val") == 0 and split.count("cal") == 0
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the "tasks" loggers may not propagate (Prefect's logging config)
+    logger = logging.getLogger("tasks.components.backtest")
+    logger.addHandler(handler)
+    try:
+        cal = conformal_bands(lambda v, sp, idx, steps: np.zeros((len(idx), steps)), values, split, (0.8,))
+    finally:
+        logger.removeHandler(handler)
+    assert cal["n_calibration"] == 0 and np.isnan(cal["halfwidths"]["80"]).all()
+    assert [r.getMessage() for r in records if r.levelno == logging.WARNING] == [
+        "no calibration or validation origins: no prediction intervals (the windows leave the split no room; lower "
+        "--seq-length or --horizon)"]
