@@ -638,13 +638,14 @@ def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
     from tasks.components.calendar import seasons_for
     from tasks.components.search import window_lengths
     from tasks.components.split import build_split
+    from tasks.config import resolve
 
-    w = cfg.window
-    if cfg.search.mode not in ("auto", "on") or cfg.data.group_column or w.seq_length != WindowConfig().seq_length:
+    resolved = resolve(cfg, device="cpu")  # what "auto" means for a file (the device plays no part here)
+    w = resolved.window
+    if resolved.search.mode != "on" or cfg.data.group_column or w.seq_length != WindowConfig().seq_length:
         return  # no built-in search (off, a members file, per-group models), or every member reads --seq-length
     sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
     seasons = seasons_for(info.get("frequency"), n)
-    calibration = 20 if w.calibration == "auto" else w.calibration  # tasks.config.resolve, for a file
 
     def longest(h: int) -> int:
         return max(window_lengths(seasons[0] if seasons else None, n, h))
@@ -652,7 +653,7 @@ def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
     def ranks(h: int) -> bool:  # the longest window's split holds validation origins
         try:
             return build_split([n], [sid], longest(h), h, w.train_fraction, w.val_fraction,
-                               calibration=calibration).count("val") > 0
+                               calibration=w.calibration).count("val") > 0
         except ValueError:
             return False
 
