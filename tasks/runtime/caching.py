@@ -187,10 +187,9 @@ def explain_change(previous: dict | None, current: dict, words: dict[str, str] |
             return {**inputs, "params": {words.get(k, k): v for k, v in inputs.get("params", {}).items()}}
 
         previous, current = worded(previous), worded(current)
-    groups = _changes(previous, current)
-    words = {what: [_upstream_words(i) for i in items] if what.startswith(("upstream", "new upstream")) else items
-             for what, items in groups.items()}
-    return "; ".join(f"{what}: {', '.join(items)}" for what, items in words.items() if items) or (
+    named = {what: [_upstream_words(i) for i in items] if what.startswith(("upstream", "new upstream")) else items
+             for what, items in _changes(previous, current).items()}
+    return "; ".join(f"{what}: {', '.join(items)}" for what, items in named.items() if items) or (
         "output missing (cache entry deleted)")
 
 
