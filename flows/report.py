@@ -19,6 +19,7 @@ from tasks.config import auto_settings, data_source
 from tasks.formats.figures import FIGURES, figure_file, figure_title
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
 from tasks.formats.scores import read_metrics
+from tasks.promote import action_words
 from tasks.runtime import publish, store
 from tasks.runtime.ledger import run_dir_of, write_run_dir
 from tasks.runtime.stages import Run
@@ -171,11 +172,9 @@ def verdict_line(result: dict, cell: str) -> str:
 
 
 def promotion_line(promotion: dict) -> str:
-    """The champion/challenger decision in one line ("kept" reads "not promoted" when there is no
-    champion to keep)."""
-    action = promotion["action"]
-    if action == "kept" and not promotion.get("champion_now"):
-        action = "not promoted"
+    """The champion/challenger decision in one line, worded as the log words it
+    (tasks.promote.action_words)."""
+    action = action_words(promotion["action"], bool(promotion.get("champion_now")))
     line = f"promotion: {action} ({promotion['reason']})"
     if promotion.get("champion_now"):
         now = "now" if promotion["action"] == "promoted" else "still"

@@ -88,6 +88,12 @@ def holdout_scores(
     return score_frame(df, values, split), n
 
 
+def action_words(action: str, has_champion: bool) -> str:
+    """How the log and the summary word a decision: "kept" reads "not promoted" when there is no
+    champion to keep."""
+    return "not promoted" if action == "kept" and not has_champion else action
+
+
 def decide(challenger: float | None, champion: float | None, metric: str, margin: float) -> tuple[bool, str]:
     """Promote? Only a finite challenger below champion * (1 - margin); a missing champion loses."""
     bar = f"champion {champion:.4g}" + (f" x (1 - {margin:g})" if margin else "") if champion is not None else ""
@@ -218,8 +224,7 @@ def promote(root: str | os.PathLike, windows: store.StageRef | Sequence[store.St
                       "seq_length": meta.seq_length, "metrics": ch["metrics"], "promoted_at": at}
             reg = registry.with_promotion(reg, record)
         registry.commit(root, registry.with_decision(reg, d))  # the last step: now the decision holds
-    # as the summary words it (flows.report.promotion_line): nothing is kept when there is no champion
-    log.info("promotion: %s (%s)", "not promoted" if not ok and champ is None else d["action"], reason)
+    log.info("promotion: %s (%s)", action_words(d["action"], champ is not None), reason)
     return d
 
 
