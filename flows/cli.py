@@ -346,8 +346,7 @@ def check_parser() -> Parser:
     add_run_controls(p)
     g = p.add_argument_group("deployment")
     g.add_argument("--deployment", metavar="NAME", help="check this deployment's parameters instead (default: none)")
-    g.add_argument("--prefect-yaml", metavar="FILE", default="prefect.yaml",
-                   help="the file that declares it (default: prefect.yaml)")
+    g.add_argument("--prefect-yaml", metavar="FILE", help="the file that declares it (default: prefect.yaml)")
     return p
 
 
@@ -394,8 +393,14 @@ def run_invocation(a: argparse.Namespace, command: str = "run") -> Invocation:
 def sweep_invocation(a: argparse.Namespace) -> Invocation:
     inv = run_invocation(a, "sweep")
     for_sweep(inv.config)  # refuses --search on before anything starts
-    return Invocation("sweep", inv.config, {**inv.controls, "grid": grid_members(inv.config, a.grid or [], a.grid_file)},
-                      debug=a.debug)
+    grid = grid_members(inv.config, a.grid or [], a.grid_file)
+    given = {dest for dest, value in vars(a).items() if "." in dest and value is not None}  # set on the command line
+    if both := sorted(given & {key for member in grid for key in member}):
+        section, name = both[0].split(".")
+        where = f"--grid-file={a.grid_file}" if a.grid_file else f"--grid {' '.join(a.grid)}"
+        raise InputError(both[0], getattr(getattr(inv.config, section), name),
+                         f"the grid ({where}) sets it for every member; give it in one place")
+    return Invocation("sweep", inv.config, {**inv.controls, "grid": grid}, debug=a.debug)
 
 
 def serve_invocation(a: argparse.Namespace) -> Invocation:
@@ -409,8 +414,11 @@ def serve_invocation(a: argparse.Namespace) -> Invocation:
 
 def check_invocation(a: argparse.Namespace) -> Invocation:
     if a.deployment is None:
+        if a.prefect_yaml is not None:  # checking a file's deployment needs its name
+            raise InputError("--prefect-yaml", a.prefect_yaml, "says where a deployment is declared: add --deployment "
+                             "NAME to check one")
         return run_invocation(a, "check")
-    return deployment_invocation(Path(a.prefect_yaml), a.deployment, a.debug)
+    return deployment_invocation(Path(a.prefect_yaml or "prefect.yaml"), a.deployment, a.debug)
 
 
 def at_least(option: str, value: int, low: int) -> int:

@@ -223,6 +223,12 @@ EXACT = {
     "sweep-with-a-search": (["sweep", *OUT, "--grid", "cell=gru,lstm", "--search", "on"], None,
                             "--search='on': a sweep trains one model per member of its grid; a search is a run of its "
                             "own (leave --search out)"),
+    "sweep-grid-and-option-both-set": (["sweep", *OUT, "--grid", "cell=gru,lstm", "--cell", "lstm"], None,
+                                       "--cell='lstm': the grid (--grid cell=gru,lstm) sets it for every member; give "
+                                       "it in one place"),
+    "prefect-yaml-without-a-deployment": (["check", "--prefect-yaml", "prefect.yaml"], None,
+                                          "--prefect-yaml='prefect.yaml': says where a deployment is declared: add "
+                                          "--deployment NAME to check one"),
     "serve-without-a-schedule": (["serve", "--epochs", "3"], None,
                                  "serve needs a schedule: --cron CRON or --interval SECONDS (it replaces the "
                                  "deployment's schedules) (see: python flows/rnn_flow.py serve --help)"),
@@ -280,7 +286,7 @@ def test_each_error_is_one_exact_line_and_exit_2(cli_in, tmp_path, capsys, case)
     if content is not None:
         made = content()
         (tmp_path / "m.csv").write_text(made if isinstance(made, str) else made.to_csv(index=False))
-    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep", "server") else [*OUT, *args]) == 2
+    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep", "server", "check") else [*OUT, *args]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {line}"]
 
