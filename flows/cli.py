@@ -367,18 +367,27 @@ def parse(argv: list[str]) -> Invocation:
     parser = sub.parser()
     args, unknown = parser.parse_known_args(rest)
     if unknown:
-        raise UsageError(unknown_message(parser, unknown), command)
+        raise UsageError(unknown_message(parser, unknown, command), command)
     return sub.invocation(args)
 
 
-def unknown_message(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """What was not understood, with the closest option when there is one."""
+def options_of(parser: argparse.ArgumentParser) -> list[str]:
+    """The long options `parser` takes, sorted (argparse keeps them in its actions, which it does not document)."""
+    return sorted({o for action in parser._actions for o in action.option_strings if o.startswith("--")})
+
+
+def unknown_message(parser: argparse.ArgumentParser, unknown: list[str], command: str = "run") -> str:
+    """What was not understood: the subcommands that take an option `command` does not, else the
+    closest option when there is one."""
     word = next((u for u in unknown if u.startswith("-")), unknown[0])
     if not word.startswith("-"):
         return f"unexpected argument {word!r}"
     name = word.split("=", 1)[0]
-    known = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", parser.format_help())))  # argparse lists no options publicly
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    elsewhere = [other for other, sub in SUBCOMMANDS.items() if other != command and name in options_of(sub.parser())]
+    if elsewhere:
+        listed = " and ".join([", ".join(elsewhere[:-1]), elsewhere[-1]] if len(elsewhere) > 1 else elsewhere)
+        return f"{name} is an option of {listed}, not of {command}"
+    close = difflib.get_close_matches(name, options_of(parser), n=1, cutoff=0.6)
     return f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else "")
 
 

@@ -229,6 +229,12 @@ EXACT = {
     "prefect-yaml-without-a-deployment": (["check", "--prefect-yaml", "prefect.yaml"], None,
                                           "--prefect-yaml='prefect.yaml': says where a deployment is declared: add "
                                           "--deployment NAME to check one"),
+    "another-subcommands-option": (["check", "--grid", "cell=gru,lstm"], None,
+                                   "--grid is an option of sweep, not of check (see: python flows/rnn_flow.py check "
+                                   "--help)"),
+    "options-of-several": (["rollback", "--epochs", "3"], None,
+                           "--epochs is an option of run, sweep, check and serve, not of rollback (see: python "
+                           "flows/rnn_flow.py rollback --help)"),
     "serve-without-a-schedule": (["serve", "--epochs", "3"], None,
                                  "serve needs a schedule: --cron CRON or --interval SECONDS (it replaces the "
                                  "deployment's schedules) (see: python flows/rnn_flow.py serve --help)"),
@@ -286,7 +292,7 @@ def test_each_error_is_one_exact_line_and_exit_2(cli_in, tmp_path, capsys, case)
     if content is not None:
         made = content()
         (tmp_path / "m.csv").write_text(made if isinstance(made, str) else made.to_csv(index=False))
-    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep", "server", "check") else [*OUT, *args]) == 2
+    assert cli_in(args if args[0] in ("serve", "clean", "srve", "sweep", "server", "check", "rollback") else [*OUT, *args]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {line}"]
 
