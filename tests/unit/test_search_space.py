@@ -1,0 +1,41 @@
+"""The built-in search space (tasks/components/search.py): distinct members, both normalisations,
+windows that fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.components.search import candidates, members, window_lengths
+
+
+def _as_trained(c: dict, season: int | None) -> tuple:
+    """A candidate as the network sees it: the seasonal skip is the naive one without a season."""
+    skip = c["model.skip"]
+    if skip == "seasonal" and not (season and season > 1 and season <= c["window.seq_length"]):
+        skip = "naive"
+    return tuple(sorted({**c, "model.skip": skip}.items()))
+
+
+@pytest.mark.parametrize("season", [None, 1, 4, 7, 12, 52])
+def test_no_two_candidates_train_the_same_network(season):
+    space = candidates(season, shortest=300)
+    assert len({_as_trained(c, season) for c in space}) == len(space)
+    # a season adds the naive-skip candidate; without one it would repeat the first candidate
+    assert len(space) == (5 if season and season > 1 else 4)
+
+
+@pytest.mark.parametrize("season", [None, 12])
+def test_the_search_varies_the_normalisation(season):
+    assert {c["window.normalize"] for c in candidates(season, shortest=300)} == {"window", "standard"}
+
+
+def test_window_lengths_are_one_and_two_seasons_and_the_tutorials():
+    assert window_lengths(12, 144) == [12, 24, 20]
+    assert window_lengths(None, 98) == [20]
+    assert window_lengths(None, 30) == [17]  # at most 0.6 * 30 - 1: the tutorial's 20 does not fit
+    assert window_lengths(12, 30, horizon=12) == [6]  # nothing wanted fits 18 - 12: the longest that does
+
+
+def test_members_are_each_candidate_with_consecutive_seeds():
+    got = members([{"model.cell": "gru"}, {"model.cell": "lstm"}], seeds=2, base_seed=42)
+    assert [(m["model.cell"], m["train.seed"]) for m in got] == [("gru", 42), ("gru", 43), ("lstm", 42), ("lstm", 43)]
