@@ -12,7 +12,9 @@ CSV with `date` and `value` columns and run with the settings `python flows/rnn_
 FILE --time-column date --horizon H --seed S` resolves to (flows.cli.parse, then tasks.config.resolve:
 every default, every `auto` as a file gets it). H is 1 and one season (4, 12, 52, 7); yearly series
 have no season, so their long horizon is 6 (the M4 competition's yearly horizon). Seeds are
-42 (the default), 43, ...
+42 (the default), then steps of search.seeds (42, 44, 46 with the default 2 seeds a configuration):
+a search with --seed S trains seeds S, S+1, ..., so consecutive seeds would share networks and
+their runs would not be independent repeats.
 
 How: each case is one run of the flow itself (flows.rnn_flow.rnn_pipeline, up to the evaluate stage),
 in this process, against the Prefect server the command line would use (a running one, else a
@@ -71,6 +73,17 @@ def config_for(csv: Path, horizon: int, seed: int, work: Path, extra: tuple[str,
     run_dir = work / f"{csv.stem}-h{horizon}-s{seed}"
     return parse(["--data-path", str(csv), "--time-column", "date", "--horizon", str(horizon), "--seed", str(seed),
                   "--output-dir", str(run_dir / "artifacts"), "--data-dir", str(run_dir / "data"), *extra]).config
+
+
+def run_seeds(csv: Path, horizon: int, seeds: int, work: Path, extra: tuple[str, ...] = ()) -> list[int]:
+    """The --seed of each of `seeds` runs: 42, then steps of the search's seeds a configuration
+    (a search with --seed S trains seeds S .. S + search.seeds - 1), so that no two runs share a
+    network; steps of 1 with --search off."""
+    from tasks.config import resolve
+
+    cfg = resolve(config_for(csv, horizon, 42, work, extra), "cpu")  # the device changes no seed
+    step = cfg.search.seeds if cfg.search.mode != "off" else 1
+    return [42 + step * i for i in range(seeds)]
 
 
 def run_case(cfg) -> dict:
@@ -256,7 +269,7 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--quick", action="store_true", help=f"the series {', '.join(QUICK)}, 1 seed (a test runs it)")
-    p.add_argument("--seeds", type=int, help="seeds per (series, horizon): 42, 43, ... (default 3; --quick 1)")
+    p.add_argument("--seeds", type=int, help="seeds per (series, horizon): 42, 44, 46, ... (default 3; --quick 1)")
     p.add_argument("--series", help="a comma-separated subset of the panel (default: all of it; --quick: 3)")
     p.add_argument("--results", help="the markdown file to put the section into (default: benchmarks/RESULTS.md; "
                    "--quick: none)")
@@ -291,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             csv = work / f"{series.name}.csv"
             write_csv(series, csv)
             for h in horizons(series):
-                runs = [run_case(config_for(csv, h, 42 + i, work, extra)) for i in range(seeds)]
+                runs = [run_case(config_for(csv, h, seed, work, extra)) for seed in run_seeds(csv, h, seeds, work, extra)]
                 row = case_row(series, h, runs)
                 res["rows"].append(row)
                 q = row["ratio"]
