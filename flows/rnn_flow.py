@@ -64,7 +64,7 @@ from tasks.promote import promote_task  # noqa: E402
 from tasks.runtime.stages import Run, each  # noqa: E402
 from tasks.runtime.stages import StageRef  # noqa: E402
 from tasks.train import train_task  # noqa: E402
-from tasks.validate import ensemble_task, leaderboard, validate_task  # noqa: E402
+from tasks.validate import ensemble_task, leaderboard, scoring_config, validate_task  # noqa: E402
 from tasks.windowing import window_task  # noqa: E402
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
@@ -240,7 +240,7 @@ class Ranked:
         windows = [self.splits[self.members[i].window] for i in nets]
         hybrid = {"statistical": self.statistical, "season": self.season, "reference": self.reference,
                   "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores}
-        packed = run.stage(ensemble_task, eval_cfg=cfg.eval, models=models, combine=cfg.search.combine,
+        packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
                            **(hybrid if self.statistical else {}))
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
                 "combine": cfg.search.combine, "statistical": self.statistical}
@@ -269,7 +269,7 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
         reference = {"reference": splits[longest]} if anchor else {}
         items = [{"splits": splits[m.window], "model": model, **reference} for m, model in zip(members, models)]
         items += [{"splits": splits[longest], "statistical": name, "season": season} for name in statistical]
-        scores = run.map(validate_task, items, eval_cfg=base.eval)
+        scores = run.map(validate_task, items, eval_cfg=scoring_config(base.eval))
         if scores is not None:
             board = leaderboard([*overrides, *({"forecaster": LABELS[n]} for n in statistical)], scores,
                                 [*models, *(None for _ in statistical)])

@@ -47,6 +47,14 @@ ENSEMBLE = StageSpec("ensemble", phase="train", packages=("numpy", "torch"), run
                      files=(MODEL_FILE, HISTORY_FILE))
 
 
+def scoring_config(cfg: EvalConfig) -> EvalConfig:
+    """What validation and the hybrid's weights read of `cfg` (the season length, and the chunk
+    size, which changes no result), and nothing else: passed as their stages' eval_cfg, so that a
+    changed interval level, reference, gate baseline or refit policy, which only the test range's
+    evaluation reads, recomputes no validation and no ensemble."""
+    return EvalConfig(season_length=cfg.season_length, chunk_size=cfg.chunk_size)
+
+
 @task(**stage_task(STAGE))
 def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...], model: store.StageRef | None = None,
                   reference: tuple[store.StageRef, ...] | None = None, statistical: str | None = None,

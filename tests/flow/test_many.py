@@ -141,3 +141,16 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
         for k, v in net.state_dict().items():
             assert torch.equal(v, net_b.state_dict()[k]), k  # the same weights: trained on the same windows
     assert metrics_b["metrics"]["model"]["mae"] != metrics["metrics"]["model"]["mae"]  # the test range did change
+
+
+def test_changing_only_the_evaluation_reuses_a_searchs_validation_and_ensemble(tmp_path):
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    cfg = tiny_config(tmp_path / "a", data=data(shops(tmp_path / "a.csv"), series_per_bucket=12),
+                      search={"mode": str(tmp_path / "space.json"), "seeds": 1, "top_k": 2}, train={"epochs": 2})
+    first, _ = run(cfg, until="evaluate")
+    # levels, references and the gate are read on the test range only: no member is scored again
+    changed = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"levels": (0.9,), "gate_baseline": "naive"})})
+    second, _ = run(changed, until="evaluate")
+    assert actions(second)["train"] == "reused" and actions(second)["evaluate"] == "recomputed"
+    assert json.loads((Path(second["run_dir"]) / "metrics.json").read_text())["ensemble"]["weights"] == \
+        json.loads((Path(first["run_dir"]) / "metrics.json").read_text())["ensemble"]["weights"]
