@@ -1,5 +1,4 @@
-"""The built-in search space (tasks/components/search.py): distinct members, both normalisations,
-windows that fit."""
+"""The built-in search space (tasks/components/search.py): distinct members, windows that fit."""
 
 from __future__ import annotations
 
@@ -21,12 +20,7 @@ def test_no_two_candidates_train_the_same_network(season):
     space = candidates(season, shortest=300)
     assert len({_as_trained(c, season) for c in space}) == len(space)
     # a season adds the naive-skip candidate; without one it would repeat the first candidate
-    assert len(space) == (5 if season and season > 1 else 4)
-
-
-@pytest.mark.parametrize("season", [None, 12])
-def test_the_search_varies_the_normalisation(season):
-    assert {c["window.normalize"] for c in candidates(season, shortest=300)} == {"window", "standard"}
+    assert len(space) == (4 if season and season > 1 else 3)
 
 
 def test_window_lengths_are_one_and_two_seasons_and_the_tutorials():
