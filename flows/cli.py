@@ -562,6 +562,7 @@ def validate(cfg: PipelineConfig) -> dict:
                 raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
             check_series_length(info["lengths"], cfg.window, cfg.data.data_path)
             check_search_windows(cfg, info)
+            check_validation_origins(cfg, info)
     check_search(cfg)
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
@@ -682,6 +683,30 @@ def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
     raise InputError("window.horizon", w.horizon, f"{who} in {cfg.data.data_path} ({n} points) leaves the search no "
                                                   f"validation origins to rank its members by with its longest window "
                                                   f"({longest(w.horizon)} points): {'; '.join(ways)}")
+
+
+def check_validation_origins(cfg: PipelineConfig, info: dict) -> None:
+    """Refuse windows that leave the file's series no validation origin (unless --val-fraction 0),
+    as the window stage would (tasks.windowing.no_validation_error), naming the --seq-length that
+    fits. The built-in search's own windows are check_search_windows's."""
+    from tasks.components.split import build_split
+    from tasks.config import resolve
+    from tasks.windowing import no_validation_error
+
+    resolved = resolve(cfg, device="cpu")  # the calibration origins "auto" means for a file
+    w = resolved.window
+    if not w.val_fraction or (resolved.search.mode == "on" and not cfg.data.group_column
+                              and w.seq_length == WindowConfig().seq_length):
+        return
+    lengths = list(info["lengths"].values())
+    calibration = 0 if w.calibration == "auto" else w.calibration
+    try:
+        split = build_split(lengths, list(info["lengths"]), w.seq_length, w.horizon, w.train_fraction,
+                            w.val_fraction, calibration=calibration)
+    except ValueError:
+        return  # too short altogether: check_series_length's to say
+    if not split.count("val"):
+        raise no_validation_error(lengths, w, calibration, where=f" in {cfg.data.data_path}")
 
 
 def check_writable(path: str | Path, field: str) -> None:

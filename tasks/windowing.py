@@ -31,24 +31,55 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
     (generate.shared_calendar; default: those in `meta`). cfg.normalize must be resolved (not
     "auto"); an unresolved calibration means none (as for generated data); anchor: the window
     length whose val/cal/test targets the split shares (a search's longest). Raises InputError
-    naming the series that is too short for the windows.
+    naming the series that is too short for the windows, and (with cfg.val_fraction > 0) naming
+    the window length that leaves no validation origin, with the longest one that does.
     """
     cal = {**meta, **(calendar or {})}
     by_series = df.groupby("series_id", sort=False)
     ids = [str(k) for k in by_series.groups]
     values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
     groups = by_series["group"].first().loc[ids].astype(str).tolist() if "group" in df else None
-    try:
-        split = build_split(
-            [int(n) for n in by_series.size().loc[ids]], ids, cfg.seq_length, cfg.horizon, cfg.train_fraction,
+
+    def split_with(seq_length: int):
+        return build_split(
+            [int(n) for n in by_series.size().loc[ids]], ids, seq_length, cfg.horizon, cfg.train_fraction,
             cfg.val_fraction, groups=groups, calibration=0 if cfg.calibration == "auto" else cfg.calibration,
             anchor=anchor, normalize=cfg.normalize, source=meta.get("source"),
             frequency=cal.get("frequency"), season_length=cal.get("season_length"),
             seasons=tuple(cal.get("seasons") or ()),
         )
+
+    try:
+        split = split_with(cfg.seq_length)
     except ValueError as exc:
         raise InputError("seq_length", cfg.seq_length, f"{exc}; lower --seq-length or --horizon") from None
+    if cfg.val_fraction > 0 and not split.count("val"):  # early stopping and a search would have nothing to go by
+        raise no_validation_error([int(n) for n in by_series.size().loc[ids]], cfg,
+                                  0 if cfg.calibration == "auto" else cfg.calibration, anchor)
     return values, split.with_scalers(values)
+
+
+def no_validation_error(lengths: list[int], cfg: WindowConfig, calibration: int, anchor: int | None = None,
+                        where: str = "") -> InputError:
+    """The error for windows that leave series of `lengths` (points each) no validation origin
+    (cfg.val_fraction > 0): it names --seq-length and, without an `anchor`, the longest window
+    length whose split (same horizon, fractions and `calibration` origins per series) has one.
+    where: " in FILE", to name the data file."""
+
+    def has_val(seq_length: int) -> bool:
+        try:
+            return build_split(lengths, [str(i) for i in range(len(lengths))], seq_length, cfg.horizon,
+                               cfg.train_fraction, cfg.val_fraction, calibration=calibration).count("val") > 0
+        except ValueError:
+            return False
+
+    fits = None if anchor else next((L for L in range(cfg.seq_length - 1, 0, -1) if has_val(L)), None)
+    what = "the series" if len(lengths) == 1 else f"the {len(lengths)} series"
+    return InputError("seq_length", cfg.seq_length,
+                      f"the windows leave {what}{where} ({sum(lengths)} points) no validation origins, which early "
+                      "stopping and a search rank by: " + (f"--seq-length {fits} fits" if fits else
+                                                           "lower --seq-length or --horizon")
+                      + " (or --val-fraction 0: no validation)")
 
 
 @task(**stage_task(STAGE))

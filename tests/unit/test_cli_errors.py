@@ -249,6 +249,11 @@ EXACT = {
                          "--horizon=60: the series in m.csv has 120 points, but --seq-length 20 and --horizon 60 need "
                          "at least 154 (the windows plus the train/validation/test split); lower --horizon or "
                          "--seq-length (--horizon 44 fits with --seq-length 20)"),
+    "window-leaves-no-validation": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sales",
+                                     "--search", "off", "--seq-length", "112"], lambda: monthly(120),
+                                    "--seq-length=112: the windows leave the series in m.csv (120 points) no "
+                                    "validation origins, which early stopping and a search rank by: --seq-length 111 "
+                                    "fits (or --val-fraction 0: no validation)"),
     "no-value-error-prefix": (["--levels", "0.8,1.5"], None,
                               "--levels='0.8,1.5': levels must be distinct numbers between 0 and 1 (e.g. 0.8,0.95)"),
     "time-column-not-given": (["--data-path", "m.csv", "--value-column", "sales"], monthly,

@@ -119,3 +119,20 @@ def test_origin_arithmetic_of_the_split():
     assert split.last_observed(o).tolist() == [4, 35] and split.series_index(o).tolist() == [0, 1]
     assert split.local(np.array([5, 36])).tolist() == [5, 6]
     assert split.last_origins().tolist() == [25, 65]
+
+
+def test_windows_that_leave_no_validation_origin_are_refused_naming_one_that_fits():
+    import pandas as pd
+
+    from tasks.config import WindowConfig
+    from tasks.errors import InputError
+    from tasks.windowing import split_series
+
+    df = pd.DataFrame({"series_id": "s", "value": np.sin(np.arange(144) / 3.0)})
+    meta = {"frequency": None, "season_length": None}
+    cfg = WindowConfig(seq_length=136, normalize="none", calibration=20)
+    with pytest.raises(InputError) as err:
+        split_series(df, meta, cfg)
+    assert err.value.field == "seq_length" and "--seq-length 135 fits" in err.value.message
+    assert split_series(df, meta, cfg.model_copy(update={"seq_length": 135}))[1].count("val") == 1
+    assert split_series(df, meta, cfg.model_copy(update={"val_fraction": 0.0}))[1].count("val") == 0  # asked for none
