@@ -39,23 +39,19 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
     ids = [str(k) for k in by_series.groups]
     values = np.ascontiguousarray(df["value"].to_numpy(np.float64))
     groups = by_series["group"].first().loc[ids].astype(str).tolist() if "group" in df else None
-
-    def split_with(seq_length: int):
-        return build_split(
-            [int(n) for n in by_series.size().loc[ids]], ids, seq_length, cfg.horizon, cfg.train_fraction,
-            cfg.val_fraction, groups=groups, calibration=0 if cfg.calibration == "auto" else cfg.calibration,
-            anchor=anchor, normalize=cfg.normalize, source=meta.get("source"),
+    lengths = [int(n) for n in by_series.size().loc[ids]]
+    calibration = 0 if cfg.calibration == "auto" else cfg.calibration
+    try:
+        split = build_split(
+            lengths, ids, cfg.seq_length, cfg.horizon, cfg.train_fraction, cfg.val_fraction, groups=groups,
+            calibration=calibration, anchor=anchor, normalize=cfg.normalize, source=meta.get("source"),
             frequency=cal.get("frequency"), season_length=cal.get("season_length"),
             seasons=tuple(cal.get("seasons") or ()),
         )
-
-    try:
-        split = split_with(cfg.seq_length)
     except ValueError as exc:
         raise InputError("seq_length", cfg.seq_length, f"{exc}; lower --seq-length or --horizon") from None
     if cfg.val_fraction > 0 and not split.count("val"):  # early stopping and a search would have nothing to go by
-        raise no_validation_error([int(n) for n in by_series.size().loc[ids]], cfg,
-                                  0 if cfg.calibration == "auto" else cfg.calibration, anchor)
+        raise no_validation_error(lengths, cfg, calibration, anchor)
     return values, split.with_scalers(values)
 
 
