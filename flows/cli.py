@@ -689,9 +689,8 @@ def check_validation_origins(cfg: PipelineConfig, info: dict) -> None:
     """Refuse windows that leave the file's series no validation origin (unless --val-fraction 0),
     as the window stage would (tasks.windowing.no_validation_error), naming the --seq-length that
     fits. The built-in search's own windows are check_search_windows's."""
-    from tasks.components.split import build_split
     from tasks.config import resolve
-    from tasks.windowing import no_validation_error
+    from tasks.windowing import no_validation_error, validation_origins
 
     resolved = resolve(cfg, device="cpu")  # the calibration origins "auto" means for a file
     w = resolved.window
@@ -701,11 +700,10 @@ def check_validation_origins(cfg: PipelineConfig, info: dict) -> None:
     lengths = list(info["lengths"].values())
     calibration = 0 if w.calibration == "auto" else w.calibration
     try:
-        split = build_split(lengths, list(info["lengths"]), w.seq_length, w.horizon, w.train_fraction,
-                            w.val_fraction, calibration=calibration)
+        found = validation_origins(lengths, w, calibration, w.seq_length)
     except ValueError:
         return  # too short altogether: check_series_length's to say
-    if not split.count("val"):
+    if not found:
         raise no_validation_error(lengths, w, calibration, where=f" in {cfg.data.data_path}")
 
 

@@ -55,6 +55,14 @@ def split_series(df, meta: dict, cfg: WindowConfig, calendar: dict | None = None
     return values, split.with_scalers(values)
 
 
+def validation_origins(lengths: list[int], cfg: WindowConfig, calibration: int, seq_length: int) -> int:
+    """Validation origins of series of `lengths` read through windows of `seq_length` (cfg's
+    horizon and fractions, `calibration` origins per series held out). Raises ValueError as
+    build_split does when the series are too short for any split."""
+    return build_split(lengths, [str(i) for i in range(len(lengths))], seq_length, cfg.horizon, cfg.train_fraction,
+                       cfg.val_fraction, calibration=calibration).count("val")
+
+
 def no_validation_error(lengths: list[int], cfg: WindowConfig, calibration: int, anchor: int | None = None,
                         where: str = "") -> InputError:
     """The error for windows that leave series of `lengths` (points each) no validation origin
@@ -64,8 +72,7 @@ def no_validation_error(lengths: list[int], cfg: WindowConfig, calibration: int,
 
     def has_val(seq_length: int) -> bool:
         try:
-            return build_split(lengths, [str(i) for i in range(len(lengths))], seq_length, cfg.horizon,
-                               cfg.train_fraction, cfg.val_fraction, calibration=calibration).count("val") > 0
+            return validation_origins(lengths, cfg, calibration, seq_length) > 0
         except ValueError:
             return False
 
