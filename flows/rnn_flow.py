@@ -64,7 +64,7 @@ from tasks.promote import promote_task  # noqa: E402
 from tasks.runtime.stages import Run, each  # noqa: E402
 from tasks.runtime.stages import StageRef  # noqa: E402
 from tasks.train import train_task  # noqa: E402
-from tasks.validate import ensemble_task, leaderboard, scoring_config, validate_task  # noqa: E402
+from tasks.validate import ensemble_task, leaderboard, pooled_ranking, scoring_config, validate_task  # noqa: E402
 from tasks.windowing import window_task  # noqa: E402
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
@@ -225,25 +225,35 @@ class Ranked:
         """The positions of the best `k` members (by validation MASE, ties in member order)."""
         return [int(i) for i in self.board["member"].iloc[:k]]
 
-    def best_networks(self, k: int) -> list[int]:
-        """The positions of the best `k` networks (by validation MASE, ties in member order)."""
-        return [i for i in (int(x) for x in self.board["member"]) if i < len(self.members)][:k]
+    def best_networks(self, k: int, order: list[int] | None = None) -> list[int]:
+        """The positions of the best `k` networks (by validation MASE, or in `order`: member
+        numbers best first; ties in member order)."""
+        order = [int(x) for x in self.board["member"]] if order is None else order
+        return [i for i in order if i < len(self.members)][:k]
 
     def ensemble(self, run: Run, cfg: PipelineConfig) -> dict | None:
         """The ensemble of the best search.top_k networks and every statistical member (weighted
-        on the validation range: tasks.components.ensemble): the networks' train entries and
-        window entries, their configs, and the packed model file (the ensemble stage)."""
+        before the test range: tasks.components.ensemble), cross-fitted: the networks that
+        forecast are the best on the validation and calibration origins together, those whose
+        residuals calibrate the intervals the best on the validation origins alone
+        (tasks.validate.pooled_ranking). Returns the train entries and window entries of both
+        (the forecasting networks first), their configs, how many forecast, and the packed
+        model file (the ensemble stage)."""
         if self.models is None or self.board is None:
             return None
-        nets = self.best_networks(cfg.search.top_k)
+        forecasting = self.best_networks(cfg.search.top_k, pooled_ranking(self.board))
+        calibrating = self.best_networks(cfg.search.top_k)
+        nets = forecasting + [i for i in calibrating if i not in forecasting]
         models = tuple(self.models[i] for i in nets)
         windows = [self.splits[self.members[i].window] for i in nets]
+        positions = {} if nets == forecasting else {
+            "networks": tuple(range(len(forecasting))), "calibration_networks": tuple(nets.index(i) for i in calibrating)}
         hybrid = {"statistical": self.statistical, "season": self.season, "reference": self.reference,
                   "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores}
         packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
-                           **(hybrid if self.statistical else {}))
+                           **(hybrid if self.statistical else {}), **positions)
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
-                "combine": cfg.search.combine, "statistical": self.statistical}
+                "combine": cfg.search.combine, "statistical": self.statistical, "networks": len(forecasting)}
 
 
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
@@ -291,7 +301,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
     items = parts and [{"split": p["split"], "model": p["model"], "group": p["group"]} for p in parts]
     combine = {}
     if ensemble is not None and items:  # every member reads bucket b through its own window entry
-        combine = {"combine": ensemble["combine"], **({"packed": ensemble["packed"]} if ensemble["statistical"] else {})}
+        combine = {"combine": ensemble["combine"], "packed": ensemble["packed"]}
         items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
                  for b, it in enumerate(items)]
     backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
@@ -337,8 +347,8 @@ def forecaster_name(cfg: PipelineConfig, ensemble: dict | None) -> str:
     if not ensemble:
         return cfg.model.cell.upper()
     if ensemble["statistical"]:
-        return f"hybrid of {len(ensemble['models'])} networks and {len(ensemble['statistical'])} statistical"
-    return f"ensemble of {len(ensemble['models'])}"
+        return f"hybrid of {ensemble['networks']} networks and {len(ensemble['statistical'])} statistical"
+    return f"ensemble of {ensemble['networks']}"
 
 
 def in_groups(series, splits, models: dict | None) -> list[dict] | None:

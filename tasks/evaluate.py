@@ -67,14 +67,15 @@ def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig)
 def predictor(model: store.StageRef | tuple[store.StageRef, ...], member_splits: tuple[store.StageRef, ...] | None,
               combine: str, chunk: int, packed: store.StageRef | None = None, reference: Split | None = None):
     """What forecasts this bucket: one network, or the ensemble of several (each with its own
-    window entry of the bucket, for its window length and scalers) and, for a hybrid, of the
-    statistical members and weights (and calibration weights) its `packed` model file holds (reading the bucket through
-    `reference`, the longest window's split)."""
+    window entry of the bucket, for its window length and scalers) combined as its `packed`
+    model file says: which networks forecast and which calibrate and, for a hybrid, the
+    statistical members (reading the bucket through `reference`, the longest window's split) and
+    the weights."""
     if isinstance(model, store.StageRef):
         return load_model(model.path)
-    statistical, weights, calibration = hybrid_of(packed)
+    statistical, combination = hybrid_of(packed)
     members = load_members([m.path for m in model], [read_split(s.path) for s in member_splits], statistical, reference)
-    return Ensemble(members, combine, chunk, weights, calibration), load_model(model[0].path)[1]
+    return Ensemble(members, combine, chunk, **combination), load_model(model[0].path)[1]
 
 
 @task(**stage_task(BACKTEST))

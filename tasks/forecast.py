@@ -172,9 +172,9 @@ def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.
         net, record = load_model(m.path)
         values, own = read_window(s.path)
         members.append(Member(net, own.all_origins(values) if record.trained.get("refit_full") else own))
-    statistical, weights, _ = hybrid_of(packed)  # the bands come from the backtest's calibration
+    statistical, combination = hybrid_of(packed)  # the bands come from the backtest's calibration
     members += [Member(m, reference) for m in statistical]
-    return Ensemble(members, combine, weights=weights)
+    return Ensemble(members, combine, **combination)
 
 
 @task(**stage_task(PREDICT))

@@ -512,13 +512,13 @@ def backtest(
 
 def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) -> dict:
     """How far the members of an ensemble disagree: their mean range (max - min) over origins and
-    leads, in the series' MASE units (so 0.5 is half an in-sample naive step); its members, the
-    statistical ones among them by name ("AutoETS"), and how they combine (the weights of the
+    leads, in the series' MASE units (so 0.5 is half an in-sample naive step); its members (those
+    it forecasts with: Ensemble.active), the statistical ones among them by name ("AutoETS"), and how they combine (the weights of the
     networks and of each statistical member, for a hybrid, and those of the hybrid that calibrated
     the intervals)."""
     width = (spread["member_max"] - spread["member_min"]) / scale[:, None]
     statistical = [LABELS[m.model.name] for m in ensemble.members if not m.is_network]
-    return {"members": len(ensemble.members), "statistical": statistical, "combine": ensemble.combine,
+    return {"members": len(ensemble.active()), "statistical": statistical, "combine": ensemble.combine,
             "weights": list(ensemble.weights), "calibration_weights": list(ensemble.for_calibration().weights),
             "mean_spread": _finite(float(np.nanmean(width)))}
 

@@ -27,6 +27,12 @@ recurrent network (Smyl 2020, Int. J. Forecasting 36(1)). Measured on the qualit
 squared form beat plain 1 / MASE (geometric-mean MASE ratio to AutoETS 0.950 and 0.900 at one
 step and one season ahead, against 0.954 and 0.923; one seed): it lets a clearly better part
 dominate instead of being diluted by several weaker ones.
+
+A search's ensemble is also cross-fitted: it may hold more networks than it forecasts with. Those
+that forecast (`networks`) were chosen on the validation and calibration origins; those whose
+residuals on the calibration origins calibrate the intervals (`calibration_networks`, with the
+calibration weights: `for_calibration`) were chosen on the validation origins alone
+(tasks.validate.pooled_ranking).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Ensemble:
     chunk: int = 65_536
     weights: tuple[float, ...] = ()  # (networks, each statistical member); (): all combined by `combine`
     calibration_weights: tuple[float, ...] = ()  # the hybrid whose residuals calibrate the intervals; (): `weights`
+    networks: tuple[int, ...] = ()  # positions of the networks that forecast, among the networks; (): all
+    calibration_networks: tuple[int, ...] = ()  # those of the ensemble that calibrates; (): `networks`
 
     def __post_init__(self) -> None:
         n_stat = sum(not m.is_network for m in self.members)
@@ -73,16 +81,30 @@ class Ensemble:
         for given in (self.weights, self.calibration_weights):
             if given and len(given) != 1 + n_stat:
                 raise ValueError(f"{len(given)} weights for the networks and {n_stat} statistical member(s)")
+        n_net = len(self.members) - n_stat
+        for given in (self.networks, self.calibration_networks):
+            if any(not 0 <= i < n_net for i in given) or len(set(given)) != len(given):
+                raise ValueError(f"network positions {list(given)} do not fit the {n_net} network member(s)")
 
     def for_calibration(self) -> "Ensemble":
-        """The ensemble whose residuals on the calibration origins calibrate the intervals: the same
-        members with the calibration weights (found without those origins), or itself."""
-        if not self.calibration_weights or self.calibration_weights == self.weights:
+        """The ensemble whose residuals on the calibration origins calibrate the intervals: the
+        networks and weights chosen without those origins (tasks.validate.hybrid_weights), or itself."""
+        weights = self.calibration_weights or self.weights
+        networks = self.calibration_networks or self.networks
+        if weights == self.weights and networks == self.networks:
             return self
-        return dataclasses.replace(self, weights=self.calibration_weights, calibration_weights=())
+        return dataclasses.replace(self, weights=weights, networks=networks, calibration_weights=(),
+                                   calibration_networks=())
+
+    def active(self) -> list[Member]:
+        """The members this ensemble forecasts with: its chosen networks, then every statistical member."""
+        nets = [m for m in self.members if m.is_network]
+        chosen = [nets[i] for i in self.networks] if self.networks else nets
+        return [*chosen, *(m for m in self.members if not m.is_network)]
 
     def forecasts(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
-        """Every member's forecasts of the targets of origins `idx` of `split`: (k, n, steps).
+        """The forecasts of every member it forecasts with (`active`) of the targets of origins
+        `idx` of `split`: (k, n, steps).
 
         split: the reference split (the longest window of all members); raises ValueError when a
         member's window is longer than it.
@@ -91,7 +113,7 @@ class Ensemble:
 
         idx = np.asarray(idx, dtype=np.int64)
         out = []
-        for m in self.members:
+        for m in self.active():
             shift = split.seq_length - m.split.seq_length
             if shift < 0:
                 raise ValueError(f"a member reads {m.split.seq_length} points, more than the reference's "
@@ -106,11 +128,12 @@ class Ensemble:
         return np.stack(out)
 
     def combined(self, forecasts: np.ndarray) -> np.ndarray:
-        """The members' forecasts (k, n, steps) combined: (n, steps). With weights, the weighted
-        mean of the networks' combination and each statistical member (see the module docstring)."""
+        """The forecasts (k, n, steps) of its `active` members combined: (n, steps). With weights,
+        the weighted mean of the networks' combination and each statistical member (see the module
+        docstring)."""
         if not self.weights:
             return COMBINE[self.combine](forecasts, axis=0)
-        n_net = len(self.members) - (len(self.weights) - 1)
+        n_net = len(forecasts) - (len(self.weights) - 1)
         parts = [COMBINE[self.combine](forecasts[:n_net], axis=0), *forecasts[n_net:]]
         return sum(w * p for w, p in zip(self.weights, parts))
 

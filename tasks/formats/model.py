@@ -65,6 +65,13 @@ class EnsembleFile:
     statistical: tuple[Statistical, ...] = ()
     weights: tuple[float, ...] = ()  # (networks, each statistical member): tasks.components.ensemble
     calibration_weights: tuple[float, ...] = ()  # what calibrates the intervals; (): `weights`
+    networks: tuple[int, ...] = ()  # the members that forecast (positions in `members`); (): all
+    calibration_networks: tuple[int, ...] = ()  # those whose residuals calibrate; (): `networks`
+
+    def combination(self) -> dict:
+        """How its members combine, as tasks.components.ensemble.Ensemble's keyword arguments."""
+        return {"weights": self.weights, "calibration_weights": self.calibration_weights,
+                "networks": self.networks, "calibration_networks": self.calibration_networks}
 
     def reference(self) -> ModelFile:
         """The record of the network member with the longest window (the first of equals): the
@@ -74,25 +81,32 @@ class EnsembleFile:
 
 def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
                   statistical: Sequence[Statistical] = (), weights: Sequence[float] = (),
-                  calibration_weights: Sequence[float] = ()) -> Path:
+                  calibration_weights: Sequence[float] = (), networks: Sequence[int] = (),
+                  calibration_networks: Sequence[int] = ()) -> Path:
     """model.pt of an ensemble: every network member's model file content, in rank order, the
     statistical members (name and season length), `combine` and the combination `weights`
     (networks, each statistical member; none: every member combined by `combine`) and
     `calibration_weights` (the same shape, the hybrid whose residuals calibrate the intervals;
-    none: `weights`: tasks.validate.hybrid_weights). Raises
-    ValueError without a network member (an ensemble forecasts from a network's origins) or with
-    weights that do not fit the members."""
+    none: `weights`: tasks.validate.hybrid_weights); `networks` and `calibration_networks`: the
+    positions in `member_files` of the networks that forecast and of those that calibrate (none:
+    all, and `networks`). Raises ValueError without a network member (an ensemble forecasts from
+    a network's origins) or with weights or positions that do not fit the members."""
     if not member_files:
         raise ValueError("an ensemble needs at least one network member")
     for given in (weights, calibration_weights):
         if given and len(given) != 1 + len(statistical):
             raise ValueError(f"{len(given)} weights for the networks and {len(statistical)} statistical member(s)")
+    for chosen in (networks, calibration_networks):
+        if any(not 0 <= i < len(member_files) for i in chosen):
+            raise ValueError(f"network positions {list(chosen)} do not fit the {len(member_files)} network member(s)")
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
     torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
                 "statistical": [{"name": m.name, "season": m.season} for m in statistical],
                 "weights": [float(w) for w in weights],
-                "calibration_weights": [float(w) for w in calibration_weights]}, path)
+                "calibration_weights": [float(w) for w in calibration_weights],
+                "networks": [int(i) for i in networks], "calibration_networks": [int(i) for i in calibration_networks]},
+               path)
     return path
 
 
@@ -108,10 +122,11 @@ def load_model_file(path: str | Path) -> tuple[Forecaster | EnsembleFile, ModelF
     if blob.get("format") == _ENSEMBLE_FORMAT:
         ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"],
                            tuple(Statistical(m["name"], m["season"]) for m in blob.get("statistical", ())),
-                           tuple(blob.get("weights", ())), tuple(blob.get("calibration_weights", ())))
+                           tuple(blob.get("weights", ())), tuple(blob.get("calibration_weights", ())),
+                           tuple(blob.get("networks", ())), tuple(blob.get("calibration_networks", ())))
         ref = ens.reference()
-        return ens, dataclasses.replace(ref, trained={**ref.trained, "members": len(ens.members) + len(ens.statistical),
-                                                      "combine": ens.combine})
+        forecasting = len(ens.networks or ens.members) + len(ens.statistical)
+        return ens, dataclasses.replace(ref, trained={**ref.trained, "members": forecasting, "combine": ens.combine})
     return _from_blob(blob)
 
 
@@ -152,10 +167,10 @@ def load_members(model_dirs: Sequence[Path], splits: Sequence[Split], statistica
             *(Member(m, reference) for m in statistical)]
 
 
-def hybrid_of(packed) -> tuple[tuple[Statistical, ...], tuple[float, ...], tuple[float, ...]]:
-    """The statistical members, weights and calibration weights of a packed ensemble entry (a
-    StageRef; None: ((), (), ()))."""
+def hybrid_of(packed) -> tuple[tuple[Statistical, ...], dict]:
+    """The statistical members of a packed ensemble entry (a StageRef) and how its members
+    combine (EnsembleFile.combination: Ensemble's keyword arguments); None: ((), {})."""
     if packed is None:
-        return (), (), ()
+        return (), {}
     ens, _ = load_model_file(packed.file(MODEL_FILE))
-    return ens.statistical, ens.weights, ens.calibration_weights
+    return ens.statistical, ens.combination()

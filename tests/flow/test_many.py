@@ -119,7 +119,9 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     assert (pred["member_min"] <= pred["model"] + 1e-9).all() and (pred["model"] <= pred["member_max"] + 1e-9).all()
     assert pd.read_parquet(run_dir / "forecast.parquet")["series_id"].nunique() == 12
     ensemble, record = load_model_file(run_dir / "model.pt")  # what promotion judged and installed
-    assert isinstance(ensemble, EnsembleFile) and len(ensemble.members) == 3 and len(ensemble.statistical) == 3
+    assert isinstance(ensemble, EnsembleFile) and len(ensemble.statistical) == 3
+    assert len(ensemble.networks or ensemble.members) == 3 and 3 <= len(ensemble.members) <= 4  # cross-fitted choice
+    assert len(ensemble.calibration_networks or ensemble.networks or ensemble.members) == 3
     assert record.seq_length == max(r.seq_length for _, r in ensemble.members)
     assert list(ensemble.weights) == ens["weights"] and list(ensemble.calibration_weights) == ens["calibration_weights"]
     assert len(ens["calibration_weights"]) == 4 and ens["calibration_weights"] != ens["weights"]  # cross-fitted
@@ -128,11 +130,13 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     # the test range of every series changes: no selection, combination or calibration does
     other, other_dir = searched(tmp_path, "b", tail=25.0)
     board, board_b = (pd.read_parquet(d / "leaderboard.parquet") for d in (run_dir, other_dir))
-    cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "epochs_run"]
+    cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "cal_mase", "n_cal", "epochs_run"]
     pd.testing.assert_frame_equal(board[cols], board_b[cols])  # the statistical members' scores too
     metrics_b = json.loads((other_dir / "metrics.json").read_text())
     assert metrics_b["ensemble"]["weights"] == ens["weights"]  # weighed before the test range only
     assert metrics_b["ensemble"]["calibration_weights"] == ens["calibration_weights"]
+    ensemble_b = load_model_file(other_dir / "model.pt")[0]
+    assert (ensemble_b.networks, ensemble_b.calibration_networks) == (ensemble.networks, ensemble.calibration_networks)
     assert metrics_b["intervals"]["halfwidths"] == metrics["intervals"]["halfwidths"]
     assert metrics_b["intervals"]["n_calibration"] == metrics["intervals"]["n_calibration"] > 0
     members_b = load_model_file(other_dir / "model.pt")[0].members

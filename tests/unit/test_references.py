@@ -280,8 +280,8 @@ def test_a_hybrids_calibration_weights_never_see_the_calibration_origins_and_its
             s = validation_scores(m, values, split, 12)
             c = validation_scores(m, values, split, 12, part="cal")
             scores.append({**s, "calibration": {"mase": c["metrics"]["model"]["mase"], "n": c["n_val"]}})
-        return hybrid_weights(values, split, [Member(model_for(split), split)], "median", scores,
-                              EvalConfig(season_length=12)), split
+        nets = [Member(model_for(split), split)]
+        return hybrid_weights(values, split, nets, nets, "median", scores, EvalConfig(season_length=12)), split
 
     values = monthly(200, seed=3)
     (forecasting, calibration, net_mase), split = weights(values)
@@ -352,8 +352,95 @@ def test_a_hybrid_is_the_weighted_mean_of_the_networks_combination_and_each_stat
         Ensemble([members[3], members[0]], "median")
 
 
+def test_a_cross_fitted_hybrid_forecasts_with_its_networks_and_calibrates_with_the_others(tmp_path):
+    from tasks.components.backtest import conformal_bands
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.network import build_model
+    from tasks.components.references import Statistical
+    from tasks.components.specs import NetworkSpec
+    from tasks.formats.model import ModelFile, load_model_file, save_ensemble, save_model
+
+    values = monthly(200, seed=4)
+    split = split_for(values, seq_length=24, horizon=2, normalize="window", calibration=12)
+    specs, nets = [], []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        specs.append(NetworkSpec(cell="gru", hidden_size=8, skip_lag=12, n_outputs=2))
+        nets.append(build_model(specs[-1]).eval())
+    ets = Statistical("ets", 12)
+    members = [*(Member(n, split) for n in nets), Member(ets, split)]
+    hybrid = Ensemble(members, "median", weights=(0.7, 0.3), calibration_weights=(0.4, 0.6), networks=(0, 1, 2),
+                      calibration_networks=(1, 2, 3))
+    idx = split.origins("test")
+    each = hybrid.forecasts(values, split, idx, 2)
+    assert each.shape == (4, len(idx), 2)  # its three forecasting networks and AutoETS, not the fourth network
+    alone = Ensemble([*members[:3], members[4]], "median", weights=(0.7, 0.3))
+    np.testing.assert_allclose(hybrid(values, split, idx, 2), alone(values, split, idx, 2), rtol=1e-12)
+    calibrating = Ensemble([*members[1:4], members[4]], "median", weights=(0.4, 0.6))
+    np.testing.assert_allclose(hybrid.for_calibration()(values, split, idx, 2), calibrating(values, split, idx, 2),
+                               rtol=1e-12)
+    got = conformal_bands(hybrid, values, split, (0.8,))["halfwidths"]["80"]
+    np.testing.assert_allclose(got, conformal_bands(calibrating, values, split, (0.8,))["halfwidths"]["80"], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"network positions \[1, 4\] do not fit the 4 network"):
+        Ensemble(members, "median", networks=(1, 4))
+
+    files = []
+    for i, (net, spec) in enumerate(zip(nets, specs)):
+        (tmp_path / f"n{i}").mkdir()
+        files.append(save_model(tmp_path / f"n{i}", net, ModelFile(spec, 24, 2, "direct", "window", split.scalers)))
+    save_ensemble(tmp_path, files, "median", [ets], (0.7, 0.3), (0.4, 0.6), (0, 1, 2), (1, 2, 3))
+    loaded, record = load_model_file(tmp_path / "model.pt")
+    assert (loaded.networks, loaded.calibration_networks) == ((0, 1, 2), (1, 2, 3)) and len(loaded.members) == 4
+    assert record.trained["members"] == 4  # three networks and AutoETS forecast
+    assert Ensemble(members, "median", **loaded.combination()) == hybrid
+    with pytest.raises(ValueError, match="do not fit the 4 network"):
+        save_ensemble(tmp_path, files, "median", [ets], networks=(0, 5))
+
+
+def test_a_search_forecasts_with_the_networks_best_on_both_ranges_and_calibrates_with_the_validation_best():
+    import pandas as pd
+
+    from tasks.validate import pooled_ranking
+
+    board = pd.DataFrame({"member": [3, 0, 1, 2, 4], "val_mase": [0.5, 0.55, 0.6, 0.8, 0.84],
+                          "n_val": [5] * 5, "cal_mase": [2.0, 1.9, None, 1.05, 1.2], "n_cal": [15, 15, 0, 15, 15]})
+    # pooled: member 3 (0.5*5 + 2.0*15)/20 = 1.625, 0 1.5625, 1 0.6 (no calibration scores), 2 0.9875, 4 1.11
+    assert pooled_ranking(board) == [1, 2, 4, 0, 3]
+    assert pooled_ranking(board.drop(columns=["cal_mase", "n_cal"])) == [3, 0, 1, 2, 4]
+    tied = pd.DataFrame({"member": [1, 0], "val_mase": [1.0, 1.0], "n_val": [5, 5], "cal_mase": [float("nan")] * 2,
+                         "n_cal": [0, 0]})
+    assert pooled_ranking(tied) == [1, 0]  # ties keep the leaderboard's order
+
+
+def test_a_hybrids_calibration_weights_come_from_its_calibrating_networks_on_the_validation_origins_only():
+    from tasks.components.backtest import validation_scores
+    from tasks.components.ensemble import Ensemble, Member, inverse_error_weights
+    from tasks.components.references import Statistical
+    from tasks.config import EvalConfig
+    from tasks.validate import hybrid_weights
+
+    values = monthly(200, seed=5)
+    split = split_for(values, seq_length=24, horizon=1, normalize="window", calibration=12)
+    nets = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        nets.append(Member(Forecaster(cell="gru", hidden_size=8, skip_lag=12).eval(), split))
+    ets = Statistical("ets", 12)
+    score = validation_scores(ets, values, split, 12)
+    score["calibration"] = {"mase": validation_scores(ets, values, split, 12, part="cal")["metrics"]["model"]["mase"],
+                            "n": split.count("cal")}
+    cfg = EvalConfig(season_length=12)
+    forecasting, calibration, mase = hybrid_weights(values, split, nets[:1], nets[1:], "median", [score], cfg)
+    val = [validation_scores(Ensemble(n, "median"), values, split, 12)["metrics"]["model"]["mase"]
+           for n in (nets[:1], nets[1:])]
+    assert mase == val[0]  # the forecasting networks' validation MASE
+    assert calibration == inverse_error_weights([val[1], score["metrics"]["model"]["mase"]])
+    assert hybrid_weights(values, split, nets[:1], nets[:1], "median", [score], cfg)[0] == forecasting
+    assert hybrid_weights(values, split, nets[1:], nets[1:], "median", [score], cfg)[1] == calibration
+
+
 def test_an_ensembles_intervals_widen_where_its_members_disagree():
-    from tasks.components.backtest import SPREAD_FLOOR, interval_scales, score_scales
+    from tasks.components.backtest import SPREAD_FLOOR, conformal_bands, interval_scales, score_scales, sequential_bands
     from tasks.components.ensemble import Ensemble, Member
     from tasks.components.references import Statistical
 
