@@ -19,8 +19,12 @@ def _as_trained(c: dict, season: int | None) -> tuple:
 def test_no_two_candidates_train_the_same_network(season):
     space = candidates(season, shortest=300)
     assert len({_as_trained(c, season) for c in space}) == len(space)
-    # a season adds the naive-skip candidate; without one it would repeat the first candidate
-    assert len(space) == (4 if season and season > 1 else 3)
+    assert len(space) == 4
+    normalize = [c["window.normalize"] for c in space]
+    if season and season > 1:  # the naive-skip candidate, every window normalised on its own
+        assert normalize == ["window"] * 4 and [c["model.skip"] for c in space] == ["seasonal"] * 3 + ["naive"]
+    else:  # the naive skip would repeat the first candidate: a standard-normalised one instead
+        assert normalize == ["window"] * 3 + ["standard"]
 
 
 def test_window_lengths_are_one_and_two_seasons_and_the_tutorials():
