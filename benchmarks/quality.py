@@ -276,7 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search", choices=("auto", "on", "off"), help="passed to every run (default: the flow's "
                    "default, auto: the search for a data file)")
     p.add_argument("--json", help="also write every number as JSON (default: benchmarks/quality.json; --quick: none)")
+    p.add_argument("--merge", help="instead of running: comma-separated JSON files of runs over parts of the panel "
+                   "(--series ... --json FILE, run side by side), written as one table")
     a = p.parse_args(argv)
+    if a.merge:
+        try:
+            res = merged([json.loads(Path(f).read_text()) for f in a.merge.split(",")])
+        except (OSError, ValueError) as exc:
+            p.error(f"--merge {a.merge}: {exc}")
+        return write_outputs(res, Path(a.json) if a.json else ROOT / "benchmarks" / "quality.json",
+                             Path(a.results) if a.results else ROOT / "benchmarks" / "RESULTS.md")
     seeds = a.seeds or (1 if a.quick else 3)
     if seeds < 1:
         p.error("--seeds must be at least 1")
@@ -314,6 +323,31 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
     res["total_s"] = time.perf_counter() - started
     res["machine"]["loadavg_end"] = os.getloadavg()
+    return write_outputs(res, json_path, results_path)
+
+
+def merged(parts: list[dict]) -> dict:
+    """One result from runs over disjoint parts of the panel made side by side: their rows in
+    the panel's order, the longest run's wall time, the first run's machine (its load average at
+    the start, the highest at the end) and every command. Raises ValueError when the parts differ
+    in seeds or mode, or share a series."""
+    if len({(r["seeds"], r["mode"]) for r in parts}) != 1:
+        raise ValueError("the parts were run with different --seeds or modes")
+    names = [n for r in parts for n in r["panel"]]
+    if len(set(names)) != len(names):
+        raise ValueError("the parts share a series")
+    order = {s.name: i for i, s in enumerate(PANEL)}
+    rows = sorted((row for r in parts for row in r["rows"]), key=lambda row: (order.get(row["series"], len(order)),
+                                                                            row["horizon"]))
+    machine = {**parts[0]["machine"], "loadavg_end": max((r["machine"]["loadavg_end"] for r in parts),
+                                                         key=lambda la: la[0])}
+    return {**parts[0], "panel": sorted(names, key=lambda n: order.get(n, len(order))), "rows": rows,
+            "machine": machine, "total_s": max(r["total_s"] for r in parts),
+            "command": " & ".join(r["command"] for r in parts) + f"  # {len(parts)} parts side by side, then --merge"}
+
+
+def write_outputs(res: dict, json_path: Path | None, results_path: Path | None) -> int:
+    """Summarise `res` (its rows), print the summary, write the JSON and the markdown section."""
     res["summary"] = summarise(res["rows"])
     for kind, k in res["summary"].items():
         if not kind.startswith("h="):

@@ -51,3 +51,20 @@ def test_quick_quality_benchmark_runs_the_flow_and_writes_its_table(prefect_serv
 
     assert res["command"].endswith("--search off")
     assert all(r["ensemble"] is None for r in rows.values())  # the single model, as asked
+
+    # runs over parts of the panel, side by side, merge into the table one run would write
+    from benchmarks.quality import main as quality
+
+    parts = []
+    for i, names in enumerate((["Nile"], ["austres", "AirPassengers"])):
+        part = {**res, "panel": names, "rows": [r for r in res["rows"] if r["series"] in names],
+                "total_s": 10.0 * (i + 1), "command": f"part {i}"}
+        parts.append(tmp_path / f"part{i}.json")
+        parts[-1].write_text(json.dumps(part))
+    assert quality(["--merge", ",".join(str(p) for p in reversed(parts)), "--json", str(tmp_path / "m.json"),
+                    "--results", str(tmp_path / "m.md")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["rows"] == res["rows"] and merged["summary"] == res["summary"] and merged["total_s"] == 20.0
+    assert merged["command"].startswith("part 1 & part 0")
+    with pytest.raises(SystemExit):  # a series in two parts
+        quality(["--merge", f"{parts[1]},{parts[1]}", "--json", str(tmp_path / "x.json")])
