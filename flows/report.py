@@ -108,7 +108,8 @@ def leaderboard_line(lb: dict) -> str:
         hybrid = f", weighted with {', '.join(joined)} by 1 / MASE^2 before the test range" if joined else ""
         best = lb.get("best", "network")
         return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
-                f"network(s) combined by the {lb['combine']}{hybrid} (best member on the validation range: "
+                f"network(s) on the validation and calibration origins combined by the {lb['combine']}{hybrid} "
+                f"(best member on the validation range: "
                 f"{'a network' if best == 'network' else best}, MASE {mase}; rnn-leaderboard lists them all)")
     winner = ", ".join(f"{k}={v}" for k, v in lb["winner"].items())  # as the grid writes them: model.cell=gru
     return f"sweep: {lb['members']} members; winner {winner} (validation MASE {mase})"
