@@ -188,7 +188,9 @@ def interval_line(result: dict) -> str:
     iv = result["intervals"]
     parts = [interval_words(k, t) for k, t in iv["test"].items()]
     origins = iv.get("origins", "validation")  # "calibration": the range neither early stopping nor the search saw
-    return f"conformal intervals ({iv['n_calibration']} {origins} origins, {iv['method']}): " + "; ".join(parts)
+    updated = ", updated with the test targets as they are observed" if iv.get("updated") else ""
+    return (f"conformal intervals ({iv['n_calibration']} {origins} origins, {iv['method']}{updated}): "
+            + "; ".join(parts))
 
 
 # --------------------------------------------------------------------------- artifacts

@@ -7,7 +7,9 @@ Every forecaster is scored on exactly the same targets: the model, the naive las
 forecast, where a season length is known the seasonal-naive forecast, and the statistical
 references of eval.references (AutoETS, AutoTheta, AutoARIMA: tasks/components/references.py);
 per lead time and averaged over leads (tasks/components/backtest.py). Split-conformal intervals
-are calibrated on the validation origins and their coverage is measured on the test origins. The
+are calibrated on the calibration origins (the validation origins without any), each test
+origin's band adding the earlier test targets observed by then, and their coverage is measured
+on the test origins; the future's bands add every test target. The
 baseline gate asks whether the model beats the best baseline's MASE (eval.gate_baseline: or the
 one named).
 """

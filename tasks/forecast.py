@@ -5,13 +5,15 @@
     forecast   one entry: every bucket's forecasts (forecast.parquet) and figures/forecast.png
 
     series s:  ... values[end-L : end] | forecast leads 1..H at the next H times of its frequency
-    band:      forecast +- (score half-width of the lead, from the evaluate stage) * score scale
+    band:      forecast +- (score half-width of the lead, from the bucket's backtest) * score scale
 
 The score scale is computed exactly as for the calibration (backtest.interval_scales): the last
 input window's std for normalize="window", else the series' MASE scale; for an ensemble, its
 members' std plus a small share of that. With refit_full the
 model is first retrained on every window (train, val and test) for the best epoch count found
-with validation; the interval widths still come from the validation residuals.
+with validation. The score half-widths are the backtest's final_halfwidths: the calibration
+residuals plus every test residual (all observed once the series ended), each level found as the
+calibration origins decided ("halfwidths", the calibration origins' alone, in files written before).
 """
 
 from __future__ import annotations
@@ -75,11 +77,13 @@ def future_forecast(
 
     model: a network, or an ensemble (tasks.components.ensemble.Ensemble; `split` is then its
     reference split); model_split: the split the model reads the series through (its scalers),
-    when not `split`.
+    when not `split`; intervals: the bucket's backtest intervals, whose "final_halfwidths" {level:
+    (H,)} (else "halfwidths") give the bands.
     """
     H, origins = split.horizon, split.last_origins()
     pred, scales, _ = forecasts_and_scales(model, values, split, origins, H, model_split=model_split)
-    return {"forecast": pred, **band_columns(pred, scales, intervals)}
+    widths = intervals.get("final_halfwidths") or intervals["halfwidths"]  # calibration + every test target
+    return {"forecast": pred, **band_columns(pred, scales, {"halfwidths": widths})}
 
 
 def forecast_frame(split: Split, times: dict, columns: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from tasks.components.calendar import seasons_for
-from tasks.components.conformal import calibrate, interval_stats
+from tasks.components.conformal import calibrate, interval_stats, sequential_halfwidths, updated_halfwidths
 from tasks.components.metrics import all_metrics, naive_scale
 from tasks.components.references import LABELS, REFERENCES, reference_forecasts
 from tasks.components.scaling import REL_FLOOR
@@ -258,13 +258,16 @@ def conformal_bands(
     """Split-conformal score half-widths per level and lead (Vovk et al. 2005; per lead as in
     Stankeviciute et al. 2021), calibrated on the calibration origins (the validation origins when
     the split has none): never on the test range. Scores are residuals over interval_scales; a
-    hybrid ensemble's are its calibration weights' (Ensemble.for_calibration)."""
+    hybrid ensemble's are its calibration weights' (Ensemble.for_calibration). "scores": those
+    calibration scores (n_calibration, H), what sequential_bands adds the test scores to (not
+    JSON: backtest leaves them out of its metrics)."""
     part = "cal" if split.count("cal") else "val"  # origins neither early stopping nor selection saw
     if hasattr(model, "for_calibration"):  # a hybrid: the weights found without these origins
         model = model.for_calibration()
     val = split.origins(part)
     pred, scales, _ = forecasts_and_scales(model, values, split, val, split.horizon, chunk)
-    cal = calibrate((actuals(values, split, val) - pred) / scales, levels)
+    found = np.abs((actuals(values, split, val) - pred) / scales)
+    cal = calibrate(found, levels)
     origins = "calibration" if part == "cal" else "validation"
     if not cal["n_calibration"]:
         log.warning("no calibration or validation origins: no prediction intervals (the windows leave the split "
@@ -275,31 +278,64 @@ def conformal_bands(
     scale = "window std" if split.normalize == "window" else "series"
     if hasattr(model, "forecasts"):
         scale = f"members' std + {SPREAD_FLOOR:g} x {scale}"
-    return {**cal, "levels": list(levels), "origins": origins, "scale": scale}
+    return {**cal, "levels": list(levels), "origins": origins, "scale": scale, "scores": found}
+
+
+UPDATED = "each test origin's band adds the earlier test targets observed by then"
+
+
+def sequential_bands(split: Split, idx: np.ndarray, cal_scores: np.ndarray, test_scores: np.ndarray,
+                     levels: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Score half-widths of every test origin {level: (n, H)}: calibrated on the calibration
+    scores (n_calibration, H) plus the test scores (n, H; rows as `idx`) of the earlier test
+    origins of the same series whose target at that lead is observed at the origin
+    (target_index(j, h) <= last_observed(i)); pooled over leads, all leads' observed scores
+    (conformal.sequential_halfwidths: Xu & Xie 2021, EnbPI). The first test origin of a series
+    gets the calibration-only half-widths; no origin reads a target after its last observed point.
+    """
+    idx = np.asarray(idx)
+    order = np.argsort(idx, kind="stable")
+    o = idx[order]  # by series (offsets ascend), then in time
+    series, last = split.series_index(o), split.last_observed(o)
+    start = np.searchsorted(series, series, side="left")  # the row of each series' first test origin
+    h = np.arange(1, cal_scores.shape[1] + 1)
+    seen = np.maximum(np.searchsorted(last, last[:, None] - h, side="right") - start[:, None], 0)
+    found = sequential_halfwidths(cal_scores, levels, np.abs(test_scores)[order], start, seen)
+    out = {}
+    for name, q in found.items():
+        out[name] = np.empty_like(q)
+        out[name][order] = q
+    return out
 
 
 def band_columns(pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict[str, np.ndarray]:
     """lower_<level> / upper_<level> arrays (n, H) around `pred` for every calibrated level;
-    scales: (n,) or (n, H) (interval_scales)."""
+    scales: (n,) or (n, H) (interval_scales); cal["halfwidths"]: {level: (H,)} for every origin, or
+    (n, H), each origin's own (sequential_bands)."""
     out = {}
-    scales = scales if scales.ndim == 2 else scales[:, None]
     for name, q in cal["halfwidths"].items():
-        half = np.asarray(q, dtype=float)[None, :] * scales
+        half = _half(q, scales)
         out[f"lower_{name}"], out[f"upper_{name}"] = pred - half, pred + half
     return out
 
 
+def _half(q, scales: np.ndarray) -> np.ndarray:
+    """Half-widths in the series' units (n, H): score half-widths (H,) or (n, H) times scales (n,) or (n, H)."""
+    q = np.asarray(q, dtype=float)
+    return (q if q.ndim == 2 else q[None, :]) * (scales if scales.ndim == 2 else scales[:, None])
+
+
 def interval_report(y: np.ndarray, pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict:
-    """Empirical coverage (overall and per lead) and mean width of each level on the test origins.
+    """Empirical coverage (overall and per lead) and mean width of each level on the test origins;
+    y, pred: (n, H); scales and cal["halfwidths"] as band_columns takes them.
 
     A level whose intervals have no width (every calibration residual was 0, within 1e-9 of the
     series' level) is marked zero_width: it is a point forecast, not a prediction interval.
     """
     out = {}
     level = float(np.mean(np.abs(y))) if y.size else 0.0
-    scales = scales if scales.ndim == 2 else scales[:, None]
     for name, q in cal["halfwidths"].items():
-        half = np.asarray(q, dtype=float)[None, :] * scales
+        half = _half(q, scales)
         stats = interval_stats(y, pred, half)
         by_lead = (np.abs(y - pred) <= half).mean(axis=0)
         zero = bool(np.isfinite(half).all() and stats["mean_width"] <= 1e-9 * level)
@@ -463,7 +499,10 @@ def backtest(
     The model, the baselines and the statistical `references` ("ets", "theta", "arima":
     tasks.components.references) are scored on the same targets, per lead and averaged over
     leads; intervals are calibrated on the calibration origins (the validation origins when the
-    split has none) and their coverage measured here;
+    split has none), each test origin's band adding the scores of the earlier test targets
+    observed by then (sequential_bands), and their coverage measured here; "halfwidths" are the
+    calibration origins' alone, "final_halfwidths" add every test target (what the future
+    forecast's bands use);
     the gate faces `gate_baseline` (baseline_gate). The result is strict JSON: an undefined value
     is None and "undefined" says why. Raises NonFiniteForecast when the model forecasts a NaN or
     an infinity.
@@ -494,9 +533,14 @@ def backtest(
     if note := mase_note(split, series_scales(values, split)):
         undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
-    df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, cal), **spread})
+    cal_scores = cal.pop("scores")
+    test_scores = (y - pred) / (scores if scores.ndim == 2 else scores[:, None])
+    bands = {**cal, "halfwidths": sequential_bands(split, idx, cal_scores, test_scores, levels)}
+    final = updated_halfwidths(cal_scores, levels, test_scores)
+    df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, bands), **spread})
     intervals = {**cal, "halfwidths": {k: [_finite(x) for x in q] for k, q in cal["halfwidths"].items()},
-                 "test": interval_report(y, pred, scores, cal)}
+                 "final_halfwidths": {k: [_finite(x) for x in q] for k, q in final.items()}, "updated": UPDATED,
+                 "test": interval_report(y, pred, scores, bands)}
     intervals["zero_width"] = [k for k, t in intervals["test"].items() if t["zero_width"]]
     model_mse, naive_mse = metrics["model"]["mse"], metrics["naive"]["mse"]
     ratio = _finite(naive_mse / model_mse) if model_mse else None
@@ -601,7 +645,8 @@ def combine(results: list[dict]) -> dict:
     One bucket: its result as it is. Several: per-lead means weighted by each bucket's test
     origins (rmse from the combined mse; undefined anywhere, undefined combined), over the
     forecasters every bucket has (the references included); interval coverage and width weighted
-    likewise, the calibration of each bucket kept per bucket; the baseline gate on the combined
+    likewise, the calibration of each bucket kept per bucket (its halfwidths and final_halfwidths:
+    each bucket's forecast reads its own bucket's); the baseline gate on the combined
     metrics, facing the baseline the buckets' gates were asked to face.
     """
     if len(results) == 1:
@@ -626,11 +671,14 @@ def combine(results: list[dict]) -> dict:
     iv = [r["intervals"] for r in results]
     intervals = {"levels": first["intervals"]["levels"], "scale": first["intervals"]["scale"],
                  "origins": first["intervals"].get("origins", "validation"),
+                 **({"updated": first["intervals"]["updated"]} if "updated" in first["intervals"] else {}),
                  "method": "/".join(sorted({i["method"] for i in iv})), "test": test,
                  "n_calibration": sum(i["n_calibration"] for i in iv),
                  "clipped": sorted({c for i in iv for c in i["clipped"]}),
                  "zero_width": [k for k, t in test.items() if t["zero_width"]],
-                 "per_bucket": [{"n_calibration": i["n_calibration"], "halfwidths": i["halfwidths"]} for i in iv]}
+                 "per_bucket": [{"n_calibration": i["n_calibration"], "halfwidths": i["halfwidths"],
+                                 **({"final_halfwidths": i["final_halfwidths"]} if "final_halfwidths" in i else {})}
+                                for i in iv]}
     undefined = {k: v for r in results for k, v in r.get("undefined", {}).items()}
     model_mse, naive_mse = metrics["model"]["mse"], metrics["naive"]["mse"]
     ratio = _finite(naive_mse / model_mse) if model_mse else None

@@ -1,11 +1,20 @@
-"""Split-conformal intervals: calibrated on validation origins, nominal coverage on fresh data."""
+"""Split-conformal intervals: calibrated on validation origins (each test origin adding the test targets
+observed by then), nominal coverage on fresh data."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from tasks.components.backtest import backtest
-from tasks.components.conformal import calibrate, conformal_halfwidths, interval_stats
+from tasks.components.conformal import (
+    calibrate,
+    conformal_halfwidths,
+    interval_stats,
+    kth_of_union,
+    sequential_halfwidths,
+    updated_halfwidths,
+)
 from tests.helpers import split_for
 
 
@@ -96,3 +105,155 @@ def test_a_split_without_calibration_or_validation_origins_says_it_has_no_interv
     assert [r.getMessage() for r in records if r.levelno == logging.WARNING] == [
         "no calibration or validation origins: no prediction intervals (the windows leave the split no room; lower "
         "--seq-length or --horizon)"]
+
+
+# --------------------------------------------------------------------------- sequential (online) updates
+
+
+def brute_force(scores, levels, later, start, seen):
+    """sequential_halfwidths the slow way: sort every origin's union, as calibrate() does."""
+    s, later = np.abs(scores), np.abs(later)
+    n, H = s.shape
+    profile = np.where(s.mean(axis=0) > 0, s.mean(axis=0), 1.0)
+    out = {}
+    for level in levels:
+        q = np.empty((len(seen), H))
+        for i in range(len(seen)):
+            mine = [later[start[i] : start[i] + seen[i, h], h] for h in range(H)]
+            if np.ceil((n + 1) * level) > n and H > 1:  # pooled over leads, in the calibration's profile
+                union = np.sort(np.concatenate([(s / profile).ravel(), *(m / p for m, p in zip(mine, profile))]))
+                k = min(int(np.ceil((len(union) + 1) * level)), len(union))
+                q[i] = union[k - 1] * profile
+            else:
+                for h in range(H):
+                    union = np.sort(np.concatenate([s[:, h], mine[h]]))
+                    q[i, h] = union[min(int(np.ceil((len(union) + 1) * level)), len(union)) - 1]
+        out[str(round(level * 100))] = q
+    return out
+
+
+def test_the_kth_of_the_union_is_the_kth_of_the_sorted_union():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n, r, m = rng.integers(0, 40), rng.integers(1, 6), rng.integers(0, 9)
+        base = np.sort(rng.integers(0, 12, n).astype(float))  # ties between and within the two
+        extra = rng.integers(0, 12, (r, m)).astype(float)
+        count = rng.integers(0, m + 1, r)
+        extra[np.arange(m)[None, :] >= count[:, None]] = np.nan  # NaN: no value
+        if (n + count == 0).any():
+            continue
+        k = np.array([rng.integers(1, n + c + 1) for c in count])
+        want = [np.sort(np.concatenate([base, extra[i, : count[i]]]))[k[i] - 1] for i in range(r)]
+        np.testing.assert_array_equal(kth_of_union(base, extra, k), want)
+    big = np.sort(rng.normal(size=100_000))
+    extra = rng.normal(size=(3, 7))
+    for k in (1, 50_000, 100_007):
+        assert kth_of_union(big, extra, k)[1] == np.sort(np.concatenate([big, extra[1]]))[k - 1]
+    with pytest.raises(ValueError):
+        kth_of_union(big[:3], extra[:1, :2], 6)
+
+
+@pytest.mark.parametrize("n_cal, levels", [(30, (0.8, 0.95)), (6, (0.8, 0.9)), (2, (0.95,))])
+@pytest.mark.parametrize("long", [256, 4])
+def test_each_origins_half_widths_are_the_quantiles_of_its_own_union(n_cal, levels, long, monkeypatch):
+    """Per lead (30 points), pooled over leads (6: too few for 90% per lead) and clipped (2 x 3 points
+    for 95%: the union's largest until enough test targets are observed); long=4: the rows that
+    observed more than 4 test scores go through a merged base (a long test range's path)."""
+    from tasks.components import conformal
+
+    monkeypatch.setattr(conformal, "LONG", long)
+    rng = np.random.default_rng(n_cal)
+    H, m = 3, 40
+    s = np.abs(rng.normal(size=(n_cal, H))) * np.arange(1, H + 1)
+    later = np.abs(rng.normal(0, 2, size=(m, H))) * np.arange(1, H + 1)
+    start = np.repeat([0, 25], [25, 15])  # two series: rows 0-24 and 25-39
+    pos = np.arange(m) - start
+    seen = np.clip(pos[:, None] - np.arange(1, H + 1) + 1, 0, None)  # lead h of row j is seen from row j + h on
+    got = sequential_halfwidths(s, levels, later, start, seen)
+    want = brute_force(s, levels, later, start, seen)
+    cal = calibrate(s, levels)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
+        for first in (0, 25):
+            assert np.array_equal(got[name][first], cal["halfwidths"][name])  # nothing observed yet
+        assert not np.allclose(got[name][-1], cal["halfwidths"][name])
+    every = brute_force(s, levels, later, [0], np.full((1, H), m))
+    for name, q in updated_halfwidths(s, levels, later).items():
+        np.testing.assert_allclose(q, every[name][0], rtol=1e-12)
+    if n_cal == 6:
+        assert cal["method"] == "per lead, 90% pooled over leads"
+        assert np.allclose(got["90"] / s.mean(axis=0), (got["90"][:, 0] / s[:, 0].mean())[:, None])  # one profile
+    if n_cal == 2:
+        assert cal["clipped"] == ["95"] and cal["method"] == "pooled over leads"
+        assert np.array_equal(got["95"][1], np.full(H, max(np.max(s / s.mean(axis=0)), later[0, 0] / s[:, 0].mean()))
+                              * s.mean(axis=0))  # the union's largest: row 0's lead-1 score added
+
+
+def test_the_test_origins_bands_update_without_reading_a_target_they_have_not_observed():
+    """A test score changes the half-widths of exactly the origins of its series that observed its target."""
+    from tasks.components.backtest import sequential_bands
+
+    split = split_for(np.zeros(600), ("a", "b"), lengths=(300, 300), seq_length=5, horizon=3, train_fraction=0.5,
+                      val_fraction=0.3, calibration=10)
+    idx = split.origins("test")
+    rng = np.random.default_rng(7)
+    for n_cal, levels in ((20, (0.8, 0.95)), (5, (0.9,))):  # per lead; pooled over leads
+        cal, test = np.abs(rng.normal(size=(n_cal, 3))), np.abs(rng.normal(size=(len(idx), 3)))
+        j, h = 40, 2  # lead 3 of the 41st test origin of series a
+        low, high = test.copy(), test.copy()
+        low[j, h], high[j, h] = 0.0, 1e6
+        a, b = sequential_bands(split, idx, cal, low, levels), sequential_bands(split, idx, cal, high, levels)
+        observed = split.last_observed(idx) >= split.target_index(idx[j : j + 1])[0, h]
+        same_series = split.series_index(idx) == split.series_index(idx[j : j + 1])[0]
+        for name in a:
+            moved = (a[name] != b[name]).any(axis=1)
+            assert not moved[~observed].any() and not moved[~same_series].any()
+            assert moved[observed & same_series][0]  # the first origin that observed it
+        last = test.copy()
+        last[np.flatnonzero(same_series)[-1], 2] = 1e9  # the last target of series a: no test origin observes it
+        c = sequential_bands(split, idx, cal, last, levels)
+        for name, q in sequential_bands(split, idx, cal, test, levels).items():
+            np.testing.assert_array_equal(c[name], q)
+            np.testing.assert_array_equal(q[[0, 147]], np.tile(calibrate(cal, levels)["halfwidths"][name], (2, 1)))
+
+
+def random_walk_pair(double_at: int | None, seed: int = 11) -> np.ndarray:
+    """Two random walks of 300 points; their steps' spread doubles from local position `double_at` on."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, 1, (2, 300))
+    if double_at is not None:
+        steps[:, double_at:] *= 2
+    return (100 + np.cumsum(steps, axis=1)).ravel()
+
+
+def test_the_backtest_updates_each_band_with_the_test_targets_observed_before_it():
+    from flows.report import interval_line
+    from tasks.components.backtest import score_scales
+
+    values = random_walk_pair(double_at=151)  # the first test origin observes up to local 150
+    split = split_for(values, ("a", "b"), lengths=(300, 300), seq_length=5, horizon=3, train_fraction=0.5,
+                      val_fraction=0.3, calibration=10)
+    df, result = backtest(LastValue(3).eval(), values, split, levels=(0.8, 0.95))
+    iv = result["intervals"]
+    assert iv["n_calibration"] == 20 and iv["updated"] and "final_halfwidths" in iv
+    assert "20 calibration origins, per lead, updated with the test targets as they are observed)" in interval_line(
+        result)
+    scale = score_scales(values, split, split.origins("test"))[[0, -1]]  # each series' own
+    first = df[df["origin"] == df.groupby("series_id")["origin"].transform("min")]
+    for name in ("80", "95"):
+        half = (first[f"upper_{name}"] - first["model"]).to_numpy().reshape(2, 3)
+        np.testing.assert_allclose(half, np.outer(scale, iv["halfwidths"][name]), rtol=1e-9)  # calibration only
+        y, pred = df["actual"].to_numpy().reshape(-1, 3), df["model"].to_numpy().reshape(-1, 3)
+        static = np.repeat(scale, 147)[:, None] * np.asarray(iv["halfwidths"][name])[None, :]
+        before = interval_stats(y, pred, static)["coverage"]
+        inside = (df["actual"] >= df[f"lower_{name}"]) & (df["actual"] <= df[f"upper_{name}"])
+        assert inside.mean() == pytest.approx(iv["test"][name]["coverage"])
+        assert iv["test"][name]["coverage"] > before + 0.1, (name, before, iv["test"][name]["coverage"])
+        assert np.all(np.asarray(iv["final_halfwidths"][name]) > np.asarray(iv["halfwidths"][name]))
+    changed = values.copy()
+    changed[[299, 599]] += 50.0  # each series' last target: observed by no test origin
+    df_b, result_b = backtest(LastValue(3).eval(), changed, split, levels=(0.8, 0.95))
+    bands = [c for c in df if c.startswith(("lower_", "upper_"))]
+    pd.testing.assert_frame_equal(df[bands], df_b[bands])
+    assert result_b["intervals"]["halfwidths"] == iv["halfwidths"]
+    assert result_b["intervals"]["final_halfwidths"] != iv["final_halfwidths"]  # the future's bands see it

@@ -120,3 +120,16 @@ def test_zero_width_bands_are_not_drawn_as_intervals(tmp_path):
     legend = plot_forecast(df, fc, FiguresConfig(width=4, height=3, dpi=40)).axes[0].get_legend()
     labels = [t.get_text() for t in legend.get_texts()]
     assert "95% interval" in labels and "80% interval" not in labels
+
+
+def test_the_future_bands_add_every_test_target_to_the_calibration(tmp_path):
+    """final_halfwidths (the calibration and every test residual) give the future's bands; a file
+    written before them has only halfwidths."""
+    data = monthly_file(tmp_path)
+    df, meta = load_source(data)
+    values, split = prepared(df, meta, data)
+    net = Forecaster(hidden_size=4, n_outputs=3).eval()
+    old = future_forecast(net, values, split, INTERVALS)
+    new = future_forecast(net, values, split, {**INTERVALS, "final_halfwidths": {"80": [2.0, 4.0, 6.0]}})
+    np.testing.assert_allclose(new["upper_80"] - new["forecast"], 2 * (old["upper_80"] - old["forecast"]))
+    assert set(new) == {"forecast", "lower_80", "upper_80"}

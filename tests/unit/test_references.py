@@ -454,7 +454,10 @@ def test_an_ensembles_intervals_widen_where_its_members_disagree():
     np.testing.assert_allclose(scales, each.std(axis=0) + SPREAD_FLOOR * score_scales(values, split, idx)[:, None])
     df, result = backtest(hybrid, values, split, levels=(0.8,), season_length=12, references=())
     assert result["intervals"]["scale"] == "members' std + 0.05 x window std"
-    half = np.asarray(result["intervals"]["halfwidths"]["80"])[None, :] * scales
-    np.testing.assert_allclose(df["upper_80"].to_numpy(), (hybrid(values, split, idx, 3) + half).ravel(), rtol=1e-9)
+    pred, y = hybrid(values, split, idx, 3), values[split.target_index(idx)]
+    q = sequential_bands(split, idx, conformal_bands(hybrid, values, split, (0.8,))["scores"], (y - pred) / scales,
+                         (0.8,))["80"]  # each origin's score half-widths, the earlier observed test targets added
+    np.testing.assert_allclose(q[0], result["intervals"]["halfwidths"]["80"])  # the first: the calibration's alone
+    np.testing.assert_allclose(df["upper_80"].to_numpy(), (pred + q * scales).ravel(), rtol=1e-9)
     single = interval_scales(model_for(split), values, split, idx, 3)  # one network: the score scale at every lead
     np.testing.assert_array_equal(single, np.repeat(score_scales(values, split, idx)[:, None], 3, axis=1))
