@@ -560,7 +560,7 @@ def validate(cfg: PipelineConfig) -> dict:
                 if exc.field != "series_length":
                     raise
                 raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
-            check_series_length(info["lengths"], cfg.window, cfg.data.data_path)
+            check_series_length(info["lengths"], cfg.window, cfg.data.data_path, search_ranks(cfg, info))
             check_search_windows(cfg, info)
             check_validation_origins(cfg, info)
     check_search(cfg)
@@ -622,8 +622,12 @@ def check_search(cfg: PipelineConfig) -> None:
                          "(--group-column) need --search off")
 
 
-def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str) -> None:
-    """Refuse a series too short for the windows and the split, naming the options to lower and by how much."""
+def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str,
+                        ranks: Callable[[int], bool] | None = None) -> None:
+    """Refuse a series too short for the windows and the split, naming the options to lower and by how much.
+
+    ranks: for a built-in search (search_ranks), whether a horizon leaves its longest window
+    validation origins: a horizon suggested must pass it too."""
     from tasks.components.split import min_series_length
 
     def need(seq_length: int, horizon: int) -> int:
@@ -640,12 +644,40 @@ def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str) -> 
     if n < need(1, 1):
         raise InputError(option, value, f"{problem}; it is too short for any window")
     fits = []
-    if H > 1 and (ok := [h for h in range(1, H) if need(L, h) <= n]):  # need() grows with the horizon
+    if H > 1 and (ok := [h for h in range(1, H) if need(L, h) <= n and (ranks is None or ranks(h))]):
         fits.append(f"--horizon {max(ok)} fits with --seq-length {L}")
     if (most_l := n - need(1, H) + 1) >= 1:
         fits.append(f"--seq-length {most_l} fits with --horizon {H}")
     lower = "--horizon or --seq-length" if H > 1 else "--seq-length"
     raise InputError(option, value, f"{problem}; lower {lower} ({'; '.join(fits)})")
+
+
+def search_ranks(cfg: PipelineConfig, info: dict) -> Callable[[int], bool] | None:
+    """For a built-in search (--search on, or auto for a file, --seq-length left to the search):
+    whether a horizon leaves the shortest series validation origins in the search's longest
+    window (tasks.components.search.window_lengths), which its members are ranked on. None
+    without one (off, a members file, per-group models, or every member reading --seq-length)."""
+    from tasks.components.calendar import seasons_for
+    from tasks.components.search import window_lengths
+    from tasks.components.split import build_split
+    from tasks.config import resolve
+
+    resolved = resolve(cfg, device="cpu")  # what "auto" means for a file (the device plays no part here)
+    w = resolved.window
+    if resolved.search.mode != "on" or cfg.data.group_column or w.seq_length != WindowConfig().seq_length:
+        return None
+    sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
+    seasons = seasons_for(info.get("frequency"), n)
+
+    def ranks(h: int) -> bool:  # the longest window's split holds validation origins
+        try:
+            longest = max(window_lengths(seasons[0] if seasons else None, n, h))
+            return build_split([n], [sid], longest, h, w.train_fraction, w.val_fraction,
+                               calibration=w.calibration).count("val") > 0
+        except ValueError:
+            return False
+
+    return ranks
 
 
 def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
@@ -655,28 +687,17 @@ def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
     shortest series none there, as the run would, naming what fits."""
     from tasks.components.calendar import seasons_for
     from tasks.components.search import window_lengths
-    from tasks.components.split import build_split
-    from tasks.config import resolve
 
-    resolved = resolve(cfg, device="cpu")  # what "auto" means for a file (the device plays no part here)
-    w = resolved.window
-    if resolved.search.mode != "on" or cfg.data.group_column or w.seq_length != WindowConfig().seq_length:
-        return  # no built-in search (off, a members file, per-group models), or every member reads --seq-length
+    ranks = search_ranks(cfg, info)
+    w = cfg.window
+    if ranks is None or ranks(w.horizon):
+        return
     sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
     seasons = seasons_for(info.get("frequency"), n)
 
     def longest(h: int) -> int:
         return max(window_lengths(seasons[0] if seasons else None, n, h))
 
-    def ranks(h: int) -> bool:  # the longest window's split holds validation origins
-        try:
-            return build_split([n], [sid], longest(h), h, w.train_fraction, w.val_fraction,
-                               calibration=w.calibration).count("val") > 0
-        except ValueError:
-            return False
-
-    if ranks(w.horizon):
-        return
     who = "the series" if len(info["lengths"]) == 1 else f"series {sid!r}"
     fits = [h for h in range(1, w.horizon) if ranks(h)]
     ways = ([f"--horizon {max(fits)} fits"] if fits else []) + ["or --search off"]

@@ -248,7 +248,14 @@ EXACT = {
                           "--horizon", "60"], lambda: monthly(120),
                          "--horizon=60: the series in m.csv has 120 points, but --seq-length 20 and --horizon 60 need "
                          "at least 154 (the windows plus the train/validation/test split); lower --horizon or "
-                         "--seq-length (--horizon 44 fits with --seq-length 20)"),
+                         "--seq-length (--horizon 17 fits with --seq-length 20)"),  # 17: the search's
+    # longest window (24) still leaves validation origins (horizon-leaves-the-search-no-validation)
+    "horizon-too-long-single-model": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sales",
+                                       "--search", "off", "--horizon", "60"], lambda: monthly(120),
+                                      "--horizon=60: the series in m.csv has 120 points, but --seq-length 20 and "
+                                      "--horizon 60 need at least 154 (the windows plus the train/validation/test "
+                                      "split); lower --horizon or --seq-length (--horizon 44 fits with --seq-length "
+                                      "20)"),
     "window-leaves-no-validation": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sales",
                                      "--search", "off", "--seq-length", "112"], lambda: monthly(120),
                                     "--seq-length=112: the windows leave the series in m.csv (120 points) no "
