@@ -236,7 +236,8 @@ class Ranked:
         before the test range: tasks.components.ensemble), cross-fitted: the networks that
         forecast are the best on the validation and calibration origins together, those whose
         residuals calibrate the intervals the best on the validation origins alone
-        (tasks.validate.pooled_ranking). Returns the train entries and window entries of both
+        (tasks.validate.pooled_ranking); the leaderboard gains the columns forecasts and
+        calibrates (the statistical members do both). Returns the train entries and window entries of both
         (the forecasting networks first), their configs, how many forecast, and the packed
         model file (the ensemble stage)."""
         if self.models is None or self.board is None:
@@ -244,6 +245,10 @@ class Ranked:
         forecasting = self.best_networks(cfg.search.top_k, pooled_ranking(self.board))
         calibrating = self.best_networks(cfg.search.top_k)
         nets = forecasting + [i for i in calibrating if i not in forecasting]
+        member = self.board["member"]  # the leaderboard says which members the ensemble uses for what
+        statistical = member >= len(self.members)
+        self.board["forecasts"] = member.isin(forecasting) | statistical
+        self.board["calibrates"] = member.isin(calibrating) | statistical
         models = tuple(self.models[i] for i in nets)
         windows = [self.splits[self.members[i].window] for i in nets]
         positions = {} if nets == forecasting else {

@@ -125,12 +125,17 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     assert record.seq_length == max(r.seq_length for _, r in ensemble.members)
     assert list(ensemble.weights) == ens["weights"] and list(ensemble.calibration_weights) == ens["calibration_weights"]
     assert len(ens["calibration_weights"]) == 4 and ens["calibration_weights"] != ens["weights"]  # cross-fitted
+    nets = board[board["forecaster"] == "network"]
+    assert nets["forecasts"].sum() == 3 and nets["calibrates"].sum() == 3
+    assert nets.loc[nets["calibrates"], "rank"].tolist() == sorted(nets["rank"])[:3]  # the validation range's best
+    assert board.loc[board["forecaster"] != "network", ["forecasts", "calibrates"]].all().all()
     assert summary["promotion"]["challenger"] > 0  # the ensemble was scored on the holdout as one model
 
     # the test range of every series changes: no selection, combination or calibration does
     other, other_dir = searched(tmp_path, "b", tail=25.0)
     board, board_b = (pd.read_parquet(d / "leaderboard.parquet") for d in (run_dir, other_dir))
-    cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "cal_mase", "n_cal", "epochs_run"]
+    cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "cal_mase", "n_cal", "epochs_run",
+            "forecasts", "calibrates"]
     pd.testing.assert_frame_equal(board[cols], board_b[cols])  # the statistical members' scores too
     metrics_b = json.loads((other_dir / "metrics.json").read_text())
     assert metrics_b["ensemble"]["weights"] == ens["weights"]  # weighed before the test range only
