@@ -310,7 +310,7 @@ def publish_leaderboard(run: Run, board, search: tuple[str, ...] | None = None) 
     if search is not None:
         out["combined"] = min(run.cfg.search.top_k, len(nets))
         out["combine"] = run.cfg.search.combine
-        out["statistical"] = [LABELS[n] for n in search]
+        out["statistical"] = [str(f) for f in board.sort_values("member")["forecaster"] if f != "network"]
     return out
 
 

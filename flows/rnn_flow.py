@@ -46,7 +46,7 @@ from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
-from tasks.components.references import LABELS  # noqa: E402
+from tasks.components.references import label  # noqa: E402
 from tasks.components.search import candidates  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
 from tasks.config import (  # noqa: E402
@@ -199,7 +199,8 @@ def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: d
     else:
         space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
-    statistical = ", ".join(LABELS[n] for n in cfg.search.statistical)
+    season = cfg.eval.season_length or (calendar or {}).get("season_length")
+    statistical = ", ".join(label(n, season) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,
              f", weighted with {statistical} by 1 / MASE^2 before the test range" if statistical else "")
@@ -286,7 +287,7 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
         items += [{"splits": splits[longest], "statistical": name, "season": season} for name in statistical]
         scores = run.map(validate_task, items, eval_cfg=scoring_config(base.eval))
         if scores is not None:
-            board = leaderboard([*overrides, *({"forecaster": LABELS[n]} for n in statistical)], scores,
+            board = leaderboard([*overrides, *({"forecaster": label(n, season)} for n in statistical)], scores,
                                 [*models, *(None for _ in statistical)])
             return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season,
                           tuple(scores[len(members):]))

@@ -29,7 +29,7 @@ from prefect import task
 
 from tasks.components.backtest import metric_text, validation_scores
 from tasks.components.ensemble import Ensemble, Member, inverse_error_weights
-from tasks.components.references import LABELS, Statistical
+from tasks.components.references import Statistical, label
 from tasks.components.split import Split, concat_splits
 from tasks.config import EvalConfig
 from tasks.formats.history import HISTORY_FILE
@@ -90,7 +90,7 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
         scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
         log.info("validate: %s MASE %.4f on %d validation origins",
-                 LABELS[statistical] if statistical else "model", scores["metrics"]["model"]["mase"], scores["n_val"])
+                 label(statistical, season) if statistical else "model", scores["metrics"]["model"]["mase"], scores["n_val"])
         return {"mase": scores["metrics"]["model"]["mase"]}
 
     return build(plan, compute)
@@ -249,7 +249,7 @@ def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...]
         if statistical:
             log.info("ensemble: %d network(s) combined by the %s (validation MASE %s), weighted %s with %s",
                      len(forecasting), combine, metric_text(net_mase), f"{weights[0]:.2f}",
-                     ", ".join(f"{LABELS[n]} {x:.2f}" for n, x in zip(statistical, weights[1:])))
+                     ", ".join(f"{label(n, season)} {x:.2f}" for n, x in zip(statistical, weights[1:])))
         else:
             log.info("ensemble: %d members, combined by the %s", len(forecasting), combine)
         return {"members": len(forecasting) + len(statistical), "weights": list(weights),

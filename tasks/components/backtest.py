@@ -31,7 +31,7 @@ import torch
 from tasks.components.calendar import seasons_for
 from tasks.components.conformal import calibrate, interval_stats, sequential_halfwidths, updated_halfwidths
 from tasks.components.metrics import all_metrics, naive_scale
-from tasks.components.references import LABELS, REFERENCES, reference_forecasts
+from tasks.components.references import REFERENCES, label, reference_forecasts
 from tasks.components.scaling import REL_FLOOR
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
@@ -561,7 +561,7 @@ def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) 
     networks and of each statistical member, for a hybrid, and those of the hybrid that calibrated
     the intervals)."""
     width = (spread["member_max"] - spread["member_min"]) / scale[:, None]
-    statistical = [LABELS[m.model.name] for m in ensemble.members if not m.is_network]
+    statistical = [label(m.model.name, m.model.season) for m in ensemble.members if not m.is_network]
     return {"members": len(ensemble.active()), "statistical": statistical, "combine": ensemble.combine,
             "weights": list(ensemble.weights), "calibration_weights": list(ensemble.for_calibration().weights),
             "mean_spread": _finite(float(np.nanmean(width)))}

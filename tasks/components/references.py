@@ -50,6 +50,12 @@ MEMBERS = (*REFERENCES, "snaive")  # what a search may combine with its networks
 LABELS = {"ets": "AutoETS", "theta": "AutoTheta", "arima": "AutoARIMA", "snaive": "seasonal naive"}
 
 
+def label(name: str, season: int | None = None) -> str:
+    """How logs, the leaderboard and the report name a statistical forecaster: LABELS, except that
+    "snaive" without a season (`season` None, 0 or 1) is the naive forecast it then makes."""
+    return "naive" if name == "snaive" and not (season and season > 1) else LABELS[name]
+
+
 def reference_model(name: str, season: int | None):
     """A fresh statsforecast model for `name` (one of MEMBERS) with season length `season` (1: none);
     "snaive" is statsforecast's SeasonalNaive (Naive without a season).
@@ -222,7 +228,7 @@ class Statistical:
                         raise ValueError("a forecast that is not finite")
                 except Exception as exc:  # noqa: BLE001 (any model failure: the naive forecast, logged)
                     log.warning("%s (ensemble member) failed on series %r (%s); its naive forecast stands in",
-                                LABELS[self.name], s.series_id, f"{type(exc).__name__}: {exc}"[:200])
+                                label(self.name, self.season), s.series_id, f"{type(exc).__name__}: {exc}"[:200])
                     pred = np.repeat(values[last[rows]][:, None], steps, axis=1)
                 out[rows] = pred
         return out

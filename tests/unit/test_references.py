@@ -247,6 +247,23 @@ def test_an_ensemble_with_statistical_members_combines_them_with_the_networks(tm
         save_ensemble(tmp_path, [tmp_path / "net" / "model.pt"], "median", [ets, theta], (0.5, 0.3, 0.2), (0.5, 0.5))
 
 
+def test_seasonal_naive_without_a_season_is_called_naive_where_it_is_named():
+    from tasks.components.backtest import ensemble_report
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.references import Statistical, label
+
+    assert (label("snaive", 12), label("snaive", 0), label("snaive", None), label("snaive", 1)) == (
+        "seasonal naive", "naive", "naive", "naive")
+    assert label("ets", 0) == "AutoETS" and label("theta", 12) == "AutoTheta"
+    values = monthly(160)
+    split = split_for(values, seq_length=24, horizon=1, normalize="window")
+    for season, want in ((12, "seasonal naive"), (0, "naive")):
+        ens = Ensemble([Member(model_for(split), split), Member(Statistical("snaive", season), split)], "median",
+                       weights=(0.5, 0.5))
+        spread = {"member_min": np.zeros((2, 1)), "member_max": np.ones((2, 1))}
+        assert ensemble_report(spread, np.ones(2), ens)["statistical"] == [want]
+
+
 def test_inverse_error_weights_trust_each_part_by_its_validation_error():
     from tasks.components.ensemble import inverse_error_weights
 
