@@ -560,9 +560,10 @@ def validate(cfg: PipelineConfig) -> dict:
                 if exc.field != "series_length":
                     raise
                 raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
-            check_series_length(info["lengths"], cfg.window, cfg.data.data_path, search_ranks(cfg, info))
-            check_search_windows(cfg, info)
-            check_validation_origins(cfg, info)
+            search = search_windows(cfg, info)
+            check_series_length(info["lengths"], cfg.window, cfg.data.data_path, search and search.ranks)
+            check_search_windows(cfg, info, search)
+            check_validation_origins(cfg, info, search)
     check_search(cfg)
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
@@ -626,7 +627,7 @@ def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str,
                         ranks: Callable[[int], bool] | None = None) -> None:
     """Refuse a series too short for the windows and the split, naming the options to lower and by how much.
 
-    ranks: for a built-in search (search_ranks), whether a horizon leaves its longest window
+    ranks: for a built-in search (SearchWindows.ranks), whether a horizon leaves its longest window
     validation origins: a horizon suggested must pass it too."""
     from tasks.components.split import min_series_length
 
@@ -652,14 +653,40 @@ def check_series_length(lengths: dict[str, int], w: WindowConfig, path: str,
     raise InputError(option, value, f"{problem}; lower {lower} ({'; '.join(fits)})")
 
 
-def search_ranks(cfg: PipelineConfig, info: dict) -> Callable[[int], bool] | None:
-    """For a built-in search (--search on, or auto for a file, --seq-length left to the search):
-    whether a horizon leaves the shortest series validation origins in the search's longest
-    window (tasks.components.search.window_lengths), which its members are ranked on. None
-    without one (off, a members file, per-group models, or every member reading --seq-length)."""
+@dataclass(frozen=True)
+class SearchWindows:
+    """The built-in search's windows on a file (--search on, or auto for a file, --seq-length left
+    to the search): one and two seasons and 20 points (tasks.components.search.window_lengths) of
+    its shortest series, `series_id` with `points` points; its members are ranked on the
+    validation origins of the longest. window: the resolved window settings."""
+
+    series_id: str
+    points: int
+    season: int | None
+    window: WindowConfig
+
+    def longest(self, horizon: int) -> int:
+        """The longest window the search reads for `horizon`."""
+        from tasks.components.search import window_lengths
+
+        return max(window_lengths(self.season, self.points, horizon))
+
+    def ranks(self, horizon: int) -> bool:
+        """Whether the longest window's split holds validation origins at `horizon`."""
+        from tasks.components.split import build_split
+
+        w = self.window
+        try:
+            return build_split([self.points], [self.series_id], self.longest(horizon), horizon, w.train_fraction,
+                               w.val_fraction, calibration=w.calibration).count("val") > 0
+        except ValueError:
+            return False
+
+
+def search_windows(cfg: PipelineConfig, info: dict) -> SearchWindows | None:
+    """The built-in search's windows on the file of `info` (lengths, frequency); None without a
+    built-in search (off, a members file, per-group models, or every member reading --seq-length)."""
     from tasks.components.calendar import seasons_for
-    from tasks.components.search import window_lengths
-    from tasks.components.split import build_split
     from tasks.config import resolve
 
     resolved = resolve(cfg, device="cpu")  # what "auto" means for a file (the device plays no part here)
@@ -668,55 +695,33 @@ def search_ranks(cfg: PipelineConfig, info: dict) -> Callable[[int], bool] | Non
         return None
     sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
     seasons = seasons_for(info.get("frequency"), n)
-
-    def ranks(h: int) -> bool:  # the longest window's split holds validation origins
-        try:
-            longest = max(window_lengths(seasons[0] if seasons else None, n, h))
-            return build_split([n], [sid], longest, h, w.train_fraction, w.val_fraction,
-                               calibration=w.calibration).count("val") > 0
-        except ValueError:
-            return False
-
-    return ranks
+    return SearchWindows(sid, n, seasons[0] if seasons else None, w)
 
 
-def check_search_windows(cfg: PipelineConfig, info: dict) -> None:
-    """The built-in search (--search on, or auto for a file) reads windows of one and two seasons
-    and 20 points unless --seq-length is set (tasks.components.search.window_lengths), and ranks
-    its members on the validation origins of the longest: refuse a horizon that leaves the
-    shortest series none there, as the run would, naming what fits."""
-    from tasks.components.calendar import seasons_for
-    from tasks.components.search import window_lengths
-
-    ranks = search_ranks(cfg, info)
-    w = cfg.window
-    if ranks is None or ranks(w.horizon):
+def check_search_windows(cfg: PipelineConfig, info: dict, search: SearchWindows | None) -> None:
+    """The built-in search (`search`: search_windows) ranks its members on the validation origins
+    of its longest window: refuse a horizon that leaves the shortest series none there, as the
+    run would, naming what fits."""
+    h = cfg.window.horizon
+    if search is None or search.ranks(h):
         return
-    sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
-    seasons = seasons_for(info.get("frequency"), n)
-
-    def longest(h: int) -> int:
-        return max(window_lengths(seasons[0] if seasons else None, n, h))
-
-    who = "the series" if len(info["lengths"]) == 1 else f"series {sid!r}"
-    fits = [h for h in range(1, w.horizon) if ranks(h)]
+    who = "the series" if len(info["lengths"]) == 1 else f"series {search.series_id!r}"
+    fits = [k for k in range(1, h) if search.ranks(k)]
     ways = ([f"--horizon {max(fits)} fits"] if fits else []) + ["or --search off"]
-    raise InputError("window.horizon", w.horizon, f"{who} in {cfg.data.data_path} ({n} points) leaves the search no "
-                                                  f"validation origins to rank its members by with its longest window "
-                                                  f"({longest(w.horizon)} points): {'; '.join(ways)}")
+    raise InputError("window.horizon", h, f"{who} in {cfg.data.data_path} ({search.points} points) leaves the search "
+                                          f"no validation origins to rank its members by with its longest window "
+                                          f"({search.longest(h)} points): {'; '.join(ways)}")
 
 
-def check_validation_origins(cfg: PipelineConfig, info: dict) -> None:
+def check_validation_origins(cfg: PipelineConfig, info: dict, search: SearchWindows | None) -> None:
     """Refuse windows that leave the file's series no validation origin (unless --val-fraction 0),
     as the window stage would (tasks.windowing.no_validation_error), naming the --seq-length that
-    fits. The built-in search's own windows are check_search_windows's."""
+    fits. The built-in search's own windows (`search`) are check_search_windows's."""
     from tasks.config import resolve
     from tasks.windowing import no_validation_error, validation_origins
 
-    resolved = resolve(cfg, device="cpu")  # the calibration origins "auto" means for a file
-    w = resolved.window
-    if not w.val_fraction or (resolved.search.mode == "on" and not cfg.data.group_column
-                              and w.seq_length == WindowConfig().seq_length):
+    w = resolve(cfg, device="cpu").window  # the calibration origins "auto" means for a file
+    if not w.val_fraction or search is not None:
         return
     lengths = list(info["lengths"].values())
     calibration = 0 if w.calibration == "auto" else w.calibration
