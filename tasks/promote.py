@@ -79,8 +79,8 @@ def holdout_scores(
     if isinstance(model, EnsembleFile):
         members = [*(Member(net, holdout_view(split, r, history)) for net, r in model.members),
                    *(Member(m, sp) for m in model.statistical)]
-        ens = Ensemble(members, model.combine, cfg.chunk_size, model.weights, networks=model.networks)
-        pred = ens(values, sp, sp.origins("test"), 1)[:, 0]
+        pred = Ensemble(members, model.combine, cfg.chunk_size, **model.combination())(values, sp, sp.origins("test"),
+                                                                                      1)[:, 0]
     else:
         pred = one_step_forecasts(model, values, sp, cfg.chunk_size)
     df = holdout_frame(values, sp, pred, season_for(sp, cfg.season_length))

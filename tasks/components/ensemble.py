@@ -78,13 +78,8 @@ class Ensemble:
         n_stat = sum(not m.is_network for m in self.members)
         if any(not m.is_network for m in self.members[: len(self.members) - n_stat]):
             raise ValueError("an ensemble's networks come before its statistical members")
-        for given in (self.weights, self.calibration_weights):
-            if given and len(given) != 1 + n_stat:
-                raise ValueError(f"{len(given)} weights for the networks and {n_stat} statistical member(s)")
-        n_net = len(self.members) - n_stat
-        for given in (self.networks, self.calibration_networks):
-            if any(not 0 <= i < n_net for i in given) or len(set(given)) != len(given):
-                raise ValueError(f"network positions {list(given)} do not fit the {n_net} network member(s)")
+        check_combination(len(self.members) - n_stat, n_stat, self.weights, self.calibration_weights, self.networks,
+                          self.calibration_networks)
 
     def for_calibration(self) -> "Ensemble":
         """The ensemble whose residuals on the calibration origins calibrate the intervals: the
@@ -140,6 +135,20 @@ class Ensemble:
     def __call__(self, values: np.ndarray, split: Split, idx: np.ndarray, steps: int) -> np.ndarray:
         """The combined forecast: (n, steps)."""
         return self.combined(self.forecasts(values, split, idx, steps))
+
+
+def check_combination(n_networks: int, n_statistical: int, weights: tuple[float, ...] = (),
+                      calibration_weights: tuple[float, ...] = (), networks: tuple[int, ...] = (),
+                      calibration_networks: tuple[int, ...] = ()) -> None:
+    """Raise ValueError unless the weights (each: none, or one for the networks' combination and one
+    per statistical member) and the network positions (each: none, or distinct positions among
+    the `n_networks` networks) fit an ensemble's members (Ensemble's fields of those names)."""
+    for given in (weights, calibration_weights):
+        if given and len(given) != 1 + n_statistical:
+            raise ValueError(f"{len(given)} weights for the networks and {n_statistical} statistical member(s)")
+    for given in (networks, calibration_networks):
+        if any(not 0 <= i < n_networks for i in given) or len(set(given)) != len(given):
+            raise ValueError(f"network positions {list(given)} do not fit the {n_networks} network member(s)")
 
 
 def _same_series(ref: Split, own: Split) -> tuple:

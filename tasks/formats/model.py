@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tasks.components.ensemble import Member
+from tasks.components.ensemble import Member, check_combination
 from tasks.components.network import Forecaster, build_model
 from tasks.components.references import Statistical
 from tasks.components.specs import NetworkSpec
@@ -93,12 +93,8 @@ def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
     a network's origins) or with weights or positions that do not fit the members."""
     if not member_files:
         raise ValueError("an ensemble needs at least one network member")
-    for given in (weights, calibration_weights):
-        if given and len(given) != 1 + len(statistical):
-            raise ValueError(f"{len(given)} weights for the networks and {len(statistical)} statistical member(s)")
-    for chosen in (networks, calibration_networks):
-        if any(not 0 <= i < len(member_files) for i in chosen):
-            raise ValueError(f"network positions {list(chosen)} do not fit the {len(member_files)} network member(s)")
+    check_combination(len(member_files), len(statistical), tuple(weights), tuple(calibration_weights),
+                      tuple(networks), tuple(calibration_networks))
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
     torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
