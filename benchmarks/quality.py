@@ -279,13 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", help="instead of running: comma-separated JSON files of runs over parts of the panel "
                    "(--series ... --json FILE, run side by side), written as one table")
     a = p.parse_args(argv)
+    results_path = Path(a.results) if a.results else None if a.quick else ROOT / "benchmarks" / "RESULTS.md"
+    json_path = Path(a.json) if a.json else None if a.quick else ROOT / "benchmarks" / "quality.json"
     if a.merge:
         try:
             res = merged([json.loads(Path(f).read_text()) for f in a.merge.split(",")])
         except (OSError, ValueError) as exc:
             p.error(f"--merge {a.merge}: {exc}")
-        return write_outputs(res, Path(a.json) if a.json else ROOT / "benchmarks" / "quality.json",
-                             Path(a.results) if a.results else ROOT / "benchmarks" / "RESULTS.md")
+        return write_outputs(res, json_path, results_path)
     seeds = a.seeds or (1 if a.quick else 3)
     if seeds < 1:
         p.error("--seeds must be at least 1")
@@ -293,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         panel = by_name(a.series.split(",")) if a.series else by_name(QUICK) if a.quick else list(PANEL)
     except KeyError as exc:
         p.error(str(exc.args[0]))
-    results_path = Path(a.results) if a.results else None if a.quick else ROOT / "benchmarks" / "RESULTS.md"
-    json_path = Path(a.json) if a.json else None if a.quick else ROOT / "benchmarks" / "quality.json"
     import logging
 
     from flows.server import prefect_api
