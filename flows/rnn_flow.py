@@ -259,7 +259,8 @@ class Ranked:
         packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
                            **(hybrid if self.statistical else {}), **positions)
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
-                "combine": cfg.search.combine, "statistical": self.statistical, "networks": len(forecasting)}
+                "combine": cfg.search.combine, "statistical": self.statistical,
+                "networks": len(forecasting)}  # the forecasting networks are the first of models
 
 
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
@@ -335,12 +336,18 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
 def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ensemble: dict | None,
                 items: list[dict] | None) -> list[dict] | None:
     """The predict stage's items (split, model[, member_splits], group): the backtest's, with every
-    model retrained on all windows first when forecast.refit_full (an ensemble's members each)."""
+    model retrained on all windows first when forecast.refit_full. An ensemble's items hold only
+    the networks that forecast (the first ensemble["networks"]; the others only calibrate the
+    backtest's intervals), each retrained on its own."""
+    if ensemble is not None and items:
+        n = ensemble["networks"]
+        items = [{**it, "model": it["model"][:n], "member_splits": it["member_splits"][:n]} for it in items]
     if not cfg.forecast.refit_full or not items or not run.wants("forecast"):
         return items
     if ensemble is not None:
         refits = run.map(refit_task, [{"model": m, "model_cfg": c.model, "train_cfg": c.train, "splits": w}
-                                      for m, c, w in zip(ensemble["models"], ensemble["cfgs"], ensemble["windows"])])
+                                      for m, c, w in list(zip(ensemble["models"], ensemble["cfgs"],
+                                                              ensemble["windows"]))[:ensemble["networks"]]])
         return refits and [{**it, "model": refits} for it in items]
     refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
                      train_cfg=cfg.train, splits=splits)

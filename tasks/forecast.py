@@ -168,9 +168,10 @@ def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.
                 packed: store.StageRef | None = None, reference: Split | None = None) -> Ensemble:
     """The ensemble of train (or refit) entries, each reading the bucket through its own window
     entry; a refit member reads it with the scalers of all of each series (Split.all_origins).
-    A hybrid's statistical members and weights come from its `packed` ensemble entry; they read
-    the bucket through `reference` (the longest window's split) and, forecasting from the end,
-    are fitted on all of each series."""
+    `models` are the networks that forecast (a cross-fitted ensemble's others only calibrate the
+    backtest's intervals: the flow leaves them out). A hybrid's statistical members and weights
+    come from its `packed` ensemble entry; they read the bucket through `reference` (the longest
+    window's split) and, forecasting from the end, are fitted on all of each series."""
     members = []
     for m, s in zip(models, member_splits):
         net, record = load_model(m.path)
@@ -178,7 +179,7 @@ def ensemble_of(models: Sequence[store.StageRef], member_splits: Sequence[store.
         members.append(Member(net, own.all_origins(values) if record.trained.get("refit_full") else own))
     statistical, combination = hybrid_of(packed)  # the bands come from the backtest's calibration
     members += [Member(m, reference) for m in statistical]
-    return Ensemble(members, combine, **combination)
+    return Ensemble(members, combine, weights=combination.get("weights", ()))
 
 
 @task(**stage_task(PREDICT))
