@@ -110,8 +110,9 @@ def test_a_split_without_calibration_or_validation_origins_says_it_has_no_interv
 # --------------------------------------------------------------------------- sequential (online) updates
 
 
-def brute_force(scores, levels, later, start, seen):
-    """sequential_halfwidths the slow way: sort every origin's union, as calibrate() does."""
+def brute_force(scores, levels, later, start, seen, nest=True):
+    """sequential_halfwidths the slow way: sort every origin's union, as calibrate() does; then
+    (`nest`) each level at least as wide as every lower one, origin by origin and lead by lead."""
     s, later = np.abs(scores), np.abs(later)
     n, H = s.shape
     profile = np.where(s.mean(axis=0) > 0, s.mean(axis=0), 1.0)
@@ -129,6 +130,10 @@ def brute_force(scores, levels, later, start, seen):
                     union = np.sort(np.concatenate([s[:, h], mine[h]]))
                     q[i, h] = union[min(int(np.ceil((len(union) + 1) * level)), len(union)) - 1]
         out[str(round(level * 100))] = q
+    if nest:
+        names = [str(round(level * 100)) for level in sorted(levels)]
+        for lower, higher in zip(names, names[1:]):
+            out[higher] = np.maximum(out[higher], out[lower])
     return out
 
 
@@ -182,7 +187,10 @@ def test_each_origins_half_widths_are_the_quantiles_of_its_own_union(n_cal, leve
         np.testing.assert_allclose(q, every[name][0], rtol=1e-12)
     if n_cal == 6:
         assert cal["method"] == "per lead, 90% pooled over leads"
-        assert np.allclose(got["90"] / s.mean(axis=0), (got["90"][:, 0] / s[:, 0].mean())[:, None])  # one profile
+        raw = brute_force(s, levels, later, start, seen, nest=False)["90"]
+        assert np.allclose(raw / s.mean(axis=0), (raw[:, 0] / s[:, 0].mean())[:, None])  # one profile
+        assert (raw < got["80"]).any()  # the pooled 90% fell inside the per-lead 80% somewhere: nested
+        np.testing.assert_allclose(got["90"], np.maximum(raw, got["80"]), rtol=1e-12)
     if n_cal == 2:
         assert cal["clipped"] == ["95"] and cal["method"] == "pooled over leads"
         assert np.array_equal(got["95"][1], np.full(H, max(np.max(s / s.mean(axis=0)), later[0, 0] / s[:, 0].mean()))
