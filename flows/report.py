@@ -324,6 +324,11 @@ def _plain(v: object) -> object:
 
 
 def _float_or_none(x: object) -> float | None:
+    """A leaderboard number as JSON holds it: None when it is missing (an undefined MASE: a constant
+    training range) or not finite."""
+    x = _plain(x)
+    if x is None:
+        return None
     v = float(x)  # type: ignore[arg-type]
     return v if math.isfinite(v) else None
 

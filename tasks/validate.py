@@ -86,11 +86,12 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
         scores = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size)
         if sp.count("cal"):  # what a hybrid's forecasting weights add (hybrid_weights); never ranked by
             cal = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size, part="cal")
-            scores["calibration"] = {"mase": cal["metrics"]["model"]["mase"], "n": cal["n_val"]}
+            scores["calibration"] = {"mase": cal["metrics"]["model"]["mase"], "mae": cal["metrics"]["model"]["mae"],
+                                     "n": cal["n_val"]}
         scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
-        log.info("validate: %s MASE %.4f on %d validation origins",
-                 label(statistical, season) if statistical else "model", scores["metrics"]["model"]["mase"], scores["n_val"])
+        log.info("validate: %s MASE %s on %d validation origins", label(statistical, season) if statistical else "model",
+                 metric_text(scores["metrics"]["model"]["mase"], ".4f"), scores["n_val"])
         return {"mase": scores["metrics"]["model"]["mase"]}
 
     return build(plan, compute)
@@ -102,7 +103,8 @@ def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], model
     label, "AutoETS"), its settings (a column each, typed: typed_column), validation metrics of
     the member and the baselines, the member's MASE on the calibration origins (cal_mase, over
     n_cal origins; None without any: never ranked by, see pooled_ranking), epochs, and the entries
-    of its model (none for a statistical member) and scores. Ties keep the members' order."""
+    of its model (none for a statistical member) and scores. Ranked by validation MASE, then
+    validation MAE (all that ranks where MASE is undefined); ties keep the members' order."""
     rows = []
     for i, (member, ref, model) in enumerate(zip(members, scores, models)):
         s = read_validation(ref.path)
@@ -119,7 +121,9 @@ def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], model
     board = pd.DataFrame(rows)
     for key in {k for m in members for k in m if k != "forecaster"}:
         board[key] = typed_column(board[key])
-    order = np.lexsort((board["member"].to_numpy(), np.nan_to_num(board["val_mase"].to_numpy(float), nan=np.inf)))
+    # by validation MASE, then MAE (what ranks members where MASE is undefined: a constant training range)
+    order = np.lexsort((board["member"].to_numpy(), np.nan_to_num(board["val_mae"].to_numpy(float), nan=np.inf),
+                        np.nan_to_num(board["val_mase"].to_numpy(float), nan=np.inf)))
     return board.iloc[order].reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
 
 
@@ -165,20 +169,32 @@ def hybrid_weights(values: np.ndarray, reference: Split, forecasting: list[Membe
         return validation_scores(Ensemble(networks, combine, cfg.chunk_size), values, reference, cfg.season_length,
                                  cfg.chunk_size, part=part)
 
-    stat_val = [s["metrics"]["model"]["mase"] for s in statistical]
     val = scores(calibrating, "val")
-    calibration = inverse_error_weights([val["metrics"]["model"]["mase"], *stat_val])
+    metric = weighing_metric([val, *statistical])
+    stat_val = [s["metrics"]["model"][metric] for s in statistical]
+    calibration = inverse_error_weights([val["metrics"]["model"][metric], *stat_val])
     if [id(m) for m in forecasting] != [id(m) for m in calibrating]:
         val = scores(forecasting, "val")
     mase = val["metrics"]["model"]["mase"]
     if not reference.count("cal"):
-        return inverse_error_weights([mase, *stat_val]), calibration, mase
+        return inverse_error_weights([val["metrics"]["model"][metric], *stat_val]), calibration, mase
     cal = scores(forecasting, "cal")
-    pooled = [pooled_mase([(mase, val["n_val"]), (cal["metrics"]["model"]["mase"], cal["n_val"])])]
+    pooled = [pooled_mase([(val["metrics"]["model"][metric], val["n_val"]),
+                           (cal["metrics"]["model"][metric], cal["n_val"])])]
     for s in statistical:
-        c = s.get("calibration") or {"mase": None, "n": 0}
-        pooled.append(pooled_mase([(s["metrics"]["model"]["mase"], s["n_val"]), (c["mase"], c["n"])]))
+        c = s.get("calibration") or {}
+        pooled.append(pooled_mase([(s["metrics"]["model"][metric], s["n_val"]), (c.get(metric), c.get("n", 0))]))
     return inverse_error_weights(pooled), calibration, mase
+
+
+def weighing_metric(scored: Sequence[dict]) -> str:
+    """The error a hybrid's weights are inversely proportional to: "mase", or "mae" when no part
+    has a defined validation MASE (a constant or all-zero training range has no naive error to
+    scale by, Hyndman & Koehler 2006): the parts are then weighed by their absolute errors on the
+    same targets, so a part that forecasts a constant series exactly takes all the weight.
+    scored: validation_scores results (the networks' combination, each statistical member's)."""
+    defined = [s["metrics"]["model"]["mase"] for s in scored]
+    return "mase" if any(m is not None and np.isfinite(m) for m in defined) else "mae"
 
 
 def pooled_ranking(board: pd.DataFrame) -> list[int]:
@@ -247,9 +263,10 @@ def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...]
                       networks, calibration_networks)
         shutil.copyfile(models[forecasting[0]].file(HISTORY_FILE), w.path(HISTORY_FILE))
         if statistical:
-            log.info("ensemble: %d network(s) combined by the %s (validation MASE %s), weighted %s with %s",
+            log.info("ensemble: %d network(s) combined by the %s (validation MASE %s), weighted %s with %s%s",
                      len(forecasting), combine, metric_text(net_mase), f"{weights[0]:.2f}",
-                     ", ".join(f"{label(n, season)} {x:.2f}" for n, x in zip(statistical, weights[1:])))
+                     ", ".join(f"{label(n, season)} {x:.2f}" for n, x in zip(statistical, weights[1:])),
+                     "" if net_mase is not None else " (by 1 / MAE^2: MASE is undefined)")
         else:
             log.info("ensemble: %d members, combined by the %s", len(forecasting), combine)
         return {"members": len(forecasting) + len(statistical), "weights": list(weights),
