@@ -32,7 +32,6 @@ from tasks.components.calendar import seasons_for
 from tasks.components.conformal import calibrate, interval_stats, sequential_halfwidths, updated_halfwidths
 from tasks.components.metrics import all_metrics, naive_scale
 from tasks.components.references import REFERENCES, label, reference_forecasts
-from tasks.components.scaling import REL_FLOOR
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
 from tasks.errors import NumericalError
@@ -147,19 +146,21 @@ def mase_scales(values: np.ndarray, split: Split, idx: np.ndarray) -> np.ndarray
 def score_scales(values: np.ndarray, split: Split, idx: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     """What a residual is divided by for conformal scores: (n,).
 
-    normalize="window": the input window's own (floored) std, as tasks.components.scaling
-    computes it, so intervals widen with the level of a growing series; otherwise the series'
+    normalize="window": the input window's own std, floored at its series' window floor
+    (Scaler.floor, in the series' units) as tasks.components.scaling computes it, so intervals
+    widen with the level of a growing series (1 for a window with neither); otherwise the series'
     MASE scale.
     """
     idx = np.asarray(idx)
     if split.normalize != "window":
         s = mase_scales(values, split, idx)
         return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    floors = np.array([sc.floor * sc.std for sc in split.scalers], dtype=float)[split.series_index(idx)]
     out = np.empty(len(idx))
     for i in range(0, len(idx), chunk):
         x = values[split.input_index(idx[i : i + chunk])]
         std = np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
-        s = np.maximum(std, REL_FLOOR * np.abs(x).mean(axis=1))
+        s = np.maximum(std, floors[i : i + chunk])
         out[i : i + chunk] = np.where(s > 0, s, 1.0)
     return out
 

@@ -4,8 +4,8 @@
     windows = values.unfold(0, L, 1)      (n_total - L + 1, L), a view: no window is copied
     batch(origins) -> inputs windows[origins] (b, L, 1), targets values[origins + L + lead] (b, H)
 
-With normalize="window" every window is then standardised by its own statistics
-(tasks.components.scaling), in training and in forecasting alike.
+With normalize="window" every window is then standardised by its own statistics, its std floored
+at its series' floor (tasks.components.scaling), in training and in forecasting alike.
 """
 
 from __future__ import annotations
@@ -32,18 +32,23 @@ class SeriesData:
     seq_length: int
     horizon: int = 1
     window_norm: bool = False
+    floors: torch.Tensor | None = None  # (n_total,) the window floor of each point's series (Scaler.floor)
     windows: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         self.windows = self.values.unfold(0, self.seq_length, 1)
         self._lead = torch.arange(self.horizon, device=self.values.device)
 
+    def stats(self, idx: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The window statistics of windows `x` starting at `idx`, floored by their series' floor."""
+        return window_stats(x, None if self.floors is None else self.floors[idx][:, None])
+
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows starting at `idx` (b,) -> inputs (b, L, 1), targets (b, horizon), in model space."""
         x = self.windows[idx]
         y = self.values[idx[:, None] + self.seq_length + self._lead]
         if self.window_norm:
-            loc, scale = window_stats(x)
+            loc, scale = self.stats(idx, x)
             x, y = to_window(x, loc, scale), to_window(y, loc, scale)
         return x.unsqueeze(-1), y
 
@@ -57,7 +62,7 @@ class SeriesData:
         steps = steps or self.horizon
         if not self.window_norm:
             return roll_forward(model, x, steps)
-        loc, scale = window_stats(x)
+        loc, scale = self.stats(idx, x)
         return from_window(roll_forward(model, to_window(x, loc, scale), steps), loc, scale)
 
 
@@ -87,11 +92,18 @@ def scaled_values(values: np.ndarray, split: Split) -> np.ndarray:
 
 def series_data(values: np.ndarray, split: Split, device: torch.device | str = "cpu",
                 horizon: int | None = None) -> SeriesData:
-    """The series of a split, scaled, on `device`, with its window scaling; targets `horizon` wide
-    (default: the split's horizon)."""
+    """The series of a split, scaled, on `device`, with its window scaling (each series' window
+    floor from its scaler); targets `horizon` wide (default: the split's horizon)."""
+    window = split.normalize == "window"
+    floors = None
+    if window:
+        floors = np.zeros(len(values), dtype=np.float32)
+        for s in split.series:
+            floors[s.offset:s.offset + s.length] = s.scaler.floor
     return SeriesData(
         torch.as_tensor(scaled_values(values, split), dtype=torch.float32, device=device),
-        split.seq_length, horizon=horizon or split.horizon, window_norm=split.normalize == "window",
+        split.seq_length, horizon=horizon or split.horizon, window_norm=window,
+        floors=None if floors is None else torch.as_tensor(floors, device=device),
     )
 
 

@@ -99,13 +99,19 @@ def min_series_length(seq_length: int, horizon: int = 1, train_fraction: float =
 
 @dataclass(frozen=True)
 class Scaler:
-    """A per-series affine map fitted on the training range: z = (y - mean) / std."""
+    """A per-series affine map fitted on the training range: z = (y - mean) / std; with window
+    scaling, `floor` is the least std a window is scaled by, in z units (tasks.components.scaling;
+    0: none)."""
 
     mean: float = 0.0
     std: float = 1.0
+    floor: float = 0.0
 
 
 IDENTITY = Scaler()
+# Window scaling: the least std a window is scaled by, in in-sample naive MAEs of its series (mean
+# |y[t] - y[t-1]| over the training range; tasks.components.scaling).
+WINDOW_FLOOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -227,8 +233,8 @@ class Split:
     def with_scalers(self, values: np.ndarray, normalize: str | None = None) -> "Split":
         """This split with every series' scaler fitted on its own fit_range only.
 
-        normalize "standard": mean and std of the fit range (std 1 when it is 0); "window": a power of two
-        (see fit_scaler); otherwise identity.
+        normalize "standard": mean and std of the fit range (std 1 when it is 0); "window": its mean, a
+        power of two and the window floor (see fit_scaler); otherwise identity.
         """
         normalize = normalize or self.normalize
         return dataclasses.replace(self, normalize=normalize, series=tuple(
@@ -303,18 +309,28 @@ class Split:
 def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
     """The scaler of one series, from values[fit_range] in float64.
 
-    "standard": its mean and std (std 1 when it is 0). "window": a power of two near its largest
-    magnitude, no shift: dividing by it is exact in binary floating point, so each window's own
-    statistics (and the forecast) are unchanged, while the float32 window arithmetic never sees
-    numbers whose squares overflow. "none": identity.
+    "standard": its mean and std (std 1 when it is 0). "window": its mean, and a power of two
+    near its largest distance from the mean (1 when there is none), with the window floor
+    (WINDOW_FLOOR times its in-sample naive MAE, mean |y[t] - y[t-1]|, in those units). Each window is then scaled by its own
+    statistics, which a shift and a power of two leave unchanged, so the forecast in the series'
+    units is the same; the shift, in float64 before the float32 window arithmetic, keeps a
+    series' variation in float32's precision whatever its level (a meter at 1.2e8 swinging by
+    +-2 is, uncentred, below float32's resolution of 8 there), and the power of two keeps the
+    squares far from overflow. "none": identity.
     """
     if normalize not in ("standard", "window"):
         return IDENTITY
     fit = np.asarray(values[slice(*fit_range)], dtype=np.float64)
     if normalize == "window":
-        finite = np.abs(fit[np.isfinite(fit)])
-        top = float(finite.max()) if finite.size else 0.0
-        return Scaler(0.0, float(np.ldexp(1.0, int(np.frexp(top)[1])))) if top > 0 else IDENTITY
+        finite = fit[np.isfinite(fit)]
+        if not finite.size:
+            return IDENTITY
+        centre = float(finite.mean())
+        top = float(np.abs(finite - centre).max())
+        unit = float(np.ldexp(1.0, int(np.frexp(top)[1]))) if top > 0 else 1.0
+        steps = np.abs(np.diff(finite))
+        spread = float(steps.mean()) if steps.size else 0.0  # the in-sample naive MAE: blind to a trend
+        return Scaler(centre, unit, WINDOW_FLOOR * spread / unit)
     std = float(fit.std())
     return Scaler(float(fit.mean()), std if std > 0 else 1.0)
 

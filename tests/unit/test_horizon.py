@@ -73,15 +73,17 @@ def test_recursive_forecasts_feed_back_with_the_input_windows_statistics():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 1)).eval()  # a one-step model
     idx = np.array([3, 50])
     got = model_forecasts(model, v, split, idx, 3)
-    x = torch.as_tensor(v, dtype=torch.float32).unfold(0, 6, 1)[torch.as_tensor(idx)]
-    loc, scale = window_stats(x)
+    sc = split.scalers[0]  # window mode: centred on the training mean, a power of two, the window floor
+    x = torch.as_tensor((v - sc.mean) / sc.std, dtype=torch.float32).unfold(0, 6, 1)[torch.as_tensor(idx)]
+    loc, scale = window_stats(x, sc.floor)
     z, outs = to_window(x, loc, scale), []
     with torch.no_grad():
         for _ in range(3):
             step = model(z.unsqueeze(-1))
             outs.append(step)
             z = torch.cat([z[:, 1:], step], dim=1)  # the same loc/scale for every fed-back step
-    np.testing.assert_allclose(got, from_window(torch.cat(outs, 1), loc, scale).double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got, from_window(torch.cat(outs, 1), loc, scale).double().numpy() * sc.std + sc.mean,
+                               rtol=1e-6)
 
 
 def test_seasonal_naive_repeats_the_last_season_observed():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.components.backtest import one_step_forecasts
+from tasks.components.backtest import model_forecasts, one_step_forecasts
 from tasks.components.fit import TrainingDiverged, fit, train_model
 from tasks.components.network import Forecaster
 from tasks.components.scaling import from_window, to_window, window_stats
@@ -29,13 +29,48 @@ def weights(model):
 
 def test_window_stats_by_hand_and_the_pair_round_trips():
     x = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]])
-    loc, scale = window_stats(x)
+    floor = torch.tensor([[0.1], [0.25], [0.0]])
+    loc, scale = window_stats(x, floor)
     assert loc[:, 0].tolist() == [2.0, 5.0, 0.0]
     assert scale[0, 0].item() == pytest.approx((2 / 3) ** 0.5)
-    assert scale[1, 0].item() == pytest.approx(5e-3)  # a constant window: floored at 1e-3 of its level
-    assert scale[2, 0].item() == 1.0  # all zeros: identity scale, no division by zero
+    assert scale[1, 0].item() == 0.25  # a constant window: floored at its series' floor, whatever its level
+    assert scale[2, 0].item() == 0.0  # no spread, no floor (a constant series): scale 0
     y = torch.tensor([[4.0], [6.0], [1.0]])
-    assert torch.allclose(from_window(to_window(y, loc, scale), loc, scale), y)
+    z = to_window(y, loc, scale)
+    assert torch.isfinite(z).all() and z[2, 0].item() == 1.0  # divided by 1, not by 0
+    assert torch.allclose(from_window(z, loc, scale)[:2], y[:2])
+    assert from_window(torch.tensor([[3.7]]), loc[2:], scale[2:]).item() == 0.0  # it forecasts its level
+
+
+def test_the_window_floor_follows_the_series_spread_not_its_level():
+    """A meter at 1.2e8 swinging by +-2: centred in float64 before float32 sees it, floored at its
+    own in-sample naive MAE; the same map at any level (issue 22)."""
+    n = 300
+    swing = 2 * np.sin(np.arange(n) * 2 * np.pi / 7) + np.random.default_rng(0).normal(0, 0.3, n)
+    scalers = {}
+    for level in (0.0, 1.2e8):
+        v = level + swing
+        split = split_for(v, normalize="window")
+        sc = split.scalers[0]
+        a, b = split.series[0].fit_range
+        assert sc.mean == pytest.approx(v[a:b].mean()) and sc.std == 4.0  # largest distance from the mean: 2-4
+        assert sc.floor * sc.std == pytest.approx(np.abs(np.diff(v[a:b])).mean(), rel=1e-6)  # a naive MAE
+        scalers[level] = (split, series_data(v, split))
+    x0, y0 = scalers[0.0][1].batch(torch.arange(0, 200))
+    x1, y1 = scalers[1.2e8][1].batch(torch.arange(0, 200))
+    assert torch.allclose(x0, x1, atol=1e-4) and torch.allclose(y0, y1, atol=1e-4)  # the level plays no part
+    assert x1.std(dim=1).min() > 0.5  # the swing is seen, not rounded away by float32
+
+
+def test_a_constant_series_forecasts_itself_exactly():
+    v = np.full(120, 50.0)
+    split = split_for(v, normalize="window")
+    assert split.scalers[0].floor == 0.0
+    torch.manual_seed(0)
+    model = Forecaster(hidden_size=8).eval()
+    with torch.no_grad():
+        out = series_data(v, split).forecast(model, torch.arange(0, 50)).double().numpy() * split.scalers[0].std
+    assert (out + split.scalers[0].mean == 50.0).all()
 
 
 def test_window_batches_are_standardised_by_their_inputs_only():
@@ -58,12 +93,13 @@ def test_window_forecasts_are_affine_equivariant():
     torch.manual_seed(0)
     model = Forecaster(hidden_size=8).eval()
     idx = torch.arange(0, 100)
-    unit = split.scalers[0].std  # window mode: a power of two (exact), so the check holds in series units
-    assert split.scalers[0].mean == 0.0 and unit == 2.0 ** np.round(np.log2(unit))
+    moved_split = split.with_scalers(3.0 * v - 7000.0)
+    for sp in (split, moved_split):  # window mode: the fit range's mean and a power of two
+        assert sp.scalers[0].std == 2.0 ** np.round(np.log2(sp.scalers[0].std))
     with torch.no_grad():
-        base = series_data(v, split).forecast(model, idx) * unit
-        moved = series_data(3.0 * v - 7000.0, split).forecast(model, idx) * unit
-    assert torch.allclose(moved, 3.0 * base - 7000.0, rtol=1e-4, atol=0.05)
+        base = model_forecasts(model, v, split, idx.numpy(), 1)
+        moved = model_forecasts(model, 3.0 * v - 7000.0, moved_split, idx.numpy(), 1)
+    np.testing.assert_allclose(moved, 3.0 * base - 7000.0, rtol=1e-4, atol=0.05)
 
 
 def test_evaluation_inverts_exactly_what_training_applied():
@@ -71,11 +107,13 @@ def test_evaluation_inverts_exactly_what_training_applied():
     split = split_for(v, normalize="window")
     model, _ = train_model(v, split, MODEL, FitSettings(epochs=2, patience=0), CPU)
     idx = torch.as_tensor(split.origins("test"))
-    windows = torch.as_tensor(v, dtype=torch.float32).unfold(0, 20, 1)[idx]
-    loc, scale = window_stats(windows)
+    sc = split.scalers[0]
+    windows = torch.as_tensor((v - sc.mean) / sc.std, dtype=torch.float32).unfold(0, 20, 1)[idx]
+    loc, scale = window_stats(windows, sc.floor)
     with torch.no_grad():
         by_hand = from_window(model(to_window(windows, loc, scale).unsqueeze(-1)), loc, scale)[:, 0]
-    np.testing.assert_allclose(one_step_forecasts(model, v, split, 64), by_hand.double().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(one_step_forecasts(model, v, split, 64), by_hand.double().numpy() * sc.std + sc.mean,
+                               rtol=1e-5)
 
 
 def test_window_scaling_beats_a_global_scaler_on_a_trend():
