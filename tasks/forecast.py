@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Predict, band_columns, forecasts_and_scales
+from tasks.components.backtest import Predict, band_columns, forecasts_and_scales, nonnegative_history
 from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
@@ -78,12 +78,14 @@ def future_forecast(
     model: a network, or an ensemble (tasks.components.ensemble.Ensemble; `split` is then its
     reference split); model_split: the split the model reads the series through (its scalers),
     when not `split`; intervals: the bucket's backtest intervals, whose "final_halfwidths" {level:
-    (H,)} (else "halfwidths") give the bands.
+    (H,)} (else "halfwidths") give the bands. A series with no negative value is forecast, and
+    its bands bounded, at 0 and above (backtest.floor_at_zero).
     """
     H, origins = split.horizon, split.last_origins()
     pred, scales, _ = forecasts_and_scales(model, values, split, origins, H, model_split=model_split)
     widths = intervals.get("final_halfwidths") or intervals["halfwidths"]  # calibration + every test target
-    return {"forecast": pred, **band_columns(pred, scales, {"halfwidths": widths})}
+    floor = nonnegative_history(values, split, origins)  # a series never below 0 is bounded at 0
+    return {"forecast": pred, **band_columns(pred, scales, {"halfwidths": widths}, floor)}
 
 
 def forecast_frame(split: Split, times: dict, columns: dict[str, np.ndarray]) -> pd.DataFrame:

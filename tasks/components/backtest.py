@@ -193,12 +193,34 @@ def forecasts_and_scales(model, values: np.ndarray, split: Split, idx: np.ndarra
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(forecast (n, steps), interval_scales (n, steps), the members' forecasts (k, n, steps) or
     None): an ensemble's members are forecast once, for both. model_split: the split a single
-    network reads the series through, when not `split` (a refit model's scalers)."""
+    network reads the series through, when not `split` (a refit model's scalers). The forecast
+    of an origin whose history holds no negative value is floored at 0 (`floor_at_zero`)."""
     if hasattr(model, "forecasts"):
         each = model.forecasts(values, split, idx, steps)
-        return model.combined(each), interval_scales(model, values, split, idx, steps, each, chunk), each
-    pred = as_predict(model, chunk)(values, model_split or split, idx, steps)
+        pred = floor_at_zero(model.combined(each), values, split, idx)
+        return pred, interval_scales(model, values, split, idx, steps, each, chunk), each
+    pred = floor_at_zero(as_predict(model, chunk)(values, model_split or split, idx, steps), values, split, idx)
     return pred, interval_scales(model, values, split, idx, steps, chunk=chunk), None
+
+
+def nonnegative_history(values: np.ndarray, split: Split, idx: np.ndarray) -> np.ndarray:
+    """Whether each origin's history (its series from the first point to the origin's last
+    observed one) holds no negative value: (n,) bool. Demand, counts, sales: such a series is
+    forecast, and its intervals bounded, at 0 and above."""
+    idx = np.asarray(idx, dtype=np.int64)
+    negatives = np.concatenate([[0], np.cumsum(np.asarray(values) < 0)])  # negatives[i]: in values[:i]
+    first = np.array([s.offset for s in split.series], dtype=np.int64)[split.series_index(idx)]
+    return negatives[split.last_observed(idx) + 1] == negatives[first]
+
+
+def floor_at_zero(pred: np.ndarray, values: np.ndarray, split: Split, idx: np.ndarray) -> np.ndarray:
+    """Forecasts (n, steps) with those of origins whose history has no negative value
+    (nonnegative_history) raised to 0 where below: an intermittent series (mostly zeros) is never
+    forecast below zero. Reads no target: only each origin's own history."""
+    keep = nonnegative_history(values, split, idx)
+    if not keep.any() or not (pred < 0).any():
+        return pred
+    return np.where(keep[:, None], np.maximum(pred, 0.0), pred)
 
 
 def season_for(split: Split, season_length: int | None) -> int | None:
@@ -309,14 +331,22 @@ def sequential_bands(split: Split, idx: np.ndarray, cal_scores: np.ndarray, test
     return out
 
 
-def band_columns(pred: np.ndarray, scales: np.ndarray, cal: dict) -> dict[str, np.ndarray]:
+def band_columns(pred: np.ndarray, scales: np.ndarray, cal: dict, floor: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
     """lower_<level> / upper_<level> arrays (n, H) around `pred` for every calibrated level;
     scales: (n,) or (n, H) (interval_scales); cal["halfwidths"]: {level: (H,)} for every origin, or
-    (n, H), each origin's own (sequential_bands)."""
+    (n, H), each origin's own (sequential_bands), nested across levels (conformal.nested), so
+    lower_95 <= lower_80 <= pred <= upper_80 <= upper_95. floor: (n,) bool, the origins whose
+    history has no negative value (nonnegative_history): their bands are cut at 0, which keeps
+    them nested (a monotone map of every bound)."""
     out = {}
     for name, q in cal["halfwidths"].items():
         half = _half(q, scales)
-        out[f"lower_{name}"], out[f"upper_{name}"] = pred - half, pred + half
+        lower, upper = pred - half, pred + half
+        if floor is not None and floor.any():
+            lower = np.where(floor[:, None], np.maximum(lower, 0.0), lower)
+            upper = np.where(floor[:, None], np.maximum(upper, 0.0), upper)
+        out[f"lower_{name}"], out[f"upper_{name}"] = lower, upper
     return out
 
 
@@ -513,6 +543,7 @@ def backtest(
     n_fits, spread = 0, {}
     if refit is not None and refit_every:
         idx, pred, n_fits = refit_forecasts(values, split, refit_every, refit, H, chunk)
+        pred = floor_at_zero(pred, values, split, idx)
         scores = score_scales(values, split, idx)
     else:
         idx = split.origins("test")
@@ -538,7 +569,8 @@ def backtest(
     test_scores = (y - pred) / (scores if scores.ndim == 2 else scores[:, None])
     bands = {**cal, "halfwidths": sequential_bands(split, idx, cal_scores, test_scores, levels)}
     final = updated_halfwidths(cal_scores, levels, test_scores)
-    df = backtest_frame(split, idx, {"actual": y, **forecasts, **band_columns(pred, scores, bands), **spread})
+    bounds = band_columns(pred, scores, bands, nonnegative_history(values, split, idx))
+    df = backtest_frame(split, idx, {"actual": y, **forecasts, **bounds, **spread})
     intervals = {**cal, "halfwidths": {k: [_finite(x) for x in q] for k, q in cal["halfwidths"].items()},
                  "final_halfwidths": {k: [_finite(x) for x in q] for k, q in final.items()}, "updated": UPDATED,
                  "test": interval_report(y, pred, scores, bands)}
@@ -737,7 +769,7 @@ def validation_scores(model: torch.nn.Module | Predict, values: np.ndarray, spli
     room = min(s.part(part)[0] + split.seq_length - s.offset for s in split.series if s.count(part))
     season = season if season and season <= room else None
     y = actuals(values, split, idx)
-    forecasts = {"model": as_predict(model, chunk)(values, split, idx, split.horizon),
+    forecasts = {"model": floor_at_zero(as_predict(model, chunk)(values, split, idx, split.horizon), values, split, idx),
                  **baselines(values, split, idx, split.horizon, season)}
     scale = mase_scales(values, split, idx)
     per_lead, metrics = {}, {}
