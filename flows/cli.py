@@ -127,7 +127,7 @@ GROUP_TITLES = {
 # a larger source (or a directory) is checked here by its columns only, and row by row in the ingest
 # stage, bucket by bucket: reading 10M rows whole before the run would take ~1.5 GB
 FULL_CHECK_BYTES = 32 * 2**20  # CSV
-FULL_CHECK_ROWS = 1_000_000  # Parquet (its footer gives the count)
+FULL_CHECK_ROWS = 1_000_000  # Parquet, a file or a dataset (its footers give the count)
 
 
 @dataclass(frozen=True)
@@ -543,12 +543,13 @@ def validate(cfg: PipelineConfig) -> dict:
 
         kind = scan.source_kind(cfg.data.data_path)
         path = Path(cfg.data.data_path)
-        if path.is_dir() or (kind == "csv" and path.stat().st_size > FULL_CHECK_BYTES) or (
-                kind == "parquet" and scan.parquet_rows(path) > FULL_CHECK_ROWS):
-            # too big to read here: the columns now, every row in the ingest stage (bucket by bucket)
-            scan.check_columns(path, time_column=cfg.data.time_column, value_column=cfg.data.value_column,
-                               id_column=cfg.data.id_column, group_column=cfg.data.group_column)
-        else:
+        source = scan.open_source(path)
+        # the columns in every file (a dataset's footers), before any row is read
+        scan.check_columns(source, time_column=cfg.data.time_column, value_column=cfg.data.value_column,
+                           id_column=cfg.data.id_column, group_column=cfg.data.group_column)
+        # a source too big to read here has every row checked in the ingest stage (bucket by bucket)
+        if (kind == "csv" and path.stat().st_size <= FULL_CHECK_BYTES) or (
+                kind == "parquet" and sum(source.rows) <= FULL_CHECK_ROWS):
             try:
                 _, info = ingest.prepare_series(
                     ingest.read_table(path), time_column=cfg.data.time_column,

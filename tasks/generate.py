@@ -24,6 +24,7 @@ from tasks.components.calendar import seasons_for
 from tasks.components.synthetic import panel_ids, panel_values, sine_frame
 from tasks.config import DataConfig
 from tasks.errors import InputError
+from tasks.formats import read_json, write_json
 from tasks.formats.series import SERIES_FILE, BucketWriter, read_bucket, write_series
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
@@ -83,14 +84,18 @@ def partition_generated(w: store.EntryWriter, cfg: DataConfig) -> dict:
 def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
     """Stream the source's columns into buckets, in Arrow batches: the ids first (one pass over the
     id column), then every row to its series' bucket (the id normalised as validation reads it)."""
-    columns = scan.check_columns(cfg.data_path, time_column=cfg.time_column, value_column=cfg.value_column,
+    source = scan.open_source(cfg.data_path)
+    columns = scan.check_columns(source, time_column=cfg.time_column, value_column=cfg.value_column,
                                  id_column=cfg.id_column, group_column=cfg.group_column)
-    ids = scan.distinct_ids(cfg.data_path, cfg.id_column)
+    ids = scan.distinct_ids(source, cfg.id_column)
     n_buckets = bucket_count(len(ids), cfg.series_per_bucket)
     where = buckets_of(ids, n_buckets)
+    if len(source.files) > 1:  # a dataset: refusals name each row's file (ingest_task reads this)
+        write_json(w.path(scan.FILES_NOTE), {"files": [[first, source.file_name(i)] for i, first
+                                                       in enumerate(source.first_rows())]})
     writer = BucketWriter(w.dir, n_buckets)
     row = 1
-    for table in scan.batches(cfg.data_path, columns):
+    for table in scan.batches(source, columns):
         table = table.append_column(ingest.SOURCE_ROW, pa.array(np.arange(row, row + table.num_rows, dtype=np.int64)))
         if cfg.id_column is None:
             writer.write_table(0, table)
@@ -140,13 +145,15 @@ def buckets(raw: store.StageRef | None) -> list[dict] | None:
     return [{"bucket": b} for b in range(raw.manifest()["meta"]["n_buckets"])]
 
 
-def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "") -> tuple[pd.DataFrame, dict]:
+def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "", files: list | None = None
+             ) -> tuple[pd.DataFrame, dict]:
     """Rows of series (a bucket, or a whole small source) as a validated long frame and its metadata.
 
     Generated rows are already clean; a file's rows go through ingest.prepare_series (InputError
     naming the column and the rows on bad data). The metadata holds the calendar (frequency,
     time_zone) and "shortest", the length of the shortest series; the seasons are decided over
-    every bucket (`shared_calendar`).
+    every bucket (`shared_calendar`). files: a dataset's [(first source row, file name)], so that
+    refusals name the file and its row.
     """
     if cfg.data_path is None:
         return frame, {"source": "generate", "params": generator_params(cfg), "frequency": "1",
@@ -154,7 +161,7 @@ def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "") -> tuple[pd.
                        "shortest": int(frame.groupby("series_id").size().min()) if len(frame) else 0}
     df, info = ingest.prepare_series(
         frame, time_column=cfg.time_column, value_column=cfg.value_column, id_column=cfg.id_column, fill=cfg.fill,
-        fill_missing_dates=cfg.fill_missing_dates, time_zone=cfg.time_zone, holidays=cfg.holidays,
+        fill_missing_dates=cfg.fill_missing_dates, time_zone=cfg.time_zone, holidays=cfg.holidays, files=files,
     )
     if cfg.group_column:
         groups = series_groups(frame, cfg)
@@ -227,7 +234,9 @@ def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) ->
     """Validate one bucket's series and write series.parquet; return the entry's StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
-        df, meta = validate(read_bucket(raw.path, bucket), data_cfg, f" (bucket {bucket})")
+        note = raw.path / scan.FILES_NOTE
+        files = [tuple(f) for f in read_json(note)["files"]] if note.exists() else None
+        df, meta = validate(read_bucket(raw.path, bucket), data_cfg, f" (bucket {bucket})", files)
         write_series(w.dir, df, {**meta, "bucket": bucket})
         w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
         return {"bucket": bucket, "n_series": meta["n_series"], "frequency": meta["frequency"],

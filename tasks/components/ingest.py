@@ -30,8 +30,6 @@ from tasks.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CSV_SUFFIXES = frozenset({".csv", ".txt"})
-PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 FILLS = ("interpolate", "ffill")
 SINGLE_SERIES_ID = "series"
 COLUMNS = ["series_id", "step", "timestamp", "value"]
@@ -45,62 +43,31 @@ _MISSING = frozenset({"", "na", "nan", "-nan", "n/a", "nat", "null", "none"})
 # a staged bucket's column holding each row's 1-based row in the user's file (generate stage):
 # errors name those rows, not the row's place in its bucket
 SOURCE_ROW = "__rnnflow_source_row"
+# a dataset's files: [(the 1-based source row each starts at, its name)], so that errors name the
+# file and its own row (a frame's attrs key, read_table's; the generate entry's files.json)
+SOURCE_FILES = "rnnflow_source_files"
 _ROW_NUMBERS: ContextVar[np.ndarray | None] = ContextVar("rnnflow_source_rows", default=None)
+_ROW_FILES: ContextVar[tuple[np.ndarray, list[str]] | None] = ContextVar("rnnflow_source_files", default=None)
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (every cell as text) or Parquet file; any problem is an InputError."""
-    p, shown = Path(path), str(path)
-    if not p.exists():
-        raise InputError("data_path", shown, "file not found")
-    if not p.is_file():
-        raise InputError("data_path", shown, "not a file")
-    suffix = p.suffix.lower()
-    if suffix not in CSV_SUFFIXES | PARQUET_SUFFIXES:
-        raise InputError("data_path", shown,
-                         f"unknown file type {suffix or '(none)'!r}; expected .csv, .txt, .parquet or .pq")
-    try:
-        csv = suffix in CSV_SUFFIXES
-        if csv:
-            sep = sniff_delimiter(p)
-            if sep != ",":
-                log.info("reading %s with the delimiter %r", shown, sep)
-            df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
-        else:
-            df = pd.read_parquet(p)
-    except pd.errors.EmptyDataError:
-        raise InputError("data_path", shown, "empty file") from None
-    except (OSError, ValueError, TypeError, NotImplementedError, ImportError) as exc:
-        raise InputError("data_path", shown, "cannot read file: " + " ".join(str(exc).split())[:200]) from exc
+    """A whole (small) source as one frame, read by the one reader of every source
+    (tasks.components.scan.read_all): CSV (compressed too) as text, Parquet (a file or a dataset)
+    with its types, a pandas index as the column it is; any problem is an InputError."""
+    from tasks.components.scan import read_all
+
+    df = read_all(path)
     if df.shape[1] == 0:
-        raise InputError("data_path", shown, "no columns")
+        raise InputError("data_path", str(path), "no columns")
     if len(df) == 0:
-        raise InputError("data_path", shown, "no rows")
+        raise InputError("data_path", str(path), "no rows")
     return df
-
-
-DELIMITERS = ",;\t|"
-
-
-def sniff_delimiter(path: Path, sample_bytes: int = 65536) -> str:
-    """The delimiter of a CSV file: `,` unless its header and first rows are consistently split by
-    one of `;`, tab or `|` (csv.Sniffer), as in many European exports."""
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-            sample = fh.read(sample_bytes)
-        lines = sample.splitlines()
-        if len(lines) > 1 and len(sample) == sample_bytes:
-            sample = "\n".join(lines[:-1])  # drop a line cut short
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except (OSError, csv.Error):
-        return ","
 
 
 def prepare_series(
     df: pd.DataFrame, *, time_column: str, value_column: str,
     id_column: str | None = None, fill: str | None = None, min_length: int = 1,
     fill_missing_dates: bool = False, time_zone: str | None = None, holidays: str | None = None,
+    files: list[tuple[int, str]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Validate one raw table and return (long frame, summary info); bad data raises InputError.
 
@@ -113,14 +80,19 @@ def prepare_series(
     refused. info: frequency, time_zone, n_series, lengths, start, end, filled (values repaired),
     added (rows added), utc_offsets (when times mixed several offsets and were read as UTC).
     Errors name rows of the user's file: the frame's `SOURCE_ROW` column where it has one (a
-    staged bucket), else its own row positions.
+    staged bucket), else its own row positions; in a dataset of several files (`files`, else the
+    frame's attrs[SOURCE_FILES]: [(first source row, file name)]) the file and its own row.
     """
+    files = files if files is not None else df.attrs.get(SOURCE_FILES)
     token = _ROW_NUMBERS.set(source_rows(df))
+    where = _ROW_FILES.set((np.array([f[0] for f in files], dtype=np.int64), [str(f[1]) for f in files])
+                           if files else None)
     try:
         return _prepare(df, time_column=time_column, value_column=value_column, id_column=id_column, fill=fill,
                         min_length=min_length, fill_missing_dates=fill_missing_dates, time_zone=time_zone,
                         holidays=holidays)
     finally:
+        _ROW_FILES.reset(where)
         _ROW_NUMBERS.reset(token)
 
 
@@ -264,7 +236,9 @@ def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
     if count == 1:
         return
     if count > 1:
-        raise InputError(field, name, "column appears more than once")
+        where = " and ".join(str(i + 1) for i, c in enumerate(df.columns) if c == name)
+        raise InputError(field, name, f"{count} columns have this name (columns {where} of "
+                         f"{', '.join(n if n.isprintable() else repr(n) for n in names)}): rename one")
     close = suggest_column(df, field, str(name))
     hint = f"did you mean {close!r}? " if close else ""
     shown = ", ".join(n if n.isprintable() else repr(n) for n in names)  # a newline in a name: still one line
@@ -283,11 +257,12 @@ def suggest_column(df: pd.DataFrame, field: str, name: str) -> str | None:
     if close:
         return close[0]
     head = df.head(20)
-    timelike = [c for c in names if c.strip().lower() in _TIME_WORDS or _looks_like_dates(head[c])]
+    columns = [(n, head.iloc[:, i]) for i, n in enumerate(names)]  # by position: a name may repeat
+    timelike = [n for n, c in columns if n.strip().lower() in _TIME_WORDS or _looks_like_dates(c)]
     if field == "time_column":
         return timelike[0] if timelike else None
     if field == "value_column":
-        numeric = [c for c in names if c not in timelike and _looks_numeric(head[c])]
+        numeric = [n for n, c in columns if n not in timelike and _looks_numeric(c)]
         return numeric[0] if len(numeric) == 1 else None
     return None
 
@@ -501,8 +476,14 @@ def _rows(positions: Any, texts: pd.Series | None = None) -> str:
     frame being prepared came from a staged bucket), with their text when given."""
     pos = sorted(int(p) for p in positions)
     numbers = _ROW_NUMBERS.get()
-    head = ", ".join(str(int(numbers[p]) if numbers is not None else p + 1) for p in pos[:_MAX_LISTED])
+    rows = [int(numbers[p]) if numbers is not None else p + 1 for p in pos[:_MAX_LISTED]]
     more = f" and {len(pos) - _MAX_LISTED} more" if len(pos) > _MAX_LISTED else ""
     shown = f" ({', '.join(repr(str(texts.iloc[p])[:20]) for p in pos[:_MAX_LISTED])})" if texts is not None else ""
-    return f"row{'s' * (len(pos) != 1)} {head}{more}{shown}"
+    files = _ROW_FILES.get()
+    if files is None:
+        return f"row{'s' * (len(pos) != 1)} {', '.join(map(str, rows))}{more}{shown}"
+    starts, names = files  # a dataset: each row as the row of its own file
+    which = np.searchsorted(starts, rows, side="right") - 1
+    head = ", ".join(f"row {r - starts[f] + 1} of {names[f]}" for r, f in zip(rows, which))
+    return f"{head}{more}{shown}"
 

@@ -69,7 +69,7 @@ def test_read_txt_and_parquet(tmp_path: Path) -> None:
     ("make", "fragment"),
     [
         (lambda p: p / "missing.csv", "not found"),
-        (lambda p: p, "not a file"),
+        (lambda p: p, "a directory without .parquet files"),
         (lambda p: write(p, MONTHLY, "data.xlsx"), "unknown file type"),
         (lambda p: write(p, "", "empty.csv"), "empty"),
         (lambda p: write(p, "date,value\n", "header.csv"), "no rows"),
