@@ -52,6 +52,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--fill-missing-dates": ("data", "fill_missing_dates"),
     "--time-zone": ("data", "time_zone"),
     "--holidays": ("data", "holidays"),
+    "--dayfirst": ("data", "dayfirst"),
     "--seq-length": ("window", "seq_length"),
     "--horizon": ("window", "horizon"),
     "--train-fraction": ("window", "train_fraction"),
@@ -243,6 +244,8 @@ def add_pipeline_options(p: Parser) -> None:
             groups[group].add_argument(opt, dest=dest, action="store_const", const=SWITCHES[opt], help=help_)
         else:
             metavar = "|".join(words) if pure else opt[2:].upper().replace("-", "_")
+            if _field(section, name).annotation == (bool | None):  # on or off; left out: the data decide
+                metavar = "on|off"
             groups[group].add_argument(opt, dest=dest, metavar=metavar, help=help_,
                                        type=_case_insensitive(words) if words else None)
 
@@ -540,6 +543,7 @@ def validate(cfg: PipelineConfig) -> dict:
         check_unused(cfg.data, GENERATOR_ONLY, "data", "sets the generated sine, and --data-path replaces it with "
                                                      "your file: leave it out")
         from tasks.components import ingest, scan
+        from tasks.components.calendar import check_forecast_range
 
         kind = scan.source_kind(cfg.data.data_path)
         path = Path(cfg.data.data_path)
@@ -555,12 +559,13 @@ def validate(cfg: PipelineConfig) -> dict:
                     ingest.read_table(path), time_column=cfg.data.time_column,
                     value_column=cfg.data.value_column, id_column=cfg.data.id_column, fill=cfg.data.fill,
                     fill_missing_dates=cfg.data.fill_missing_dates, time_zone=cfg.data.time_zone,
-                    holidays=cfg.data.holidays,
+                    holidays=cfg.data.holidays, dayfirst=cfg.data.dayfirst,
                 )
             except InputError as exc:
                 if exc.field != "series_length":
                     raise
                 raise InputError("data_path", cfg.data.data_path, exc.message) from None  # name the option
+            check_forecast_range(info["end"], info["frequency"], cfg.window.horizon, cfg.data.data_path)
             search = search_windows(cfg, info)
             check_series_length(info["lengths"], cfg.window, cfg.data.data_path, search and search.ranks)
             check_search_windows(cfg, info, search)
@@ -572,7 +577,7 @@ def validate(cfg: PipelineConfig) -> dict:
 
 
 FILE_ONLY = ("time_column", "value_column", "id_column", "group_column", "fill", "fill_missing_dates", "time_zone",
-             "holidays")  # DataConfig fields that describe a data file
+             "holidays", "dayfirst")  # DataConfig fields that describe a data file
 
 
 GENERATOR_ONLY = ("n_points", "n_series", "x_max", "amplitude", "period", "noise", "trend", "components",

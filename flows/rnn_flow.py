@@ -58,7 +58,7 @@ from tasks.figures import figures_task  # noqa: E402
 from tasks.forecast import forecast_task, predict_task, refit_task  # noqa: E402
 from tasks.formats.scores import read_metrics  # noqa: E402
 from tasks.generate import (  # noqa: E402
-    buckets, generate_task, ingest_task, series_groups_of, shared_calendar, source_digest,
+    buckets, check_forecast_range_of, generate_task, ingest_task, series_groups_of, shared_calendar, source_digest,
 )
 from tasks.promote import promote_task  # noqa: E402
 from tasks.runtime.stages import Run, each  # noqa: E402
@@ -161,7 +161,9 @@ def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] 
     the calendar they share (frequency, seasons); their groups (--group-column), if any."""
     raw = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
     series = run.map(ingest_task, buckets(raw), data_cfg=cfg.data, raw=raw)
-    return series, shared_calendar(series, cfg.data), series_groups_of(series)
+    calendar = shared_calendar(series, cfg.data)
+    check_forecast_range_of(series, calendar, cfg.data, cfg.window.horizon)  # before anything is trained
+    return series, calendar, series_groups_of(series)
 
 
 def searching(run: Run, groups: list[str]) -> bool:

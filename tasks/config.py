@@ -70,6 +70,10 @@ class DataConfig(_Section):
         None, description="Holidays of a business-day series: dates (2023-01-16,2023-02-20), observed "
         "(the weekdays the data lacks) or us-federal."
     )
+    dayfirst: bool | None = Field(
+        None, description="Dates written like 01/02/2024: on reads them day first (1 February), off month first "
+        "(January 2); none: as the dates show (a day above 12), refused when none does."
+    )
 
 
 class WindowConfig(_Section):

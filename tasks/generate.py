@@ -20,7 +20,7 @@ from prefect import task
 
 from tasks.components import ingest, scan
 from tasks.components.buckets import bucket_count, buckets_of
-from tasks.components.calendar import seasons_for
+from tasks.components.calendar import check_forecast_range, seasons_for
 from tasks.components.synthetic import panel_ids, panel_values, sine_frame
 from tasks.config import DataConfig
 from tasks.errors import InputError
@@ -37,7 +37,7 @@ STAGE = StageSpec("generate", base="data", packages=("numpy", "pandas", "pyarrow
 INGEST = StageSpec("ingest", base="data", phase="generate", packages=("numpy", "pandas", "pyarrow"),
                    run_only=_NOT_KEYED)
 FILE_FIELDS = ("data_path", "time_column", "value_column", "id_column", "group_column", "fill", "fill_missing_dates",
-               "time_zone", "holidays")
+               "time_zone", "holidays", "dayfirst")
 
 
 def source_digest(cfg: DataConfig) -> str:
@@ -162,11 +162,16 @@ def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "", files: list 
     df, info = ingest.prepare_series(
         frame, time_column=cfg.time_column, value_column=cfg.value_column, id_column=cfg.id_column, fill=cfg.fill,
         fill_missing_dates=cfg.fill_missing_dates, time_zone=cfg.time_zone, holidays=cfg.holidays, files=files,
+        dayfirst=cfg.dayfirst,
     )
     if cfg.group_column:
         groups = series_groups(frame, cfg)
         df = df.assign(group=df["series_id"].map(groups))
         info["groups"] = sorted(set(groups.values()))
+    if found := info.get("zone_from_offsets"):
+        log.info("the times carry UTC offsets %s, which follow the daylight saving of %s: read as local times there "
+                 "(every zone with these offsets reads them alike; --time-zone names yours)",
+                 ", ".join(found["offsets"]), found["zone"])
     if info.get("utc_offsets"):
         log.warning("the times carry UTC offsets %s: read as UTC instants; --time-zone names their zone",
                     ", ".join(info["utc_offsets"]))
@@ -239,9 +244,11 @@ def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) ->
         df, meta = validate(read_bucket(raw.path, bucket), data_cfg, f" (bucket {bucket})", files)
         write_series(w.dir, df, {**meta, "bucket": bucket})
         w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
+        last = max(meta.get("end", {}).items(), key=lambda kv: pd.Timestamp(kv[1]), default=None) \
+            if meta["source"] == "file" and meta["n_series"] else None
         return {"bucket": bucket, "n_series": meta["n_series"], "frequency": meta["frequency"],
                 "shortest": meta["shortest"], "time_zone": meta.get("time_zone"), "source": meta["source"],
-                "groups": meta.get("groups", [])}
+                "groups": meta.get("groups", []), "last": dict([last]) if last else {}}
 
     return build(plan, compute)
 
@@ -260,6 +267,17 @@ def shared_calendar(series: Sequence[store.StageRef] | None, cfg: DataConfig) ->
     if cfg.data_path:
         log.info("read %s: %s", cfg.data_path, calendar_words(sum(m["n_series"] for m in metas), out))
     return out
+
+
+def check_forecast_range_of(series: Sequence[store.StageRef] | None, cal: dict | None, cfg: DataConfig,
+                            horizon: int) -> None:
+    """Refuse, before anything is trained, a forecast past the last time pandas can hold
+    (calendar.check_forecast_range) over every bucket's latest series: what `check` says of a
+    file small enough to read whole, said here of any source."""
+    if not series or not cal or not cfg.data_path:
+        return
+    ends = {k: v for ref in series for k, v in ref.manifest()["meta"].get("last", {}).items()}
+    check_forecast_range(ends, cal.get("frequency"), horizon, cfg.data_path)
 
 
 def series_groups_of(series: Sequence[store.StageRef] | None) -> list[str]:

@@ -212,6 +212,88 @@ def next_timestamps(last: Any, frequency: str, n: int) -> list[Any]:
     return list(times[1:] if times[0] == last else times[:n])
 
 
+# Zones tried first when times carry offsets but no zone (zone_of_offsets): one per common set of
+# daylight-saving rules, so that data from Paris or Rome reads as Europe/Berlin's identical offsets
+# rather than as the alphabetically first zone that shares them (Africa/Ceuta).
+PREFERRED_ZONES = ("Europe/London", "Europe/Berlin", "Europe/Helsinki", "Europe/Lisbon", "America/New_York",
+                   "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Halifax", "America/Santiago",
+                   "Australia/Sydney", "Australia/Adelaide", "Pacific/Auckland", "Asia/Jerusalem")
+_AREAS = ("Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
+
+
+def zone_of_offsets(utc: pd.DatetimeIndex, offsets: np.ndarray) -> str | None:
+    """An IANA zone whose UTC offset at every instant of `utc` (sorted or not, zone-aware) is the
+    one written with it, `offsets` (n,) in seconds: the zone of times written with their local
+    offset across a daylight saving change (2024-03-30T00:00+01:00, 2024-03-31T00:00+02:00); None
+    when no zone fits. Every zone that fits gives the same local times and offsets over the data,
+    so which one is named does not change a time; PREFERRED_ZONES are tried first, then every
+    Area/City zone by name. Cost: each zone is tried on the instants around each change of offset
+    (a few), the one found on them all."""
+    from zoneinfo import available_timezones
+
+    utc = pd.DatetimeIndex(utc).tz_convert("UTC")
+    offsets = np.asarray(offsets, dtype=np.int64)
+    order = np.argsort(utc.asi8, kind="stable")
+    utc, offsets = utc[order], offsets[order]
+    change = np.flatnonzero(np.diff(offsets))
+    probe = np.unique(np.concatenate([[0, len(utc) - 1], change, change + 1]))
+
+    def fits(zone: str, at: np.ndarray) -> bool:
+        t = utc[at]
+        local = t.tz_convert(zone).tz_localize(None)
+        return bool(((local - t.tz_localize(None)).total_seconds().to_numpy() == offsets[at]).all())
+
+    others = sorted(z for z in available_timezones() if z.split("/")[0] in _AREAS and "/" in z)
+    for zone in dict.fromkeys([*PREFERRED_ZONES, *others]):
+        try:
+            if fits(zone, probe) and fits(zone, np.arange(len(utc))):
+                return zone
+        except (KeyError, ValueError):  # a zone this system's database lacks
+            continue
+    return None
+
+
+def steps_that_fit(last: Any, frequency: str, steps: int) -> int:
+    """How many of the `steps` times after `last` on `frequency` pandas can hold (its Timestamp
+    runs out on 2262-04-11): `steps`, or fewer where the grid runs past the end. Integer steps
+    always fit. A binary search of next_timestamps: about log2(steps) grids."""
+    if _INT_RE.fullmatch(str(frequency).strip()):
+        return steps
+
+    def fits(n: int) -> bool:
+        try:
+            times = next_timestamps(last, frequency, n)
+        except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime, AssertionError):
+            return False  # (pandas' date_range asserts on some ranges that overflow near its bounds)
+        return len(times) == n
+
+    if fits(steps):
+        return steps
+    lo, hi = 0, steps  # fits(lo), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def check_forecast_range(ends: Mapping[str, Any], frequency: str | None, horizon: int, where: str) -> None:
+    """Refuse a forecast that would run past the last time pandas can hold (2262-04-11), before
+    anything is trained: InputError naming --horizon, the series and its last time, and the
+    horizon that fits. ends: each series' last time (its text, or a Timestamp); `where`: the data
+    file, for the message. Integer steps and generated data are never out of range."""
+    if not ends or frequency is None or _INT_RE.fullmatch(str(frequency).strip()):
+        return
+    sid, last = max(((k, pd.Timestamp(v)) for k, v in ends.items()), key=lambda kv: kv[1])
+    n = steps_that_fit(last, frequency, horizon)
+    if n >= horizon:
+        return
+    who = "the series" if len(ends) == 1 else f"series {sid!r}"
+    fits = f"--horizon {n} fits" if n else "no forecast past it fits"
+    raise InputError("window.horizon", horizon, f"{who} in {where} ends at {fmt_time(last)}: its forecast "
+                     f"{horizon} step(s) of {describe(frequency)} past that would run beyond "
+                     f"{pd.Timestamp.max:%Y-%m-%d %H:%M:%S}, the last time pandas can hold; {fits}")
+
+
 def zone_name(tz: Any) -> str | None:
     """A zone as text: its IANA name ("Europe/Berlin"), "UTC", or a fixed offset ("+05:30"); None for none."""
     if tz is None:

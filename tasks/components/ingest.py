@@ -25,6 +25,7 @@ from tasks.components.calendar import (
     parse_holidays,
     scalar_time,
     zone_name,
+    zone_of_offsets,
 )
 from tasks.errors import InputError
 
@@ -48,6 +49,8 @@ SOURCE_ROW = "__rnnflow_source_row"
 SOURCE_FILES = "rnnflow_source_files"
 _ROW_NUMBERS: ContextVar[np.ndarray | None] = ContextVar("rnnflow_source_rows", default=None)
 _ROW_FILES: ContextVar[tuple[np.ndarray, list[str]] | None] = ContextVar("rnnflow_source_files", default=None)
+# the zone found for times written with several UTC offsets, and those offsets (_one_zone -> info)
+_ZONE_FOUND: ContextVar[tuple[str, list[str]] | None] = ContextVar("rnnflow_zone_found", default=None)
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A whole (small) source as one frame, read by the one reader of every source
@@ -67,7 +70,7 @@ def prepare_series(
     df: pd.DataFrame, *, time_column: str, value_column: str,
     id_column: str | None = None, fill: str | None = None, min_length: int = 1,
     fill_missing_dates: bool = False, time_zone: str | None = None, holidays: str | None = None,
-    files: list[tuple[int, str]] | None = None,
+    files: list[tuple[int, str]] | None = None, dayfirst: bool | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Validate one raw table and return (long frame, summary info); bad data raises InputError.
 
@@ -78,7 +81,9 @@ def prepare_series(
     (tasks/components/calendar.py). `fill_missing_dates` adds the grid times a series lacks, then
     `fill` repairs their values with the other missing ones. Values beyond float32's range are
     refused. info: frequency, time_zone, n_series, lengths, start, end, filled (values repaired),
-    added (rows added), utc_offsets (when times mixed several offsets and were read as UTC).
+    added (rows added), utc_offsets (when times mixed several offsets and were read as UTC),
+    zone_from_offsets (when they mixed several offsets of one zone's daylight saving rules:
+    {"zone", "offsets"}, the times read in that zone: calendar.zone_of_offsets).
     Errors name rows of the user's file: the frame's `SOURCE_ROW` column where it has one (a
     staged bucket), else its own row positions; in a dataset of several files (`files`, else the
     frame's attrs[SOURCE_FILES]: [(first source row, file name)]) the file and its own row.
@@ -87,11 +92,13 @@ def prepare_series(
     token = _ROW_NUMBERS.set(source_rows(df))
     where = _ROW_FILES.set((np.array([f[0] for f in files], dtype=np.int64), [str(f[1]) for f in files])
                            if files else None)
+    zone = _ZONE_FOUND.set(None)
     try:
         return _prepare(df, time_column=time_column, value_column=value_column, id_column=id_column, fill=fill,
                         min_length=min_length, fill_missing_dates=fill_missing_dates, time_zone=time_zone,
-                        holidays=holidays)
+                        holidays=holidays, dayfirst=dayfirst)
     finally:
+        _ZONE_FOUND.reset(zone)
         _ROW_FILES.reset(where)
         _ROW_NUMBERS.reset(token)
 
@@ -107,6 +114,7 @@ def source_rows(frame: pd.DataFrame) -> np.ndarray:
 def _prepare(
     df: pd.DataFrame, *, time_column: str, value_column: str, id_column: str | None, fill: str | None,
     min_length: int, fill_missing_dates: bool, time_zone: str | None, holidays: str | None,
+    dayfirst: bool | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     if fill is not None and fill not in FILLS:
         raise InputError("fill", fill, "expected interpolate or ffill")
@@ -116,7 +124,7 @@ def _prepare(
     for field, name in (("time_column", time_column), ("value_column", value_column), ("id_column", id_column)):
         if name is not None:
             _check_column(df, field, name)
-    times, is_int, offsets = _parse_times(df[time_column], time_column, time_zone)
+    times, is_int, offsets = _parse_times(df[time_column], time_column, time_zone, dayfirst)
     uniques, codes = _series_codes(df, id_column)
     long = pd.DataFrame({"_code": codes, "timestamp": times, "value": _parse_values(df[value_column], value_column),
                          "_row": np.arange(1, len(df) + 1)})
@@ -152,6 +160,8 @@ def _prepare(
     }
     if offsets:
         info["utc_offsets"] = offsets
+    if (found := _ZONE_FOUND.get()) and time_zone is None:
+        info["zone_from_offsets"] = {"zone": found[0], "offsets": found[1]}
     log.debug("prepared %d series at frequency %s (%d rows added, %d values filled)", len(uniques), frequency,
               added, filled)
     return long[COLUMNS], info
@@ -290,9 +300,12 @@ def _parse_ids(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
     return ids[codes]
 
 
-def _parse_times(col: pd.Series, name: str, time_zone: str | None) -> tuple[Any, bool, list[str]]:
+def _parse_times(col: pd.Series, name: str, time_zone: str | None,
+                 dayfirst: bool | None = None) -> tuple[Any, bool, list[str]]:
     """Parse a time column: (int64 steps, True, []) or (datetime64[ns] Series in one zone or none,
-    False, the UTC offsets when the text mixed several and was read as UTC)."""
+    False, the UTC offsets when the text mixed several and was read as UTC). Dates written in
+    several ways, and dates like 01/02/2023 whose order no date tells (and `dayfirst` does not),
+    are refused (date_order)."""
     texts: pd.Series | None = None
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         parsed = col.reset_index(drop=True)
@@ -302,7 +315,8 @@ def _parse_times(col: pd.Series, name: str, time_zone: str | None) -> tuple[Any,
             if time_zone is not None:
                 raise InputError("time_zone", time_zone, f"column {name!r} holds integer steps, not dates")
             return _parse_integers(texts, missing, name), True, []
-        parsed = _to_datetime(texts.where(~missing, None))
+        first = date_order(texts, missing, name, dayfirst)
+        parsed = _to_datetime(texts.where(~missing, None), dayfirst=bool(first))
     parsed, offsets = _one_zone(parsed, name, texts)
     local = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
     bad = local.isna() | (local < pd.Timestamp.min) | (local > pd.Timestamp.max)
@@ -316,17 +330,84 @@ def _parse_times(col: pd.Series, name: str, time_zone: str | None) -> tuple[Any,
     return parsed, False, offsets
 
 
-def _to_datetime(texts: pd.Series) -> pd.Series:
-    """Parse text as datetimes: one inferred format first, then each leftover row on its own.
+# How a date is written, by its first characters: a family of formats (the time after it is free)
+DATE_FAMILIES = (
+    ("year first", re.compile(r"[+-]?\d{4}[-/.]\d{1,2}(?:\D|$)")),
+    ("day or month first", re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(?:\d{4}|\d{2})(?:\D|$)")),
+    ("with a month name", re.compile(r".*\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b",
+                                     re.IGNORECASE)),
+)
+
+
+def date_family(text: str) -> str:
+    """The way a date is written: "year first" (2024-03-31), "day or month first" (31/03/2024,
+    03.31.24), "with a month name" (31 Mar 2024), or "other" (whatever pandas reads, 2024Q1, or
+    not a date at all: no format of its own)."""
+    for family, pattern in DATE_FAMILIES:
+        if pattern.match(text):
+            return family
+    return "other"
+
+
+def date_order(texts: pd.Series, missing: np.ndarray, name: str, dayfirst: bool | None) -> bool | None:
+    """Whether dates written day or month first (01/02/2023) are day first: True, False, or None
+    when the column has none. InputError naming the rows when the column writes its dates in
+    several ways (year first in some rows, day or month first in others: read alike they would
+    collide or scatter); when one date can only be day first and another only month first; when
+    `dayfirst` (the --dayfirst option) contradicts a date; and when no date tells the order (no
+    day above 12) and `dayfirst` is not given: the refusal names --dayfirst. Costs one pass over
+    the distinct texts."""
+    uniques, inverse = np.unique(texts[~missing].to_numpy(dtype=str), return_inverse=True)
+    if not len(uniques):
+        return None
+    families = np.array([date_family(t) for t in uniques], dtype=object)
+    rows = np.flatnonzero(~missing)
+    found = [f for f in dict.fromkeys(families[inverse]) if f != "other"]  # in order of first row
+    if not found:
+        return None
+    if len(found) > 1:
+        firsts = [rows[np.argmax(families[inverse] == f)] for f in found]
+        listed = "; ".join(f"{f}: {_rows([r], texts)}" for f, r in zip(found, firsts))
+        raise InputError("time_column", name, f"dates written in {len(found)} ways ({listed}): one column needs one "
+                         "date format")
+    if found[0] != "day or month first":
+        return None
+    matches = [DATE_FAMILIES[1][1].match(t) for t in uniques]
+    parts = np.array([m.group(1, 3) if m else (0, 0) for m in matches], dtype=np.int64)  # ("other": neither)
+    first, second = parts[:, 0], parts[:, 1]
+    at = {k: rows[np.argmax(np.isin(inverse, np.flatnonzero(mask)))] for k, mask in
+          (("day", first > 12), ("month", second > 12))}
+    if (first > 12).any() and (second > 12).any():
+        raise InputError("time_column", name, "dates neither all day first nor all month first: "
+                         f"{_rows([at['day']], texts)} "
+                         f"can only be day first, {_rows([at['month']], texts)} only month first")
+    if (first > 12).any() or (second > 12).any():
+        found_first = bool((first > 12).any())
+        if dayfirst is not None and dayfirst != found_first:
+            which = "day" if found_first else "month"
+            raise InputError("dayfirst", dayfirst, f"the dates of column {name!r} are {which} first "
+                             f"({_rows([at[which]], texts)} has no other reading)")
+        return found_first
+    if dayfirst is not None or (first == second).all():
+        return dayfirst
+    example = rows[np.argmax(np.isin(inverse, np.flatnonzero(first != second)))]
+    raise InputError("time_column", name, f"dates such as {_rows([example], texts)} read both day first and month "
+                     "first, and no date has a day above 12 to tell: give --dayfirst on (day first: 01/02 is 1 "
+                     "February) or --dayfirst off (month first: January 2)")
+
+
+def _to_datetime(texts: pd.Series, dayfirst: bool = False) -> pd.Series:
+    """Parse text as datetimes: one inferred format first, then each leftover row on its own
+    (`dayfirst`: dates like 01/02/2023 are day first).
 
     datetime64 (zone-free or one zone), or object holding Timestamps when zones or offsets differ.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parsed = _coerce(texts)
+        parsed = _coerce(texts, dayfirst=dayfirst)
         retry = (parsed.isna() & texts.notna()).to_numpy()
         if retry.any():
-            again = _coerce(texts[retry], format="mixed")
+            again = _coerce(texts[retry], format="mixed", dayfirst=dayfirst)
             if again.notna().any():
                 merged = parsed.astype(object)
                 merged[retry] = again.astype(object)
@@ -360,6 +441,11 @@ def _one_zone(parsed: pd.Series, name: str, texts: pd.Series | None) -> tuple[pd
     offsets = sorted({format_offset(s.utcoffset()) for s in stamps if s is not pd.NaT})
     if len(offsets) == 1:
         return utc.dt.tz_convert(next(s for s in stamps if s is not pd.NaT).tz), []
+    present = np.flatnonzero(utc.notna().to_numpy())
+    seconds = np.array([stamps[i].utcoffset().total_seconds() for i in present], dtype=np.int64)
+    if zone := zone_of_offsets(pd.DatetimeIndex(utc.iloc[present]), seconds):  # local offsets across DST
+        _ZONE_FOUND.set((zone, offsets))
+        return utc.dt.tz_convert(zone), []
     return utc, offsets
 
 

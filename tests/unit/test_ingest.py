@@ -387,16 +387,37 @@ def test_a_single_utc_offset_in_the_text_is_the_data_zone() -> None:
     assert info["end"] == {"series": "2024-06-13 00:00:00+05:30"}
 
 
-def test_mixed_offsets_are_read_as_utc_and_a_refusal_points_to_time_zone() -> None:
-    hours = pd.date_range("2024-03-30 22:00", periods=8, freq="h", tz="Europe/Berlin")
-    text = [t.isoformat() for t in hours]  # +01:00 then +02:00
-    long, info = prep(pd.DataFrame({"date": text, "value": range(8)}))
-    assert info["time_zone"] == "UTC" and info["utc_offsets"] == ["+01:00", "+02:00"] and info["frequency"] == "h"
-    days = [t.isoformat() for t in pd.date_range("2024-03-28", periods=6, freq="D", tz="Europe/Berlin")]
+@pytest.mark.parametrize("zone, start, freq", [
+    ("Europe/Berlin", "2024-03-28", "D"), ("Europe/Paris", "2024-10-20", "D"), ("America/New_York", "2023-03-01", "D"),
+    ("Australia/Sydney", "2020-01-01", "MS"), ("Europe/London", "2024-03-30 22:00", "h"),
+])
+def test_local_offsets_across_a_dst_change_are_read_as_the_regular_local_calendar_they_are(zone, start, freq) -> None:
+    """One value per local midnight (or hour, or month) written with its offset: the offsets change
+    with daylight saving, the calendar does not (issue 22)."""
+    times = pd.date_range(start, periods=40, freq=freq, tz=zone)
+    text = [t.isoformat() for t in times]  # e.g. 2024-03-30T00:00:00+01:00, 2024-03-31T00:00:00+02:00
+    assert len({t[-6:] for t in text}) == 2
+    long, info = prep(pd.DataFrame({"date": text, "value": range(40)}))
+    assert info["frequency"] == freq and "utc_offsets" not in info
+    assert [t.isoformat() for t in long["timestamp"]] == text  # the times as written, no UTC the user never wrote
+    assert info["zone_from_offsets"]["offsets"] == sorted({t[-6:] for t in text})
+    nxt = next_timestamps(long["timestamp"].iloc[-1], info["frequency"], 3)
+    assert [t.isoformat() for t in nxt] == [t.isoformat() for t in pd.date_range(times[-1], periods=4, freq=freq)[1:]]
+
+
+def test_offsets_no_zone_explains_are_read_as_utc_and_a_refusal_points_to_time_zone() -> None:
+    days = pd.date_range("2024-03-20", periods=10, freq="D")
+    text = [f"{d:%Y-%m-%d}T00:00{'+01:00' if i % 2 else '+03:30'}" for i, d in enumerate(days)]
     with raises("time_column", "irregular spacing", "were read as UTC", "--time-zone"):
-        prep(pd.DataFrame({"date": days, "value": range(6)}))
+        prep(pd.DataFrame({"date": text, "value": range(10)}))
+    hours = pd.date_range("2024-01-01", periods=8, freq="h", tz="UTC")
+    text = [(t.tz_convert("Asia/Kolkata") if i % 2 else t.tz_convert("Europe/Berlin")).isoformat()
+            for i, t in enumerate(hours)]  # the same hours, written in two zones' offsets
+    long, info = prep(pd.DataFrame({"date": text, "value": range(8)}))
+    assert info["time_zone"] == "UTC" and info["utc_offsets"] == ["+01:00", "+05:30"] and info["frequency"] == "h"
+    days = [t.isoformat() for t in pd.date_range("2024-03-28", periods=6, freq="D", tz="Europe/Berlin")]
     long, info = prep(pd.DataFrame({"date": days, "value": range(6)}), time_zone="Europe/Berlin")
-    assert info["frequency"] == "D" and info["time_zone"] == "Europe/Berlin"
+    assert info["frequency"] == "D" and info["time_zone"] == "Europe/Berlin" and "zone_from_offsets" not in info
     assert [t.hour for t in long["timestamp"]] == [0] * 6
 
 
