@@ -90,7 +90,8 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
                                      "n": cal["n_val"]}
         scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
-        log.info("validate: %s MASE %s on %d validation origins", label(statistical, season) if statistical else "model",
+        log.info("validate: %s MASE %s on %d validation origins",
+                 label(statistical, season) if statistical else "model",
                  metric_text(scores["metrics"]["model"]["mase"], ".4f"), scores["n_val"])
         return {"mase": scores["metrics"]["model"]["mase"]}
 

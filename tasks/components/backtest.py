@@ -769,7 +769,8 @@ def validation_scores(model: torch.nn.Module | Predict, values: np.ndarray, spli
     room = min(s.part(part)[0] + split.seq_length - s.offset for s in split.series if s.count(part))
     season = season if season and season <= room else None
     y = actuals(values, split, idx)
-    forecasts = {"model": floor_at_zero(as_predict(model, chunk)(values, split, idx, split.horizon), values, split, idx),
+    pred = floor_at_zero(as_predict(model, chunk)(values, split, idx, split.horizon), values, split, idx)
+    forecasts = {"model": pred,
                  **baselines(values, split, idx, split.horizon, season)}
     scale = mase_scales(values, split, idx)
     per_lead, metrics = {}, {}
