@@ -20,7 +20,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.config import FiguresConfig
-from tasks.formats.figures import FIGURES, figure_file
+from tasks.formats.figures import FIGURES, figure_file, plain
 from tasks.formats.history import read_history
 from tasks.formats.scores import read_by_series, read_metrics, read_predictions
 from tasks.formats.series import read_series, read_series_schema
@@ -54,7 +54,7 @@ class Labels:
         `meta` (series.parquet metadata)."""
         params = meta.get("params", {}) if meta.get("source") == "file" else {}
         label = name.upper() if name.lower() in ("rnn", "gru", "lstm") else name
-        return cls(label, params.get("value_column", "Value"), params.get("time_column", "Time step"))
+        return cls(label, plain(params.get("value_column", "Value")), plain(params.get("time_column", "Time step")))
 
 
 def _new(cfg: FiguresConfig, ncols: int = 1, **kw) -> tuple["Figure", object]:
@@ -219,7 +219,7 @@ def plot_sample(frames: dict[str, pd.DataFrame], cfg: FiguresConfig, labels: Lab
         line, = ax.plot(one[x], one["model"], label=f"Predicted ({labels.model})", linestyle="--")
         member_range(ax, one, x, line.get_color())
         ax.plot(one[x], one["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
-        ax.set(title=f"{label}: {df['series_id'].iloc[0]}", xlabel=labels.time, ylabel=labels.value)
+        ax.set(title=f"{label}: {plain(df['series_id'].iloc[0])}", xlabel=labels.time, ylabel=labels.value)
         time_axis(ax, times)
         ax.grid(alpha=0.3)
     fig.axes[0].legend()

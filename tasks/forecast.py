@@ -34,6 +34,7 @@ from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
+from tasks.formats.figures import plain
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast, write_forecast
 from tasks.formats.model import ModelFile, hybrid_of, load_model, save_model
 from tasks.formats.scores import read_metrics
@@ -124,8 +125,8 @@ def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, s
                         linewidth=0, label=f"{name}% interval")
     joined_x, joined_y = [h[x].iloc[-1], *f[x]], [h["value"].iloc[-1], *f["forecast"]]  # from the last point on
     ax.plot(joined_x, joined_y, label=f"Forecast ({model})", color="tab:orange", marker="." if len(f) < 50 else None)
-    ax.set(title=f"{model} forecast of the next {len(f)} step(s) — {sid}",
-           xlabel=params.get("time_column", "Time step"), ylabel=params.get("value_column", "Value"))
+    ax.set(title=f"{model} forecast of the next {len(f)} step(s) — {plain(sid)}",
+           xlabel=plain(params.get("time_column", "Time step")), ylabel=plain(params.get("value_column", "Value")))
     if pd.api.types.is_datetime64_any_dtype(f[x]):
         locator = AutoDateLocator()
         ax.xaxis.set_major_locator(locator)

@@ -21,3 +21,10 @@ def figure_file(name: str) -> str:
 def figure_title(name: str) -> str:
     """A figure's heading in the report ("error_by_lead" -> "Error by lead time")."""
     return TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def plain(text: object) -> str:
+    """A label from user data (a series id, a column name) as matplotlib shows it literally:
+    every "$" escaped, so that no pair of them is read as mathtext ("$\\invalidmathcmd$" is
+    shown as written instead of failing the figure)."""
+    return str(text).replace("$", r"\$")

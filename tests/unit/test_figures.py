@@ -88,3 +88,27 @@ def test_the_forecast_figure_names_the_cell_and_the_column():
     ax = plot_forecast(hist, fc, CFG, 12, "GRU", DATED).axes[0]
     assert ax.get_ylabel() == "sales" and ax.get_xlabel() == "month" and ax.get_title().startswith("GRU forecast")
     assert line(ax, "Forecast (GRU)")
+
+
+@pytest.mark.parametrize("sid", [r"$\invalidmathcmd$", "$x$ & $y$", "cost $5 - $7", r"a\$b"])
+def test_labels_from_user_data_are_shown_as_written_never_read_as_mathtext(sid):
+    """A series id or column that matplotlib would parse as mathtext draws as written (issue 22)."""
+    import io
+
+    from tasks.figures import plot_sample
+
+    meta = {"source": "file", "params": {"time_column": "t$ime$", "value_column": r"$\frac{a}$"}}
+    hist = month_times().assign(series_id=sid, value=np.sin(np.arange(60)))
+    fc = pd.DataFrame({"series_id": sid, "lead": [1, 2], "step": [60, 61],
+                       "timestamp": pd.date_range("2006-01-01", periods=2, freq="MS"), "forecast": [0.1, 0.2],
+                       "lower_80": [0.0, 0.1], "upper_80": [0.2, 0.3]})
+    fig = plot_forecast(hist, fc, CFG, 12, "GRU", meta)
+    fig.savefig(io.BytesIO(), format="png")  # drawing is where mathtext would fail
+    ax = fig.axes[0]
+    shown = {t.get_text(): t for t in (ax.title, ax.xaxis.label, ax.yaxis.label)}
+    for text, artist in shown.items():
+        assert not artist._preprocess_math(text)[1], text  # not mathtext
+    assert ax.title._preprocess_math(ax.get_title())[0].endswith(sid)  # the id as written
+    frame = predictions().assign(series_id=sid)
+    sample = plot_sample({"only": frame}, CFG, Labels.of("gru", meta))
+    sample.savefig(io.BytesIO(), format="png")
