@@ -17,7 +17,7 @@ from tasks.components.backtest import baseline_names, gate_line, interval_words,
 from tasks.components.references import LABELS
 from tasks.config import auto_settings, data_source
 from tasks.formats.figures import FIGURES, figure_file, figure_title
-from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast
+from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, range_words, read_forecast
 from tasks.formats.scores import read_metrics
 from tasks.promote import action_words
 from tasks.runtime import publish, store
@@ -94,6 +94,8 @@ def summary_lines(summary: dict, option_of: dict[str, str] | None = None) -> lis
         lines.append(promotion_line(summary["promotion"]))
     if "forecast" in summary:
         lines.append(f"forecast: {summary['forecast']['rows']} rows from {summary['forecast']['first']}")
+        if (summary["forecast"].get("outside") or {}).get("n"):  # never silent: a forecast far from its history
+            lines.append(f"forecast warning: {range_words(summary['forecast']['outside'])}")
     if "leaderboard" in summary:
         lines.append(leaderboard_line(summary["leaderboard"]))
     lines.append(f"outputs: {summary['run_dir']}")
@@ -286,8 +288,9 @@ def publish_forecast(run: Run) -> dict:
     when = fc["timestamp"].iloc[0] if "timestamp" in fc else fc["step"].iloc[0]
     if hasattr(when, "strftime") and when == when.normalize() and when.tz is None:
         when = when.strftime("%Y-%m-%d")  # a date, without a midnight time (times keep their zone's offset)
+    outside = ref.manifest()["meta"].get("outside") or {"n": 0, "series": []}
     return {"rows": len(fc), "first": str(when), "file": str(ref.file(FORECAST_FILE)),
-            "figure": str(ref.file(FORECAST_FIGURE))}
+            "figure": str(ref.file(FORECAST_FIGURE)), "outside": outside}
 
 
 LEADERBOARD_FILE = "leaderboard.parquet"

@@ -35,7 +35,7 @@ from tasks.components.fit import retrain
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
 from tasks.formats.figures import plain
-from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, read_forecast, write_forecast
+from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, range_words, read_forecast, write_forecast
 from tasks.formats.model import ModelFile, hybrid_of, load_model, save_model
 from tasks.formats.scores import read_metrics
 from tasks.formats.series import read_series
@@ -98,6 +98,20 @@ def forecast_frame(split: Split, times: dict, columns: dict[str, np.ndarray]) ->
         rows.append(pd.DataFrame({"series_id": sid, "lead": np.arange(1, H + 1), **t,
                                   **{c: v[i] for c, v in columns.items()}}))
     return pd.concat(rows, ignore_index=True)
+
+
+def outside_history(fc: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The series whose forecast leaves [min - span, max + span] of its own history (span = max -
+    min; a constant series: exactly its value, up to rounding): one row each, series_id, lowest,
+    highest (the forecast's), min, max (the history's). fc: forecast_frame rows; history: the
+    series' long frame (series_id, value). What a run that forecasts anyway must say it did."""
+    hist = history.groupby("series_id", sort=False)["value"].agg(["min", "max"])
+    got = fc.groupby("series_id", sort=False)["forecast"].agg(lowest="min", highest="max")
+    both = got.join(hist, how="inner")
+    span = both["max"] - both["min"]
+    tol = 1e-9 * np.maximum(1.0, np.maximum(both["min"].abs(), both["max"].abs()))
+    out = both[(both["lowest"] < both["min"] - span - tol) | (both["highest"] > both["max"] + span + tol)]
+    return out.reset_index()
 
 
 def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, season: int | None = None,
@@ -209,7 +223,8 @@ def predict_task(plan, series: store.StageRef, split: store.StageRef, model: sto
         columns = future_forecast(net, values, sp, intervals, model_split)
         fc = forecast_frame(sp, future_times(frame, sp, columns["forecast"].shape[1]), columns)
         write_forecast(w.dir, fc)
-        return {"rows": len(fc)}
+        outside = outside_history(fc, frame)
+        return {"rows": len(fc), "outside": {"n": len(outside), "series": outside.head(5).to_dict("records")}}
 
     return build(plan, compute)
 
@@ -224,12 +239,16 @@ def forecast_task(plan, fig_cfg: FiguresConfig, name: str, predictions: tuple[st
     def compute(w: store.EntryWriter) -> dict:
         fc = pd.concat([read_forecast(ref.path) for ref in predictions], ignore_index=True)
         write_forecast(w.dir, fc)
+        parts = [ref.manifest()["meta"].get("outside", {"n": 0, "series": []}) for ref in predictions]
+        outside = {"n": sum(p["n"] for p in parts), "series": [r for p in parts for r in p["series"]][:5]}
+        if outside["n"]:
+            log.warning("forecast: %s", range_words(outside))
         history, meta = read_series(series[0].path)
         figure = plot_forecast(history, fc, fig_cfg, meta.get("season_length"), name, meta)
         figure.savefig(w.path(FORECAST_FIGURE), dpi=fig_cfg.dpi)
         first = fc.iloc[0]
         log.info("forecast: %d series x %d steps from %s", fc["series_id"].nunique(), int(fc["lead"].max()),
                  first.get("timestamp", first["step"]))
-        return {"rows": len(fc)}
+        return {"rows": len(fc), "outside": outside}
 
     return build(plan, compute)

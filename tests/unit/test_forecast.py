@@ -133,3 +133,20 @@ def test_the_future_bands_add_every_test_target_to_the_calibration(tmp_path):
     new = future_forecast(net, values, split, {**INTERVALS, "final_halfwidths": {"80": [2.0, 4.0, 6.0]}})
     np.testing.assert_allclose(new["upper_80"] - new["forecast"], 2 * (old["upper_80"] - old["forecast"]))
     assert set(new) == {"forecast", "lower_80", "upper_80"}
+
+
+def test_a_forecast_outside_min_minus_span_to_max_plus_span_of_its_history_is_named():
+    from tasks.formats.forecast import range_words
+    from tasks.forecast import outside_history
+
+    history = pd.DataFrame({"series_id": ["flat"] * 3 + ["b"] * 3 + ["c"] * 3,
+                            "value": [50.0, 50.0, 50.0, 0.0, 1.0, 0.5, -2.0, 2.0, 0.0]})
+    fc = pd.DataFrame({"series_id": ["flat", "flat", "b", "b", "c", "c"],
+                       "forecast": [50.0, 50.0, 1.5, 2.5, -6.0, 6.0]})  # b: 2.5 > 1 + 1; c: inside [-6, 6]
+    out = outside_history(fc, history)
+    assert out["series_id"].tolist() == ["b"] and out.iloc[0][["lowest", "highest", "min", "max"]].tolist() == [
+        1.5, 2.5, 0.0, 1.0]
+    fc.loc[1, "forecast"] = 50.001  # a constant forecasts itself, or says it does not
+    assert outside_history(fc, history)["series_id"].tolist() == ["flat", "b"]
+    words = range_words({"n": 2, "series": outside_history(fc, history).to_dict("records")})
+    assert words.startswith("2 series forecast outside [min - span, max + span]") and "'b' (forecast 1.5 to 2.5" in words
