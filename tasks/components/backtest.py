@@ -592,12 +592,13 @@ def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) 
     leads, in the series' MASE units (so 0.5 is half an in-sample naive step); its members (those
     it forecasts with: Ensemble.active), the statistical ones among them by name ("AutoETS"), and how they combine (the weights of the
     networks and of each statistical member, for a hybrid, and those of the hybrid that calibrated
-    the intervals)."""
-    width = (spread["member_max"] - spread["member_min"]) / scale[:, None]
+    the intervals). mean_spread is None where no series has a naive step (constant ones)."""
+    usable = np.isfinite(scale) & (scale > 0)  # a constant training range has no naive step to measure by
+    width = (spread["member_max"] - spread["member_min"])[usable] / scale[usable, None]
     statistical = [label(m.model.name, m.model.season) for m in ensemble.members if not m.is_network]
     return {"members": len(ensemble.active()), "statistical": statistical, "combine": ensemble.combine,
             "weights": list(ensemble.weights), "calibration_weights": list(ensemble.for_calibration().weights),
-            "mean_spread": _finite(float(np.nanmean(width)))}
+            "mean_spread": _finite(float(np.mean(width))) if width.size else None}
 
 
 # --------------------------------------------------------------------------- one-step holdout scores

@@ -220,8 +220,8 @@ def _csv_source(path: str | Path) -> Source:
     for i, row in enumerate(rows[1:], start=1):  # trailing delimiters: more fields than the header, all empty
         if len(row) > len(header) and any(x.strip() for x in row[len(header):]):
             extra = next(x for x in row[len(header):] if x.strip())
-            raise InputError("data_path", str(path), f"row {i} has {len(_trimmed(row))} fields but the header names "
-                             f"{len(header)} columns ({_listed(header)}): {extra[:20]!r} has no column")
+            raise InputError("data_path", str(path), f"row {i} has a value past the header's {len(header)} columns "
+                             f"({_listed(header)}): {extra[:20]!r}")
         fields = max(fields, len(row))
     names = tuple(str(h) for h in header)
     return Source(str(path), "csv", names, names, (str(path),), delimiter=delimiter, compression=compression,
@@ -410,8 +410,9 @@ def _csv_frames(source: Source, batch_rows: int) -> Iterator[pd.DataFrame]:
                     filled = (extra.fillna("").map(str.strip) != "").to_numpy().any(axis=1)
                     if filled.any():
                         i = int(np.argmax(filled))
+                        extra = next(x for x in extra.iloc[i].fillna("") if str(x).strip())
                         raise InputError("data_path", source.path, f"row {first + i} has a value past the header's "
-                                         f"{len(source.names)} columns ({_listed(source.names)})")
+                                         f"{len(source.names)} columns ({_listed(source.names)}): {extra[:20]!r}")
                 first += len(chunk)
                 yield chunk.iloc[:, :len(source.names)]
     except InputError:

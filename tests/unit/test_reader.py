@@ -76,12 +76,22 @@ def test_a_value_past_the_header_is_refused_naming_its_row(tmp_path):
     text[5] = text[5] + "7"  # data row 5: "2016-05-01,108.6603,7"
     path = tmp_path / "extra.csv"
     path.write_text("\n".join(text) + "\n")
-    with refused("data_path", "row 5", "'7'", "header names 2 columns"):
+    with refused("data_path", "row 5 has a value past the header's 2 columns (month, sales): '7'"):
         read_table(path)
     text = csv_text().splitlines()
-    text[40] = text[40] + ",9"  # far past the sample? no: but a row with a field more than any row before
+    text[40] = text[40] + ",9"  # no trailing delimiter elsewhere: a field more than any other row
     path.write_text("\n".join(text) + "\n")
-    with refused("data_path", "header names 2 columns"):
+    with refused("data_path", "row 40 has a value past the header's 2 columns", "'9'"):
+        read_table(path)
+    # past the sniffed sample (64 KiB): pandas reads the rows, the same refusals
+    many = ["month,sales"] + [f"{d:%Y-%m-%d},{i}," for i, d in enumerate(pd.date_range("1700-01-01", periods=6000))]
+    many[5000] += "x"
+    path.write_text("\n".join(many) + "\n")
+    with refused("data_path", "row 5000 has a value past the header's 2 columns", "'x'"):
+        read_table(path)
+    many = [m.rstrip(",x") for m in many[:-1]] + [many[-1] + "5"]  # now only the last row has a third field
+    path.write_text("\n".join(many) + "\n")
+    with refused("data_path", "line 6001 has 3 fields but the header names 2 columns"):
         read_table(path)
 
 

@@ -1,0 +1,129 @@
+"""Every file people bring is forecast right or refused in one line (issue 22), as a property over
+generated files of each shape (tests/helpers/shapes.py), through the command line in this process:
+
+    exit 0   a forecast in which every series' bands nest (lower_95 <= lower_80 <= forecast <=
+             upper_80 <= upper_95), a series without negative values is forecast at 0 and above
+             (bands too), a constant one forecasts itself, and every forecast stays within
+             [min - span, max + span] of its history unless the summary says otherwise
+    exit 2   one `error:` line saying what the kind must say, and nothing written
+
+The refusals cost no training (a few milliseconds each); the forecasts run the default search on
+tiny networks (2 epochs, 4 units, one seed): slow, so few examples, each kind named once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers.shapes import FORECAST, REFUSED, make
+
+TINY = ["--epochs", "2", "--hidden-size", "4", "--search-seeds", "1", "--references", "none", "--patience", "0",
+        "--fig-dpi", "30", "--fig-width", "4", "--fig-height", "3", "--until", "forecast"]
+LENGTHS = {"MS": (72, 96), "D": (120, 200), "h": (200, 260)}
+
+
+def shapes(kinds) -> st.SearchStrategy:
+    @st.composite
+    def one(draw):
+        kind = draw(st.sampled_from(sorted(kinds)))
+        freq = draw(st.sampled_from(sorted(LENGTHS)))
+        n = draw(st.integers(*LENGTHS[freq]))
+        level = draw(st.sampled_from([0.0, 3.5, 250.0, -40.0, 1e6]))
+        seed = draw(st.integers(0, 2**16))
+        horizon = draw(st.sampled_from([1, 3]))
+        return kind, freq, n, level, seed, horizon
+    return one()
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_cli(capsys, shape, root: Path, horizon: int, extra: list[str]):
+    from flows.cli import main
+
+    out = ["--output-dir", str(root / "out"), "--data-dir", str(root / "data")]
+    if "--horizon" not in shape.args:
+        out += ["--horizon", str(horizon)]
+    code = main([*shape.argv, *out, *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def check_forecast(shape, stdout: str) -> None:
+    run_dir = Path([x for x in stdout.splitlines() if x.startswith("outputs: ")][-1].split("outputs: ", 1)[1])
+    fc = pd.read_parquet(run_dir / "forecast.parquet")
+    warned = "\n".join(x for x in stdout.splitlines() if x.startswith("forecast warning:"))
+    assert set(fc["series_id"]) == set(shape.series)
+    for sid, history in shape.series.items():
+        f = fc[fc["series_id"] == sid].sort_values("lead")
+        cols = [c for c in ("lower_95", "lower_80", "forecast", "upper_80", "upper_95") if c in f]
+        bands = f[cols].to_numpy(float)
+        ok = ~np.isnan(bands).any(axis=1)
+        assert (np.diff(bands[ok], axis=1) >= 0).all(), (shape.kind, sid, f[cols])  # nested at every lead
+        lo, hi = float(np.min(history)), float(np.max(history))
+        span = hi - lo
+        if span == 0:
+            assert (f["forecast"] == lo).all(), (shape.kind, f["forecast"].tolist())  # a constant forecasts itself
+        if lo >= 0:
+            assert (bands[ok] >= 0).all() and (f["forecast"] >= 0).all(), (shape.kind, f[cols])
+        inside = f["forecast"].between(lo - span - 1e-9 * max(1, abs(lo), abs(hi)), hi + span + 1e-9 * max(1, abs(hi)))
+        assert inside.all() or repr(sid) in warned, (shape.kind, sid, f["forecast"].tolist(), lo, hi)
+
+
+@settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(case=shapes(REFUSED))
+def test_a_file_that_cannot_be_read_right_is_refused_in_one_line_with_nothing_written(capsys, case):
+    kind, freq, n, level, seed, horizon = case
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shape = make(kind, root / "in", np.random.default_rng(seed), freq, n, level)
+        before = snapshot(root)
+        code, out, err = run_cli(capsys, shape, root, horizon, TINY)
+        lines = err.strip().splitlines()
+        assert code == 2, (kind, out[-2000:], err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error: ") and shape.refusal in lines[0], (kind, lines)
+        assert "Traceback" not in out + err
+        assert snapshot(root) == before and not (root / "out").exists()  # nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.filterwarnings("error::RuntimeWarning:tasks")  # quiet: no numpy warning from our code either
+@settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(case=shapes(FORECAST))
+@example(case=("constant", "MS", 72, 50.0, 1, 3))
+@example(case=("zeros", "D", 150, 0.0, 2, 1))
+@example(case=("late_start", "D", 150, 0.0, 3, 3))
+@example(case=("intermittent", "h", 220, 0.0, 4, 3))
+@example(case=("level", "D", 150, 0.0, 5, 3))
+@example(case=("negative_season", "MS", 96, 0.0, 6, 3))
+def test_a_file_of_every_shape_is_forecast_by_the_default_search_within_the_rules(capsys, case):
+    kind, freq, n, level, seed, horizon = case
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shape = make(kind, root / "in", np.random.default_rng(seed), freq, n, level)
+        code, out, err = run_cli(capsys, shape, root, horizon, TINY)
+        assert code == 0, (kind, err.strip().splitlines()[-3:])
+        assert "Traceback" not in out + err and "Logging error" not in err
+        check_forecast(shape, out)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.filterwarnings("error::RuntimeWarning:tasks")
+@pytest.mark.parametrize("kind", ["trailing_delimiter", "parquet_index", "dayfirst", "dst_offsets", "mathtext_ids",
+                                  "compressed", "dataset_text_filled", "seasonal"])
+def test_each_readable_shape_is_forecast(capsys, tmp_path, kind):
+    """Each kind the issue read wrong, once, with search off (its reading is the point here)."""
+    shape = make(kind, tmp_path / "in", np.random.default_rng(7), "D", 150, 100.0)
+    code, out, err = run_cli(capsys, shape, tmp_path, 3, [*TINY, "--search", "off"])
+    assert code == 0, (kind, err.strip().splitlines()[-3:])
+    check_forecast(shape, out)
