@@ -82,3 +82,31 @@ def test_a_constant_series_hybrid_is_weighed_by_mae_and_its_exact_part_takes_all
     assert mase is None
     assert forecasting[0] == 0 and calibration[0] == 0  # the network misses by 0.5
     assert sum(forecasting) == pytest.approx(1.0) and forecasting[1] > 0  # seasonal naive is exact
+
+
+def test_window_scaling_keeps_any_network_output_within_the_series_own_range_whatever_its_level():
+    """A meter at 1.2e8 swinging by +-2 (issue 22): a network's output in window units becomes a
+    forecast near the series, and the same forecast at any level; a floor relative to the level
+    (1e-3 of it) made an output of 0.007 a miss of ~830 on a series 4.3 wide. An untrained network
+    outputs whatever it outputs: the map, not the training, must keep it sane."""
+    import torch
+
+    from tasks.components.backtest import model_forecasts
+    from tasks.components.network import Forecaster
+
+    rng = np.random.default_rng(0)
+    swing = 2 * np.sin(2 * np.pi * np.arange(300) / 7) + rng.normal(0, 0.3, 300)
+    torch.manual_seed(0)
+    model = Forecaster(cell="gru", hidden_size=8, n_outputs=3).eval()
+    with torch.no_grad():
+        model.head.bias += 0.5  # an output well off zero in window units
+    preds = {}
+    for level in (0.0, 1.2e8):
+        v = level + swing
+        split = split_for(v, seq_length=14, horizon=3, normalize="window")
+        idx = split.origins("test")
+        preds[level] = model_forecasts(model, v, split, idx, 3)
+        lo, hi = v.min(), v.max()
+        span = hi - lo
+        assert ((preds[level] >= lo - span) & (preds[level] <= hi + span)).all(), level
+    np.testing.assert_allclose(preds[1.2e8] - 1.2e8, preds[0.0], atol=0.05)  # the level plays no part
