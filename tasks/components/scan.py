@@ -15,8 +15,9 @@ Columns are resolved unambiguously, or refused in one line:
                         index by its name, an unnamed one as 'index')
     trailing delimiter  data rows with one more, empty, field than the header ("2016-01-01,1.5,"):
                         read as the header says (pandas would shift every column by one)
-    a dataset           every file holds every column read, checked on the files' footers before
-                        any row is read: a file without one is refused naming it and the column;
+    a dataset           every file holds every column read (a hive partition key, a directory
+                        named key=value, is a column of its files' rows), checked on the files'
+                        footers before any row is read: a file without one is refused naming it;
                         a column stored with different types in different files (numbers in
                         one, text with an 'n/a' in another) is read as text from every file and
                         parsed row by row by validation, whose refusals name the file and its row
@@ -39,6 +40,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -57,6 +59,7 @@ DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 65536
 FILES_NOTE = "files.json"  # a generate entry's record of a dataset's files and their first rows
 _INDEX_RE = re.compile(r"__index_level_(\d+)__")
+_PARTITION_RE = re.compile(r"([^=]+)=(.*)")
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,10 @@ class Source:
 
     names: every column as rnnflow names it, in file order (a Parquet file's unnamed pandas index
     as 'index'); stored: each one's name in the file(s); files: a dataset's files in order (the
-    file itself otherwise); rows: each file's row count (Parquet; () for CSV); CSV: delimiter,
-    compression (pandas' name or None) and `fields`, the fields of a data row (the header's plus
-    any trailing empty ones).
+    file itself otherwise); rows: each file's row count (Parquet; () for CSV); partitions: each
+    file's hive partition keys (directories named key=value: columns of every row of the file);
+    CSV: delimiter, compression (pandas' name or None) and `fields`, the fields of a data row (the
+    header's plus any trailing empty ones).
     """
 
     path: str
@@ -79,6 +83,7 @@ class Source:
     delimiter: str = ","
     compression: str | None = None
     fields: int = 0
+    partitions: tuple[tuple[tuple[str, str | None], ...], ...] = ()  # each file's hive keys: ((key, value), ...)
 
     @property
     def dataset(self) -> bool:
@@ -262,12 +267,36 @@ def _schema(path: Path, shown: str) -> pa.Schema:
         raise InputError("data_path", shown, "cannot read Parquet: " + " ".join(str(exc).split())[:200]) from None
 
 
+def _partitions(root: Path, file: Path) -> tuple[tuple[str, str | None], ...]:
+    """A dataset file's hive partition keys: its directories named key=value, in order (URL-decoded,
+    as Hive and Spark write them; __HIVE_DEFAULT_PARTITION__ is a missing value)."""
+    if not root.is_dir():
+        return ()
+    keys = []
+    for part in file.relative_to(root).parts[:-1]:
+        if m := _PARTITION_RE.fullmatch(part):
+            value = unquote(m[2])
+            keys.append((unquote(m[1]), None if value == "__HIVE_DEFAULT_PARTITION__" else value))
+    return tuple(keys)
+
+
+def _file_columns(source: Source, i: int) -> list[tuple[str, str | None, pa.DataType]]:
+    """File i's columns as (name as rnnflow shows it, name stored in the file or None for a
+    partition key, type), read from its footer."""
+    schema = _schema(Path(source.files[i]), f"{source.path} ({source.file_name(i)})")
+    out = [(n, s, schema.field(j).type) for j, (n, s) in enumerate(zip(_display_names(list(schema.names)),
+                                                                       schema.names))]
+    keys = source.partitions[i] if source.partitions else ()
+    return out + [(k, None, pa.string()) for k, _ in keys if k not in schema.names]
+
+
 def _parquet_source(path: str | Path) -> Source:
     p = Path(path)
     files = _parquet_files(p)
     shown = [str(f.relative_to(p)) if p.is_dir() else str(path) for f in files]
     schema = _schema(files[0], f"{path} ({shown[0]})" if p.is_dir() else str(path))
-    stored = list(schema.names)
+    partitions = tuple(_partitions(p, f) for f in files)
+    stored = list(schema.names) + [k for k, _ in partitions[0] if k not in schema.names]
     rows = []
     for f, name in zip(files, shown):
         try:
@@ -277,7 +306,7 @@ def _parquet_source(path: str | Path) -> Source:
             raise InputError("data_path", str(path), f"cannot read Parquet: {where}"
                              + " ".join(str(exc).split())[:200]) from None
     return Source(str(path), "parquet", tuple(_display_names(stored)), tuple(stored), tuple(map(str, files)),
-                  tuple(rows))
+                  tuple(rows), partitions=partitions)
 
 
 def parquet_rows(path: str | Path) -> int:
@@ -302,6 +331,13 @@ def check_columns(path: str | Path | Source, **columns: str | None) -> list[str]
     wanted = []
     for field, name in columns.items():
         if name is not None:
+            if name not in source.names and len(source.files) > 1:  # the first file lacks it: does another?
+                owner = next((i for i in range(1, len(source.files))
+                              if name in [c[0] for c in _file_columns(source, i)]), None)
+                if owner is not None:
+                    raise InputError(field, name, f"{source.file_name(0)} of the dataset {source.path} has no column "
+                                     f"{name!r} (its columns: {_listed(source.names)}), which "
+                                     f"{source.file_name(owner)} has: every file of a dataset needs the same columns")
             _check_column(header, field, name)
             wanted.append(name)
     wanted = list(dict.fromkeys(wanted))
@@ -316,9 +352,9 @@ def _column_types(source: Source, wanted: list[str], fields: dict[str, str | Non
     one, or stores it twice, before any row is read."""
     field_of = {name: field for field, name in fields.items() if name is not None}
     found: dict[str, list[pa.DataType]] = {n: [] for n in wanted}
-    for i, f in enumerate(source.files):
-        schema = _schema(Path(f), f"{source.path} ({source.file_name(i)})")
-        names = _display_names(list(schema.names))
+    for i in range(len(source.files)):
+        columns = _file_columns(source, i)
+        names = [c[0] for c in columns]
         for n in wanted:
             count = names.count(n)
             if count != 1:
@@ -329,7 +365,7 @@ def _column_types(source: Source, wanted: list[str], fields: dict[str, str | Non
                 raise InputError(field or "data_path", n if field else source.path,
                                  f"{source.file_name(i)} of the dataset {source.path} {where}, which "
                                  f"{source.file_name(0)} has: every file of a dataset needs the same columns")
-            found[n].append(schema.field(names.index(n)).type)
+            found[n].append(columns[names.index(n)][2])
     return {n: _common_type(types) for n, types in found.items()}
 
 
@@ -368,12 +404,16 @@ def batches(path: str | Path | Source, columns: list[str], batch_rows: int = BAT
 def _parquet_batches(source: Source, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
     types = _column_types(source, columns, {}) if len(source.files) > 1 else {}
     for i, f in enumerate(source.files):
-        schema = _schema(Path(f), source.path)
-        names = _display_names(list(schema.names))
-        stored = [schema.names[names.index(c)] for c in columns]
+        layout = {name: stored for name, stored, _ in _file_columns(source, i)}
+        read = [c for c in columns if layout[c] is not None]
+        keys = dict(source.partitions[i]) if source.partitions else {}
         try:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=stored):
-                table = pa.Table.from_batches([batch]).rename_columns(columns)
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=[layout[c] for c in read]):
+                table = pa.Table.from_batches([batch]).rename_columns(read)
+                for c in columns:  # a partition key: the same value on every row of the file
+                    if layout[c] is None:
+                        table = table.append_column(c, pa.array([keys[c]] * table.num_rows, pa.string()))
+                table = table.select(columns)
                 if types:
                     table = _cast(table, types)
                 yield table

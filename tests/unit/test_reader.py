@@ -232,3 +232,19 @@ def test_a_file_in_a_dataset_that_is_not_parquet_is_refused_naming_it(tmp_path):
     (root / "notes.txt").write_text("not data")
     with refused("data_path", "notes.txt"):
         scan.open_source(root)
+
+
+def test_a_hive_partitioned_dataset_reads_its_keys_as_columns(tmp_path):
+    """store=a/part-0.parquet, store=b%2Fc/part-0.parquet: the key is a column of every row of its files."""
+    root = tmp_path / "hive"
+    for store in ("a", "b/c"):
+        d = root / f"store={store.replace('/', '%2F')}"
+        d.mkdir(parents=True)
+        monthly().to_parquet(d / "part-0.parquet", index=False)
+    assert scan.source_columns(root) == ["month", "sales", "store"]
+    long, info = prepare_series(read_table(root), time_column="month", value_column="sales", id_column="store")
+    assert info["lengths"] == {"a": 48, "b/c": 48}
+    assert scan.distinct_ids(root, "store") == ["a", "b/c"]
+    (root / "part-9.parquet").write_bytes((root / "store=a" / "part-0.parquet").read_bytes())  # a file with no key
+    with refused("id_column", "part-9.parquet", "no column 'store'"):
+        scan.check_columns(root, time_column="month", value_column="sales", id_column="store")
