@@ -12,7 +12,7 @@ host sync: they run inside a captured CUDA graph. Training (tasks.train.SeriesDa
 evaluation (tasks.evaluate) both call this one pair.
 
 A near-flat window's std is floored at its series' in-sample naive MAE (mean |y[t] - y[t-1]| over
-the training range, times WINDOW_FLOOR: Scaler.floor), so its scaled target cannot blow up. The
+the training range, times split.WINDOW_FLOOR: Scaler.floor), so its scaled target cannot blow up. The
 floor follows the series' own variation, not its level, and no trend inflates it: a floor of
 1e-3 of the window's mean absolute value (as before) scaled a meter at 1.2e8 swinging by +-2 by
 1.2e5, and the network's forecasts missed by ~830 on a series 4.3 wide. Measured (a GRU with
@@ -27,8 +27,6 @@ constant forecasts itself); it divides by 1 on the way in.
 from __future__ import annotations
 
 import torch
-
-from tasks.components.split import WINDOW_FLOOR  # noqa: F401 (the share, kept with the scalers that apply it)
 
 
 def window_stats(x: torch.Tensor, floor: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
