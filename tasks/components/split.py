@@ -311,12 +311,12 @@ def fit_scaler(values: np.ndarray, fit_range: Range, normalize: str) -> Scaler:
 
     "standard": its mean and std (std 1 when it is 0). "window": its mean, and a power of two
     near its largest distance from the mean (1 when there is none), with the window floor
-    (WINDOW_FLOOR times its in-sample naive MAE, mean |y[t] - y[t-1]|, in those units). Each window is then scaled by its own
-    statistics, which a shift and a power of two leave unchanged, so the forecast in the series'
-    units is the same; the shift, in float64 before the float32 window arithmetic, keeps a
-    series' variation in float32's precision whatever its level (a meter at 1.2e8 swinging by
-    +-2 is, uncentred, below float32's resolution of 8 there), and the power of two keeps the
-    squares far from overflow. "none": identity.
+    (WINDOW_FLOOR times its in-sample naive MAE, mean |y[t] - y[t-1]|, in those units). Each
+    window is then scaled by its own statistics, which a shift and a power of two leave
+    unchanged, so the forecast in the series' units is the same; the shift, in float64 before
+    the float32 window arithmetic, keeps a series' variation in float32's precision whatever its
+    level (a meter at 1.2e8 swinging by +-2 is, uncentred, below float32's resolution of 8
+    there), and the power of two keeps the squares far from overflow. "none": identity.
     """
     if normalize not in ("standard", "window"):
         return IDENTITY

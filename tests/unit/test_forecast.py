@@ -149,4 +149,5 @@ def test_a_forecast_outside_min_minus_span_to_max_plus_span_of_its_history_is_na
     fc.loc[1, "forecast"] = 50.001  # a constant forecasts itself, or says it does not
     assert outside_history(fc, history)["series_id"].tolist() == ["flat", "b"]
     words = range_words({"n": 2, "series": outside_history(fc, history).to_dict("records")})
-    assert words.startswith("2 series forecast outside [min - span, max + span]") and "'b' (forecast 1.5 to 2.5" in words
+    assert words.startswith("2 series forecast outside [min - span, max + span]")
+    assert "'b' (forecast 1.5 to 2.5" in words
