@@ -127,3 +127,21 @@ def test_each_readable_shape_is_forecast(capsys, tmp_path, kind):
     code, out, err = run_cli(capsys, shape, tmp_path, 3, [*TINY, "--search", "off"])
     assert code == 0, (kind, err.strip().splitlines()[-3:])
     check_forecast(shape, out)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_forecast_past_2262_is_refused_by_the_run_before_anything_is_trained(tmp_path):
+    """A source too large for `check` to read whole is checked by the run itself, after ingestion
+    and before training (the flow is called here without the command line's checks)."""
+    from flows.rnn_flow import rnn_pipeline
+    from tasks.errors import InputError
+    from tests.helpers import tiny_config
+
+    shape = make("past_2262", tmp_path / "in", np.random.default_rng(0), "MS", 72)
+    cfg = tiny_config(tmp_path, data={"data_path": str(shape.path), "time_column": "date", "value_column": "sales"},
+                      window={"horizon": 2, "seq_length": 12})
+    with pytest.raises(InputError) as info:
+        rnn_pipeline(config=cfg, until="forecast")
+    assert info.value.field == "window.horizon" and "ends at 2262-04-01" in str(info.value)
+    assert "no forecast past it fits" in str(info.value)
+    assert not list((tmp_path / "artifacts").rglob("model.pt"))  # nothing trained
