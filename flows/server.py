@@ -85,12 +85,33 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Can a server listen on host:port now? Bound with SO_REUSEADDR, as uvicorn binds: the
+    TIME_WAIT sockets a crashed server leaves for a minute do not count, a listener does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
         except OSError:
             return False
+
+
+def listener_of(port: int) -> str | None:
+    """The program listening on TCP `port` ("pid 812, nginx"), when the system says (psutil;
+    None when it does not, e.g. another user's process without the right to look)."""
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            try:
+                return f"pid {c.pid}, {psutil.Process(c.pid).name()}"
+            except psutil.Error:
+                return f"pid {c.pid}"
+    return None
 
 
 # --------------------------------------------------------------------------- settings
@@ -115,6 +136,17 @@ def api_url(host: str, port: int) -> str:
     return f"http://{host}:{port}/api"
 
 
+def host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) of an http URL with an explicit port, else None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname, parts.port) if parts.hostname and parts.port else None
+    except ValueError:
+        return None
+
+
 # --------------------------------------------------------------------------- starting and stopping
 
 
@@ -132,16 +164,43 @@ class Server:
         return self.url.removesuffix("/api")
 
 
-def spawn_server(host: str, port: int, log: Path, ui: bool = True) -> Server:
-    """Start `prefect server start` on host:port in a session of its own, output to `log`."""
+def spawn_server(host: str, port: int, log: Path, ui: bool = True, tied: bool = False) -> Server:
+    """Start `prefect server start` on host:port in a session of its own, output to `log`.
+
+    tied: the server is this process's alone (a temporary one): on Linux it gets SIGTERM when
+    this process dies, however it dies (SIGKILL, the OOM killer), instead of living on with
+    parent 1. (A SIGINT or SIGTERM of the run stops it through tasks/runtime/interrupt.py, a
+    normal exit through atexit.)
+    """
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port),
            "--ui" if ui else "--no-ui"]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with(os.getpid()) if tied else None)
     return Server(api_url(host, port), proc.pid, str(log), proc)
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when `parent` dies (prctl PR_SET_PDEATHSIG);
+    None where there is no prctl. A parent already gone before the request ends the child."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def request() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return request
 
 
 def wait_until_healthy(server: Server, what: str, limit_s: float = STARTUP_LIMIT_S) -> None:
@@ -225,17 +284,30 @@ def session_state(home: Path | None = None) -> Server | None:
 
 
 def start_session_server(port: int | None = None) -> tuple[Server, bool]:
-    """Start the session server (with the UI) unless one answers already: (server, started now)."""
+    """Start the session server (with the UI) unless one answers already: (server, started now).
+
+    Without `port`, a server that `server` started and that died (its state file is left) is
+    started again on its own port, so the runs and browsers pointed at it find it again. A port
+    held by a crashed server's closing sockets (TIME_WAIT) is free (`port_free`); one another
+    program listens on is refused, naming the program when the system says.
+    """
     home = prefect_home()
     known = session_state(home)
     if known and server_answers(known.url):
         return known, False
     host, default_port = local_address()
+    if port is None and known is not None and (address := host_port(known.url)) is not None:
+        host, port = address  # restart where it was
     port = port or default_port
     if server_answers(api_url(host, port)):
         return Server(api_url(host, port), 0, ""), False
     if not port_free(host, port):
-        raise ServerError(f"port {port} on {host} is in use by something that is not a Prefect server; "
+        if known and host_port(known.url) == (host, port) and runs_prefect_server(known.pid):
+            raise ServerError(f"the Prefect server `server` started (pid {known.pid}) holds port {port} on {host} "
+                              f"but does not answer (starting or stopping; its log: {known.log}); wait a moment, or "
+                              "stop it with `python flows/rnn_flow.py server stop`")
+        who = listener_of(port)
+        raise ServerError(f"port {port} on {host} is in use by another program ({who or 'not a Prefect server'}); "
                           f"choose another with `python flows/rnn_flow.py server --port N`")
     server = spawn_server(host, port, home / "rnnflow-server.log", ui=True)
     wait_until_healthy(server, "session")
@@ -303,7 +375,7 @@ def start_temporary_server(meanwhile: Callable[[], None] | None = None) -> Serve
     handlers (registered later; atexit runs them in reverse) have sent the last logs and events.
     """
     log = Path(tempfile.gettempdir()) / f"rnnflow-prefect-server-{os.getpid()}.log"
-    server = spawn_server("127.0.0.1", free_port(), log, ui=False)
+    server = spawn_server("127.0.0.1", free_port(), log, ui=False, tied=True)
     atexit.register(_stop_temporary, server)
     try:
         if meanwhile:
