@@ -813,6 +813,10 @@ def main(argv: list[str]) -> int:
     debug, deployment = "--debug" in argv, deployment_named(argv)
     try:
         inv = parse(argv)
+        if inv.command in ("run", "sweep"):  # SIGINT/SIGTERM: one line, exit 130/143, nothing left running
+            from tasks.runtime import interrupt
+
+            interrupt.arm()
         info = validate(inv.config) if inv.config is not None else {}  # before any Prefect start-up or training
         if inv.config is not None and inv.config.runner.kind == "dask" and not inv.options.get("deployment"):
             require_dask_server()  # `check` too: it says what the run would

@@ -32,7 +32,7 @@ from prefect.states import Completed
 
 from tasks.config import STAGES, PipelineConfig, resolve, section_name
 from tasks.errors import InputError
-from tasks.runtime import faults, store
+from tasks.runtime import faults, interrupt, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
 from tasks.runtime.retry import RETRY_OPTIONS
 
@@ -88,6 +88,7 @@ def build(plan: StagePlan, compute: Callable[[store.EntryWriter], dict | None]) 
     """
     def drilled(w: store.EntryWriter) -> dict | None:
         faults.check(plan.stage, plan.key_inputs.get("params", {}))  # RNNFLOW_FAULT drills only
+        faults.stall(plan.stage)  # RNNFLOW_STALL drills only
         return compute(w)
 
     ref, built = store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, drilled, force=plan.forced)
@@ -166,6 +167,7 @@ class Run:
         """A run of `config`: "auto" resolved once (the device too), output directories ready."""
         from tasks.components.network import resolve_device
 
+        interrupt.rearm(_flow_run_id())  # a command-line run: SIGINT/SIGTERM stop it within seconds
         cfg = resolve(config, device=resolve_device(config.train.device).type)
         return cls(name, config, cfg, Paths.from_config(cfg), until, forced_stages(refresh, no_cache))
 
@@ -193,6 +195,7 @@ class Run:
         spec = spec_of(task)
         if not self.wants(spec.stage) or any(v is None for v in inputs.values()):
             return None
+        interrupt.at_stage(spec.stage, spec.name)
         plan = self.plan(spec, task, inputs)
         state = task(plan=plan, return_state=True, **inputs)
         ref = self._record(spec, plan, state.result())
@@ -209,6 +212,7 @@ class Run:
         spec = spec_of(task)
         if not self.wants(spec.stage) or items is None or any(v is None for v in shared.values()):
             return None
+        interrupt.at_stage(spec.stage, spec.name)
         plans = [self.plan(spec, task, {**item, **shared}) for item in items]
         results = self._submit_in_waves(task, [(p, {**item, **shared}) for p, item in zip(plans, items)])
         refs = tuple(self._record(spec, plan, result) for plan, result in zip(plans, results))
@@ -291,6 +295,14 @@ class Run:
 
     def lines(self) -> list[str]:
         return [f"  {r.stage:<9} {r.action:<10} {r.reason}{_counts(r)}" for r in self.rows.values()]
+
+
+def _flow_run_id() -> Any:
+    """The id of the flow run this code runs in (None outside one)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx.flow_run.id if ctx is not None and ctx.flow_run is not None else None
 
 
 def _upstream_name(upstream: dict, stage: str, name: str) -> str:

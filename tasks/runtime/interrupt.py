@@ -1,0 +1,176 @@
+"""SIGINT and SIGTERM stop a command-line run within seconds, whatever it is doing.
+
+    interrupted at train; finished stages are kept, run the same command to resume
+
+The command line arms the handler (`arm`) before any work. On the first SIGINT (Ctrl-C) or
+SIGTERM (`timeout`, `kill`, Kubernetes, CI cancellation) it writes that one line to stderr,
+tells the Prefect server the flow run crashed (bounded: REPORT_S), stops every process this one
+started (the temporary Prefect server, Dask workers: SIGTERM, then SIGKILL after STOP_S), and
+leaves with status 128 + the signal number (130, 143) through `os._exit`. Nothing waits for a
+worker thread in the middle of a training epoch or a statistical fit, and nothing needs to:
+every stage entry is published by one rename of a complete directory and every file by one
+rename of a complete temp file (tasks/runtime/store.py), so what was finished is on disk and
+what was not leaves only temp files, which the next run sweeps before it reuses the rest.
+
+Prefect's flow engine installs its own SIGTERM handler when a flow starts: it raises
+TerminationSignal in the main thread, which then waits for the task runner's threads (a
+statistical fit in one of them kept a run alive for 8 minutes). `Run.start` calls `rearm` so the
+armed handler is the one in charge during the flow; Prefect restores it after the flow. A flow
+run of a deployment (`serve`, a worker) is never armed and keeps Prefect's handling, which its
+runner relies on to cancel runs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+REPORT_S = 2.0  # at most this long to tell the server the flow run crashed
+STOP_S = 3.0  # child processes get this long to exit on SIGTERM before SIGKILL
+
+_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+_state: dict[str, Any] = {"armed": False, "stage": "start-up", "entries": set(), "flow_run": None}
+
+
+def arm() -> bool:
+    """Install the handler for SIGINT and SIGTERM in this process (the main thread only; False
+    elsewhere, where Python cannot install signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    for sig in _NAMES:
+        signal.signal(sig, _handle)
+    _state["armed"] = True
+    return True
+
+
+def armed() -> bool:
+    """Did this process's command line arm the handler?"""
+    return _state["armed"]
+
+
+def rearm(flow_run_id: Any = None) -> None:
+    """Inside a flow: put the armed handler back in charge (Prefect's flow engine replaced the
+    SIGTERM one) and remember the flow run to mark crashed. Does nothing unless armed, or off
+    the main thread."""
+    if not _state["armed"] or threading.current_thread() is not threading.main_thread():
+        return
+    _state["flow_run"] = flow_run_id
+    for sig in _NAMES:
+        if signal.getsignal(sig) is not _handle:
+            signal.signal(sig, _handle)
+
+
+def at_stage(stage: str, entry: str | None = None) -> None:
+    """Say which pipeline stage the run is in now (the interrupt line names it); `entry`: the
+    name of the stage's task (e.g. "backtest" for stage "evaluate")."""
+    _state["stage"] = stage
+    if entry:
+        _state["entries"].add(entry)
+
+
+def current_stage() -> str:
+    """The stage the interrupt line names: a task of its own running in the main thread (the
+    promotion), else the stage the run said last."""
+    context = sys.modules.get("prefect.context")  # never imported here: that alone would take seconds
+    try:
+        ctx = context.TaskRunContext.get() if context is not None else None
+    except Exception:  # not usable: the stage the run said
+        ctx = None
+    if ctx is not None and ctx.task.name not in _state["entries"]:
+        return ctx.task.name
+    return _state["stage"]
+
+
+def line(stage: str) -> str:
+    """The one line an interrupt prints."""
+    return f"interrupted at {stage}; finished stages are kept, run the same command to resume"
+
+
+def _handle(signum: int, frame: Any) -> None:
+    for sig in _NAMES:  # a second Ctrl-C while stopping changes nothing
+        signal.signal(sig, signal.SIG_IGN)
+    stage = current_stage()
+    os.write(2, f"\n{line(stage)}\n".encode())
+    _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")
+    stop_children()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(128 + signum)
+
+
+def _report_crash(message: str) -> None:
+    """Tell the API the flow run crashed, in a daemon thread given REPORT_S (the server may be
+    gone, or be the temporary one about to stop)."""
+    flow_run = _state["flow_run"]
+    if flow_run is None:
+        return
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:  # never start Prefect's own ephemeral server for this
+        return
+
+    def report() -> None:
+        try:
+            from prefect.client.orchestration import get_client
+            from prefect.states import Crashed
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(flow_run, Crashed(message=message), force=True)
+        except Exception:
+            pass
+
+    # the thread sees this one's settings (the API URL the command chose lives in a context variable)
+    t = threading.Thread(target=contextvars.copy_context().run, args=(report,), name="rnnflow-interrupt-report",
+                         daemon=True)
+    t.start()
+    t.join(REPORT_S)
+
+
+def stop_children(wait_s: float = STOP_S) -> list[int]:
+    """SIGTERM every process this one started (and their descendants, and the process group of
+    any that leads one: the temporary server runs in a session of its own), SIGKILL what is left
+    after `wait_s`. Returns the pids signalled."""
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    leaders = []
+    for child in children:
+        try:
+            if os.getpgid(child.pid) == child.pid:
+                leaders.append(child.pid)
+        except OSError:
+            continue
+    for pgid in leaders:
+        _signal_group(pgid, signal.SIGTERM)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=wait_s)
+    for pgid in leaders:
+        _signal_group(pgid, signal.SIGKILL)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=1.0)
+    return [c.pid for c in children]
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
