@@ -830,32 +830,64 @@ def main(argv: list[str]) -> int:
         return fail(describe_input_error(exc, deployment), exc, debug)
     except ServerError as exc:
         return fail(str(exc), exc, debug)
+    except KeyboardInterrupt as exc:  # Ctrl-C in a command that is not a run (server, check, clean, ...)
+        return fail("interrupted", exc, debug, status=130)
 
 
 def run(inv: Invocation, info: dict) -> int:
-    """Run the flow (or the sweep) once, on the server flows/server.py chooses, and print the summary."""
+    """Run the flow (or the sweep) once, on the server flows/server.py chooses, and print the summary.
+
+    The server going away does not fail a run that finished its stages: the summary is printed,
+    then one line says what the server did not record (tasks/runtime/publish.py), and the
+    process leaves at once rather than wait on Prefect's deliveries to a server that is gone.
+    """
     from flows.server import prefect_api
     from tasks.errors import NumericalError
+    from tasks.runtime import publish
 
     dask = inv.config.runner.kind == "dask"
-    with prefect_api(temporary=not dask, meanwhile=_import_flow):  # Dask: a running server (require_dask_server)
-        from flows.report import quiet_console
+    final_state = True
+    with prefect_api(temporary=not dask, meanwhile=_import_flow) as url:  # Dask: a running server
+        from flows.report import FINISHED, quiet_console
         from flows.rnn_flow import rnn_pipeline, rnn_sweep
 
         quiet_console(inv.debug, (Exception,))  # every failure ends in one line (--debug: tracebacks)
+        publish.hush_delivery_errors()
         try:
             flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
             summary = flow(config=inv.config, **inv.controls)
         except NumericalError as exc:
-            return fail(str(exc), exc, inv.debug)
+            return _leave(fail(str(exc), exc, inv.debug), url)
         except InputError:
             raise
         except Exception as exc:  # anything else (a failed sweep member, ...): still one line, and the way on
-            return fail(f"the run failed: {type(exc).__name__}: {exc}; finished entries are kept, run again to "
-                        "resume (--debug shows the traceback)", exc, inv.debug, status=1)
+            if not (publish.unreachable(exc) and "summary" in FINISHED):
+                return _leave(fail(f"the run failed: {type(exc).__name__}: {exc}; finished entries are kept, run "
+                                   "again to resume (--debug shows the traceback)", exc, inv.debug, status=1), url)
+            summary, final_state = FINISHED["summary"], False  # every output is on disk; the server is gone
     print_summary(summary)
     _fast_exit()
-    return 0
+    return _leave(0, url, final_state)
+
+
+def _leave(status: int, url: str | None, final_state: bool = True) -> int:
+    """The exit status, after the one line saying what the Prefect server did not record (if
+    anything). When it still does not answer, leave now (os._exit): Prefect's exit handlers would
+    retry their deliveries to it for minutes. Child processes are stopped first (atexit, which
+    stops a temporary server, does not run then)."""
+    from flows.server import server_answers
+    from tasks.runtime import interrupt, publish
+
+    line = publish.outage_line(url, final_state)
+    if line is None:
+        return status
+    print(line, file=sys.stderr)
+    if url and server_answers(url, timeout=2.0):
+        return status
+    interrupt.stop_children()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def require_dask_server() -> None:

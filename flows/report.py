@@ -64,7 +64,14 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
         store.write_json(run_dir / "winner.json", winner.model_dump(mode="json"))
     store.write_json(run_dir / "promotion.json", summary["promotion"])
     get_run_logger().info("%s", "\n".join(summary_lines(summary)), extra={SUMMARY_RECORD: True})
+    publish.flush()  # the artifacts reach the server before the flow run ends (bounded: publish.FLUSH_S)
+    FINISHED["summary"] = summary
     return summary
+
+
+# The summary of the last run this process finished: the command line prints it even when the
+# server could not take the flow run's final state (its outputs are all on disk by then).
+FINISHED: dict[str, dict] = {}
 
 
 def settings_of(run: Run, cfg=None, exclude: set[str] = frozenset()) -> dict:
