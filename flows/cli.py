@@ -818,6 +818,10 @@ def main(argv: list[str]) -> int:
 
             interrupt.arm()
         info = validate(inv.config) if inv.config is not None else {}  # before any Prefect start-up or training
+        if inv.controls.get("promote"):  # a registry of the wrong shape: one line now, not a TypeError at the end
+            from tasks.runtime import registry
+
+            registry.load(Path(inv.config.output.root).expanduser())
         if inv.config is not None and inv.config.runner.kind == "dask" and not inv.options.get("deployment"):
             require_dask_server()  # `check` too: it says what the run would
         return SUBCOMMANDS[inv.command].handler(inv, info)

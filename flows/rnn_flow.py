@@ -100,7 +100,7 @@ def rnn_pipeline(
         promote_margin: relative improvement the challenger needs (0.05: 5% lower).
     """
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
-                   no_cache=no_cache) as run:
+                   no_cache=no_cache, promote=promote) as run:
         cfg = run.cfg  # every "auto" resolved
         series, calendar, groups = prepare_series(run, cfg)
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
@@ -142,7 +142,7 @@ def rnn_sweep(
     """
     config = for_sweep(config)  # search off: the grid's members are the models
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
-                   no_cache=no_cache) as run:
+                   no_cache=no_cache, promote=promote) as run:
         cfg = run.cfg
         series, calendar, groups = prepare_series(run, cfg)
         if groups:

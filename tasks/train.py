@@ -7,7 +7,11 @@ with the same result.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,25 +39,66 @@ STAGE = StageSpec(
 
 
 def checkpoint_path(root: Path, key: str) -> Path:
-    """Where the resumable checkpoint of the train entry `key` lives (always under `root`)."""
+    """Where the resumable checkpoint of the train entry `key` lives (always under `root`); the
+    one before it is beside it (`previous_checkpoint`)."""
     return store.inside(root, Path("checkpoints") / f"train-{key}" / "checkpoint.pt", field="train key")
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """The checkpoint written before the one at `path` (kept until the next one is written)."""
+    return path.with_name("checkpoint.previous.pt")
+
+
+# A checkpoint file: this header line, the sha256 of the rest, a newline, then torch.save's bytes.
+CHECKPOINT_HEADER = b"rnnflow-checkpoint sha256="
+
+
 def load_checkpoint(path: Path) -> dict | None:
-    """A checkpoint blob, or None if there is none or it cannot be read (then start afresh)."""
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn or foreign file is not worth a crash: train from scratch
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
-        return None
+    """The newest intact checkpoint blob of a training: the one at `path`, else the previous one;
+    None when neither is there and intact (then training starts afresh).
+
+    Each is verified against the sha256 its header carries before torch reads it (weights_only):
+    a damaged one (a flipped byte, a torn write, a foreign file) is said in one warning, set
+    aside, and the previous one, or a fresh start, gives the same result, since a checkpoint holds
+    every random state the rest of the training uses.
+    """
+    for candidate in (path, previous_checkpoint(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            blob = read_checkpoint(candidate)
+        except (OSError, ValueError, RuntimeError, EOFError) as exc:
+            fallback = "the previous checkpoint" if candidate == path else "the start"
+            log.warning("checkpoint %s is unusable (%s); training resumes from %s", candidate, exc, fallback)
+            with contextlib.suppress(OSError):
+                os.replace(candidate, candidate.with_name(candidate.name + ".damaged"))
+            continue
+        return blob
+    return None
+
+
+def read_checkpoint(path: Path) -> dict:
+    """One checkpoint file's blob, verified: ValueError when its sha256 does not match (or it has
+    no rnnflow header), torch's error when the verified bytes are not a checkpoint."""
+    data = Path(path).read_bytes()
+    head, _, payload = data.partition(b"\n")
+    if not head.startswith(CHECKPOINT_HEADER):
+        raise ValueError("no rnnflow checkpoint header")
+    if hashlib.sha256(payload).hexdigest().encode() != head[len(CHECKPOINT_HEADER):]:
+        raise ValueError("its sha256 does not match its content")
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
 def save_checkpoint(path: Path, blob: dict) -> None:
-    """torch.save through a temp file and a rename, so a kill never leaves half a checkpoint."""
-    with store.atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    """Write a checkpoint with its sha256 through a temp file and a rename, so a kill never leaves
+    half a checkpoint; the one it replaces stays as the previous checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    payload = buffer.getvalue()
+    data = CHECKPOINT_HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    if path.is_file():
+        os.replace(path, previous_checkpoint(path))
+    store.write_bytes(path, data)
 
 
 def model_label(spec, seq_length: int, seed: int) -> str:

@@ -44,7 +44,7 @@ class ModelFile:
 def save_model(directory: Path, model: torch.nn.Module, record: ModelFile) -> Path:
     """model.pt: CPU weights plus the record, loadable with torch.load(weights_only=True)."""
     path = Path(directory) / MODEL_FILE
-    torch.save({
+    _save({
         "format": _MODEL_FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "network": record.network.as_dict(),
@@ -53,6 +53,18 @@ def save_model(directory: Path, model: torch.nn.Module, record: ModelFile) -> Pa
         "trained": dict(record.trained),
     }, path)
     return path
+
+
+def _save(obj: object, path: Path) -> None:
+    """torch.save through a file object this process writes: a failed write (a full disk) raises
+    the operating system's OSError naming `path`, not torch's "unexpected pos" RuntimeError."""
+    try:
+        with open(path, "wb") as fh:
+            torch.save(obj, fh)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -97,12 +109,12 @@ def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
                       tuple(networks), tuple(calibration_networks))
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
-    torch.save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
-                "statistical": [{"name": m.name, "season": m.season} for m in statistical],
-                "weights": [float(w) for w in weights],
-                "calibration_weights": [float(w) for w in calibration_weights],
-                "networks": [int(i) for i in networks], "calibration_networks": [int(i) for i in calibration_networks]},
-               path)
+    _save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
+           "statistical": [{"name": m.name, "season": m.season} for m in statistical],
+           "weights": [float(w) for w in weights],
+           "calibration_weights": [float(w) for w in calibration_weights],
+           "networks": [int(i) for i in networks], "calibration_networks": [int(i) for i in calibration_networks]},
+          path)
     return path
 
 

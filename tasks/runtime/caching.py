@@ -136,6 +136,7 @@ class StagePlan(BaseModel):
     forced: bool = False
     reason: str
     key_inputs: dict[str, Any]
+    threads: int = 1  # torch CPU threads of the task that builds it (how it runs: not in the key)
 
     @property
     def ref(self) -> store.StageRef:
@@ -157,9 +158,11 @@ def plan_stage(
     env: dict[str, str],
     force: str | None = None,
     words: dict[str, str] | None = None,
+    threads: int = 1,
 ) -> StagePlan:
     """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse.
-    words: how a reason names a parameter that is not a config section ({"anchor": ...})."""
+    words: how a reason names a parameter that is not a config section ({"anchor": ...});
+    threads: the torch CPU threads its task computes with."""
     base = str(Path(base).resolve())
     key_inputs = {"params": params, "upstream": upstream, "code": code, "env": env}
     key = stage_key(stage, key_inputs)
@@ -173,7 +176,8 @@ def plan_stage(
     else:
         run, reason = True, explain_change(closest(recent_inputs(base, stage), key_inputs), key_inputs, words)
     return StagePlan(
-        stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs
+        stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs,
+        threads=threads,
     )
 
 

@@ -6,7 +6,8 @@
                          every entry the run used (all buckets and members); plus the run summary
         metrics.json     the evaluate entry's metrics.json plus what ran: "config" (resolved) and "auto"
                          (the settings that were "auto", with their values)
-        <files>          hard links to the other files each stage declares (model.pt, figures/...)
+        <files>          copies of the other files each stage declares (model.pt, figures/...): a write
+                         through one never reaches the cache entry or the champion
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def write_run_dir(run: Run, extra: dict) -> Path:
                 store.write_json(run_dir / name, {**metrics, "config": resolved,
                                                   "auto": auto_settings(run.asked, run.cfg)})
             else:
-                store.link_or_copy(ref.file(name), run_dir / name)
+                store.copy_file(ref.file(name), run_dir / name)
     stages = {r.stage: vars(r) for r in run.rows.values()}
     store.write_json(run_dir / "stages.json", {"stages": stages, "entries": sorted(set(run.used)), **extra})
     return run_dir

@@ -1,8 +1,8 @@
 """The model registry under `<output root>/models/`: the champion, its predecessors, every decision.
 
     <root>/models/registry.json         champion, previous, older (newest last), history
-    <root>/models/<sha16>/model.pt      a champion's model file (a hard link or copy of the cache
-                                        entry's file, so cache cleanup never loses it)
+    <root>/models/<sha16>/model.pt      a champion's model file (a copy of the cache entry's file, so
+                                        cache cleanup never loses it and no write to either reaches the other)
     <root>/models/registry.lock         one reader-writer of registry.json at a time
 
 registry.json is replaced atomically and written last, so a crash anywhere before that leaves the
@@ -44,14 +44,59 @@ def empty() -> dict:
 
 
 def load(root: str | os.PathLike) -> dict:
-    """The registry under `root` (an empty one if there is none yet)."""
+    """The registry under `root` (an empty one if there is none yet), checked by shape.
+
+    Raises InputError naming the file when it is not JSON or not a registry's shape (`problem`):
+    one line before anything reads a field of it, instead of a TypeError after every stage ran.
+    """
     path = models_dir(root) / REGISTRY_FILE
     if not path.is_file():
         return empty()
     try:
-        return {**empty(), **store.read_json(path)}
-    except ValueError as exc:
+        raw = store.read_json(path)
+    except (OSError, ValueError) as exc:
         raise InputError("registry", str(path), f"not a readable registry ({exc})") from None
+    if (why := problem(raw)) is not None:
+        raise InputError("registry", str(path), f"not a model registry: {why}")
+    return {**empty(), **raw}
+
+
+def problem(raw: object) -> str | None:
+    """None if `raw` has a registry's shape, else what is wrong (one short phrase): an object with
+    champion and previous (a model record or null), older (a list of records) and history (a list
+    of objects); a model record is an object with a model_sha256 and a path under models/."""
+    if not isinstance(raw, dict):
+        return f"it holds a JSON {_kind(raw)}, not an object"
+    for name in ("champion", "previous"):
+        if raw.get(name) is not None and (why := _record_problem(raw[name])) is not None:
+            return f"{name} {why}"
+    for name in ("older", "history"):
+        if not isinstance(raw.get(name, []), list):
+            return f"{name} is a {_kind(raw[name])}, not a list"
+    for i, record in enumerate(raw.get("older", [])):
+        if (why := _record_problem(record)) is not None:
+            return f"older[{i}] {why}"
+    for i, entry in enumerate(raw.get("history", [])):
+        if not isinstance(entry, dict):
+            return f"history[{i}] is a {_kind(entry)}, not an object"
+    return None
+
+
+def _record_problem(record: object) -> str | None:
+    if not isinstance(record, dict):
+        return f"is a {_kind(record)}, not a model record"
+    for field in ("model_sha256", "path"):
+        if not isinstance(record.get(field), str) or not record[field]:
+            return f"has no {field} text"
+    rel = Path(record["path"])
+    if rel.is_absolute() or ".." in rel.parts:
+        return f"path {record['path']!r} is not under models/"
+    return None
+
+
+def _kind(value: object) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def registry_lock(root: str | os.PathLike) -> FileLock:
@@ -82,11 +127,11 @@ def check_model(root: str | os.PathLike, record: dict) -> str | None:
 
 
 def install_model(root: str | os.PathLike, src: str | os.PathLike) -> dict:
-    """Hard-link (or copy) a model file to models/<sha16>/model.pt: {path, model_sha256}."""
+    """Copy a model file to models/<sha16>/model.pt: {path, model_sha256}."""
     sha = store.sha256_file(src)
     record = {"path": f"{sha[:16]}/{MODEL_FILE}", "model_sha256": sha}
     if check_model(root, record) is not None:
-        store.link_or_copy(Path(src), model_path(root, record))
+        store.copy_file(Path(src), model_path(root, record))
         if (problem := check_model(root, record)) is not None:
             raise OSError(problem)
     return record

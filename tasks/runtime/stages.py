@@ -17,12 +17,13 @@ UI shows reuse without a second cache layer of Prefect results and locks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 from prefect.states import Completed
 
-from tasks.config import STAGES, PipelineConfig, resolve, section_name
+from tasks.config import STAGES, PipelineConfig, TrainConfig, resolve, section_name
 from tasks.errors import InputError
 from tasks.runtime import faults, interrupt, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
@@ -52,7 +53,7 @@ class StageSpec:
     run_only: config fields that change how it runs, not what it produces (left out of the key);
     packages: libraries whose versions change its result (in the key);
     trains: inputs -> True when this call trains a network (the device kind joins the key);
-    files: what it writes, hard-linked into the run directory;
+    files: what it writes, copied into the run directory;
     words: how a stage reason names a task argument that is not a config section.
     """
 
@@ -89,11 +90,28 @@ def build(plan: StagePlan, compute: Callable[[store.EntryWriter], dict | None]) 
     def drilled(w: store.EntryWriter) -> dict | None:
         faults.check(plan.stage, plan.key_inputs.get("params", {}))  # RNNFLOW_FAULT drills only
         faults.stall(plan.stage)  # RNNFLOW_STALL drills only
-        return compute(w)
+        with torch_threads(plan.threads):
+            return compute(w)
 
     ref, built = store.build_entry(plan.base, plan.stage, plan.key, plan.key_inputs, drilled, force=plan.forced)
     out = {**ref.model_dump(), "built": built}
     return out if built else Completed(name="Cached", message=f"reused entry {plan.key}", data=out)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Within: torch computes with `n` CPU threads in this thread. torch's intra-op setting is
+    per thread (OpenMP), and a task runs in whichever thread of the runner is free: without it a
+    stage computed with the thread's default (every core) and its entry's bytes depended on which
+    thread built it (validate scores differed at 1e-8). Restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -163,12 +181,18 @@ class Run:
 
     @classmethod
     def start(cls, config: PipelineConfig, *, name: str, refresh: str | None = None, until: str = "figures",
-              no_cache: bool = False) -> "Run":
-        """A run of `config`: "auto" resolved once (the device too), output directories ready."""
+              no_cache: bool = False, promote: bool = False) -> "Run":
+        """A run of `config`: "auto" resolved once (the device too), output directories ready, and,
+        for a run that promotes, its model registry checked by shape (InputError: one line before
+        any stage runs)."""
         from tasks.components.network import resolve_device
 
         interrupt.rearm(_flow_run_id())  # a command-line run: SIGINT/SIGTERM stop it within seconds
         cfg = resolve(config, device=resolve_device(config.train.device).type)
+        if promote:
+            from tasks.runtime import registry
+
+            registry.load(Path(cfg.output.root).expanduser())
         return cls(name, config, cfg, Paths.from_config(cfg), until, forced_stages(refresh, no_cache))
 
     def resolve(self, config: PipelineConfig) -> PipelineConfig:
@@ -178,6 +202,9 @@ class Run:
     def __enter__(self) -> "Run":
         from tasks.runtime.runners import task_runner
 
+        for base in dict.fromkeys((self.paths.root, self.paths.data)):  # what killed writers left
+            store.sweep_temp_files(base)
+            store.remove_all_dead_work(base)
         self.runner = task_runner(self.cfg.runner).__enter__()
         return self
 
@@ -285,9 +312,10 @@ class Run:
         env = {p: version(p) for p in spec.packages}
         if spec.trains(inputs):
             env["device"] = self.cfg.train.device
+        train = next((v for v in inputs.values() if isinstance(v, TrainConfig)), self.cfg.train)
         return plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
                           code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage),
-                          words=dict(spec.words))
+                          words=dict(spec.words), threads=train.threads)
 
     def table(self) -> list[dict]:
         """The staleness report as table rows (the rnn-stages artifact, stages.json)."""

@@ -24,7 +24,9 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,20 +55,47 @@ FILE_MODE = _file_mode()  # read once, at import: os.umask can only be read by s
 # --------------------------------------------------------------------------- atomic files
 
 
+# A temp file is named .<name>~<host>~<pid>~<random>.tmp: a later run on the same host can tell
+# one whose writer died (sweep_temp_files) from one a live writer is still filling.
+_HOST = re.sub(r"[^0-9A-Za-z_.-]", "_", socket.gethostname())[:64] or "host"
+_TEMP = re.compile(r"\.(?P<name>.+)~(?P<host>[^~]+)~(?P<pid>\d+)~[0-9a-z_]+\.tmp")
+# temp files of earlier versions: .<name>.<random>.tmp (mkstemp) and .<name>.tmp<pid> (a hard link or copy)
+_OLD_TEMP = re.compile(r"\..+\.(?:[0-9a-z_]{8}\.tmp|tmp(?P<pid>\d+))")
+STALE_AFTER_S = 24 * 3600.0  # another host's temp file this old has no live writer
+OLD_STALE_AFTER_S = 3600.0  # nor has an earlier version's (no atomic write takes an hour)
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A fresh temp file name beside `path`, created empty with mode FILE_MODE."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}~{_HOST}~{os.getpid()}~", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, FILE_MODE)  # the mode of any new file, not mkstemp's private 0600
+    return Path(tmp)
+
+
+def with_path(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc` naming `path` when it names no file (a full disk's write error names none): same
+    type, errno and message."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it into place, else remove it.
 
-    The file gets the mode of any new file (FILE_MODE), not mkstemp's private 0600.
+    An OSError raised inside (a full disk, ...) names `path` if it named no file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temp_path(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, FILE_MODE)
+        yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        raise with_path(exc, path) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -80,6 +109,96 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     return Path(path)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """An independent copy of `src` at `dst`, replacing `dst` atomically: a clone sharing the
+    blocks until either is written where the file system can (FICLONE: btrfs, XFS, ...), else a
+    plain copy. Never a hard link: a write through `dst` (editing a run folder's model.pt) must not
+    reach `src` (the cache entry, the champion)."""
+    with atomic_path(dst) as tmp:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            if not _clone(fin.fileno(), fout.fileno()):
+                shutil.copyfileobj(fin, fout, 1 << 20)
+    return Path(dst)
+
+
+_FICLONE = 0x40049409  # linux/fs.h
+
+
+def _clone(src_fd: int, dst_fd: int) -> bool:
+    """Reflink dst to src (Linux FICLONE); False where the file system or platform cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import fcntl
+
+    try:
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+        return True
+    except OSError:
+        return False
+
+
+def sweep_temp_files(base: str | os.PathLike) -> list[Path]:
+    """Remove the temp files that killed writers left under `base`, where runs write files
+    atomically (cache/<stage>/, runs/<run>/, models/, models/<sha>/, checkpoints/<entry>/, and
+    the base itself): a file of this host whose writer's process is gone, another host's older
+    than STALE_AFTER_S, and an earlier version's older than that too. Returns what went."""
+    base = Path(base)
+    dirs = [base]
+    for sub in ("cache", "runs", "models", "checkpoints", "leases"):
+        top = base / sub
+        if top.is_dir():
+            dirs.append(top)
+            dirs.extend(d for d in _subdirs(top) if not d.name.startswith("."))
+    removed = []
+    now = time.time()
+    for d in dirs:
+        try:
+            names = [e for e in os.scandir(d) if e.name.startswith(".") and e.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+        for e in names:
+            if _stale(e, now):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+                    removed.append(Path(e.path))
+    if removed:
+        log.info("removed %d temp files that killed writers left under %s", len(removed), base)
+    return removed
+
+
+def _subdirs(d: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _stale(entry: os.DirEntry, now: float) -> bool:
+    m = _TEMP.fullmatch(entry.name)
+    try:
+        age = now - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return False
+    if m is None:
+        old = _OLD_TEMP.fullmatch(entry.name)
+        if old is not None and old["pid"] and int(old["pid"]) != os.getpid() and not _alive(int(old["pid"])):
+            return True
+        return old is not None and age > OLD_STALE_AFTER_S
+    if m["host"] != _HOST:
+        return age > STALE_AFTER_S
+    return int(m["pid"]) != os.getpid() and not _alive(int(m["pid"]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -265,6 +384,9 @@ def build_entry(
             try:
                 meta = compute(writer)
                 writer.publish(key_inputs, meta)
+            except OSError as exc:  # a full disk's write error names no file: name the entry
+                writer.discard()
+                raise with_path(exc, writer.final) from exc
             except BaseException:
                 writer.discard()
                 raise
@@ -296,6 +418,13 @@ def remove_dead_work(base: str | os.PathLike, stage: str) -> list[Path]:
     return removed
 
 
+def remove_all_dead_work(base: str | os.PathLike) -> list[Path]:
+    """`remove_dead_work` in every stage folder under `base`."""
+    cache = Path(base) / "cache"
+    stages = [d.name for d in cache.iterdir() if d.is_dir()] if cache.is_dir() else []
+    return [p for stage in stages for p in remove_dead_work(base, stage)]
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB (Linux: VmHWM; else ru_maxrss)."""
     try:
@@ -305,14 +434,3 @@ def peak_rss_mb() -> float:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` at `dst` (copy across file systems), replacing `dst` atomically."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)

@@ -21,11 +21,11 @@ def entry(base: Path, stage: str, key: str, size: int = 4 * KB) -> Path:
 
 
 def run_folder(root: Path, name: str, entries: dict[str, Path], age_s: float) -> Path:
-    """A run folder as the ledger writes it: links to its entries' files, stages.json last."""
+    """A run folder as the ledger writes it: copies of its entries' files, stages.json last."""
     d = root / "runs" / name
     d.mkdir(parents=True)
     for stage, path in entries.items():
-        store.link_or_copy(path / "blob.bin", d / f"{stage}.bin")
+        store.copy_file(path / "blob.bin", d / f"{stage}.bin")
     store.write_json(d / "stages.json", {"stages": {s: {"entry": str(p)} for s, p in entries.items()}})
     then = time.time() - age_s
     os.utime(d / "stages.json", (then, then))
@@ -57,10 +57,11 @@ def test_clean_keeps_the_newest_runs_the_champions_and_what_they_use(tmp_path):
     assert [p.name for p in out.checkpoints] == ["train-t-old"]
     assert (root / "checkpoints" / "train-t-killed").is_dir()  # a killed training can still resume
     assert (root / "models" / "registry.json").is_file()
-    # the old entry's file (4 KB, linked from its run folder too), stages.json and the checkpoint
-    assert 5 * KB <= out.freed_bytes < 6 * KB
+    # the old entry's file (4 KB), the run folder's copies of it and of the shared entry's (4 KB
+    # each), its stages.json and the checkpoint (1 KB)
+    assert 13 * KB <= out.freed_bytes < 14 * KB
     line = describe(out, keep=1)
-    assert line.startswith("removed 1 run folder, 1 cache entry (train 1) and 1 checkpoint: freed 5.")
+    assert line.startswith("removed 1 run folder, 1 cache entry (train 1) and 1 checkpoint: freed 13.")
     assert line.endswith("kept 2 run folders (the newest 1 and the champion's) and 3 cache entries they use")
 
 
