@@ -966,7 +966,7 @@ def clean(inv: Invocation, info: dict) -> int:
     o = inv.options
     report = prune(Path(o["output_dir"]), Path(o["data_dir"]), keep=o["keep"], dry_run=o["dry_run"])
     print(describe(report, o["keep"], dry_run=o["dry_run"]))
-    return 0
+    return 1 if report.failed else 0  # something could not be removed (the line says what and why)
 
 
 def report_check(inv: Invocation, info: dict) -> int:

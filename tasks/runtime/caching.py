@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -159,13 +160,17 @@ def plan_stage(
     force: str | None = None,
     words: dict[str, str] | None = None,
     threads: int = 1,
+    lease: Callable[[Path], None] | None = None,
 ) -> StagePlan:
     """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse.
     words: how a reason names a parameter that is not a config section ({"anchor": ...});
-    threads: the torch CPU threads its task computes with."""
+    threads: the torch CPU threads its task computes with; lease: called with the entry's
+    directory before it is looked at (tasks/runtime/leases.py: `clean` then leaves it alone)."""
     base = str(Path(base).resolve())
     key_inputs = {"params": params, "upstream": upstream, "code": code, "env": env}
     key = stage_key(stage, key_inputs)
+    if lease is not None:
+        lease(store.entry_dir(base, stage, key))
     problem = store.verify(store.entry_dir(base, stage, key))
     if force:
         run, reason = True, f"forced ({force})"

@@ -178,6 +178,7 @@ class Run:
     runner: Any = None  # an entered Prefect task runner, for `map`
     largest_payload: int = 0  # bytes of the largest value a stage task returned (pickled)
     used: list[str] = field(default_factory=list)  # every entry the run used (all buckets and members)
+    lease: Any = None  # tasks.runtime.leases.Lease while the run is entered: what `clean` must leave alone
 
     @classmethod
     def start(cls, config: PipelineConfig, *, name: str, refresh: str | None = None, until: str = "figures",
@@ -200,18 +201,31 @@ class Run:
         return resolve(config, device=self.cfg.train.device)
 
     def __enter__(self) -> "Run":
+        from tasks.runtime.leases import Lease
         from tasks.runtime.runners import task_runner
 
         for base in dict.fromkeys((self.paths.root, self.paths.data)):  # what killed writers left
             store.sweep_temp_files(base)
             store.remove_all_dead_work(base)
-        self.runner = task_runner(self.cfg.runner).__enter__()
+        self.lease = Lease(self.name, [self.paths.root, self.paths.data]).__enter__()
+        self.lease.add(self.paths.root / "runs" / self.name)
+        try:
+            self.runner = task_runner(self.cfg.runner).__enter__()
+        except BaseException:
+            self.lease.__exit__(None, None, None)
+            self.lease = None
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.runner is not None:
-            self.runner.__exit__(*exc)
-            self.runner = None
+        try:
+            if self.runner is not None:
+                self.runner.__exit__(*exc)
+                self.runner = None
+        finally:
+            if self.lease is not None:
+                self.lease.__exit__(*exc)
+                self.lease = None
 
     def wants(self, stage: str) -> bool:
         """Is `stage` at or before `until`?"""
@@ -315,7 +329,8 @@ class Run:
         train = next((v for v in inputs.values() if isinstance(v, TrainConfig)), self.cfg.train)
         return plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
                           code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage),
-                          words=dict(spec.words), threads=train.threads)
+                          words=dict(spec.words), threads=train.threads,
+                          lease=self.lease.add if self.lease is not None else None)
 
     def table(self) -> list[dict]:
         """The staleness report as table rows (the rnn-stages artifact, stages.json)."""
