@@ -284,6 +284,9 @@ def serve_parser() -> Parser:
     g.add_argument("--cron", help='a cron schedule in UTC, e.g. "0 3 * * *" (03:00 every day)')
     g.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS")
     s.add_argument("--name", default=DEPLOYMENT, help=f"deployment name (default: {DEPLOYMENT})")
+    s.add_argument("--allow-data", action="append", metavar="DIR",
+                   help="a folder its runs may read data files from, besides --data-path's (repeatable; runs "
+                        "given other files or another --output-dir are refused) (default: none)")
     add_pipeline_options(p)
     add_run_controls(p, promote=True)
     return p
@@ -420,8 +423,8 @@ def serve_invocation(a: argparse.Namespace) -> Invocation:
         raise UsageError("serve needs a schedule: --cron CRON or --interval SECONDS (it replaces the deployment's "
                          "schedules)", "serve")
     inv = run_invocation(a, "serve")
-    return Invocation("serve", inv.config, inv.controls, {"cron": a.cron, "interval": a.interval, "name": a.name},
-                      a.debug)
+    return Invocation("serve", inv.config, inv.controls, {"cron": a.cron, "interval": a.interval, "name": a.name,
+                                                         "allow_data": tuple(a.allow_data or ())}, a.debug)
 
 
 def check_invocation(a: argparse.Namespace) -> Invocation:

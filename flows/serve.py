@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from flows.server import HINT, ServerError, prefect_api, server_reachable
 from tasks.config import PipelineConfig, with_overrides
 from tasks.errors import InputError
+from tasks.runtime import confine
 
 
 def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
@@ -22,6 +23,8 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
                       "data_dir": str(Path(cfg.output.data_dir).expanduser().resolve())}}
     if cfg.data.data_path:
         out["data"] = {"data_path": str(Path(cfg.data.data_path).expanduser().resolve())}
+    if cfg.search.mode not in ("auto", "on", "off"):  # a members file
+        out["search"] = {"mode": str(Path(cfg.search.mode).expanduser().resolve())}
     return with_overrides(cfg, out)
 
 
@@ -52,15 +55,21 @@ def serve(inv) -> int:
     """`serve`: register the deployment with its schedule and run its flow runs until stopped.
 
     inv: a flows.cli.Invocation of command "serve", validated as a one-shot run's (flows.cli.main).
+    Its output root, data dir and data locations (the data file's folder, --allow-data) are fixed
+    now for every flow run it runs, whatever parameters a run is given (tasks/runtime/confine.py).
     """
     schedule = inv.options
     check_schedule(schedule["cron"], schedule["interval"])
-    params = {"config": absolute_paths(inv.config).model_dump(mode="json"), **inv.controls}
+    cfg = absolute_paths(inv.config)
+    confinement = confine.fix(cfg, schedule.get("allow_data") or ())  # what its flow runs may write and read
+    params = {"config": cfg.model_dump(mode="json"), **inv.controls}
     with prefect_api(temporary=False) as url:
         url = require_server(url)
         from flows.rnn_flow import rnn_pipeline
 
         print(f"serving {rnn_pipeline.name}/{schedule['name']} on {url}; stop with Ctrl-C", file=sys.stderr)
+        print(f"its runs write under {confinement.root} (data: {confinement.data_dir}) and read data files from "
+              f"{', '.join(confinement.data) or 'no folder (the generated series only)'}", file=sys.stderr)
         rnn_pipeline.serve(name=schedule["name"], cron=schedule["cron"], interval=schedule["interval"],
                            parameters=params, global_limit=1, limit=1, tags=["rnnflow", "retrain"])
     return 0

@@ -33,7 +33,7 @@ from prefect.states import Completed
 
 from tasks.config import STAGES, PipelineConfig, TrainConfig, resolve, section_name
 from tasks.errors import InputError
-from tasks.runtime import faults, interrupt, store
+from tasks.runtime import confine, faults, interrupt, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
 from tasks.runtime.retry import RETRY_OPTIONS
 
@@ -189,6 +189,7 @@ class Run:
         from tasks.components.network import resolve_device
 
         interrupt.rearm(_flow_run_id())  # a command-line run: SIGINT/SIGTERM stop it within seconds
+        confine.check(config)  # a served deployment's run: nothing outside what `serve` fixed
         cfg = resolve(config, device=resolve_device(config.train.device).type)
         if promote:
             from tasks.runtime import registry
