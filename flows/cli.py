@@ -868,6 +868,9 @@ def run(inv: Invocation, info: dict) -> int:
         except InputError:
             raise
         except Exception as exc:  # anything else (a failed sweep member, ...): still one line, and the way on
+            if isinstance(exc, OSError) and exc.filename:  # a full disk, a read-only folder, ...
+                return _leave(fail(f"{exc.filename}: {exc.strerror or exc}; finished stages are kept, run the same "
+                                   "command to resume once that is fixed", exc, inv.debug, status=1), url)
             if not (publish.unreachable(exc) and "summary" in FINISHED):
                 return _leave(fail(f"the run failed: {type(exc).__name__}: {exc}; finished entries are kept, run "
                                    "again to resume (--debug shows the traceback)", exc, inv.debug, status=1), url)

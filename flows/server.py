@@ -263,6 +263,8 @@ def process_alive(pid: int) -> bool:
 
 def runs_prefect_server(pid: int) -> bool:
     """Does `pid` still run `prefect server start` (not a process that got its number since)?"""
+    if pid <= 0:  # a state file without a process (0 would name this process group)
+        return False
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

@@ -53,11 +53,12 @@ def in_prefect_run() -> bool:
 
 
 def unreachable(exc: BaseException) -> bool:
-    """Does `exc` say the server did not answer (connection refused, reset, timed out), as
-    opposed to a request it refused?"""
+    """Does `exc` say the Prefect server did not answer (connection refused, reset, timed out:
+    httpx's transport errors, which Prefect's client raises after its own retries), as opposed to
+    a request it refused?"""
     import httpx
 
-    return isinstance(exc, (httpx.TransportError, OSError, TimeoutError))
+    return isinstance(exc, httpx.TransportError)
 
 
 class _Call:

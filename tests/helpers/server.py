@@ -62,6 +62,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class HealthStandIn:
+    """A stand-in for a Prefect server's health check on a free port: GET /api/health answers 200
+    while `up`, 503 otherwise (404 elsewhere). A context manager; `api_url` is its API URL."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                ok = self.path == "/api/health"
+                self.send_response((200 if stand_in.up else 503) if ok else 404)
+                self.end_headers()
+                self.wfile.write(b"true" if ok and stand_in.up else b"")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.up = True
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def __enter__(self) -> "HealthStandIn":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def healthy(api_url: str, timeout: float = 1.0) -> bool:
     """True if GET <api_url>/health answers 200."""
     try:

@@ -94,3 +94,92 @@ def test_every_bucket_entry_a_kept_run_used_stays(tmp_path):
     run_folder(root, "rnn-old", {"generate": old}, age_s=100)
     out = prune(root, data, keep=1)
     assert out.entries == [old] and all(b.is_dir() for b in buckets)
+
+
+# A run that holds its lease (tasks/runtime/leases.py) on what it names, then waits to be killed.
+HOLD_LEASE = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from tasks.runtime.leases import Lease\n"
+    "root, data = Path(sys.argv[1]), Path(sys.argv[2])\n"
+    "with Lease('rnn-live', [root, data]) as lease:\n"
+    "    lease.add(*sys.argv[3:])\n"
+    "    print('leased', flush=True)\n"
+    "    time.sleep(600)\n"
+)
+
+
+def test_what_a_live_runs_lease_names_stays_and_a_dead_runs_lease_protects_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root, data, e = layout(tmp_path)
+    live_run = root / "runs" / "rnn-new"  # as if a live run were (re)writing it
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LEASE, str(root), str(data), str(e["old"]), str(live_run)],
+                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "leased"
+        out = prune(root, data, keep=0)
+        assert e["old"].is_dir() and live_run.is_dir() and not (root / "runs" / "rnn-old").exists()
+        assert out.in_use == [live_run, e["old"]]
+        assert describe(out, keep=0).endswith("left 1 run folder and 1 cache entry that live runs use")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert (root / "leases" / "rnn-live.lease").is_file()  # a kill leaves its lease behind...
+    out = prune(root, data, keep=0)
+    assert not e["old"].exists() and not live_run.exists() and not e["new"].exists()  # ...which protects nothing
+    assert not (root / "leases" / "rnn-live.lease").exists() and out.in_use == []
+
+
+def test_a_lease_named_after_clean_started_is_seen_under_the_entrys_lock(tmp_path):
+    from tasks.runtime.leases import Lease, Leases
+    from tasks.runtime.prune import remove_entry
+
+    root, data, e = layout(tmp_path)
+    leases = Leases([root, data])
+    assert not leases.holds(e["new"])  # clean read the leases: nobody uses it yet
+    with Lease("rnn-late", [root, data]) as lease:
+        lease.add(e["new"])  # a run names it before it looks at it
+        assert remove_entry(e["new"], leases) == "in use" and e["new"].is_dir()
+    assert remove_entry(e["new"], leases) == "removed"
+
+
+def read_only(path: Path) -> bool:
+    """Make `path` refuse changes (chmod, or, for root, whom modes do not stop, chattr +i); False if impossible."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return True
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def writable(path: Path) -> None:
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o755)
+    else:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def test_clean_of_a_read_only_output_dir_says_it_removed_nothing_and_why(tmp_path):
+    import pytest
+
+    root, data, e = layout(tmp_path)
+    locked = [root / "runs", root / "cache" / "train", root / "checkpoints"]
+    try:
+        if not all(read_only(p) for p in locked):
+            pytest.skip("cannot make a folder read-only here")
+        out = prune(root, data, keep=1)
+        line = describe(out, keep=1)
+    finally:
+        for p in locked:
+            writable(p)
+    assert out.runs == out.entries == out.checkpoints == [] and out.freed_bytes == 0
+    assert (root / "runs" / "rnn-old").is_dir() and e["old"].is_dir()
+    assert line.startswith("removed nothing: kept 2 run folders")
+    assert f"could not remove 3 folders ({root / 'runs' / 'rnn-old'}: " in line
+    assert ("Permission denied" in line) or ("Operation not permitted" in line)

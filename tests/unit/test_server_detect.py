@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
-from flows.server import STATE_FILE, server_answers, server_reachable
+from flows.server import STATE_FILE, port_free, server_answers, server_reachable
+from tests.helpers.server import HealthStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 # In a fresh process (Prefect reads its settings and profiles when imported): which API URL
@@ -26,38 +26,18 @@ CHOOSE = (
 )
 
 
-class _Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        ok = self.path == "/api/health"
-        self.send_response(200 if ok else 404)
-        self.end_headers()
-        self.wfile.write(b"true" if ok else b"")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _serve() -> HTTPServer:
-    httpd = HTTPServer(("127.0.0.1", 0), _Health)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return httpd
-
-
 @pytest.fixture
 def fake_api():
     """A stand-in that answers GET /api/health like a Prefect server; yields its port."""
-    httpd = _serve()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with HealthStandIn() as stand_in:
+        yield stand_in.port
 
 
 @pytest.fixture
 def closed_port():
-    httpd = HTTPServer(("127.0.0.1", 0), _Health)
-    port = httpd.server_address[1]
-    httpd.server_close()
-    return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def choose(home: Path, local_port: int, **env: str) -> tuple[list, str]:
@@ -105,3 +85,41 @@ def test_reachable_counts_any_http_answer(fake_api):
     url = f"http://127.0.0.1:{fake_api}/api"
     assert server_answers(url) and server_reachable(url)
     assert server_reachable(url + "/nothing-here")  # a 404 still means a server is there
+
+
+def test_a_port_held_only_by_a_dead_servers_closing_sockets_is_free():
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's listener does
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    conn.close()  # the server's end closes first, so it waits in TIME_WAIT, as a crashed server's do
+    client.close()
+    listener.close()
+    with socket.socket() as plain, pytest.raises(OSError):  # what refused `server` for ~45 s after a crash
+        plain.bind(("127.0.0.1", port))
+    assert port_free("127.0.0.1", port)
+
+
+def test_server_restarts_on_the_crashed_servers_port_and_names_another_program_there(closed_port, tmp_path):
+    with socket.socket() as squatter:  # this test's process listens where the crashed server was
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        (tmp_path / STATE_FILE).write_text(json.dumps({"url": f"http://127.0.0.1:{port}/api", "pid": 0, "log": ""}))
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env = {**base, "PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_API_PORT": str(closed_port)}
+        proc = subprocess.run([sys.executable, "flows/rnn_flow.py", "server"], cwd=ROOT, capture_output=True,
+                              text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is in use by another program (pid {os.getpid()}, "
+        f"{psutil_name()}); choose another with `python flows/rnn_flow.py server --port N`"]
+
+
+def psutil_name() -> str:
+    import psutil
+
+    return psutil.Process().name()

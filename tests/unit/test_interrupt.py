@@ -1,0 +1,84 @@
+"""SIGINT/SIGTERM stop a run within seconds, even inside a statistical fit, and leave no process:
+real signals to real processes (tasks/runtime/interrupt.py, flows/server.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A run's shape: a child process in a session of its own (as the temporary server is), then a
+# statsforecast fit (AutoARIMA, season 24, 500 origins: minutes) in a runner thread while the main
+# thread waits for it, as Run.map does.
+FIT = (
+    "import subprocess, sys, numpy as np\n"
+    "from concurrent.futures import ThreadPoolExecutor, wait\n"
+    "from tasks.runtime import interrupt\n"
+    "from tasks.components.references import cross_validation\n"
+    "import statsforecast.models  # imported here: the signal lands in the fit, not in an import\n"
+    "interrupt.arm()\n"
+    "interrupt.at_stage('evaluate', 'backtest')\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+    "y = 10 + np.sin(np.arange(3000) * 2 * np.pi / 24) * 3 + np.random.default_rng(0).normal(0, 0.05, 3000).cumsum()\n"
+    "with ThreadPoolExecutor(1) as pool:\n"
+    "    fit = pool.submit(cross_validation, [y], 'arima', 24, 1, 500)\n"
+    "    print(child.pid, flush=True)\n"
+    "    wait([fit])\n"
+    "print('finished', flush=True)\n"
+)
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_child_left(sig, status):
+    proc = subprocess.Popen([sys.executable, "-c", FIT], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        child = int(proc.stdout.readline())
+        time.sleep(2.0)  # well inside the fit (it takes minutes)
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 10
+        assert proc.returncode == status
+        assert "finished" not in out
+        assert err.strip().splitlines() == [
+            "interrupted at evaluate; finished stages are kept, run the same command to resume"]
+        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# A process that starts a child tied to it (as the temporary server is), prints the child's pid,
+# then waits to be killed.
+TIED = (
+    "import subprocess, sys, time\n"
+    "from flows.server import _die_with\n"
+    "import os\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True,\n"
+    "                         preexec_fn=_die_with(os.getpid()))\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_temporary_servers_process_dies_with_a_run_killed_by_sigkill():
+    proc = subprocess.Popen([sys.executable, "-c", TIED], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    assert psutil.Process(child).ppid() == proc.pid
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the tied child outlived its parent"
+        time.sleep(0.05)
