@@ -11,9 +11,11 @@ from tests.helpers.server import PrefectServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_flow(cwd: Path, server: PrefectServer, *args: str, log: Path | None = None) -> subprocess.Popen:
-    """Start one CLI run in its own process group (so a test can kill all of it); output to `log`."""
-    env = server.env(PYTHONUNBUFFERED="1")
+def start_flow(cwd: Path, server: PrefectServer, *args: str, log: Path | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start one CLI run in its own process group (so a test can kill all of it); output to `log`.
+    `env`: instead of `server`'s (e.g. tests.helpers.server.temporary_server_env)."""
+    env = {**(env or server.env()), "PYTHONUNBUFFERED": "1"}
     out = open(log, "w") if log else subprocess.PIPE
     try:
         return subprocess.Popen([sys.executable, str(ROOT / "flows" / "rnn_flow.py"), *args], cwd=cwd, env=env,

@@ -146,6 +146,29 @@ def start_server(home: Path, timeout: float = 120.0) -> PrefectServer:
     return server
 
 
+def home_like(server: PrefectServer, home: Path) -> Path:
+    """A Prefect home holding a copy of `server`'s database (sqlite's online backup): a server started
+    on it needs no migrations, so it answers in seconds, and never touches the session server's."""
+    import sqlite3
+
+    home.mkdir(parents=True, exist_ok=True)
+    src, dst = sqlite3.connect(server.home / "prefect.db"), sqlite3.connect(home / "prefect.db")
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return home
+
+
+def temporary_server_env(server: PrefectServer, home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a run that starts a temporary server of its own (no PREFECT_API_URL, and
+    nothing at Prefect's local address), on a copy of `server`'s database (`home_like`)."""
+    env = {k: v for k, v in server_env(server.port, home_like(server, home)).items()
+           if k not in ("PREFECT_API_URL", "PREFECT_UI_API_URL")}
+    return env | {"PREFECT_SERVER_API_PORT": str(free_port())} | extra
+
+
 def run_flow(server: PrefectServer, tmp: Path, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
     """`python flows/rnn_flow.py ARGS` against `server` (a tiny config unless ARGS say otherwise)."""
     tiny = ["--epochs", "2", "--n-points", "240", "--hidden-size", "8", "--fig-dpi", "40",
