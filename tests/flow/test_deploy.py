@@ -132,13 +132,14 @@ def _wait_for_deployment(server: PrefectServer, proc: subprocess.Popen, log: Pat
     raise AssertionError(f"no deployment after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-def _trigger(server: PrefectServer):
-    """Run the deployment through the Prefect client and wait for the final state."""
+def _trigger(server: PrefectServer, parameters: dict | None = None):
+    """Run the deployment (with `parameters` instead of its own) through the Prefect client and wait
+    for the final state."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: server.api_url}):
-        return run_deployment(DEPLOYMENT, timeout=300, poll_interval=1, as_subflow=False)
+        return run_deployment(DEPLOYMENT, parameters=parameters, timeout=300, poll_interval=1, as_subflow=False)
 
 
 def _artifacts(server: PrefectServer, run_id) -> dict[str, dict]:
@@ -193,5 +194,21 @@ def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect
         registry = json.loads((out / "models" / "registry.json").read_text())
         assert registry["champion"]["run"] == run.name and [h["action"] for h in registry["history"]] == [
             "promoted", "kept"]
+
+        # a flow run whose parameters read a file outside what `serve` allows: refused, nothing written,
+        # nothing of the file in any log the server keeps
+        secret = tmp_path / "elsewhere" / "secret.csv"
+        secret.parent.mkdir()
+        secret.write_text("timestamp,password\n2020-01-01,hunter2\n")
+        config = {**dep["parameters"]["config"], "data": {"data_path": str(secret), "value_column": "password"}}
+        refused = _trigger(prefect_server, {"config": config})
+        assert refused.state.is_failed()
+        assert (f"data.data_path='{secret}': outside the data locations this deployment serves: no data location"
+                in refused.state.message)
+        logs = api_post(prefect_server, "logs/filter", {"logs": {"flow_run_id": {"any_": [str(refused.id)]}}})
+        assert logs and not [x for x in logs if "hunter2" in x["message"]]
+        assert "hunter2" not in log.read_text()
+        assert sorted(p.name for p in secret.parent.iterdir()) == ["secret.csv"]
+        assert len(list((out / "runs").iterdir())) == 2  # the two runs above; none for the refused one
     finally:
         stop(proc)
