@@ -222,6 +222,15 @@ class _Undelivered(logging.Filter):
         return False
 
 
+class _Unproposed(logging.Filter):
+    """Drops the flow engine's error record of a state the server could not take (its exception is
+    one of httpx's transport errors): the run's last line names the flow run's final state instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.levelno >= logging.ERROR and exc is not None and unreachable(exc))
+
+
 # Prefect's loggers of its background delivery: the events client (task run states go as events)
 # and the services that send events and logs (each failed batch logs an error there)
 DELIVERY_LOGGERS = ("prefect.events.clients", "prefect._internal.concurrency")
@@ -229,13 +238,17 @@ DELIVERY_LOGGERS = ("prefect.events.clients", "prefect._internal.concurrency")
 
 def hush_delivery_errors() -> None:
     """For a command-line run: Prefect's delivery complaints are counted, not printed
-    (`outage_line` reports them), and the standard library's '--- Error logging to API ---'
-    tracebacks of a log handler that cannot send are off (logging.raiseExceptions)."""
+    (`outage_line` reports them), so is the flow engine's error of a final state the server did
+    not take, and the standard library's '--- Error logging to API ---' tracebacks of a log
+    handler that cannot send are off (logging.raiseExceptions)."""
     logging.raiseExceptions = False
     for name in DELIVERY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Undelivered) for f in logger.filters):
             logger.addFilter(_Undelivered())
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _Unproposed) for f in flow_runs.filters):
+        flow_runs.addFilter(_Unproposed())
 
 
 def outage_since() -> float | None:

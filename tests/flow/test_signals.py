@@ -22,12 +22,19 @@ TINY = ["--n-points", "240", "--hidden-size", "8", "--epochs", "2", "--device", 
         "--fig-width", "4", "--fig-height", "3"]
 
 
-def stop_in(stage_entry: str, sig: signal.Signals, base: Path, server, log: Path) -> tuple[int, float, str]:
-    """Run until the drill holds `stage_entry`, send `sig` to the run's process; (status, seconds it
-    took to end, its output)."""
+def start_stalled(stage_entry: str, base: Path, server, log: Path):
+    """A run whose drill holds `stage_entry` (in `base`)."""
     env = {**server.env(), "RNNFLOW_STALL": stage_entry}
-    proc = start_flow(base, server, *TINY, "--output-dir", str(base / "artifacts"), "--data-dir", str(base / "data"),
-                      log=log, env=env)
+    base.mkdir()
+    return start_flow(base, server, *TINY, *outputs(base), log=log, env=env)
+
+
+def outputs(base: Path) -> list[str]:
+    return ["--output-dir", str(base / "artifacts"), "--data-dir", str(base / "data")]
+
+
+def stop_when_stalled(proc, log: Path, sig: signal.Signals) -> tuple[int, float, str]:
+    """Send `sig` to the run's process once its drill holds it; (status, seconds it took to end, its output)."""
     deadline = time.monotonic() + 240
     while "stalls here" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -39,26 +46,28 @@ def stop_in(stage_entry: str, sig: signal.Signals, base: Path, server, log: Path
 
 
 def test_ctrl_c_at_generate_and_sigterm_at_evaluate_stop_at_once_and_the_rerun_resumes(tmp_path, prefect_server):
-    status, took, out = stop_in("generate", signal.SIGINT, tmp_path, prefect_server, tmp_path / "log1.txt")
-    assert (status, out.strip().splitlines()[-1]) == (
+    at_generate, at_evaluate = tmp_path / "generate", tmp_path / "evaluate"
+    first = start_stalled("generate", at_generate, prefect_server, tmp_path / "log1.txt")
+    second = start_stalled("backtest", at_evaluate, prefect_server, tmp_path / "log2.txt")
+
+    status, took, out1 = stop_when_stalled(first, tmp_path / "log1.txt", signal.SIGINT)
+    assert (status, out1.strip().splitlines()[-1]) == (
         130, "interrupted at generate; finished stages are kept, run the same command to resume")
-    assert took < 10 and "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert took < 10 and "Traceback" not in out1 and "KeyboardInterrupt" not in out1
 
-    status, took, out = stop_in("backtest", signal.SIGTERM, tmp_path, prefect_server, tmp_path / "log2.txt")
-    assert (status, out.strip().splitlines()[-1]) == (
+    status, took, out2 = stop_when_stalled(second, tmp_path / "log2.txt", signal.SIGTERM)
+    assert (status, out2.strip().splitlines()[-1]) == (
         143, "interrupted at evaluate; finished stages are kept, run the same command to resume")
-    assert took < 10 and "Traceback" not in out
-    assert not list((tmp_path / "artifacts" / "cache" / "backtest").glob("*/manifest.json"))
+    assert took < 10 and "Traceback" not in out2
+    assert not list((at_evaluate / "artifacts" / "cache" / "backtest").glob("*/manifest.json"))
 
-    runs = api_post(prefect_server, "flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 20})
-    names = [line.split("'")[1] for line in (tmp_path / "log1.txt").read_text().splitlines() + out.splitlines()
-             if "Beginning flow run" in line]
+    runs = api_post(prefect_server, "flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 50})
+    names = [line.split("'")[1] for line in out1.splitlines() + out2.splitlines() if "Beginning flow run" in line]
     states = {r["name"]: (r["state_type"], r["state"]["message"]) for r in runs if r["name"] in names}
     assert [states[n][0] for n in names] == ["CRASHED", "CRASHED"]
     assert states[names[1]][1].startswith("interrupted at evaluate; ")
 
-    rerun = start_flow(tmp_path, prefect_server, *TINY, "--output-dir", str(tmp_path / "artifacts"), "--data-dir",
-                       str(tmp_path / "data"), log=tmp_path / "log3.txt")
+    rerun = start_flow(at_evaluate, prefect_server, *TINY, *outputs(at_evaluate), log=tmp_path / "log3.txt")
     log = finish_flow(rerun, tmp_path / "log3.txt")
     stages = {line.split()[0]: line.split()[1] for line in log.split("stages:\n", 1)[1].splitlines()[:5]}
     assert stages == {"generate": "reused", "window": "reused", "train": "reused", "evaluate": "recomputed",

@@ -107,12 +107,21 @@ def test_prefects_delivery_complaints_are_counted_not_printed(monkeypatch, capsy
     monkeypatch.setattr(publish, "RECORDER", r)
     monkeypatch.setattr(logging, "raiseExceptions", logging.raiseExceptions)
     loggers = [logging.getLogger(name) for name in publish.DELIVERY_LOGGERS]
-    for logger in loggers:
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    for logger in (*loggers, flow_runs):
         monkeypatch.setattr(logger, "filters", list(logger.filters))
     publish.hush_delivery_errors()
     assert logging.raiseExceptions is False  # no '--- Error logging to API ---' tracebacks
     for logger in loggers:
         logger.error("Unable to connect to %r", "ws://127.0.0.1:4200/api/events/in")
     assert r.undelivered == len(loggers)
+    kept = []
+    monkeypatch.setattr(flow_runs, "callHandlers", kept.append)  # what passed the filters
+    for exc in (httpx.ConnectError("refused"), ValueError("a real failure")):
+        try:
+            raise exc
+        except Exception:
+            flow_runs.exception("Encountered exception during execution: %r", exc)
+    assert [type(k.exc_info[1]) for k in kept] == [ValueError]  # a failure of the run itself still shows
     assert "Unable to connect" not in capsys.readouterr().err
     assert "2 deliveries of task run states or logs failed" in publish.outage_line("http://x/api")
