@@ -138,7 +138,8 @@ def test_a_stopped_run_and_a_run_that_lost_its_server_end_bit_identical_to_an_un
         log = finish_flow(survivor, outlived / "log.txt", timeout=240)
         assert time.monotonic() - crashed < 180  # no hang
         lines = log.strip().splitlines()
-        assert lines[0] == f"prefect: using the server at {state['url'].removesuffix('/api')} (PREFECT_API_URL is unset)"
+        ui = state["url"].removesuffix("/api")
+        assert lines[0] == f"prefect: using the server at {ui} (PREFECT_API_URL is unset)"
         assert lines[-1].startswith(f"prefect: the server at {state['url']} did not answer from ")
         assert "not recorded: the flow run's final state" in lines[-1]
         assert lines[-1].endswith("the outputs on disk are complete")
@@ -154,7 +155,7 @@ def test_a_stopped_run_and_a_run_that_lost_its_server_end_bit_identical_to_an_un
 
         out, err = restart.communicate(timeout=300)
         assert restart.returncode == 0, err
-        assert f"running at {state['url'].removesuffix('/api')} " in out
+        assert f"running at {ui} " in out
         assert healthy(state["url"])
     finally:
         server_command(own, "stop")

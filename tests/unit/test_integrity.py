@@ -93,7 +93,8 @@ def test_run_folders_and_the_champion_hold_copies_that_an_edit_cannot_reach_thro
     ("[]", "it holds a JSON list, not an object"),
     ('{"champion": []}', "champion is a list, not a model record"),
     ('{"champion": {"path": "a/model.pt"}}', "champion has no model_sha256 text"),
-    ('{"previous": {"path": "../../etc/passwd", "model_sha256": "ab"}}', "previous path '../../etc/passwd' is not under"),
+    ('{"previous": {"path": "../../etc/passwd", "model_sha256": "ab"}}',
+     "previous path '../../etc/passwd' is not under"),
     ('{"history": {}}', "history is a object, not a list"),
     ("{not json", "not a readable registry"),
 ])
