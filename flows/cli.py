@@ -860,6 +860,7 @@ def run(inv: Invocation, info: dict) -> int:
 
         quiet_console(inv.debug, (Exception,))  # every failure ends in one line (--debug: tracebacks)
         publish.hush_delivery_errors()
+        FINISHED.clear()
         try:
             flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
             summary = flow(config=inv.config, **inv.controls)

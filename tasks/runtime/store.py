@@ -143,7 +143,8 @@ def sweep_temp_files(base: str | os.PathLike) -> list[Path]:
     """Remove the temp files that killed writers left under `base`, where runs write files
     atomically (cache/<stage>/, runs/<run>/, models/, models/<sha>/, checkpoints/<entry>/, and
     the base itself): a file of this host whose writer's process is gone, another host's older
-    than STALE_AFTER_S, and an earlier version's older than that too. Returns what went."""
+    than STALE_AFTER_S, and an earlier version's whose writer is gone (when its name says which)
+    or older than OLD_STALE_AFTER_S. Returns what went."""
     base = Path(base)
     dirs = [base]
     for sub in ("cache", "runs", "models", "checkpoints", "leases"):
@@ -160,7 +161,7 @@ def sweep_temp_files(base: str | os.PathLike) -> list[Path]:
             continue
         for e in names:
             if _stale(e, now):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone meanwhile, or a folder we may not change: leave it
                     os.unlink(e.path)
                     removed.append(Path(e.path))
     if removed:
