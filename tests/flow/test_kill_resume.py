@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from tasks.train import load_checkpoint
-from tests.helpers.cli import finish_flow, run_dir_of, start_flow
+from tests.helpers.cli import finish_flow, group_members, run_dir_of, start_flow
 from tests.helpers.server import FLOW_SCRIPT, REPO, healthy, temporary_server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -60,17 +60,6 @@ def wait_for_checkpoint(proc, root: Path, epoch: int, timeout: float = 240) -> i
         assert proc.poll() is None, "the run ended before its first checkpoints"
         time.sleep(0.02)
     pytest.fail(f"no checkpoint at epoch >= {epoch} within {timeout} s")
-
-
-def group_members(pgid: int) -> list[int]:
-    out = []
-    for p in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                out.append(p.pid)
-        except (ProcessLookupError, PermissionError):
-            continue
-    return out
 
 
 def server_command(env: dict[str, str], *args: str, wait: bool = True):

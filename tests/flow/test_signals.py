@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM at other stages than training (tests/flow/test_kill_resume.py has that one):
-one line, status 130/143 within seconds, no traceback, the flow run marked crashed on the server,
-and a rerun that reuses every stage that finished.
+one line, status 130/143 within seconds, no traceback, no process left in the run's process group,
+the flow run marked crashed on the server, and a rerun that reuses every stage that finished.
 
 RNNFLOW_STALL (tasks/runtime/faults.py) holds the run in the stage, so the signal lands there.
 """
@@ -11,9 +11,10 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.helpers.cli import finish_flow, start_flow
+from tests.helpers.cli import finish_flow, group_members, start_flow
 from tests.helpers.server import api_post
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -39,10 +40,15 @@ def stop_when_stalled(proc, log: Path, sig: signal.Signals) -> tuple[int, float,
     while "stalls here" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.1)
+    children = psutil.Process(proc.pid).children(recursive=True)
     sent = time.monotonic()
     proc.send_signal(sig)
     status = proc.wait(timeout=60)
-    return status, time.monotonic() - sent, log.read_text()
+    took = time.monotonic() - sent
+    time.sleep(0.5)
+    assert group_members(proc.pid) == [] and not [c for c in children if c.is_running()
+                                                  and c.status() != psutil.STATUS_ZOMBIE]
+    return status, took, log.read_text()
 
 
 def test_ctrl_c_at_generate_and_sigterm_at_evaluate_stop_at_once_and_the_rerun_resumes(tmp_path, prefect_server):

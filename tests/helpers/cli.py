@@ -36,3 +36,19 @@ def finish_flow(proc: subprocess.Popen, log: Path | None = None, timeout: float 
 def run_dir_of(output: str) -> Path:
     """The run directory printed on the last `outputs:` line."""
     return Path([line for line in output.splitlines() if line.startswith("outputs: ")][-1].split("outputs: ", 1)[1])
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (a run started by `start_flow` leads its own)."""
+    import os
+
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return out
