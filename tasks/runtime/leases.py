@@ -48,7 +48,7 @@ class Lease:
             lock = FileLock(str(d / f"{self.name}.lock"))
             lock.acquire()
             self.locks.append(lock)
-            (d / f"{self.name}.lease").touch()
+            (d / f"{self.name}.lease").write_text("")  # empty: what it names is added as the run goes
         return self
 
     def __exit__(self, *exc: object) -> None:
