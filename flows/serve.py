@@ -6,6 +6,7 @@ its flow runs in this process; its inputs are validated exactly as a one-shot ru
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def serve(inv) -> int:
     check_schedule(schedule["cron"], schedule["interval"])
     cfg = absolute_paths(inv.config)
     confinement = confine.fix(cfg, schedule.get("allow_data") or ())  # what its flow runs may write and read
+    os.environ[confine.VARIABLE] = confinement.to_env()  # its flow runs inherit it; no parameter changes it
     params = {"config": cfg.model_dump(mode="json"), **inv.controls}
     with prefect_api(temporary=False) as url:
         url = require_server(url)

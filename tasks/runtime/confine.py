@@ -44,7 +44,8 @@ def fix(cfg, allowed: tuple[str, ...] = ()) -> Confinement:
     """The confinement of a deployment served with PipelineConfig `cfg`: its output root and data
     dir, and as data locations the folders of its data file and members file (if any) and every
     folder in `allowed` (all resolved; InputError naming --allow-data for one that is not a
-    folder). Sets RNNFLOW_CONFINE in this process's environment, which its flow runs inherit."""
+    folder). `serve` puts it in its environment (`to_env`, RNNFLOW_CONFINE), which its flow runs
+    inherit; this function changes nothing."""
     files = [f for f in (cfg.data.data_path, cfg.search.mode if cfg.search.mode not in ("auto", "on", "off") else None)
              if f]
     for a in allowed:
@@ -55,7 +56,6 @@ def fix(cfg, allowed: tuple[str, ...] = ()) -> Confinement:
     root, data_dir = cfg.output.root, cfg.output.data_dir
     c = Confinement(str(Path(root).expanduser().resolve()), str(Path(data_dir).expanduser().resolve()),
                     tuple(dict.fromkeys(places)))
-    os.environ[VARIABLE] = c.to_env()
     return c
 
 

@@ -26,7 +26,7 @@ def served(tmp_path, monkeypatch):
                                          "output": {"root": str(tmp_path / "srv" / "artifacts"),
                                                     "data_dir": str(tmp_path / "srv" / "data")}})
     c = confine.fix(cfg, (str(tmp_path / "shared"),))
-    monkeypatch.setenv(confine.VARIABLE, os.environ[confine.VARIABLE])  # undone after the test
+    monkeypatch.setenv(confine.VARIABLE, c.to_env())  # as serve does; undone after the test
     assert c.data == (str(tmp_path / "inbox"), str(tmp_path / "shared"))
     return cfg
 
