@@ -366,15 +366,28 @@ def parse(argv: list[str]) -> Invocation:
     if argv and not argv[0].startswith("-"):
         command, rest = argv[0], argv[1:]
         if command not in SUBCOMMANDS:
-            close = difflib.get_close_matches(command, SUBCOMMANDS, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise UsageError(f"unknown subcommand {command!r}; {hint}(subcommands: {', '.join(SUBCOMMANDS)})")
+            raise UsageError(unknown_subcommand(command, rest))
     sub = SUBCOMMANDS[command]
     parser = sub.parser()
     args, unknown = parser.parse_known_args(rest)
     if unknown:
         raise UsageError(unknown_message(parser, unknown, command), command)
     return sub.invocation(args)
+
+
+def unknown_subcommand(word: str, rest: list[str]) -> str:
+    """What `word` in a subcommand's place most likely meant: a stage (a run does every stage up
+    to --until: `forecast` -> the same command with --until forecast), else the closest subcommand."""
+    if word.lower() in STAGES:
+        stage = word.lower()
+        does = ("forecasts past the end of every series" if stage == "forecast"
+                else f"stops after the {stage} stage")
+        command = " ".join([PROG, "--until", stage, *(rest or ["[options]"])])
+        return (f"{word!r} is a stage, not a subcommand: a run does every stage up to --until (default figures), "
+                f"and --until {stage} {does}: {command}")
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown subcommand {word!r}; {hint}(subcommands: {', '.join(SUBCOMMANDS)})"
 
 
 def options_of(parser: argparse.ArgumentParser) -> list[str]:
@@ -545,6 +558,8 @@ def validate(cfg: PipelineConfig) -> dict:
             raise InputError("data_path", cfg.data.data_path, "is empty: give the path of a CSV or Parquet file")
         check_unused(cfg.data, GENERATOR_ONLY, "data", "sets the generated sine, and --data-path replaces it with "
                                                      "your file: leave it out")
+        check_data_path(cfg.data.data_path)
+        check_named_columns(cfg)
         from tasks.components import ingest, scan
         from tasks.components.calendar import check_forecast_range
 
@@ -577,6 +592,61 @@ def validate(cfg: PipelineConfig) -> dict:
     check_writable(cfg.output.root, "output.root")
     check_writable(cfg.output.data_dir, "output.data_dir")
     return info
+
+
+DATA_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
+
+
+def check_data_path(path: str) -> None:
+    """A --data-path that does not exist: InputError naming it as typed, the absolute path it was
+    looked for at (relative paths are read from the current directory) and the closest file or
+    directory beside it ("did you mean 'sales.csv'?"), or the directory that is missing."""
+    typed = Path(path).expanduser()
+    if typed.exists():
+        return
+    where = typed.absolute()
+    if not where.parent.is_dir():
+        raise InputError("data_path", path, f"file not found: no directory {where.parent}")
+    names = [q.name for q in where.parent.iterdir() if q.is_dir() or q.suffix.lower() in DATA_SUFFIXES]
+    close = difflib.get_close_matches(where.name, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {str(typed.parent / close[0]) if typed.parent != Path('.') else close[0]!r}?" if close else ""
+    raise InputError("data_path", path, f"file not found (looked for {where}){hint}")
+
+
+COLUMN_FIELDS = ("time_column", "value_column", "id_column", "group_column")
+
+
+def check_named_columns(cfg: PipelineConfig) -> None:
+    """Every column option that names no column of the file, in one InputError (the first named by
+    its option, the others after "also"), each with the column it most likely means and the file's
+    columns once. A single missing column is left to the ingest's own check (the same words)."""
+    from tasks.components import ingest, scan
+
+    columns = scan.source_columns(cfg.data.data_path)
+    named = {f: getattr(cfg.data, f) for f in COLUMN_FIELDS if getattr(cfg.data, f) is not None}
+    missing = [(f, name) for f, name in named.items() if name not in columns]
+    if len(missing) < 2:
+        return
+    try:
+        head = next(scan.scan(cfg.data.data_path, columns, batch_rows=20))
+    except InputError:  # no rows: the suggestions go by names alone
+        head = pd_frame(columns)
+
+    def worded(field: str, name: str) -> str:
+        close = ingest.suggest_column(head, field, name)
+        return "no such column" + (f" (did you mean {close!r}?)" if close else "")
+
+    (field, name), *others = missing
+    also = "".join(f"; {FLAG_OF_FIELD.get(f, f)}={n!r}: {worded(f, n)}" for f, n in others)
+    shown = ", ".join(c if c.isprintable() else repr(c) for c in columns)
+    raise InputError(field, name, f"{worded(field, name)}{also}; the file's columns: {shown}")
+
+
+def pd_frame(columns: list[str]):
+    """An empty DataFrame with `columns` (what suggestions read when the file has no rows)."""
+    import pandas as pd
+
+    return pd.DataFrame(columns=columns)
 
 
 FILE_ONLY = ("time_column", "value_column", "id_column", "group_column", "fill", "fill_missing_dates", "time_zone",

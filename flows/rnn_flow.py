@@ -31,8 +31,13 @@ if __package__ in (None, ""):  # run or loaded as a script (a worker's entrypoin
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if __name__ == "__main__":  # a command: parse and validate the options before Prefect's slow import
-    from flows.cli import main
+    try:
+        from flows.cli import main
+    except ModuleNotFoundError as exc:  # run by a Python without the project installed: one line, the fix in it
+        from flows.environment import missing_package_line
 
+        print(missing_package_line(exc, sys.executable, sys.argv[0]), file=sys.stderr)
+        sys.exit(2)
     sys.exit(main(sys.argv[1:]))
 
 import datetime as dt  # noqa: E402

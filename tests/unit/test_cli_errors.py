@@ -407,3 +407,49 @@ def test_a_large_parquet_file_is_checked_by_its_columns_before_the_run(cli_in, t
     assert cli_in(args) == 0 and len(read) == 1  # not read again
     assert cli_in([*args[:-1], "sale"]) == 2  # the columns are still checked
     assert "did you mean 'sales'?" in capsys.readouterr().err
+
+
+def test_a_stage_typed_as_a_subcommand_names_the_command_with_until(cli_in, capsys):
+    assert cli_in(["forecast", "--data-path", "sales.csv"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: 'forecast' is a stage, not a subcommand: a run does every stage up to --until (default figures), and "
+        "--until forecast forecasts past the end of every series: python flows/rnn_flow.py --until forecast "
+        "--data-path sales.csv (see: python flows/rnn_flow.py --help)"]
+    assert cli_in(["Train"]) == 2
+    assert "--until train stops after the train stage: python flows/rnn_flow.py --until train [options]" in (
+        capsys.readouterr().err)
+
+
+def test_a_missing_data_file_is_named_by_its_absolute_path_with_the_closest_file_beside_it(cli_in, tmp_path, capsys):
+    (tmp_path / "sales.csv").write_text(monthly().to_csv(index=False))
+    (tmp_path / "notes.md").write_text("not data")
+    assert cli_in([*OUT, "--data-path", "sale.csv", "--time-column", "month", "--value-column", "sales"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --data-path='sale.csv': file not found (looked for {tmp_path / 'sale.csv'}); did you mean "
+        "'sales.csv'?"]
+    assert cli_in([*OUT, "--data-path", "nowhere/sales.csv"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --data-path='nowhere/sales.csv': file not found: no directory {tmp_path / 'nowhere'}"]
+    assert cli_in([*OUT, "--data-path", "note.md"]) == 2  # only data files are suggested
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --data-path='note.md': file not found (looked for {tmp_path / 'note.md'})"]
+
+
+def test_every_missing_column_is_named_at_once(cli_in, tmp_path, capsys):
+    (tmp_path / "m.csv").write_text(with_store(monthly()).to_csv(index=False))
+    assert cli_in([*OUT, "--data-path", "m.csv", "--time-column", "mnth", "--value-column", "sale",
+                   "--id-column", "shop"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --time-column='mnth': no such column (did you mean 'month'?); --value-column='sale': no such column "
+        "(did you mean 'sales'?); --id-column='shop': no such column; the file's columns: store, month, sales"]
+
+
+def test_a_python_without_the_project_installed_says_how_to_run_it_in_one_line(tmp_path):
+    """`python flows/rnn_flow.py` under an interpreter that cannot import the project's
+    dependencies (here: the test's own, without its site-packages): one line with the fix, exit 2."""
+    proc = subprocess.run([sys.executable, "-S", str(ROOT / "flows" / "rnn_flow.py"), "--epochs", "3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"error: {sys.executable} (Python 3.") and "cannot import 'pydantic'" in line
+    assert "virtualenv" in line and list(tmp_path.iterdir()) == []
