@@ -1,7 +1,8 @@
 """Stage 3: train the forecaster (tasks/components/fit.py), resumably, and write the model file.
 
-Progress goes to the log every `log_every` epochs and to the Prefect progress artifact
-`rnn-training-progress`; a checkpoint every `checkpoint_every` epochs lets a killed run resume
+Progress goes to the log every `log_every` epochs and, epoch by epoch, to the console's progress
+display and the run's one Prefect progress artifact `rnn-training-progress` (tasks/runtime/
+progress.py); a checkpoint every `checkpoint_every` epochs lets a killed run resume
 with the same result.
 """
 
@@ -26,8 +27,7 @@ from tasks.config import ModelConfig, TrainConfig
 from tasks.formats.history import HISTORY_FILE, write_history
 from tasks.formats.model import MODEL_FILE, ModelFile, save_model
 from tasks.formats.window import read_split, read_values
-from tasks.runtime import store
-from tasks.runtime.publish import PROGRESS_KEY, ProgressArtifact
+from tasks.runtime import progress, store
 from tasks.runtime.stages import StageSpec, build, stage_task
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,9 @@ def model_label(spec, seq_length: int, seed: int) -> str:
 
 
 def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitState], None]:
-    """Log every cfg.log_every epochs (each line starting with `label`) and keep a Prefect
-    progress artifact up to date."""
-    bar = ProgressArtifact(PROGRESS_KEY, f"Training up to {cfg.epochs} epochs")
+    """Log every cfg.log_every epochs (each line starting with `label`: the run's Prefect logs,
+    and the console at --verbose) and report each epoch to the progress display and the run's
+    training-progress artifact (tasks.runtime.progress; an early stop reports the model done)."""
     prefix = f"{label}: " if label else ""
 
     def on_epoch(epoch: int, st: FitState) -> None:
@@ -122,7 +122,7 @@ def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitSt
                 st.history["train_loss"][-1], st.history["val_loss"][-1],
                 "  (early stop)" if st.stopped_early else "",
             )
-        bar.update(100.0 if st.stopped_early else 100.0 * epoch / cfg.epochs)
+        progress.item(STAGE.name, label or "model", cfg.epochs if st.stopped_early else epoch, cfg.epochs, "epoch")
 
     return on_epoch
 

@@ -309,6 +309,32 @@ class ProgressArtifact:
         RECORDER.record(f"progress artifact {self.key}", send, merge_key=("progress", id(self)))
 
 
+class TrainingProgress:
+    """The run's one training-progress artifact (PROGRESS_KEY), following the train stage's
+    progress (tasks.runtime.progress.follow): created when the run first trains a network (not
+    when every model is reused), then kept at the stage's share done: its models finished plus
+    the epochs of those in flight in this process. A sweep's or a search's members share it."""
+
+    def __init__(self, stage: str = "train") -> None:
+        self.stage = stage
+        self.bar: ProgressArtifact | None = None
+
+    def changed(self, stage: str, st) -> None:
+        if stage != self.stage:
+            return
+        if st is None:  # the stage ended: every model is done
+            if self.bar is not None:
+                self.bar.update(100.0)
+            return
+        if self.bar is None and st.building:
+            what = (f"{st.total} models, {st.total - st.building} of them reused" if st.building < st.total
+                    else f"{st.total} model{'s' if st.total > 1 else ''}")
+            self.bar = ProgressArtifact(PROGRESS_KEY, f"Training {what} (models done, and epochs of those in "
+                                                      "flight, as a share of all)")
+        if self.bar is not None:
+            self.bar.update(100.0 * st.fraction())
+
+
 def metrics_rows(metrics: dict[str, dict[str, float]], extra: dict[str, dict] | None = None) -> list[dict]:
     """One table row per forecaster: name, each metric, then the `extra` columns (None where a row has none)."""
     extra = extra or {}

@@ -33,7 +33,7 @@ from prefect.states import Completed
 
 from tasks.config import STAGES, PipelineConfig, TrainConfig, resolve, section_name
 from tasks.errors import InputError
-from tasks.runtime import confine, faults, interrupt, store
+from tasks.runtime import confine, faults, interrupt, progress, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
 from tasks.runtime.retry import RETRY_OPTIONS
 
@@ -203,6 +203,7 @@ class Run:
 
     def __enter__(self) -> "Run":
         from tasks.runtime.leases import Lease
+        from tasks.runtime.publish import TrainingProgress
         from tasks.runtime.runners import task_runner
 
         for base in dict.fromkeys((self.paths.root, self.paths.data)):  # what killed writers left
@@ -210,9 +211,12 @@ class Run:
             store.remove_all_dead_work(base)
         self.lease = Lease(self.name, [self.paths.root, self.paths.data]).__enter__()
         self.lease.add(self.paths.root / "runs" / self.name)
+        self._following = progress.follow(TrainingProgress())  # the run's one rnn-training-progress artifact
+        self._following.__enter__()
         try:
             self.runner = task_runner(self.cfg.runner).__enter__()
         except BaseException:
+            self._following.__exit__(None, None, None)
             self.lease.__exit__(None, None, None)
             self.lease = None
             raise
@@ -224,6 +228,7 @@ class Run:
                 self.runner.__exit__(*exc)
                 self.runner = None
         finally:
+            self._following.__exit__(None, None, None)
             if self.lease is not None:
                 self.lease.__exit__(*exc)
                 self.lease = None
@@ -239,7 +244,12 @@ class Run:
             return None
         interrupt.at_stage(spec.stage, spec.name)
         plan = self.plan(spec, task, inputs)
-        state = task(plan=plan, return_state=True, **inputs)
+        progress.begin(spec.name, 1, building=int(plan.run))
+        try:
+            state = task(plan=plan, return_state=True, **inputs)
+            progress.advance(spec.name)
+        finally:
+            progress.end(spec.name)
         ref = self._record(spec, plan, state.result())
         record_latest([plan])
         self.refs[spec.name], self.specs[spec.name] = ref, spec
@@ -256,19 +266,26 @@ class Run:
             return None
         interrupt.at_stage(spec.stage, spec.name)
         plans = [self.plan(spec, task, {**item, **shared}) for item in items]
-        results = self._submit_in_waves(task, [(p, {**item, **shared}) for p, item in zip(plans, items)])
+        progress.begin(spec.name, len(plans), building=sum(p.run for p in plans))
+        try:
+            results = self._submit_in_waves(task, [(p, {**item, **shared}) for p, item in zip(plans, items)],
+                                            lambda: progress.advance(spec.name))
+        finally:
+            progress.end(spec.name)
         refs = tuple(self._record(spec, plan, result) for plan, result in zip(plans, results))
         record_latest(plans)
         self.refs[spec.name], self.specs[spec.name] = refs, spec
         return refs
 
-    def _submit_in_waves(self, task: Any, calls: list[tuple[StagePlan, Inputs]]) -> list[Any]:
+    def _submit_in_waves(self, task: Any, calls: list[tuple[StagePlan, Inputs]],
+                         ended: Callable[[], None] = lambda: None) -> list[Any]:
         """Results of every call, in order; raises the first task failure after all have ended.
 
         At most workers x in_flight calls are in flight: the next is submitted as soon as any one
         of them ends (not when the whole batch has), so a worker never idles behind a slow member.
+        `ended()` is called as each one ends (the progress display counts them).
         """
-        from prefect.futures import as_completed, wait
+        from prefect.futures import as_completed
 
         limit = max(1, self.cfg.runner.workers * self.cfg.runner.in_flight)
         futures: list[Any] = [None] * len(calls)
@@ -276,10 +293,12 @@ class Run:
         for i, (plan, inputs) in enumerate(calls):
             if len(pending) >= limit:
                 pending.pop(next(as_completed(list(pending))), None)
+                ended()
             named = task.with_options(task_run_name=f"{task.name}-{plan.key[:6]}")
             futures[i] = self.runner.submit(named, parameters={"plan": plan, **inputs})
             pending[futures[i]] = i
-        wait(list(pending))
+        for _ in as_completed(list(pending)):
+            ended()
         results, failure = [], None
         for f in futures:
             value = f.result(raise_on_failure=False)
