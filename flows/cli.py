@@ -12,6 +12,7 @@ the function that carries it out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
@@ -140,6 +141,7 @@ class Invocation:
     controls: dict[str, Any] = field(default_factory=dict)  # the flow's other parameters
     options: dict[str, Any] = field(default_factory=dict)  # the subcommand's own (serve: cron, interval, name)
     debug: bool = False
+    verbose: bool = False  # every stage's and member's log lines on the console, not the progress display
 
 
 class UsageError(Exception):
@@ -268,6 +270,9 @@ def add_run_controls(p: Parser, promote: bool = False) -> None:
                    help="the deciding metric, lower is better (default: mase)")
     g.add_argument("--promote-margin", type=float, default=0.0, metavar="FRACTION",
                    help="relative improvement a challenger needs, 0.05: 5%% lower (default: 0)")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="print every stage's and member's log lines (epochs, validation scores, task states: what "
+                        "the run's Prefect logs hold) instead of the live progress display (default: off)")
     g.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
 
 
@@ -415,7 +420,7 @@ def run_invocation(a: argparse.Namespace, command: str = "run") -> Invocation:
     controls = {"refresh": choice("--refresh", a.refresh, STAGES), "until": choice("--until", a.until, STAGES),
                 "no_cache": a.no_cache, "promote": bool(a.promote), "promote_metric": promote.metric,
                 "promote_margin": promote.margin}
-    return Invocation(command, config_from_args(a), controls, debug=a.debug)
+    return Invocation(command, config_from_args(a), controls, debug=a.debug, verbose=a.verbose)
 
 
 def sweep_invocation(a: argparse.Namespace) -> Invocation:
@@ -428,7 +433,7 @@ def sweep_invocation(a: argparse.Namespace) -> Invocation:
         where = f"--grid-file={a.grid_file}" if a.grid_file else f"--grid {' '.join(a.grid)}"
         raise InputError(both[0], getattr(getattr(inv.config, section), name),
                          f"the grid ({where}) sets it for every member; give it in one place")
-    return Invocation("sweep", inv.config, {**inv.controls, "grid": grid}, debug=a.debug)
+    return Invocation("sweep", inv.config, {**inv.controls, "grid": grid}, debug=a.debug, verbose=a.verbose)
 
 
 def serve_invocation(a: argparse.Namespace) -> Invocation:
@@ -927,13 +932,16 @@ def run(inv: Invocation, info: dict) -> int:
     with prefect_api(temporary=not dask, meanwhile=_import_flow) as url:  # Dask: a running server
         from flows.report import FINISHED, quiet_console
         from flows.rnn_flow import rnn_pipeline, rnn_sweep
+        from tasks.runtime import progress
 
-        quiet_console(inv.debug, (Exception,))  # every failure ends in one line (--debug: tracebacks)
+        # every failure ends in one line (--debug: tracebacks); member-level lines only at --verbose
         publish.hush_delivery_errors()
         FINISHED.clear()
         try:
-            flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
-            summary = flow(config=inv.config, **inv.controls)
+            with quiet_console(inv.debug, (Exception,), inv.verbose), \
+                    (contextlib.nullcontext() if inv.verbose else progress.display()):
+                flow = rnn_sweep if inv.command == "sweep" else rnn_pipeline
+                summary = flow(config=inv.config, **inv.controls)
         except NumericalError as exc:
             return _leave(fail(str(exc), exc, inv.debug), url)
         except InputError:
@@ -948,7 +956,7 @@ def run(inv: Invocation, info: dict) -> int:
             summary, final_state = FINISHED["summary"], False  # every output is on disk; the server is gone
     print_summary(summary)
     _fast_exit()
-    return _leave(0, url, final_state)
+    return _leave(exit_status(summary), url, final_state)
 
 
 def _leave(status: int, url: str | None, final_state: bool = True) -> int:
@@ -969,6 +977,17 @@ def _leave(status: int, url: str | None, final_state: bool = True) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def exit_status(summary: dict) -> int:
+    """A finished run's exit status: 0, or GATE_FAILED_STATUS (3) when its model did not pass the
+    baseline gate (decided before the test range: tasks.components.backtest.decide_gate): the
+    outputs are complete and the forecast is the model's, but it did not beat the best baseline,
+    so a script (or `set -e`) stops there, as promotion does. A run that stopped before the
+    evaluate stage (--until) has no gate: 0."""
+    from tasks.components.backtest import GATE_FAILED_STATUS
+
+    return GATE_FAILED_STATUS if summary.get("gate_passed") is False else 0
 
 
 def require_dask_server() -> None:

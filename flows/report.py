@@ -7,9 +7,12 @@ by the console (flows/cli.py prints the block), the run's log and the markdown r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
 
 from prefect import get_run_logger
 
@@ -20,7 +23,7 @@ from tasks.formats.figures import FIGURES, figure_file, figure_title
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, range_words, read_forecast
 from tasks.formats.scores import read_metrics
 from tasks.promote import action_words
-from tasks.runtime import publish, store
+from tasks.runtime import progress, publish, store
 from tasks.runtime.ledger import run_dir_of, write_run_dir
 from tasks.runtime.stages import Run
 
@@ -55,6 +58,8 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
         "reason": "no model was trained in this run" if promote else "promotion is off (promote=False)",
     }
     summary["promote"] = promote
+    if link := run_link():
+        summary["ui"] = link
     summary["pipeline_seconds"] = round(time.perf_counter() - run.started, 3)
     summary["largest_task_payload_bytes"] = run.largest_payload
     summary["driver_peak_rss_mb"] = round(store.peak_rss_mb(), 1)
@@ -72,6 +77,15 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
 # The summary of the last run this process finished: the command line prints it even when the
 # server could not take the flow run's final state (its outputs are all on disk by then).
 FINISHED: dict[str, dict] = {}
+
+
+def run_link() -> str | None:
+    """This flow run's page in the Prefect UI; None without a UI (a temporary server has none)."""
+    from prefect.runtime import flow_run
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().ui_url
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui and flow_run.id else None
 
 
 def settings_of(run: Run, cfg=None, exclude: set[str] = frozenset()) -> dict:
@@ -105,6 +119,8 @@ def summary_lines(summary: dict, option_of: dict[str, str] | None = None) -> lis
             lines.append(f"forecast warning: {range_words(summary['forecast']['outside'])}")
     if "leaderboard" in summary:
         lines.append(leaderboard_line(summary["leaderboard"]))
+    if summary.get("ui"):
+        lines.append(f"ui: {summary['ui']}")
     lines.append(f"outputs: {summary['run_dir']}")
     return lines
 
@@ -154,22 +170,23 @@ def model_name(cell: str, result: dict | None = None) -> str:
 
 
 def verdict_line(result: dict, cell: str) -> str:
-    """The run's result in one line: the model, how it trained, its test metrics against the baselines."""
+    """The run's result in one line: the model, how it trained, its test MSE (the tutorial's
+    number) and its test MASE against every baseline's, each compared in MASE alone (one unit per
+    comparison: "8.7x lower" is always a MASE ratio, as on the gate line)."""
     metrics, tr = result["metrics"], result["train"]
     trained = (f"{tr['epochs_run']} epochs{' (early stop)' if tr['stopped_early'] else ''}"
                if "ensemble" not in result else f"best member {tr['epochs_run']} epochs")
-    verdict = (
-        f"{model_name(cell, result)} on {tr['device']} ({tr['threads']} thread(s)), {trained}; test MSE {metrics['model']['mse']:.3e} vs naive "
-        f"{metrics['naive']['mse']:.3e} ({ratio_phrase(metrics['model']['mse'], metrics['naive']['mse'])}), "
-        f"MASE {metric_text(metrics['model']['mase'])} vs {metric_text(metrics['naive']['mase'])}"
-    )
+    model = metrics["model"]["mase"]
+
+    def versus(name: str, words: str) -> str:
+        value = metrics[name]["mase"]
+        return f"{words} {metric_text(value)} ({ratio_phrase(model, value)})"
+
     lags = {k: result["season_length"] if k == "seasonal_naive" else k[15:] for k in metrics if k.startswith("seasonal")}
-    seasonal = [f"{metric_text(metrics[k]['mase'])}, season {lag}" for k, lag in lags.items()]
-    refs = [f"{k} {metric_text(metrics[k]['mase'])}" for k in result.get("references", {}).get("names", [])
-            if k in metrics]
-    parts = ([f"seasonal naive {'; '.join(seasonal)}"] if seasonal else []) + refs
-    if parts:
-        verdict += f" ({'; '.join(parts)})"
+    others = [versus("naive", "naive")] + [versus(k, f"seasonal naive (season {lag})") for k, lag in lags.items()]
+    others += [versus(k, k) for k in result.get("references", {}).get("names", []) if k in metrics]
+    verdict = (f"{model_name(cell, result)} on {tr['device']} ({tr['threads']} thread(s)), {trained}; test MSE "
+               f"{metrics['model']['mse']:.3e}; test MASE {metric_text(model)} vs {', '.join(others)}")
     if note := result.get("undefined", {}).get("mase"):
         verdict += f"; {note}"
     if (ens := result.get("ensemble")) and ens.get("mean_spread") is not None:
@@ -260,14 +277,18 @@ def settings_table(cfg) -> dict:
 
 
 def metric_extras(result: dict) -> dict[str, dict]:
-    """Extra columns of the rnn-metrics table: interval coverage and width (model), the gate (the
-    baseline it faced), and each baseline's model_ratio: model / baseline on the gate's metric
-    (< 1: the model is better)."""
-    test, gate = result["intervals"]["test"], result["gate"]
+    """Extra columns of the rnn-metrics table: interval coverage and width (model), the gate (its
+    verdict on the model's row; "baseline" on the one it faced, before the test range), and each
+    baseline's model_ratio: model / baseline on the test range, on the gate's metric (MASE unless
+    undefined; < 1: the model is better)."""
+    test, gate, metrics = result["intervals"]["test"], result["gate"], result["metrics"]
     model = {c: v for k, t in test.items() for c, v in ((f"coverage_{k}", "zero width" if t.get("zero_width") else
                                                          t["coverage"]), (f"width_{k}", t["mean_width"]))}
-    model["gate"] = "passed" if gate["passed"] else "failed"
-    extras = {name: {"model_ratio": v["ratio"]} for name, v in (gate.get("versus") or {}).items()}
+    model["gate"] = "tie (passed)" if gate.get("tie") else "passed" if gate["passed"] else "failed"
+    metric = gate.get("metric") or "mase"
+    mine = metrics["model"].get(metric)
+    extras = {name: {"model_ratio": (mine / m[metric]) if mine is not None and m.get(metric) else None}
+              for name, m in metrics.items() if name != "model"}
     extras.setdefault(gate["baseline"], {})["gate"] = "baseline"
     return {"model": model, **extras}
 
@@ -347,26 +368,54 @@ def _float_or_none(x: object) -> float | None:
 
 
 class _ConsoleFilter(logging.Filter):
-    """On the console: no summary record (the command line prints the block itself), and no traceback
-    for a failure the command line reports as one line."""
+    """On the console: no summary record (the command line prints the block itself), no traceback
+    for a failure the command line reports as one line, and, while the progress display is live
+    on a terminal, every other record printed above it rather than through it."""
 
-    def __init__(self, known: tuple[type[BaseException], ...]) -> None:
+    def __init__(self, known: tuple[type[BaseException], ...], handler: logging.Handler) -> None:
         super().__init__()
-        self.known = known
+        self.known, self.handler = known, handler
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, SUMMARY_RECORD, False):
             return False
         if self.known and record.exc_info and isinstance(record.exc_info[1], self.known):
             record.exc_info, record.exc_text = None, None
+        shown = progress.active()
+        if shown is not None and shown.live and record.levelno >= self.handler.level:
+            shown.emit(self.handler.format(record))
+            return False
         return True
 
 
-def quiet_console(debug: bool, known: tuple[type[BaseException], ...]) -> None:
-    """Install the console filter on Prefect's console handlers (the root logger's, see its logging.yml)."""
+CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"  # Prefect's console handler level (logging.yml)
+
+
+@contextlib.contextmanager
+def quiet_console(debug: bool, known: tuple[type[BaseException], ...], verbose: bool = False) -> Iterator[None]:
+    """The console of a command-line run, while the block runs: Prefect's console handlers (the
+    root logger's, see its logging.yml) show warnings and errors only, unless `verbose` (every
+    stage's and member's INFO lines: epochs, validation scores, task states, which the run's
+    Prefect logs keep either way); a known failure's traceback only with `debug`. Worker
+    processes a run starts (Dask's) inherit the level through Prefect's setting, unless the
+    user set it."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    f = _ConsoleFilter(() if debug else known)
-    for h in logging.getLogger().handlers:
-        if isinstance(h, PrefectConsoleHandler):
-            h.addFilter(f)
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    filters = [(h, _ConsoleFilter(() if debug else known, h)) for h in handlers]
+    levels = [h.level for h in handlers]
+    env = os.environ.get(CONSOLE_LEVEL_ENV)
+    for h, f in filters:
+        h.addFilter(f)
+        if not verbose:
+            h.setLevel(max(h.level, logging.WARNING))
+    if not verbose and env is None:
+        os.environ[CONSOLE_LEVEL_ENV] = "WARNING"
+    try:
+        yield
+    finally:
+        for (h, f), level in zip(filters, levels):
+            h.removeFilter(f)
+            h.setLevel(level)
+        if env is None:
+            os.environ.pop(CONSOLE_LEVEL_ENV, None)

@@ -69,7 +69,9 @@ from tasks.promote import promote_task  # noqa: E402
 from tasks.runtime.stages import Run, each  # noqa: E402
 from tasks.runtime.stages import StageRef  # noqa: E402
 from tasks.train import train_task  # noqa: E402
-from tasks.validate import ensemble_task, leaderboard, pooled_ranking, scoring_config, validate_task  # noqa: E402
+from tasks.validate import (  # noqa: E402
+    ensemble_task, leaderboard, pooled_ranking, scoring_config, seed_noise, validate_task,
+)
 from tasks.windowing import window_task  # noqa: E402
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
@@ -319,7 +321,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
         items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
                  for b, it in enumerate(items)]
     backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
-    scores = run.stage(evaluate_task, backtests=backtests)
+    scores = run.stage(evaluate_task, backtests=backtests, seed_noise=seed_noise(board))  # the gate's ties
     item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
     name = forecaster_name(cfg, ensemble)
     run.stage(figures_task, fig_cfg=cfg.figures, name=name, scores=scores, backtests=backtests,

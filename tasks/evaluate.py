@@ -11,7 +11,8 @@ are calibrated on the calibration origins (the validation origins without any), 
 origin's band adding the earlier test targets observed by then, and their coverage is measured
 on the test origins; the future's bands add every test target. The
 baseline gate asks whether the model beats the best baseline's MASE (eval.gate_baseline: or the
-one named).
+one named) on the origins before the test range (calibration, else validation), ties within the
+measured seed noise passing (tasks.components.backtest.decide_gate).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tasks.components.backtest import (
     Refit,
     backtest,
     combine,
+    decide_gate,
+    network_weight,
     metric_text,
     sample_series,
     series_metrics,
@@ -57,7 +60,8 @@ BACKTEST = StageSpec(
     trains=lambda inputs: inputs["eval_cfg"].refit_every > 0,
 )
 STAGE = StageSpec("evaluate", packages=("numpy", "pandas", "pyarrow"),
-                  files=(METRICS_FILE, BY_SERIES_FILE, PREDICTIONS_FILE))
+                  files=(METRICS_FILE, BY_SERIES_FILE, PREDICTIONS_FILE),
+                  words=(("seed_noise", "the seed noise the gate's ties go by"),))
 
 
 def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Refit:
@@ -121,15 +125,20 @@ def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg:
 
 
 @task(**stage_task(STAGE))
-def evaluate_task(plan, backtests: tuple[store.StageRef, ...]) -> dict:
+def evaluate_task(plan, backtests: tuple[store.StageRef, ...], seed_noise: dict | None = None) -> dict:
     """Combine every bucket's backtest: metrics.json, metrics_by_series.parquet (and, for a single
-    bucket, its predictions.parquet); return the entry's StageRef."""
+    bucket, its predictions.parquet); decide the baseline gate on the combined scores of the
+    origins before the test range, with ties within `seed_noise` (tasks.validate.seed_noise: a
+    search's or sweep's; None or unmeasured: exact ties) times the forecaster's weight on its
+    networks; return the entry's StageRef."""
 
     def compute(w: store.EntryWriter) -> dict:
         results = [read_metrics(ref.path) for ref in backtests]
         ranked = append_by_series(w.dir, [ref.path for ref in backtests], keep=("series_id", "model_mase"))
         result = {**combine(results), "strategy": results[0]["strategy"], "train": results[0]["train"],
                   "n_series": len(ranked), "sample": sample_series(ranked)}
+        result["gate"] = decide_gate(result["pretest"], result["metrics"], result.get("undefined"),
+                                     result["gate"].get("asked", "best"), seed_noise, network_weight(result))
         write_scores(w.dir, read_predictions(backtests[0].path) if len(backtests) == 1 else None, result)
         m = result["metrics"]
         log.info("evaluate: %d series, %d origins x %d leads, model MASE %s, naive %s, gate %s",

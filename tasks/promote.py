@@ -121,8 +121,10 @@ def promotion_markdown(d: dict) -> str:
         f"- holdout: {h['n_test']} test targets of data `{h['data_hash'][:12]}` (window entry `{h['window_hash'][:12]}`)",
     ]
     if gate := d["challenger"].get("gate"):
-        lines.append(f"- baseline gate (backtest {(gate.get('metric') or 'mase').upper()} vs {gate['baseline']}): "
-                     f"{'passed' if gate['passed'] else 'failed'}, {_num(gate['model'])} vs {_num(gate['baseline_value'])}")
+        verdict = "passed (a tie within the seed noise)" if gate.get("tie") else "passed" if gate["passed"] else "failed"
+        lines.append(f"- baseline gate ({(gate.get('metric') or 'mase').upper()} vs {gate['baseline']} on the "
+                     f"{gate.get('n_origins', 0)} {gate.get('origins', 'validation')} origins before the test range): "
+                     f"{verdict}, {_num(gate['model'])} vs {_num(gate['baseline_value'])}")
     if d["champion"] and d["champion"].get("problem"):
         lines.append(f"- champion not scored: {d['champion']['problem']}")
     lines += ["", "## Metrics on the newest holdout", ""]
@@ -147,9 +149,11 @@ def judge(ch: dict, champ: dict | None, settings: PromoteSettings) -> tuple[bool
     m = settings.metric
     if champ is not None and champ["model_sha256"] == ch["model_sha256"]:
         return False, "the challenger is the champion's own model file"
-    if (gate := ch.get("gate")) is not None and not gate["passed"]:  # tasks.backtest.baseline_gate
+    if (gate := ch.get("gate")) is not None and not gate["passed"]:  # tasks.components.backtest.decide_gate
         judged = (gate.get("metric") or "mase").upper()
-        why = (f"backtest {judged} {_num(gate['model'])} is not below {gate['baseline']} {_num(gate['baseline_value'])}"
+        where = f"on the {gate.get('n_origins', 0)} {gate.get('origins', 'validation')} origins before the test range"
+        why = (f"{judged} {_num(gate['model'])} is not below {gate['baseline']} {_num(gate['baseline_value'])} {where}"
+               + (" (nor within the seed noise)" if gate.get("tolerance") else "")
                if gate.get("model") is not None and gate.get("baseline_value") is not None else gate.get("reason"))
         return False, f"the challenger fails the baseline gate: {why}"
     if champ is not None and champ["problem"]:
@@ -203,7 +207,9 @@ def promote(root: str | os.PathLike, windows: store.StageRef | Sequence[store.St
     """Judge this run's model against the champion, update the registry (last); return the decision.
 
     windows: this run's window entries (one per bucket of series): the holdout is their test range.
-    `gate`: the evaluate stage's baseline gate; a challenger that fails it is never promoted.
+    `gate`: the evaluate stage's baseline gate (decided before the test range, ties within the
+    seed noise passing); a challenger that does not pass it is never promoted, as the command
+    line's exit status says (3).
     """
     root = Path(root)
     values, split, data_hash, window_hash = holdout_data(

@@ -128,6 +128,37 @@ def leaderboard(members: Sequence[dict], scores: Sequence[store.StageRef], model
     return board.iloc[order].reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
 
 
+def seed_noise(board: pd.DataFrame | None) -> dict:
+    """How much a network's score moves with its seed alone: the median, over the configurations
+    trained with several seeds (a search's --search-seeds, a grid's train.seed), of the relative
+    difference between its seeds' MASE ((max - min) / mean) on the origins the gate is decided on
+    (the calibration origins where every network was scored there, else the validation origins).
+    {"relative": that, or None when no configuration has two seeds, "configurations": how many
+    were measured, "origins": "calibration" | "validation" | None}.
+
+    The gate (tasks.components.backtest.decide_gate) calls a difference smaller than this, times
+    the forecaster's weight on its networks, a tie: two seeds of the same network differ by as much.
+    """
+    out = {"relative": None, "configurations": 0, "origins": None}
+    if board is None or "train.seed" not in board:
+        return out
+    nets = board[board["forecaster"] == "network"] if "forecaster" in board else board
+    calibrated = "cal_mase" in nets and len(nets) and bool((nets["n_cal"] > 0).all())
+    column = "cal_mase" if calibrated else "val_mase"
+    settings = [c for c in nets.columns if "." in c and c != "train.seed"]
+    groups = nets.groupby(settings, dropna=False, sort=False) if settings else [(None, nets)]
+    spreads = []
+    for _, g in groups:
+        v = pd.to_numeric(g[column], errors="coerce").to_numpy(float)
+        v = v[np.isfinite(v)]
+        if len(v) >= 2 and v.mean() > 0:
+            spreads.append(float((v.max() - v.min()) / v.mean()))
+    if spreads:
+        out = {"relative": float(np.median(spreads)), "configurations": len(spreads),
+               "origins": "calibration" if calibrated else "validation"}
+    return out
+
+
 def typed_column(values: pd.Series) -> pd.Series:
     """A leaderboard settings column with its values' own type, missing ones (a statistical
     member's window, say) as <NA>: Int64, Float64, boolean or string. A column whose values mix

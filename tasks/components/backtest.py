@@ -15,7 +15,11 @@ No refit by default: the trained model forecasts every origin. With refit_every 
 retrained (same config, same seed) before each block of K origins on all data strictly before
 the block's first target, so a backtest costs ceil(n_test / K) extra trainings. Scoring follows
 Hyndman & Koehler (2006): MASE divides by the in-sample one-step naive MAE of the training range.
-The baseline gate faces the best of the baselines by default, or the one asked for.
+The baseline gate faces the best of the baselines by default, or the one asked for, and is
+decided before the test range: on the calibration origins (the validation origins without any),
+where the forecaster that calibrates the intervals has seen nothing (decide_gate). A difference
+within the measured seed noise is a tie, and passes; the forecast is the model's either way, and
+the command line's exit status (3) and promotion follow the verdict. The test range only reports.
 """
 
 from __future__ import annotations
@@ -282,8 +286,9 @@ def conformal_bands(
     Stankeviciute et al. 2021), calibrated on the calibration origins (the validation origins when
     the split has none): never on the test range. Scores are residuals over interval_scales; a
     hybrid ensemble's are its calibration weights' (Ensemble.for_calibration). "scores": those
-    calibration scores (n_calibration, H), what sequential_bands adds the test scores to (not
-    JSON: backtest leaves them out of its metrics)."""
+    calibration scores (n_calibration, H), what sequential_bands adds the test scores to, and
+    "forecasts", the forecasts they are the residuals of (n_calibration, H), on the origins of
+    "part" ("cal" or "val"): what the gate is decided on (not JSON: backtest takes them out)."""
     part = "cal" if split.count("cal") else "val"  # origins neither early stopping nor selection saw
     if hasattr(model, "for_calibration"):  # a hybrid: the weights found without these origins
         model = model.for_calibration()
@@ -301,7 +306,8 @@ def conformal_bands(
     scale = "window std" if split.normalize == "window" else "series"
     if hasattr(model, "forecasts"):
         scale = f"members' std + {SPREAD_FLOOR:g} x {scale}"
-    return {**cal, "levels": list(levels), "origins": origins, "scale": scale, "scores": found}
+    return {**cal, "levels": list(levels), "origins": origins, "scale": scale, "scores": found, "part": part,
+            "forecasts": pred}
 
 
 UPDATED = "each test origin's band adds the earlier test targets observed by then"
@@ -387,6 +393,8 @@ def interval_words(name: str, test: dict) -> str:
 GATE_METRICS = ("mase", "mae")  # MASE; MAE on the same targets when MASE is undefined
 TIE_RTOL = 1e-9
 GATE_BASELINES = ("best", "naive", "seasonal_naive", *REFERENCES)
+GATE_ORIGINS = {"cal": "calibration", "val": "validation"}
+GATE_FAILED_STATUS = 3  # the command line's exit status when the gate did not pass (flows/cli.py)
 
 
 def baseline_names(metrics: dict) -> list[str]:
@@ -417,19 +425,21 @@ def gate_candidates(metrics: dict, baseline: str = "best") -> tuple[list[str], s
 
 
 def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[str, str] | None = None,
-                  baseline: str = "best") -> dict:
+                  baseline: str = "best", tolerance: float = 0.0) -> dict:
     """Does the model beat the baseline the gate faces: by default the best of every baseline
     (naive, seasonal naive, the statistical references), or the one `baseline` names?
 
     Judged on MASE, or on MAE when MASE is undefined (None: a constant training range; the
-    reason is taken from `undefined`). Equal values (relative tolerance 1e-9) are a tie, and a
-    tie passes: the model is as good as the baseline. A value that is NaN or infinite is never
-    compared: the gate fails and says why. "versus" holds the model's ratio to every baseline
-    (model / baseline on the judged metric; < 1: the model is better), whichever one the gate faced.
+    reason is taken from `undefined`). A difference within `tolerance` of the baseline's value
+    (relative: the measured seed noise, see decide_gate; 1e-9 at least) is a tie, and a tie
+    passes: the model is as good as the baseline as far as can be told. A value that is NaN or
+    infinite is never compared: the gate fails and says why. "versus" holds the model's ratio to
+    every baseline (model / baseline on the judged metric; < 1: the model is better), whichever
+    one the gate faced.
     """
     names, note = gate_candidates(metrics, baseline)
     out = {"asked": baseline, "metric": None, "baseline": names[0] if names else baseline, "model": None,
-           "baseline_value": None, "passed": False, "tie": False, "versus": {}}
+           "baseline_value": None, "passed": False, "tie": False, "tolerance": float(tolerance), "versus": {}}
     if not names:
         return {**out, "reason": note}
     metric = next((m for m in GATE_METRICS if all(metrics[k].get(m) is not None for k in ("model", *names))), None)
@@ -447,7 +457,7 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
         return {**out, "model": _finite(values["model"]), "reason": f"{bad} {metric.upper()} is {values[bad]}"}
     base = min(names, key=lambda k: values[k])
     model, ref = values["model"], values[base]
-    tie = math.isclose(model, ref, rel_tol=TIE_RTOL, abs_tol=0.0)
+    tie = math.isclose(model, ref, rel_tol=max(TIE_RTOL, float(tolerance)), abs_tol=0.0)
     versus = {}
     for k in baseline_names(metrics):
         v = _finite(metrics[k].get(metric))
@@ -456,37 +466,119 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
             "tie": tie, "versus": versus}
 
 
+def pretest_scores(values: np.ndarray, split: Split, part: str, pred: np.ndarray, seasons: tuple[int, ...],
+                   references: tuple[str, ...] = ()) -> dict:
+    """The model's and every baseline's scores on the origins of `part` ("cal" or "val": those
+    before the test range), what the gate is decided on: {"origins": "calibration" | "validation",
+    "n", "per_lead", "metrics"}. pred: the model's forecasts there (n, H), as conformal_bands made
+    them (for a hybrid, the one weighted without these origins). The baselines are the test
+    range's, each from the history before these origins only: naive, the seasonal-naive lags
+    that fit before them (`seasons`, main first), and the `references` fitted once per series on
+    the history up to its first such origin (reference_forecasts).
+    """
+    idx = split.origins(part)
+    out = {"origins": GATE_ORIGINS[part], "n": int(len(idx)), "per_lead": {}, "metrics": {}}
+    if not len(idx):
+        return out
+    room = min(s.part(part)[0] + split.seq_length - s.offset for s in split.series if s.count(part))
+    fitting = tuple(m for m in seasons if m <= room) if seasons and seasons[0] <= room else ()
+    H = split.horizon
+    forecasts = {"model": pred, **baselines(values, split, idx, H, fitting[0] if fitting else None, fitting[1:])}
+    if references:
+        found, _ = reference_forecasts(values, split, idx, H, fitting[0] if fitting else None, tuple(references))
+        forecasts.update(found)
+    y, scale = actuals(values, split, idx), mase_scales(values, split, idx)
+    for name, f in forecasts.items():
+        out["per_lead"][name], out["metrics"][name] = lead_metrics(y, f, scale)
+    return out
+
+
+def network_weight(result: dict) -> float:
+    """The weight a backtest result's forecaster puts on what a seed changes: a hybrid's weight on
+    its networks' combination (of the hybrid that calibrates, the one the gate judges), else 1."""
+    ens = result.get("ensemble") or {}
+    weights = ens.get("calibration_weights") or ens.get("weights")
+    return float(weights[0]) if ens.get("statistical") and weights else 1.0
+
+
+def decide_gate(pretest: dict, test_metrics: dict, undefined: dict | None = None, baseline: str = "best",
+                noise: dict | None = None, weight: float = 1.0) -> dict:
+    """The baseline gate, decided on the origins before the test range (`pretest`: pretest_scores,
+    never the test range), with ties within the measured seed noise.
+
+    noise: {"relative": the median relative difference between two seeds of one configuration on
+    these origins (tasks.validate.seed_noise; None: one seed, not measured), ...}; `weight`: the
+    forecaster's weight on its networks (network_weight: a hybrid's statistical members do not
+    change with the seed). The tolerance is their product. Besides baseline_gate's fields:
+    "origins" and "n_origins" (what it was decided on), "noise", "decided" (False when there were
+    no such origins: the gate did not pass, for want of anything to go by) and "test": the same
+    pair on the test range ({"model", "baseline"} on the judged metric), to say by how much the
+    model won or lost there.
+    """
+    relative = (noise or {}).get("relative")
+    tolerance = float(relative) * float(weight) if relative is not None else 0.0
+    if not pretest.get("n"):
+        return {"asked": baseline, "metric": None, "baseline": baseline, "model": None, "baseline_value": None,
+                "passed": False, "tie": False, "tolerance": tolerance, "versus": {}, "decided": False,
+                "origins": pretest.get("origins", "validation"), "n_origins": 0, "noise": noise,
+                "reason": "no validation or calibration origins before the test range to decide it on "
+                          "(--val-fraction 0)"}
+    gate = baseline_gate(pretest["metrics"], undefined, baseline, tolerance)
+    gate.update(decided=gate["metric"] is not None, origins=pretest["origins"], n_origins=pretest["n"], noise=noise)
+    metric, base = gate["metric"], gate["baseline"]
+    if metric and base in test_metrics and "model" in test_metrics:
+        gate["test"] = {"model": _finite(test_metrics["model"].get(metric)),
+                        "baseline": _finite(test_metrics[base].get(metric))}
+    return gate
+
+
 def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
-    """The gate as one line of the run result: the metric it judged on, the baseline it faced and
-    why that one, and how the model compares with each baseline."""
+    """The gate as one line of the summary: where it was decided (the origins before the test
+    range), the baseline it faced and why that one, the verdict (a tie within the seed noise
+    passes), what the forecast is, and the same pair on the test range (`n_origins` origins,
+    `horizon` leads): always in the judged metric, MASE unless it is undefined."""
     name = gate["baseline"].replace("_", "-")
-    where = f"on the backtest ({n_origins} origins, horizon {horizon})"
-    if gate.get("metric", "mase") is None or gate["model"] is None or gate["baseline_value"] is None:
-        return f"baseline gate FAILED: {gate.get('reason', 'no metric to judge on')} {where}"
-    metric = gate.get("metric", "mase")
-    spec = ".3f" if metric == "mase" else ".4g"
+    before = f"{gate.get('n_origins', 0)} {gate.get('origins', 'validation')} origins before the test range"
+    failed = f"the forecast is still the model's (exit status {GATE_FAILED_STATUS}; never promoted)"
+    if not gate.get("decided", True) or gate.get("metric") is None or gate["model"] is None \
+            or gate["baseline_value"] is None:
+        return f"gate: not passed: {gate.get('reason', 'no metric to judge on')}; {failed}"
+    metric = gate["metric"].upper()
+    spec = ".3f" if gate["metric"] == "mase" else ".4g"
+    pair = f"model {metric} {gate['model']:{spec}} vs {name} {gate['baseline_value']:{spec}}"
+    diff = ratio_phrase(gate["model"], gate["baseline_value"])
+    noise = (gate.get("noise") or {}).get("relative")
+    tolerance = gate.get("tolerance", 0.0)
     if gate.get("tie"):
-        verdict, sign = "passed (a tie)", "="
+        head = f"gate: passed, a tie within the seed noise (±{_pct(tolerance)}) on the {before}: {pair} ({diff})" \
+            if tolerance > TIE_RTOL else f"gate: passed, a tie on the {before}: {pair} ({diff})"
+    elif gate["passed"]:
+        head = f"gate: passed on the {before}: {pair} ({diff})"
     else:
-        verdict, sign = ("passed", "<") if gate["passed"] else ("FAILED", ">=")
-    line = (f"baseline gate {verdict}: model {metric.upper()} {gate['model']:{spec}} {sign} {name} "
-            f"{gate['baseline_value']:{spec}} {where}")
-    versus = gate.get("versus") or {}
+        head = f"gate: FAILED on the {before}: {pair} ({diff})"
     asked = gate.get("asked", "best")
-    if asked == "best" and len(versus) > 1:
-        line += f", the best of {len(versus)} baselines"
+    if asked == "best" and len(gate.get("versus") or {}) > 1:
+        head += f", the best of {len(gate['versus'])} baselines there"
     elif asked != "best":
-        line += f", the baseline asked for (--gate-baseline {asked})"
-    if versus:
-        line += "; model vs " + ", ".join(f"{k.replace('_', '-')} {ratio_phrase(gate['model'], versus[k]['value'])}"
-                                          for k in baseline_names(versus))
-    return line + (f"; {gate['reason']}" if gate.get("reason") else "")
+        head += f", the baseline asked for (--gate-baseline {asked})"
+    if not gate["passed"]:
+        head += (f", more than the seed noise (±{_pct(tolerance)})" if tolerance > TIE_RTOL else
+                 "; seed noise not measured (one seed: ties are exact)" if noise is None else "")
+    head += "; the forecast is the model's" if gate["passed"] else f"; {failed}"
+    if (test := gate.get("test")) and test.get("model") is not None and test.get("baseline") is not None:
+        head += (f"; on the test range ({n_origins} origins, horizon {horizon}): {metric} {test['model']:{spec}} vs "
+                 f"{test['baseline']:{spec}} ({ratio_phrase(test['model'], test['baseline'])})")
+    return head + (f"; {gate['reason']}" if gate.get("reason") else "")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2g}%"
 
 
 def ratio_phrase(model: float | None, base: float | None) -> str:
-    """How a model's error compares with a baseline's, in words right both ways: "73.7x lower",
-    "1.3x higher", "1.04x lower" (two decimals under 1.1x), "equal", "exact" (model 0, baseline
-    not), or "undefined"."""
+    """How a model's error compares with a baseline's, in words right both ways: "8.7x lower",
+    "1.3x higher", and as a percentage of the baseline under 1.1x ("4.0% lower", "0.2% higher"),
+    "equal", "exact" (model 0, baseline not), or "undefined"."""
     if model is None or base is None or not (math.isfinite(model) and math.isfinite(base)):
         return "undefined"
     if model == base:
@@ -496,8 +588,10 @@ def ratio_phrase(model: float | None, base: float | None) -> str:
     if base == 0:
         return "the baseline is exact"
     r = base / model if model < base else model / base
-    digits = 2 if r < 1.095 else 1  # "1.04x", not "1.0x", for near ties
-    return f"{r:.{digits}f}x {'lower' if model < base else 'higher'}"
+    side = "lower" if model < base else "higher"
+    if r < 1.095:
+        return f"{_pct(abs(model / base - 1))} {side}"
+    return f"{r:.1f}x {side}"
 
 
 def metric_text(value: float | None, spec: str = ".3f") -> str:
@@ -534,7 +628,8 @@ def backtest(
     observed by then (sequential_bands), and their coverage measured here; "halfwidths" are the
     calibration origins' alone, "final_halfwidths" add every test target (what the future
     forecast's bands use);
-    the gate faces `gate_baseline` (baseline_gate). The result is strict JSON: an undefined value
+    the gate is decided on those calibration (or validation) origins, never the test range, facing
+    `gate_baseline` (decide_gate; "pretest" holds the scores it read). The result is strict JSON: an undefined value
     is None and "undefined" says why. Raises NonFiniteForecast when the model forecasts a NaN or
     an infinity.
     """
@@ -565,7 +660,8 @@ def backtest(
     if note := mase_note(split, series_scales(values, split)):
         undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
-    cal_scores = cal.pop("scores")
+    cal_scores, part = cal.pop("scores"), cal.pop("part")
+    pretest = pretest_scores(values, split, part, cal.pop("forecasts"), seasons, tuple(references))
     test_scores = (y - pred) / (scores if scores.ndim == 2 else scores[:, None])
     bands = {**cal, "halfwidths": sequential_bands(split, idx, cal_scores, test_scores, levels)}
     final = updated_halfwidths(cal_scores, levels, test_scores)
@@ -582,7 +678,8 @@ def backtest(
     return df, {"metrics": metrics, "per_lead": per_lead, "n_test": len(idx), "horizon": H,
                 "naive_mse_ratio": ratio, "season_length": seasons[0] if seasons else None,
                 "seasons": list(seasons), "frequency": split.frequency, "intervals": intervals,
-                "gate": baseline_gate(metrics, undefined, gate_baseline), "undefined": undefined,
+                "pretest": pretest, "gate": decide_gate(pretest, metrics, undefined, gate_baseline),
+                "undefined": undefined,
                 "references": refs, "refit_every": refit_every, "refits": n_fits,
                 **({"ensemble": ensemble_report(spread, scale, model)} if spread else {})}
 
@@ -687,12 +784,7 @@ def combine(results: list[dict]) -> dict:
         return {**results[0], "n_buckets": 1}
     first, n = results[0], [r["n_test"] for r in results]
     names = [k for k in first["per_lead"] if all(k in r["per_lead"] for r in results)]
-    per_lead: dict = {}
-    for name in names:
-        per = {metric: [_weighted([r["per_lead"][name][metric][h] for r in results], n)
-                        for h in range(first["horizon"])] for metric in ("mse", "mae", "smape", "mase")}
-        per["rmse"] = [None if v is None else float(np.sqrt(v)) for v in per["mse"]]
-        per_lead[name] = {k: per[k] for k in ("mse", "rmse", "mae", "smape", "mase")}
+    per_lead = combine_per_lead([r["per_lead"] for r in results], n, names, first["horizon"])
     metrics = {name: {k: _mean(v) for k, v in per.items()} for name, per in per_lead.items()}
     test = {}
     for level in first["intervals"]["test"]:
@@ -720,14 +812,39 @@ def combine(results: list[dict]) -> dict:
         undefined["naive_mse_ratio"] = "both test MSEs are 0" if naive_mse == 0 else "the model's test MSE is 0"
     seasons = [m for m in first.get("seasons", []) if f"seasonal_naive_{m}" in names or m == first["season_length"]]
     refs = combine_references([r.get("references") or {"names": []} for r in results], names)
-    gate = baseline_gate(metrics, undefined, first["gate"].get("asked", "best"))
+    pretest = combine_pretest([r["pretest"] for r in results], first["horizon"])
+    gate = decide_gate(pretest, metrics, undefined, first["gate"].get("asked", "best"))
     return {**{k: first.get(k) for k in ("horizon", "season_length", "frequency", "refit_every")},
             "seasons": seasons, "metrics": metrics, "per_lead": per_lead, "n_test": sum(n),
-            "naive_mse_ratio": ratio, "intervals": intervals, "gate": gate, "references": refs,
+            "naive_mse_ratio": ratio, "intervals": intervals, "pretest": pretest, "gate": gate, "references": refs,
             "undefined": undefined, "refits": sum(r["refits"] for r in results), "n_buckets": len(results),
             **({"ensemble": {**first["ensemble"], "mean_spread": _weighted([r["ensemble"]["mean_spread"]
                                                                              for r in results], n)}}
                if all("ensemble" in r for r in results) else {})}
+
+
+def combine_per_lead(parts: list[dict], n: list[int], names: list[str], horizon: int) -> dict:
+    """Per-lead metrics of several buckets as one: each metric's mean weighted by the buckets'
+    origins `n` (rmse from the combined mse), for the forecasters `names`."""
+    per_lead: dict = {}
+    for name in names:
+        per = {metric: [_weighted([p[name][metric][h] for p in parts], n) for h in range(horizon)]
+               for metric in ("mse", "mae", "smape", "mase")}
+        per["rmse"] = [None if v is None else float(np.sqrt(v)) for v in per["mse"]]
+        per_lead[name] = {k: per[k] for k in ("mse", "rmse", "mae", "smape", "mase")}
+    return per_lead
+
+
+def combine_pretest(parts: list[dict], horizon: int) -> dict:
+    """Several buckets' pretest_scores as one, weighted by their origins (the forecasters every
+    bucket with origins has)."""
+    used = [p for p in parts if p["n"]]
+    out = {"origins": parts[0]["origins"], "n": sum(p["n"] for p in used), "per_lead": {}, "metrics": {}}
+    if used:
+        names = [k for k in used[0]["per_lead"] if all(k in p["per_lead"] for p in used)]
+        out["per_lead"] = combine_per_lead([p["per_lead"] for p in used], [p["n"] for p in used], names, horizon)
+        out["metrics"] = {name: {k: _mean(v) for k, v in per.items()} for name, per in out["per_lead"].items()}
+    return out
 
 
 def combine_references(infos: list[dict], kept: list[str]) -> dict:

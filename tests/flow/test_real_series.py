@@ -39,7 +39,7 @@ def test_air_passengers_beats_seasonal_naive_with_default_settings(tmp_path, hor
     assert mase["model"] < mase["seasonal_naive"], mase
     assert result["gate"]["passed"] and summary["gate_passed"]
     assert "(--gate-baseline seasonal_naive)" in summary["gate"]  # and how it does against every baseline:
-    assert {"ets", "theta"} <= set(result["gate"]["versus"]) and " ets " in summary["gate"]
+    assert {"ets", "theta"} <= set(result["gate"]["versus"]) and ", ets " in summary["verdict"]
 
     fc = pd.read_parquet(run_dir / "forecast.parquet")
     assert fc["timestamp"].tolist() == list(pd.date_range("1961-01-01", periods=horizon, freq="MS"))

@@ -58,9 +58,10 @@ def test_a_constant_series_is_reported_without_nan_and_its_perfect_model_promote
     run_dir = Path(summary["run_dir"])
     metrics = strict_json(run_dir / "metrics.json")
     assert metrics["metrics"]["model"]["mase"] is None and "constant training range" in metrics["undefined"]["mase"]
-    assert "(equal), MASE undefined vs undefined" in summary["verdict"] and "nan" not in summary["verdict"]
-    assert "infx" not in summary["verdict"]
-    assert summary["gate"].startswith("baseline gate passed (a tie): model MAE 0 = seasonal-naive 0")
+    assert "test MSE 0.000e+00; test MASE undefined vs naive undefined (undefined)" in summary["verdict"]
+    assert "nan" not in summary["verdict"] and "infx" not in summary["verdict"]
+    assert summary["gate"].startswith("gate: passed, a tie on the ") and "model MAE 0 vs seasonal-naive 0 (equal)" in (
+        summary["gate"])
     assert summary["promotion"]["action"] == "promoted"
     for name in ("stages.json", "config.json", "promotion.json"):  # every JSON file of the run is strict
         strict_json(run_dir / name)

@@ -151,7 +151,10 @@ def test_a_constant_series_with_references_stays_quiet_defined_and_tied():
     assert m["ets"]["mae"] == 0.0 and m["theta"]["mae"] == pytest.approx(0.0, abs=1e-9) and m["ets"]["mase"] is None
     gate = result["gate"]
     assert gate["metric"] == "mae" and gate["tie"] and gate["passed"]
-    assert gate_line(gate, 1, result["n_test"]).startswith("baseline gate passed (a tie): model MAE 0 = seasonal-naive 0")
+    assert set(result["pretest"]["metrics"]) == {"model", "naive", "seasonal_naive", "ets", "theta"}
+    assert gate_line(gate, 1, result["n_test"]).startswith(
+        f"gate: passed, a tie on the {gate['n_origins']} validation origins before the test range: model MAE 0 vs "
+        "seasonal-naive 0 (equal)")
 
 
 def test_buckets_combine_with_their_references_fallbacks_and_the_gate_they_were_asked_for():
