@@ -141,7 +141,14 @@ def leaderboard_line(lb: dict) -> str:
 
 
 def stage_line(row: dict) -> str:
-    return f"  {row['stage']:<9} {row['action']:<10} {row['reason']}"
+    """One stage of the summary: reused or recomputed, why (against the previous run of the same
+    data), and for a stage of several entries (buckets, members) how many were recomputed and, for
+    a sweep or a search, that the reason is the best model's entry."""
+    notes = ["the best model's"] if row.get("featured") else []
+    if row.get("entries", 0) > 1:
+        done = row.get("recomputed", 0)
+        notes.append(f"{done} of {row['entries']} entries recomputed" if done else f"all {row['entries']} entries reused")
+    return f"  {row['stage']:<9} {row['action']:<10} {row['reason']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def settings_line(settings: dict, option_of: dict[str, str] | None = None) -> str:

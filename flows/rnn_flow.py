@@ -323,6 +323,8 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
     backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
     scores = run.stage(evaluate_task, backtests=backtests, seed_noise=seed_noise(board))  # the gate's ties
     item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
+    if board is not None and model is not None:  # the train line speaks of the model the run goes on with
+        run.feature(ensemble["models"][0] if ensemble else model)
     name = forecaster_name(cfg, ensemble)
     run.stage(figures_task, fig_cfg=cfg.figures, name=name, scores=scores, backtests=backtests,
               series=item_series, model=model)

@@ -138,6 +138,8 @@ class StagePlan(BaseModel):
     reason: str
     key_inputs: dict[str, Any]
     threads: int = 1  # torch CPU threads of the task that builds it (how it runs: not in the key)
+    source: str = ""  # the data the run reads (stages.source_of): reasons compare runs of the same data only
+    run_name: str = ""  # the run that planned it
 
     @property
     def ref(self) -> store.StageRef:
@@ -161,29 +163,42 @@ def plan_stage(
     words: dict[str, str] | None = None,
     threads: int = 1,
     lease: Callable[[Path], None] | None = None,
+    source: str = "",
+    run_name: str = "",
 ) -> StagePlan:
     """Decide whether `stage` must run: forced, missing, corrupt or changed inputs; else reuse.
-    words: how a reason names a parameter that is not a config section ({"anchor": ...});
-    threads: the torch CPU threads its task computes with; lease: called with the entry's
-    directory before it is looked at (tasks/runtime/leases.py: `clean` then leaves it alone)."""
+
+    A reason compares the key inputs with those of the previous run of the same data `source`
+    (previous_run; never with a run of another file in the same output directory), entry by
+    entry (closest); a reused entry whose key that run did not use says so ("an earlier run's
+    entry; against the previous run: ..."), so that a stage reused while the one after it is
+    recomputed reads as it happened. words: how a reason names a parameter that is not a config
+    section ({"anchor": ...}); threads: the torch CPU threads its task computes with; lease:
+    called with the entry's directory before it is looked at (tasks/runtime/leases.py: `clean`
+    then leaves it alone); run_name: the run planning it (its own entries are not "previous")."""
     base = str(Path(base).resolve())
     key_inputs = {"params": params, "upstream": upstream, "code": code, "env": env}
     key = stage_key(stage, key_inputs)
     if lease is not None:
         lease(store.entry_dir(base, stage, key))
     problem = store.verify(store.entry_dir(base, stage, key))
+    previous = previous_run(base, stage, source, run_name)
     if force:
         run, reason = True, f"forced ({force})"
     elif problem is None:
         run, reason = False, "inputs unchanged"
+        if previous and all(stage_key(stage, p) != key for p in previous):
+            reason = (f"an earlier run's entry; against the previous run: "
+                      f"{explain_change(closest(previous, key_inputs), key_inputs, words)}")
     elif problem != "output missing":
         run, reason = True, f"output missing or corrupt: {problem}"
+    elif previous:
+        run, reason = True, explain_change(closest(previous, key_inputs), key_inputs, words)
     else:
-        run, reason = True, explain_change(closest(recent_inputs(base, stage), key_inputs), key_inputs, words)
-    return StagePlan(
-        stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason, key_inputs=key_inputs,
-        threads=threads,
-    )
+        other = recent_records(base, stage)
+        run, reason = True, "no cached output (first run on this data)" if other else "no cached output (first run)"
+    return StagePlan(stage=stage, key=key, base=base, run=run, forced=bool(force), reason=reason,
+                     key_inputs=key_inputs, threads=threads, source=source, run_name=run_name)
 
 
 def explain_change(previous: dict | None, current: dict, words: dict[str, str] | None = None) -> str:
@@ -264,31 +279,48 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-RECENT = 16  # key inputs kept per stage in latest.json, to explain the next change against
+RECENT = 32  # entries remembered per stage in latest.json (a sweep's members of the last runs), to explain changes against
 
 
-def recent_inputs(base: str | Path, stage: str) -> list[dict]:
-    """Key inputs of the entries this stage used last, most recent first (empty before its first run)."""
+def recent_records(base: str | Path, stage: str) -> list[dict]:
+    """The entries this stage used last, most recent first: {"inputs": key inputs, "source": the
+    data the run read (None when not recorded), "run": the run's name}; empty before its first run."""
     try:
         blob = store.read_json(Path(base) / "cache" / stage / "latest.json")
     except (OSError, ValueError):
         return []
     recent = blob.get("recent") or ([blob["key_inputs"]] if "key_inputs" in blob else [])
-    return [r for r in recent if isinstance(r, dict)]
+    return [r if "inputs" in r else {"inputs": r, "source": None, "run": None} for r in recent if isinstance(r, dict)]
+
+
+def recent_inputs(base: str | Path, stage: str) -> list[dict]:
+    """Key inputs of the entries this stage used last, most recent first (empty before its first run)."""
+    return [r["inputs"] for r in recent_records(base, stage)]
+
+
+def previous_run(base: str | Path, stage: str, source: str, run_name: str = "") -> list[dict]:
+    """Key inputs of the entries of `stage` that the previous run of the same data `source` used
+    (the most recent one recorded other than `run_name`); empty when none is remembered."""
+    records = [r for r in recent_records(base, stage) if r["source"] == source and (not run_name or r["run"] != run_name)]
+    if not records:
+        return []
+    last = records[0]["run"]
+    return [r["inputs"] for r in records if r["run"] == last]
 
 
 def record_latest(plans: list[StagePlan]) -> None:
-    """Remember the key inputs just used (one stage's entries: a bucket's, a member's), so that
-    the next change can be explained: latest.json keeps the last entry's key (what `clean` keeps)
-    and the RECENT most recent distinct key inputs."""
+    """Remember the entries just used (one stage's: a bucket's, a member's) with the run and its
+    data source, so that the next change can be explained: latest.json keeps the last entry's
+    key (what `clean` keeps) and the RECENT most recent distinct entries."""
     if not plans:
         return
     last = plans[-1]
+    mine = [{"inputs": p.key_inputs, "source": p.source, "run": p.run_name} for p in reversed(plans)]
     recent, seen = [], set()
-    for inputs in [p.key_inputs for p in reversed(plans)] + recent_inputs(last.base, last.stage):
-        key = stage_key(last.stage, inputs)
+    for record in mine + recent_records(last.base, last.stage):
+        key = stage_key(last.stage, record["inputs"])
         if key not in seen:
             seen.add(key)
-            recent.append(inputs)
+            recent.append(record)
     store.write_json(Path(last.base) / "cache" / last.stage / "latest.json",
                      {"key": last.key, "key_inputs": last.key_inputs, "recent": recent[:RECENT]})

@@ -151,6 +151,7 @@ class StageRow:
     entry: str = ""
     entries: int = 0  # how many entries the stage has (buckets, members); key and entry are the first's
     recomputed: int = 0
+    featured: str = ""  # "built" or "reused" when the reason is one entry's (Run.feature), not the first's
 
 
 Inputs = dict[str, Any]
@@ -179,6 +180,8 @@ class Run:
     largest_payload: int = 0  # bytes of the largest value a stage task returned (pickled)
     used: list[str] = field(default_factory=list)  # every entry the run used (all buckets and members)
     lease: Any = None  # tasks.runtime.leases.Lease while the run is entered: what `clean` must leave alone
+    source: str = ""  # the data it reads (source_of): what stage reasons compare runs by
+    outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # entry path -> (its reason, built)
 
     @classmethod
     def start(cls, config: PipelineConfig, *, name: str, refresh: str | None = None, until: str = "figures",
@@ -195,7 +198,8 @@ class Run:
             from tasks.runtime import registry
 
             registry.load(Path(cfg.output.root).expanduser())
-        return cls(name, config, cfg, Paths.from_config(cfg), until, forced_stages(refresh, no_cache))
+        return cls(name, config, cfg, Paths.from_config(cfg), until, forced_stages(refresh, no_cache),
+                   source=source_of(cfg))
 
     def resolve(self, config: PipelineConfig) -> PipelineConfig:
         """Another asked config (a sweep member) with "auto" resolved as this run's was."""
@@ -316,6 +320,7 @@ class Run:
         ref = StageRef(**result)
         self.used.append(str(ref.path))
         reason = outcome_reason(plan.reason, planned_run=plan.run, reused=not built)
+        self.outcomes[str(ref.path)] = (reason, built)
         row = self.rows.get(spec.stage)
         if row is None:
             row = self.rows[spec.stage] = StageRow(spec.stage, "recomputed" if built else "reused", reason)
@@ -350,7 +355,20 @@ class Run:
         return plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
                           code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage),
                           words=dict(spec.words), threads=train.threads,
-                          lease=self.lease.add if self.lease is not None else None)
+                          lease=self.lease.add if self.lease is not None else None, source=self.source,
+                          run_name=self.name)
+
+    def feature(self, ref: StageRef) -> None:
+        """Let the line of `ref`'s stage give this entry's reason (a sweep's winner, a search's best
+        network) rather than its first entry's: the settings of the model the run goes on with."""
+        reason, built = self.outcomes[str(ref.path)]
+        row = self.rows[self.specs_by_entry(ref)]
+        row.reason, row.featured = reason, "built" if built else "reused"
+
+    def specs_by_entry(self, ref: StageRef) -> str:
+        """The pipeline stage (the line) an entry of `ref.stage` belongs to."""
+        spec = next((s for s in self.specs.values() if s.name == ref.stage), None)
+        return spec.stage if spec is not None else ref.stage
 
     def table(self) -> list[dict]:
         """The staleness report as table rows (the rnn-stages artifact, stages.json)."""
@@ -366,6 +384,13 @@ def _flow_run_id() -> Any:
 
     ctx = FlowRunContext.get()
     return ctx.flow_run.id if ctx is not None and ctx.flow_run is not None else None
+
+
+def source_of(cfg: PipelineConfig) -> str:
+    """The data a run reads, as stage reasons compare runs by: a data file's absolute path, or
+    "generated" (the sine, whatever its parameters: a changed one is a reason)."""
+    path = cfg.data.data_path
+    return str(Path(path).expanduser().resolve()) if path else "generated"
 
 
 def _upstream_name(upstream: dict, stage: str, name: str) -> str:

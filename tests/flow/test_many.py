@@ -81,6 +81,15 @@ def test_a_sweep_ranks_members_on_the_validation_range_only(tmp_path):
     assert cell == best.get("model.cell", cell) and summary["settings"]["cell"] == cell
     assert summary["verdict"].startswith(cell.upper()) and "model.cell" not in summary["settings"]["auto"]
 
+    # one new member (a hopeless one) before the cached three: the train line speaks of the winner's
+    # entry (reused), not of the first member's (the new one, "new parameters: ... 4->6")
+    grown = sweep(a, grid=[{"model.hidden_size": 6, "train.lr": 1e-6}, *GRID])
+    row = {r["stage"]: r for r in grown["stages"]}["train"]
+    assert {k: v for k, v in grown["leaderboard"]["winner"].items() if k != "train.lr"} == (
+        summary["leaderboard"]["winner"]) and grown["leaderboard"]["winner"]["train.lr"] is None
+    assert (row["action"], row["reason"], row["featured"]) == ("recomputed", "inputs unchanged", "reused")
+    assert row["recomputed"] == 2 and row["entries"] == 8  # the new member's train and validate entries
+
     # the test range of every series changes: the ranking, its numbers and the winner do not
     b = tiny_config(tmp_path / "b", data=data(shops(tmp_path / "b.csv", tail=25.0), series_per_bucket=6),
                     window={"seq_length": 14}, train={"epochs": 4})

@@ -118,3 +118,52 @@ def test_reasons_show_a_data_files_sha256_short_and_a_new_input_by_name():
     assert not re.search(r"[0-9a-f]{64}", reason)
     grown = inputs(params={"train": {"epochs": 100, "lr": 0.001}, "model": {"cell": "gru"}})
     assert explain_change(inputs(), grown) == "new parameters: model (a new input)"
+
+
+def planned(tmp_path, source, run, build=True, **over):
+    """Plan a train entry of `run` on data `source` (building it, as the run would), and record it."""
+    i = inputs(**over)
+    p = plan_stage(tmp_path, "train", params=i["params"], upstream=i["upstream"], code=i["code"], env=i["env"],
+                   source=source, run_name=run)
+    if build and p.run:
+        store.build_entry(tmp_path, "train", p.key, p.key_inputs, lambda w: w.path("m").write_text(p.key))
+    caching.record_latest([p])
+    return p
+
+
+def test_reasons_compare_with_the_previous_run_of_the_same_data_only(tmp_path):
+    """The issue's first run on a new file: no diff against the unrelated run before it in the same
+    output directory; a later run of the first file compares with that file's last run."""
+    a, b = "/data/sales.csv", "/data/other.csv"
+    assert planned(tmp_path, a, "run-1").reason == "no cached output (first run)"
+    assert planned(tmp_path, b, "run-2", params={"train": {"epochs": 7, "lr": 0.1}},
+                   upstream={"window": "w9"}).reason == "no cached output (first run on this data)"
+    again = planned(tmp_path, a, "run-3", params={"train": {"epochs": 50, "lr": 0.001}})
+    assert again.reason == "new parameters: train.epochs 100->50"  # run-1's, not run-2's (other data)
+    assert planned(tmp_path, b, "run-4", params={"train": {"epochs": 7, "lr": 0.1}},
+                   upstream={"window": "w9"}).reason == "inputs unchanged"
+
+
+def test_an_entry_reused_from_an_older_run_says_how_it_differs_from_the_previous_run(tmp_path):
+    """A grid-file sweep's window: reused (an older run built it), yet not the previous run's; the
+    stage after it, recomputed for that reason, now reads as consistent with it."""
+    src = "/data/sales.csv"
+    planned(tmp_path, src, "run-1", upstream={"window": "w1"})
+    planned(tmp_path, src, "run-2", upstream={"window": "w2"})
+    back = planned(tmp_path, src, "run-3", upstream={"window": "w1"})
+    assert not back.run
+    assert back.reason == "an earlier run's entry; against the previous run: upstream changed: window"
+    assert planned(tmp_path, src, "run-4", upstream={"window": "w1"}).reason == "inputs unchanged"
+
+
+def test_a_stage_line_names_the_best_models_entry_and_how_many_entries_were_recomputed():
+    from flows.report import stage_line
+
+    row = {"stage": "train", "action": "recomputed", "reason": "new parameters: model.hidden_size 32->64",
+           "entries": 20, "recomputed": 8, "featured": "built"}
+    assert stage_line(row) == ("  train     recomputed new parameters: model.hidden_size 32->64 (the best model's; "
+                               "8 of 20 entries recomputed)")
+    assert stage_line({**row, "action": "reused", "reason": "inputs unchanged", "recomputed": 0, "featured": ""}) == (
+        "  train     reused     inputs unchanged (all 20 entries reused)")
+    assert stage_line({"stage": "window", "action": "reused", "reason": "inputs unchanged", "entries": 1}) == (
+        "  window    reused     inputs unchanged")
