@@ -59,7 +59,7 @@ from tasks.config import (  # noqa: E402
 )
 from tasks.errors import InputError  # noqa: E402
 from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
-from tasks.figures import figures_task  # noqa: E402
+from tasks.figures import figures_task, member_name  # noqa: E402
 from tasks.forecast import forecast_task, predict_task, refit_task  # noqa: E402
 from tasks.formats.scores import read_metrics  # noqa: E402
 from tasks.generate import (  # noqa: E402
@@ -269,6 +269,7 @@ class Ranked:
                            **(hybrid if self.statistical else {}), **positions)
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
                 "combine": cfg.search.combine, "statistical": self.statistical,
+                "labels": tuple(label(n, self.season) for n in self.statistical),
                 "networks": len(forecasting)}  # the forecasting networks are the first of models
 
 
@@ -327,7 +328,7 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
         run.feature(ensemble["models"][0] if ensemble else model)
     name = forecaster_name(cfg, ensemble)
     run.stage(figures_task, fig_cfg=cfg.figures, name=name, scores=scores, backtests=backtests,
-              series=item_series, model=model)
+              series=item_series, model=model, **loss_curves(ensemble))
     finals = forecasters(run, cfg, splits, models, ensemble, items) if backtests else None
     predictions = run.map(predict_task, finals and [{**it, "series": p["series"], "backtest": b}
                                                     for it, p, b in zip(finals, parts, backtests)], **combine)
@@ -363,6 +364,17 @@ def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ense
     refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
                      train_cfg=cfg.train, splits=splits)
     return refits and [{**it, "model": dict(zip(models, refits))[it["group"]]} for it in items]
+
+
+def loss_curves(ensemble: dict | None) -> dict:
+    """What the loss figure draws of an ensemble: each forecasting network's train entry and name,
+    and a note on its statistical members (fitted, not trained); nothing for a single model."""
+    if not ensemble:
+        return {}
+    n = ensemble["networks"]
+    note = f"{', '.join(ensemble['labels'])}: fitted, not trained" if ensemble["statistical"] else ""
+    return {"members": tuple(ensemble["models"][:n]), "member_names": tuple(member_name(c) for c in ensemble["cfgs"][:n]),
+            **({"note": note} if note else {})}
 
 
 def forecaster_name(cfg: PipelineConfig, ensemble: dict | None) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.config import FiguresConfig
-from tasks.formats.figures import FIGURES, figure_file, plain
+from tasks.formats.figures import FIGURES, figure_file, outside_legend, plain
 from tasks.formats.history import read_history
 from tasks.formats.scores import read_by_series, read_metrics, read_predictions
 from tasks.formats.series import read_series, read_series_schema
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = StageSpec("figures", packages=("matplotlib", "pandas"), files=tuple(figure_file(n) for n in FIGURES),
-                  words=(("name", "the forecaster's name"),))
+                  words=(("name", "the forecaster's name"), ("member_names", "the networks' names"),
+                         ("note", "the loss figure's note")))
 # the references' names as tasks.components.references.LABELS has them (not imported: the figures' code key stays small)
 BASELINES = {"naive": "Naive (last value)", "seasonal_naive": "Seasonal naive", "ets": "AutoETS",
              "theta": "AutoTheta", "arima": "AutoARIMA"}
@@ -129,7 +130,7 @@ def plot_predictions(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labe
     ax.plot(naive[x], naive["naive"], label="Naive (last value)", linewidth=0.8, alpha=0.6)
     ax.set(title=f"{title} — {labels.model}", xlabel=labels.time, ylabel=labels.value)
     time_axis(ax, times)
-    ax.legend()
+    outside_legend(fig)
     ax.grid(alpha=0.3)
     return fig
 
@@ -143,7 +144,7 @@ def member_range(ax: "Axes", rows: pd.DataFrame, x: str, color: str) -> None:
 
 
 def plot_loss(history: dict, cfg: FiguresConfig, labels: Labels = Labels()) -> "Figure":
-    """Training and validation loss per epoch (log scale)."""
+    """Training and validation loss per epoch of one network (log scale), its best epoch marked."""
     fig, ax = _new(cfg)
     epochs = range(1, len(history["train_loss"]) + 1)
     ax.plot(epochs, history["train_loss"], label="Training loss")
@@ -154,9 +155,45 @@ def plot_loss(history: dict, cfg: FiguresConfig, labels: Labels = Labels()) -> "
     ax.set(title=f"Training loss (MSE) — {labels.model}", xlabel="Epoch", ylabel="MSE",
            yscale="log" if positive else "linear")
     integer_ticks(ax)
-    ax.legend()
+    outside_legend(fig)
     ax.grid(alpha=0.3)
     return fig
+
+
+def plot_losses(histories: dict[str, dict], cfg: FiguresConfig, labels: Labels = Labels(), note: str = "") -> "Figure":
+    """Every network's training (solid) and validation (dashed) loss per epoch, one colour each,
+    its best epoch a dot on its validation line (log scale): an ensemble's or a hybrid's members,
+    by name ({"GRU-64 L24 seed 42": history.json, ...}); `note` says what has no loss (the
+    statistical members, fitted rather than trained)."""
+    if len(histories) == 1:
+        return plot_loss(next(iter(histories.values())), cfg, labels)
+    from matplotlib.lines import Line2D
+
+    fig, ax = _new(cfg)
+    values = []
+    for name, h in histories.items():
+        epochs = np.arange(1, len(h["train_loss"]) + 1)
+        line, = ax.plot(epochs, h["train_loss"], label=name, linewidth=1.2)
+        ax.plot(epochs, h["val_loss"], color=line.get_color(), linestyle="--", linewidth=1.2)
+        if h.get("best_epoch"):
+            ax.plot([h["best_epoch"]], [h["val_loss"][h["best_epoch"] - 1]], "o", color=line.get_color(), markersize=4)
+        values += h["train_loss"] + h["val_loss"]
+    positive = min(values, default=0) > 0
+    title = f"Training loss (MSE) of each network — {labels.model}" + (f"\n{note}" if note else "")
+    ax.set(title=title, xlabel="Epoch", ylabel="MSE", yscale="log" if positive else "linear")
+    integer_ticks(ax)
+    ax.grid(alpha=0.3)
+    kinds = (Line2D([], [], color="black", linewidth=1.2, label="training (solid)"),
+             Line2D([], [], color="black", linestyle="--", linewidth=1.2, label="validation (dashed)"),
+             Line2D([], [], color="black", marker="o", linestyle="", markersize=4, label="best epoch"))
+    outside_legend(fig, extra=kinds)
+    return fig
+
+
+def member_name(cfg) -> str:
+    """A network of an ensemble as the loss figure names it: "GRU-64 L24 seed 42" (cell, hidden
+    size, window length, seed) from its resolved config."""
+    return f"{cfg.model.cell.upper()}-{cfg.model.hidden_size} L{cfg.window.seq_length} seed {cfg.train.seed}"
 
 
 def plot_residuals(df: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labels(),
@@ -180,28 +217,31 @@ def plot_error_by_lead(per_lead: dict[str, dict[str, list[float]]], cfg: Figures
                        labels: Labels = Labels()) -> "Figure":
     """MASE per lead time of each forecaster on the backtest (lower is better)."""
     fig, ax = _new(cfg)
-    for name, m in per_lead.items():
+    for name, m in sorted(per_lead.items(), key=lambda kv: kv[0] != "model"):  # the model first
         leads = range(1, len(m["mase"]) + 1)
         ax.plot(leads, m["mase"], marker="o", label=labels.model if name == "model" else BASELINES.get(name, name),
                 linewidth=2 if name == "model" else 1)
     ax.set(title="Error by lead time on the backtest (lower is better)", xlabel="Lead time (steps ahead)",
            ylabel="MASE")
     integer_ticks(ax)
-    ax.legend()
+    outside_legend(fig)
     ax.grid(alpha=0.3)
     return fig
 
 
 def render_all(df: pd.DataFrame, history: dict, cfg: FiguresConfig, per_lead: dict | None = None,
-               labels: Labels = Labels(), times: pd.DataFrame | None = None) -> dict[str, "Figure"]:
-    """Every figure by name (error_by_lead when per-lead metrics are given); `times`: the series'
-    dates by (series_id, step), for a series read from a file."""
+               labels: Labels = Labels(), times: pd.DataFrame | None = None,
+               histories: dict[str, dict] | None = None, note: str = "") -> dict[str, "Figure"]:
+    """Every figure by name; `times`: the series' dates by (series_id, step), for a series read
+    from a file. error_by_lead only when per-lead metrics are given for more than one lead (at
+    horizon 1 it is one column of points: the metrics table says it better). The loss figure
+    shows every network of `histories` (an ensemble's, by name) when given, else `history`'s."""
     figs = {
         "prediction": plot_predictions(df, cfg, labels, times),
-        "loss": plot_loss(history, cfg, labels),
+        "loss": plot_losses(histories, cfg, labels, note) if histories else plot_loss(history, cfg, labels),
         "residuals": plot_residuals(df, cfg, labels, times),
     }
-    if per_lead:
+    if per_lead and len(next(iter(per_lead.values()))["mase"]) > 1:
         figs["error_by_lead"] = plot_error_by_lead(per_lead, cfg, labels)
     return figs
 
@@ -222,26 +262,51 @@ def plot_sample(frames: dict[str, pd.DataFrame], cfg: FiguresConfig, labels: Lab
         ax.set(title=f"{label}: {plain(df['series_id'].iloc[0])}", xlabel=labels.time, ylabel=labels.value)
         time_axis(ax, times)
         ax.grid(alpha=0.3)
-    fig.axes[0].legend()
+    outside_legend(fig)
     return fig
 
 
+DOT_LIMIT = 30  # up to this many series, MASE per series is one row each; beyond, its distribution
+
+
 def plot_series_mase(by_series: pd.DataFrame, cfg: FiguresConfig, labels: Labels = Labels()) -> "Figure":
-    """Distribution over series of the model's and the baselines' MASE on the backtest (log scale)."""
-    fig, ax = _new(cfg)
-    for name, label in {"model": labels.model, **BASELINES}.items():
-        col = f"{name}_mase"
-        if col in by_series:
-            v = by_series[col].to_numpy(float)
-            v = v[np.isfinite(v) & (v > 0)]
+    """MASE per series on the backtest of the model and every baseline, readable at any number of
+    series: up to DOT_LIMIT series one row each (a dot per forecaster, best series at the top),
+    beyond that the share of series at or below each MASE (empirical CDFs; further left is
+    better). Log scale when the values span more than 10x."""
+    found = {name: label for name, label in {"model": labels.model, **BASELINES}.items() if f"{name}_mase" in by_series}
+    n = len(by_series)
+    values = np.concatenate([by_series[f"{name}_mase"].to_numpy(float) for name in found])
+    finite = values[np.isfinite(values) & (values > 0)]
+    log = len(finite) > 0 and finite.max() > 10 * finite.min()
+    if n <= DOT_LIMIT:
+        from matplotlib.figure import Figure
+
+        rows = by_series.sort_values("model_mase", ascending=False, na_position="first", kind="stable")
+        fig = Figure(figsize=(cfg.width, max(cfg.height, 1.6 + 0.28 * n)), dpi=cfg.dpi, layout="constrained")
+        ax = fig.add_subplot()
+        y = np.arange(n)
+        for name, label in found.items():
+            v = rows[f"{name}_mase"].to_numpy(float)
+            ax.plot(v, y, "o" if name == "model" else "|", markersize=7 if name == "model" else 10,
+                    label=f"{label} (median {np.nanmedian(v):.3g})" if np.isfinite(v).any() else label,
+                    zorder=3 if name == "model" else 2)
+        ax.set_yticks(y, [plain(s) for s in rows["series_id"]])
+        ax.set(title=f"MASE per series on the backtest ({n} series; lower is better)", xlabel="MASE",
+               xscale="log" if log else "linear")
+        ax.grid(alpha=0.3, axis="x")
+    else:
+        fig, ax = _new(cfg)
+        for name, label in found.items():
+            v = np.sort(by_series[f"{name}_mase"].to_numpy(float))
+            v = v[np.isfinite(v) & ((v > 0) if log else True)]
             if len(v):
-                bins = np.geomspace(v.min(), v.max(), 40) if v.max() > v.min() else 10
-                ax.hist(v, bins=bins, histtype="step", linewidth=2 if name == "model" else 1,
+                ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", linewidth=2 if name == "model" else 1,
                         label=f"{label} (median {np.median(v):.3g})")
-    ax.set(title=f"MASE per series on the backtest ({len(by_series)} series)", xlabel="MASE", ylabel="Series",
-           xscale="log")
-    ax.legend()
-    ax.grid(alpha=0.3)
+        ax.set(title=f"MASE per series on the backtest ({n} series; further left is better)", xlabel="MASE",
+               ylabel="Share of series with at most this MASE", xscale="log" if log else "linear", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    outside_legend(fig)
     return fig
 
 
@@ -270,11 +335,14 @@ def sample_times(scores: store.StageRef, series: Sequence[store.StageRef]) -> tu
 @task(**stage_task(STAGE))
 def figures_task(plan, fig_cfg: FiguresConfig, name: str, scores: store.StageRef,
                  backtests: tuple[store.StageRef, ...], series: tuple[store.StageRef, ...],
-                 model: store.StageRef) -> dict:
+                 model: store.StageRef, members: tuple[store.StageRef, ...] = (),
+                 member_names: tuple[str, ...] = (), note: str = "") -> dict:
     """Write figures/*.png from the backtest (scores: combined, backtests: per bucket), the training
-    history (model: a train entry, or an ensemble's, holding its best member's) and the series'
-    dates and names (series: per bucket, as backtests); `name` names the forecaster ("GRU",
-    "ensemble of 3"). Return the StageRef. Many series: a sample and the MASE distribution."""
+    history (model: a train entry, or an ensemble's, holding its best member's; members: an
+    ensemble's networks' train entries, named by member_names, each one's loss drawn; note: what
+    has no loss) and the series' dates and names (series: per bucket, as backtests); `name` names
+    the forecaster ("GRU", "ensemble of 3"). Return the StageRef. Many series: a sample and MASE
+    per series."""
 
     def compute(w: store.EntryWriter) -> dict:
         frames = sample_predictions(scores, backtests)
@@ -282,7 +350,8 @@ def figures_task(plan, fig_cfg: FiguresConfig, name: str, scores: store.StageRef
         df = pd.concat(list(frames.values()), ignore_index=True)
         times, meta = sample_times(scores, series)
         labels = Labels.of(name, meta)
-        figs = render_all(df, read_history(model.path), fig_cfg, per_lead, labels, times)
+        histories = {n: read_history(m.path) for n, m in zip(member_names, members)} or None
+        figs = render_all(df, read_history(model.path), fig_cfg, per_lead, labels, times, histories, note)
         if "only" not in frames:
             figs["prediction"] = plot_sample(frames, fig_cfg, labels, times)
             figs["series_mase"] = plot_series_mase(read_by_series(scores.path), fig_cfg, labels)

@@ -34,7 +34,7 @@ from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
 from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
-from tasks.formats.figures import plain
+from tasks.formats.figures import outside_legend, plain
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, range_words, read_forecast, write_forecast
 from tasks.formats.model import ModelFile, hybrid_of, load_model, save_model
 from tasks.formats.scores import read_metrics
@@ -114,42 +114,64 @@ def outside_history(fc: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+FORECAST_PANELS = 4  # series drawn in forecast.png (one panel each); forecast.parquet holds every one
+
+
 def plot_forecast(history: pd.DataFrame, fc: pd.DataFrame, cfg: FiguresConfig, season: int | None = None,
                   model: str = "RNN", meta: dict | None = None) -> "Figure":
-    """History, forecast and conformal bands of the first series; `model` names the network, `meta`
-    (series.parquet metadata) the value and time columns of a file. matplotlib loads only here."""
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    """History, forecast and conformal bands of the first FORECAST_PANELS series of `history`, one
+    panel each (the title says how many of all); `model` names the network, `meta` (series.parquet
+    metadata) the value and time columns of a file; the legend below the panels, never over the
+    data. matplotlib loads only here."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     params = (meta or {}).get("params", {}) if (meta or {}).get("source") == "file" else {}
-    sid = fc["series_id"].iloc[0]
-    x = "timestamp" if "timestamp" in fc else "step"
-    h, f = history[history["series_id"] == sid], fc[fc["series_id"] == sid]
+    shown = [sid for sid in dict.fromkeys(fc["series_id"]) if (history["series_id"] == sid).any()][:FORECAST_PANELS]
+    shown = shown or [fc["series_id"].iloc[0]]
+    total = fc["series_id"].nunique()
+    fig = Figure(figsize=(cfg.width, cfg.height * (1 if len(shown) == 1 else 0.62 * len(shown))), dpi=cfg.dpi,
+                 layout="constrained")
+    axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
+    for ax, sid in zip(axes, shown):
+        _forecast_panel(ax, history[history["series_id"] == sid], fc[fc["series_id"] == sid], season, model)
+        ax.set(title=plain(sid) if len(shown) > 1 else f"{model} forecast of the next "
+                                                         f"{(fc['series_id'] == sid).sum()} step(s) — {plain(sid)}",
+               ylabel=plain(params.get("value_column", "Value")))
+    axes[-1].set_xlabel(plain(params.get("time_column", "Time step")))
+    if len(shown) > 1:
+        fig.suptitle(f"{model} forecast of the next {int(fc['lead'].max())} step(s) — {len(shown)} of {total} series")
+    outside_legend(fig, [axes[0]], ncols=4)
+    return fig
+
+
+def _forecast_panel(ax, h: pd.DataFrame, f: pd.DataFrame, season: int | None, model: str) -> None:
+    """One series' recent history, its forecast and bands on `ax`."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.ticker import MaxNLocator
+
+    x = "timestamp" if "timestamp" in f else "step"
     h = h.tail(max(5 * len(f), 3 * (season or 0), 60))
     if x == "timestamp":  # the data's own local time on the axis, not UTC
         h, f = h.assign(timestamp=wall_clock(h[x])), f.assign(timestamp=wall_clock(f[x]))
-    fig = Figure(figsize=(cfg.width, cfg.height), dpi=cfg.dpi, layout="constrained")
-    ax = fig.add_subplot()
     ax.plot(h[x], h["value"], label="History", linewidth=1.5)
     bands = sorted((c[len("lower_"):] for c in f if c.startswith("lower_")), key=int, reverse=True)
     bands = [b for b in bands if (f[f"upper_{b}"] > f[f"lower_{b}"]).any()]  # zero width: not an interval
-    for alpha, name in zip((0.18, 0.3, 0.42, 0.54, 0.66), bands):
-        ax.fill_between(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha, color="tab:orange",
-                        linewidth=0, label=f"{name}% interval")
+    for i, (alpha, name) in enumerate(zip((0.18, 0.3, 0.42, 0.54, 0.66), bands)):
+        if len(f) == 1:  # one step has no band to fill: a bar, wider for the wider interval
+            ax.vlines(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha + 0.1, color="tab:orange",
+                      linewidth=10 - 3 * i, label=f"{name}% interval")
+        else:
+            ax.fill_between(f[x], f[f"lower_{name}"], f[f"upper_{name}"], alpha=alpha, color="tab:orange",
+                            linewidth=0, label=f"{name}% interval")
     joined_x, joined_y = [h[x].iloc[-1], *f[x]], [h["value"].iloc[-1], *f["forecast"]]  # from the last point on
     ax.plot(joined_x, joined_y, label=f"Forecast ({model})", color="tab:orange", marker="." if len(f) < 50 else None)
-    ax.set(title=f"{model} forecast of the next {len(f)} step(s) — {plain(sid)}",
-           xlabel=plain(params.get("time_column", "Time step")), ylabel=plain(params.get("value_column", "Value")))
     if pd.api.types.is_datetime64_any_dtype(f[x]):
         locator = AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend()
     ax.grid(alpha=0.3)
-    return fig
 
 
 def refit_on_everything(values: np.ndarray, split: Split, record: ModelFile, model_cfg: ModelConfig,

@@ -52,7 +52,9 @@ def test_a_monthly_file_is_forecast_from_the_next_month_on(tmp_path):
     assert (fc["lower_95"] < fc["lower_80"]).all() and (fc["lower_80"] < fc["forecast"]).all()
     assert (fc["forecast"] < fc["upper_80"]).all() and (fc["upper_80"] < fc["upper_95"]).all()
     fig = plot_forecast(df, fc, FiguresConfig(width=4, height=3, dpi=40), season=12)
-    assert fig.axes[0].get_title().endswith("— a")
+    n = fc["series_id"].nunique()  # a panel for each of the first series, named
+    assert [ax.get_title() for ax in fig.axes] == sorted(fc["series_id"].unique())[:4]
+    assert fig.get_suptitle().endswith(f"{min(n, 4)} of {n} series")
 
 
 def test_the_future_reads_the_last_window_of_each_series(tmp_path):
@@ -117,7 +119,7 @@ def test_zero_width_bands_are_not_drawn_as_intervals(tmp_path):
     cols = future_forecast(Forecaster(hidden_size=4, n_outputs=3).eval(), values, split,
                            {"halfwidths": {"80": [0.0] * 3, "95": [1.0] * 3}})
     fc = forecast_frame(split, future_times(df, split, 3), cols)
-    legend = plot_forecast(df, fc, FiguresConfig(width=4, height=3, dpi=40)).axes[0].get_legend()
+    (legend,) = plot_forecast(df, fc, FiguresConfig(width=4, height=3, dpi=40)).legends  # below the panels
     labels = [t.get_text() for t in legend.get_texts()]
     assert "95% interval" in labels and "80% interval" not in labels
 
