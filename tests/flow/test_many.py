@@ -13,7 +13,7 @@ import torch
 
 from flows.rnn_flow import rnn_sweep
 from tests.helpers import tiny_config
-from tests.helpers.flows import actions, run
+from tests.helpers.flows import actions, all_artifacts, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -107,14 +107,14 @@ def searched(tmp_path: Path, name: str, tail: float = 0.0):
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     cfg = tiny_config(tmp_path / name, data=data(shops(tmp_path / f"{name}.csv", tail=tail), series_per_bucket=12),
                       search={"mode": str(tmp_path / "space.json"), "seeds": 2, "top_k": 3}, train={"epochs": 4})
-    summary, _ = run(cfg, until="forecast", promote=True)
-    return summary, Path(summary["run_dir"])
+    summary, state = run(cfg, until="forecast", promote=True)
+    return summary, Path(summary["run_dir"]), state
 
 
 def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tmp_path):
     from tasks.formats.model import EnsembleFile, load_model_file
 
-    summary, run_dir = searched(tmp_path, "a")
+    summary, run_dir, state = searched(tmp_path, "a")
     lb = summary["leaderboard"]
     assert (lb["kind"], lb["members"], lb["combined"], lb["combine"]) == ("search", 7, 3, "median")  # 4 nets, 3 stats
     board = pd.read_parquet(run_dir / "leaderboard.parquet")
@@ -140,8 +140,20 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
     assert board.loc[board["forecaster"] != "network", ["forecasts", "calibrates"]].all().all()
     assert summary["promotion"]["challenger"] > 0  # the ensemble was scored on the holdout as one model
 
+    # the UI: one card per artifact, none two alike (4 networks trained: still one progress artifact)
+    arts = all_artifacts(state.state_details.flow_run_id)
+    cards = [(a.key, a.description) for a in arts]
+    assert len(cards) == len(set(cards)) and len({a.key for a in arts}) == len(arts), sorted(cards)
+    assert {a.key for a in arts} == {"rnn-stages", "rnn-metrics", "rnn-report", "rnn-training-progress",
+                                     "rnn-forecast", "rnn-leaderboard", "rnn-promotion"}
+    # the gate, before the test range: ties within the seed noise its 2 seeds measured, times the networks' weight
+    gate = metrics["gate"]
+    assert gate["origins"] == "calibration" and gate["noise"]["configurations"] == 2
+    assert gate["tolerance"] == pytest.approx(gate["noise"]["relative"] * ens["calibration_weights"][0])
+    assert summary["gate_passed"] == gate["passed"] and summary["gate"].startswith("gate: ")
+
     # the test range of every series changes: no selection, combination or calibration does
-    other, other_dir = searched(tmp_path, "b", tail=25.0)
+    other, other_dir, _ = searched(tmp_path, "b", tail=25.0)
     board, board_b = (pd.read_parquet(d / "leaderboard.parquet") for d in (run_dir, other_dir))
     cols = ["member", "forecaster", "val_mase", "val_mae", "naive_mase", "n_val", "cal_mase", "n_cal", "epochs_run",
             "forecasts", "calibrates"]
@@ -159,6 +171,8 @@ def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tm
         for k, v in net.state_dict().items():
             assert torch.equal(v, net_b.state_dict()[k]), k  # the same weights: trained on the same windows
     assert metrics_b["metrics"]["model"]["mae"] != metrics["metrics"]["model"]["mae"]  # the test range did change
+    assert metrics_b["pretest"] == metrics["pretest"]  # and the gate did not move
+    assert {k: v for k, v in metrics_b["gate"].items() if k != "test"} == {k: v for k, v in gate.items() if k != "test"}
 
 
 def test_changing_only_the_evaluation_reuses_a_searchs_validation_and_ensemble(tmp_path):

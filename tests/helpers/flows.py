@@ -13,15 +13,19 @@ def reasons(summary: dict) -> dict[str, str]:
     return {r["stage"]: r["reason"] for r in summary["stages"]}
 
 
-def read_artifacts(flow_run_id) -> dict:
+def all_artifacts(flow_run_id) -> list:
+    """Every artifact of a flow run (its tasks' too), as the UI lists them."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(
+        return client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
-    return {a.key: a for a in arts if a.key}
+
+
+def read_artifacts(flow_run_id) -> dict:
+    return {a.key: a for a in all_artifacts(flow_run_id) if a.key}
 
 
 def run(cfg, **kw):
