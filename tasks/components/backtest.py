@@ -591,7 +591,7 @@ def ratio_phrase(model: float | None, base: float | None) -> str:
     side = "lower" if model < base else "higher"
     if r < 1.095:
         return f"{_pct(abs(model / base - 1))} {side}"
-    return f"{r:.1f}x {side}"
+    return f"{r:.1f}x {side}" if r < 1000 else f"over 1000x {side}"
 
 
 def metric_text(value: float | None, spec: str = ".3f") -> str:

@@ -194,9 +194,10 @@ def test_a_file_run_says_what_ran_in_its_summary_files_and_report(tmp_path):
     assert '"auto"' not in json.dumps(metrics["config"])
     report = read_artifacts(state.state_details.flow_run_id)["rnn-report"].data
     assert report.startswith("# GRU forecast report")
-    for heading in ("Forecasts on the test range", "Error by lead time", "Forecast past the end of the series",
+    for heading in ("Forecasts on the test range", "Training and validation loss", "Forecast past the end of the series",
                     "Settings that ran"):
         assert f"\n## {heading}\n" in report, heading
+    assert "Error by lead time" not in report and not (run_dir / "figures" / "error_by_lead.png").exists()  # horizon 1
     assert "Error_by_lead" not in report and "| model.cell | gru (auto) |" in report and "| data.n_points" not in report
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert {p.relative_to(run_dir).as_posix() for p in files} >= {

@@ -252,7 +252,7 @@ def test_the_gate_judges_against_the_best_seasonal_baseline():
 @pytest.mark.parametrize(("model", "base", "words"), [
     (1.0, 73.7, "73.7x lower"), (1.3, 1.0, "1.3x higher"), (0.8, 1.0, "1.2x lower"), (2.0, 2.0, "equal"),
     (0.0, 4.0, "exact"), (0.0, 0.0, "equal"), (None, 1.0, "undefined"), (float("inf"), 1.0, "undefined"),
-    (0.96, 1.0, "4.0% lower"), (1.05, 1.0, "5.0% higher"), (1.1, 1.0, "1.1x higher"), (1.0005, 1.0, "0.05% higher")])
+    (0.96, 1.0, "4.0% lower"), (1.05, 1.0, "5.0% higher"), (1.1, 1.0, "1.1x higher"), (1.0005, 1.0, "0.05% higher"), (3.5, 1e-15, "over 1000x higher")])
 def test_ratio_words_are_right_both_ways(model, base, words):
     assert ratio_phrase(model, base) == words
 
