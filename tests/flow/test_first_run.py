@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from flows.server import process_alive
+from tests.helpers.cli import finished
 from tests.helpers.server import FLOW_SCRIPT, REPO, free_port, healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -60,7 +61,7 @@ def test_the_default_run_on_a_fresh_prefect_home_waits_for_a_slow_server_start(t
     env = fresh_env(tmp_path, PYTHONPATH=str(tmp_path / "site"), SLOW_SERVER_MARK=str(mark),
                     SLOW_SERVER_SECONDS="30")
     res = cli(env, *outputs(tmp_path))  # the README's first command, with the outputs in tmp_path
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stderr[-3000:]  # the tutorial's sine: its gate passes
     assert mark.read_text() == "slept"  # the server's start really was held up
     assert "starting a temporary server" in res.stderr  # one line said what it was waiting for
     out = res.stdout + res.stderr
@@ -103,10 +104,10 @@ def test_server_keeps_a_local_server_that_later_runs_use_by_themselves(tmp_path)
         first = cli(env, *TINY, *outputs(tmp_path))
         second = cli(env, *TINY, *outputs(tmp_path))
         for res in (first, second):
-            assert res.returncode == 0, res.stderr[-3000:]
+            assert finished(res.returncode, res.stdout), res.stderr[-3000:]
             assert f"prefect: using the server at {url[:-4]} (PREFECT_API_URL is unset)" in res.stderr
             assert "starting a temporary server" not in res.stderr
-            assert f"View at {url[:-4]}/runs/flow-run/" in res.stderr  # its UI shows the run
+            assert f"\nui: {url[:-4]}/runs/flow-run/" in res.stdout  # its UI shows the run: the summary says where
         rows = [line.split() for line in second.stdout.splitlines() if line.startswith("  ")]
         assert {r[1] for r in rows} == {"reused"}
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tasks.runtime import store
+from tests.helpers.cli import finished
 from tests.helpers.server import PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -32,14 +33,18 @@ def start(out: Path, server: PrefectServer, *extra: str) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen) -> tuple[str, dict]:
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:]
+    assert finished(proc.returncode, out), out[-3000:]
     run_dir = Path(out.strip().splitlines()[-1].split("outputs: ", 1)[1])
     return out, json.loads((run_dir / "stages.json").read_text())
 
 
 def test_second_run_in_a_new_process_reuses_everything(tmp_path, prefect_server):
-    _, first = finish(start(tmp_path, prefect_server))
-    log, second = finish(start(tmp_path, prefect_server))
+    quiet, first = finish(start(tmp_path, prefect_server))
+    log, second = finish(start(tmp_path, prefect_server, "--verbose"))
+    lines = quiet.strip().splitlines()  # at default verbosity: no INFO line, one summary block, printed last
+    assert "| INFO" not in quiet and lines[-1].startswith("outputs: ") and len(lines) <= 20, quiet
+    assert sum(line.startswith("stages:") for line in lines) == 1 and lines[0] == "stages:"  # nothing before it
+    assert "| INFO" in log and "Finished in state Cached" in log  # --verbose: every stage's and task's lines
     assert {s["action"] for s in second["stages"].values()} == {"reused"}
     assert {s["prefect_state"] for s in second["stages"].values()} == {"Cached"}
     assert "tasks.train - epoch" not in log  # zero training epochs

@@ -18,6 +18,7 @@ import pytest
 
 from tasks.formats.series import read_series
 from tasks.runtime import store
+from tests.helpers.cli import finished
 from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -37,7 +38,7 @@ def cli(server: PrefectServer, out: Path, *args: str, env: dict | None = None, t
 
 def ok(proc: subprocess.CompletedProcess) -> Path:
     """The run directory of a run that must have succeeded."""
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert finished(proc.returncode, proc.stdout), (proc.stdout + proc.stderr)[-4000:]
     return Path([ln for ln in proc.stdout.splitlines() if ln.startswith("outputs: ")][-1].split("outputs: ", 1)[1])
 
 
@@ -160,7 +161,7 @@ def test_killing_a_worker_mid_sweep_changes_nothing(prefect_server, tmp_path):
         time.sleep(0.05)
     stdout, stderr = proc.communicate(timeout=600)
     assert killed is not None, "no worker was training to kill"
-    assert proc.returncode == 0, (stdout + stderr)[-4000:]
+    assert finished(proc.returncode, stdout), (stdout + stderr)[-4000:]
     run_dir = Path([ln for ln in stdout.splitlines() if ln.startswith("outputs: ")][-1].split("outputs: ", 1)[1])
     pd.testing.assert_frame_equal(pd.read_parquet(reference / "leaderboard.parquet").drop(
         columns=["model_entry", "scores_entry"]), pd.read_parquet(run_dir / "leaderboard.parquet").drop(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import finished
 from tests.helpers.server import PrefectServer, api_post, run_flow
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
@@ -49,7 +50,7 @@ def test_run_page_shows_the_run_and_its_artifacts(prefect_server, tmp_path):
     if chromium() is None:
         pytest.skip("no chromium binary (apt-get install chromium)")
     res = run_flow(prefect_server, tmp_path, "--promote")
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert finished(res.returncode, res.stdout), res.stderr[-3000:]
     name = re.search(r"^outputs: .*/runs/(\S+)$", res.stdout, re.M).group(1)
     (run,) = api_post(prefect_server, "flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
 
