@@ -78,6 +78,9 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
         else:
             net, record = load_model(model.path)
             forecaster, trained = net, record.trained
+            spec = record.network  # which member, in the log: its network and its train entry (seeds differ there)
+            name = (f"{spec.cell}-{spec.hidden_size} L{record.seq_length}{f' skip{spec.skip_lag}' if spec.skip_lag else ''}"
+                    f" (train entry {model.key[:8]})")
         if reference is not None:
             values, ref = concat_splits([read_window(r.path) for r in reference])
             if statistical is None:
@@ -91,7 +94,7 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
         scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
         log.info("validate: %s MASE %s on %d validation origins",
-                 label(statistical, season) if statistical else "model",
+                 label(statistical, season) if statistical else name,
                  metric_text(scores["metrics"]["model"]["mase"], ".4f"), scores["n_val"])
         return {"mase": scores["metrics"]["model"]["mase"]}
 

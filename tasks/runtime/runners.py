@@ -27,6 +27,8 @@ def task_runner(cfg: Any) -> Any:
     require_real_api()
     from prefect_dask import DaskTaskRunner
 
+    from tasks.runtime.nanny import QuickExit
+
     if cfg.address:
         return DaskTaskRunner(address=cfg.address)
     return DaskTaskRunner(
@@ -35,8 +37,9 @@ def task_runner(cfg: Any) -> Any:
                         # no dashboard, and the scheduler's HTTP endpoint on a free port: two runs at
                         # once would otherwise both ask for 8787 and the second warn that it is taken
                         "dashboard_address": None, "scheduler_kwargs": {"dashboard_address": ":0"},
-                        # workers get time to exit before they are killed (see tasks/runtime/nanny.py)
-                        "worker_class": "tasks.runtime.nanny.Nanny"},
+                        # workers exit at once when closed, and get time before they are killed: a
+                        # run ends without "Worker process still alive" warnings (tasks/runtime/nanny.py)
+                        "worker_class": "tasks.runtime.nanny.Nanny", "plugins": {QuickExit()}},
     )
 
 
