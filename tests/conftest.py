@@ -15,7 +15,14 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.helpers.server import PrefectServer, start_server, stop  # noqa: E402
+from tests.helpers.server import (  # noqa: E402
+    DaskCluster,
+    PrefectServer,
+    start_dask_cluster,
+    start_server,
+    stop,
+    stop_dask_cluster,
+)
 
 torch.set_num_threads(1)
 
@@ -39,3 +46,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         for child in server.children:
             stop(child)
         stop(server.process)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """One LocalCluster (2 worker processes x 1 thread, as --runner dask starts) for a module's runs,
+    which reach it with --dask-address: its workers start and import once, not once per run."""
+    cluster = start_dask_cluster(prefect_server, tmp_path_factory.mktemp("dask") / "cluster.log")
+    try:
+        yield cluster
+    finally:
+        stop_dask_cluster(cluster)

@@ -101,8 +101,9 @@ def test_serve_refuses_a_file_whose_columns_do_not_match_before_registering_anyt
                           "--data-path", "sales.csv", "--output-dir", "out", "--data-dir", "data"], cwd=tmp_path,
                          env=prefect_server.env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
-    assert res.stderr.splitlines() == ["error: --time-column='timestamp': no such column; did you mean 'month'? "
-                                       "(columns: month, sales)"]
+    assert res.stderr.splitlines() == ["error: --time-column='timestamp': no such column (did you mean 'month'?); "
+                                       "--value-column='value': no such column (did you mean 'sales'?); the file's "
+                                       "columns: month, sales"]
     assert _deployments_named(prefect_server, "refused-columns") == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sales.csv"]
 

@@ -1,6 +1,6 @@
 """A new user's first commands, through the real command line on a fresh Prefect home.
 
-    - the default run, with no server configured, on a server that takes 30 s to start (longer
+    - the default run, with no server configured, on a server that takes 22 s to start (longer
       than Prefect's own 20 s limit for its temporary server): it waits and completes;
     - a server that cannot start: one line and exit status 2, nothing written;
     - the edit-rerun loop: `server` starts a local server, later runs find it by themselves.
@@ -34,7 +34,8 @@ if {"server", "start"} <= set(sys.orig_argv):
     open(os.environ["SLOW_SERVER_MARK"], "w").write("slept")
     time.sleep(float(os.environ["SLOW_SERVER_SECONDS"]))
 """
-TINY = ["--epochs", "2", "--n-points", "240", "--hidden-size", "8", "--fig-dpi", "40", "--device", "cpu"]
+TINY = ["--epochs", "2", "--n-points", "240", "--hidden-size", "8", "--references", "none", "--fig-dpi", "40",
+        "--device", "cpu"]
 
 
 def fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -59,7 +60,7 @@ def test_the_default_run_on_a_fresh_prefect_home_waits_for_a_slow_server_start(t
     (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_SERVER)
     mark = tmp_path / "slept"
     env = fresh_env(tmp_path, PYTHONPATH=str(tmp_path / "site"), SLOW_SERVER_MARK=str(mark),
-                    SLOW_SERVER_SECONDS="30")
+                    SLOW_SERVER_SECONDS="22")
     res = cli(env, *outputs(tmp_path))  # the README's first command, with the outputs in tmp_path
     assert res.returncode == 0, res.stderr[-3000:]  # the tutorial's sine: its gate passes
     assert mark.read_text() == "slept"  # the server's start really was held up

@@ -34,7 +34,8 @@ from tests.helpers.server import FLOW_SCRIPT, REPO, healthy, temporary_server_en
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TINY = ["--n-points", "400", "--hidden-size", "16", "--epochs", "30", "--patience", "0", "--checkpoint-every", "2",
-        "--batch-size", "8", "--device", "cpu", "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
+        "--batch-size", "8", "--references", "none", "--device", "cpu", "--fig-dpi", "40", "--fig-width", "4",
+        "--fig-height", "3", "--verbose"]  # --verbose: the stages' log lines (the resume's) on the console
 
 
 def outputs(base: Path) -> list[str]:

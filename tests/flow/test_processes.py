@@ -20,8 +20,8 @@ from tests.helpers.server import PrefectServer
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--n-points", "300", "--hidden-size", "8", "--epochs", "4", "--patience", "0", "--device", "cpu",
-        "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
+TINY = ["--n-points", "300", "--hidden-size", "8", "--epochs", "4", "--patience", "0", "--references", "none",
+        "--device", "cpu", "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
 
 
 def start(out: Path, server: PrefectServer, *extra: str) -> subprocess.Popen:

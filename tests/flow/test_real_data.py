@@ -30,7 +30,8 @@ def test_monthly_csv_with_gaps_filled_beats_naive_and_seasonal_naive(tmp_path, p
     df.to_csv(tmp_path / "sales.csv", index=False)
     args = ["--data-path", "sales.csv", "--time-column", "month", "--value-column", "sales", "--fill", "interpolate",
             "--normalize", "window", "--seq-length", "24", "--hidden-size", "16", "--epochs", "30", "--lr", "0.01",
-            "--threads", "2", "--device", "cpu", "--fig-dpi", "40", "--output-dir", "out", "--data-dir", "data"]
+            "--threads", "2", "--device", "cpu", "--fig-dpi", "40", "--output-dir", "out", "--data-dir", "data",
+            "--verbose"]  # the stages' log lines on the console too (the repair's among them)
     log = finish_flow(start_flow(tmp_path, prefect_server, *args))
     assert "filled 3 missing values (interpolate)" in log
     assert "inferred frequency MS" in log

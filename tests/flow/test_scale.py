@@ -1,6 +1,11 @@
 """Many series, buckets and sweeps on a real Dask LocalCluster (2 worker processes x 1 thread)
 through Prefect, against a real Prefect server: the same answers as in one process, resumable
-sweeps, and a worker that dies mid-sweep."""
+sweeps, and a worker that dies mid-sweep.
+
+The runs that need no drill in their workers' environment share one cluster (the `dask_cluster`
+fixture, reached with --dask-address): its workers start and import torch, Prefect and
+statsforecast once. The sweep whose member fails on purpose starts its own, as `--runner dask`
+does by default (the drill, RNNFLOW_FAULT, is read in the workers the run starts)."""
 
 from __future__ import annotations
 
@@ -19,13 +24,18 @@ import pytest
 from tasks.formats.series import read_series
 from tasks.runtime import store
 from tests.helpers.cli import finished
-from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post, free_port
+from tests.helpers.server import FLOW_SCRIPT, REPO, DaskCluster, PrefectServer, api_post, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
-PANEL = ["--n-series", "240", "--series-per-bucket", "60", "--n-points", "80", "--seq-length", "8", "--epochs", "2",
+PANEL = ["--n-series", "80", "--series-per-bucket", "20", "--n-points", "80", "--seq-length", "8", "--epochs", "2",
          "--hidden-size", "4", "--device", "cpu", "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
 DASK = ["--runner", "dask", "--workers", "2"]
+
+
+def on(cluster: DaskCluster) -> list[str]:
+    """The options of a run on the shared cluster."""
+    return ["--runner", "dask", "--dask-address", cluster.address]
 
 
 def cli(server: PrefectServer, out: Path, *args: str, env: dict | None = None, timeout: float = 600):
@@ -51,20 +61,20 @@ def flow_run_tasks(server: PrefectServer, run_name: str) -> list[dict]:
     return api_post(server, "task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}, "limit": 200})
 
 
-def test_local_and_dask_give_the_same_answers_bucket_by_bucket(prefect_server, tmp_path):
+def test_local_and_dask_give_the_same_answers_bucket_by_bucket(prefect_server, dask_cluster, tmp_path):
     local = ok(cli(prefect_server, tmp_path / "local", *PANEL, "--until", "forecast"))
-    dask = ok(cli(prefect_server, tmp_path / "dask", *PANEL, *DASK, "--until", "forecast"))
+    dask = ok(cli(prefect_server, tmp_path / "dask", *PANEL, *on(dask_cluster), "--until", "forecast"))
     for name in ("metrics_by_series.parquet", "forecast.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(local / name), pd.read_parquet(dask / name))
     assert json.loads((local / "metrics.json").read_text())["metrics"] == json.loads(
         (dask / "metrics.json").read_text())["metrics"]
     by_series = pd.read_parquet(dask / "metrics_by_series.parquet")
-    assert len(by_series) == 240 and by_series["bucket"].nunique() == 4
+    assert len(by_series) == 80 and by_series["bucket"].nunique() == 4
 
     data = tmp_path / "dask" / "data"
     ids = [read_series(e)[0]["series_id"].unique().tolist() for e in entries(data, "ingest")]
     every = [sid for bucket in ids for sid in bucket]
-    assert len(ids) == 4 and len(every) == len(set(every)) == 240  # each series in exactly one bucket
+    assert len(ids) == 4 and len(every) == len(set(every)) == 80  # each series in exactly one bucket
 
     # provenance: the per-bucket entries were built by at least two worker processes
     root = tmp_path / "dask" / "artifacts"
@@ -98,9 +108,9 @@ def test_distributed_runs_are_refused_on_the_temporary_server(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
 
 
-SWEEP = ["sweep", "--grid", "cell=rnn,gru", "hidden_size=4,6", "--n-series", "40", "--series-per-bucket", "20",
-         "--n-points", "60", "--seq-length", "8", "--epochs", "2", "--device", "cpu", "--fig-dpi", "40",
-         "--fig-width", "4", "--fig-height", "3"]
+SWEEP = ["sweep", "--grid", "cell=rnn,gru", "hidden_size=4,6", "--n-series", "20", "--series-per-bucket", "10",
+         "--n-points", "60", "--seq-length", "8", "--epochs", "2", "--references", "none", "--device", "cpu",
+         "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
 
 
 def test_a_sweep_member_that_failed_is_the_only_one_run_again(prefect_server, tmp_path):
@@ -121,8 +131,9 @@ def test_a_sweep_member_that_failed_is_the_only_one_run_again(prefect_server, tm
 
 
 def worker_processes(root_pid: int) -> list[int]:
-    """Dask worker processes below `root_pid`: a LocalCluster's nannies live in the driver process
-    and start each worker with multiprocessing's spawn (`spawn_main` on its command line)."""
+    """Dask worker processes below `root_pid`: a LocalCluster's nannies live in the process that
+    made it (the shared cluster's) and start each worker with multiprocessing's spawn (`spawn_main`
+    on its command line)."""
     children: dict[int, list[int]] = {}
     cmd: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
@@ -142,11 +153,11 @@ def worker_processes(root_pid: int) -> list[int]:
     return [p for p in below if "spawn_main" in cmd.get(p, "") and "resource_tracker" not in cmd.get(p, "")]
 
 
-def test_killing_a_worker_mid_sweep_changes_nothing(prefect_server, tmp_path):
+def test_killing_a_worker_mid_sweep_changes_nothing(prefect_server, dask_cluster, tmp_path):
     args = [*SWEEP, "--epochs", "16", "--patience", "0", "--checkpoint-every", "1"]
     reference = ok(cli(prefect_server, tmp_path / "ref", *args))
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(FLOW_SCRIPT), *args, *DASK, "--output-dir", str(out / "artifacts"),
+    cmd = [sys.executable, str(FLOW_SCRIPT), *args, *on(dask_cluster), "--output-dir", str(out / "artifacts"),
            "--data-dir", str(out / "data")]
     proc = subprocess.Popen(cmd, env=prefect_server.env(PYTHONUNBUFFERED="1"), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -154,7 +165,7 @@ def test_killing_a_worker_mid_sweep_changes_nothing(prefect_server, tmp_path):
     deadline = time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         if list((out / "artifacts" / "checkpoints").glob("train-*/checkpoint.pt")):  # members are training
-            workers = worker_processes(proc.pid)
+            workers = worker_processes(dask_cluster.process.pid)
             if workers:
                 killed = workers[0]
                 os.kill(killed, signal.SIGKILL)

@@ -185,3 +185,53 @@ def api_post(server: PrefectServer, path: str, body: dict | None = None, timeout
                                  headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
+
+
+# A LocalCluster as `--runner dask` starts one (tasks/runtime/runners.py), in a process of its own
+# that lives until its stdin is closed: several runs share it with --dask-address.
+CLUSTER = """
+import sys
+from distributed import LocalCluster
+from tasks.runtime.nanny import QuickExit
+
+with LocalCluster(n_workers=int(sys.argv[1]), threads_per_worker=1, processes=True, dashboard_address=None,
+                  scheduler_kwargs={"dashboard_address": ":0"}, worker_class="tasks.runtime.nanny.Nanny",
+                  plugins={QuickExit()}) as cluster:
+    print(cluster.scheduler_address, flush=True)
+    sys.stdin.read()
+"""
+
+
+@dataclass
+class DaskCluster:
+    """A running Dask cluster whose workers report to a PrefectServer: its scheduler's address and
+    the process that holds it (the workers are that process's children)."""
+
+    address: str
+    process: subprocess.Popen
+
+
+def start_dask_cluster(server: PrefectServer, log: Path, workers: int = 2, timeout: float = 180.0) -> DaskCluster:
+    """A LocalCluster of `workers` processes (one thread each) whose workers talk to `server`."""
+    import select
+
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(workers)], cwd=REPO, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True,
+                                env=server.env(DASK_LOGGING__DISTRIBUTED="warning"))
+    deadline = time.monotonic() + timeout
+    while not select.select([proc.stdout], [], [], 1.0)[0]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"the Dask cluster did not start:\n{log.read_text()[-3000:]}")
+    return DaskCluster(proc.stdout.readline().strip(), proc)
+
+
+def stop_dask_cluster(cluster: DaskCluster) -> None:
+    """Close the cluster (its stdin), then make sure its process group is gone."""
+    try:
+        cluster.process.stdin.close()
+        cluster.process.wait(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    stop(cluster.process)
