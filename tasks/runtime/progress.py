@@ -82,13 +82,13 @@ def clock(seconds: float) -> str:
 def describe(name: str, st: Stage, now: float) -> str:
     """A stage's progress in words: "train: 3/8 models; gru-64 L24 seed 42 epoch 40/300; 0:12 so far,
     about 0:35 left"."""
-    parts = [f"{name}: {st.done}/{st.total} {st.unit}" if st.total > 1 else name]
+    parts = [f"{st.done}/{st.total} {st.unit}"] if st.total > 1 else []
     current = st.items.get(st.last)
     if current is not None and current.done < current.total:
         parts.append(f"{st.last} {current.unit} {current.done:g}/{current.total:g}")
     left = st.left(now)
     timing = f"{clock(now - st.started)} so far" + (f", about {clock(left)} left" if left is not None else "")
-    return "; ".join([*parts, timing])
+    return f"{name}: " + "; ".join([*parts, timing])
 
 
 class Tracker:
