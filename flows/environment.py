@@ -23,5 +23,5 @@ def missing_package_line(exc: ModuleNotFoundError, python: str, script: str = "f
                f"{venv}/bin/python {script}")
     else:
         fix = (f"install the project into a virtualenv first (in {REPO}: python3 -m venv .venv && . .venv/bin/activate "
-               "&& pip install -e .; README.md, Install, has the torch line for CPU or CUDA)")
+               "&& pip install -e .; the README's Quickstart says which torch to install for CPU or CUDA)")
     return f"error: {python} (Python {version}) cannot import {name!r}, which rnnflow needs: {fix}"
