@@ -30,6 +30,7 @@ def file_config(tmp_path, path: Path, time: str, value: str, **sections):
                        **sections)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_hourly_plus_0530_data_is_forecast_in_its_own_zone(tmp_path):
     end = pd.Timestamp("2024-06-13T00:00+05:30")
@@ -49,6 +50,7 @@ def test_hourly_plus_0530_data_is_forecast_in_its_own_zone(tmp_path):
     assert meta["seasons"] == [24] and meta["frequency"] == "h"  # 200 hours: less than two weeks
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_constant_series_is_reported_without_nan_and_its_perfect_model_promoted(tmp_path):
     path = tmp_path / "flat.csv"
@@ -70,6 +72,7 @@ def test_a_constant_series_is_reported_without_nan_and_its_perfect_model_promote
     assert "zero width (every validation forecast was exact), not an interval" in report
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_mid_month_series_is_continued_on_the_15th(tmp_path):
     path = tmp_path / "mid.csv"
