@@ -28,12 +28,30 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One temporary Prefect server for every in-process flow test (it costs ~10 s)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_harness(prefect_server: PrefectServer):
+    """In-process flow tests talk to the session's real server (`prefect_server`): one server per
+    test process instead of two (prefect_test_harness started one of its own, 25-45 s on a busy
+    2-core machine, beside the real one the command-line tests need)."""
+    import inspect
 
-    with prefect_test_harness(server_startup_timeout=120):
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         yield
+
+        async def drain() -> None:  # the last logs and events reach the server before it stops (as the harness does)
+            for flush in (lambda: APILogWorker.instance().drain(), EventsWorker.drain_all):
+                try:
+                    done = flush()
+                    if inspect.isawaitable(done):
+                        await done
+                except RuntimeError:  # never started
+                    pass
+
+        run_coro_as_sync(drain())
 
 
 @pytest.fixture(scope="session")
