@@ -129,6 +129,7 @@ def test_each_readable_shape_is_forecast(capsys, tmp_path, kind):
     check_forecast(shape, out)
 
 
+@pytest.mark.slow  # a flow run (it needs the session's server): not the quick tier
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_forecast_past_2262_is_refused_by_the_run_before_anything_is_trained(tmp_path):
     """A source too large for `check` to read whole is checked by the run itself, after ingestion
