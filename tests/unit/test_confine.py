@@ -16,7 +16,7 @@ from tasks.runtime.stages import Run
 @pytest.fixture
 def served(tmp_path, monkeypatch):
     """`serve --data-path <tmp>/inbox/sales.csv --allow-data <tmp>/shared` with outputs under <tmp>/srv."""
-    monkeypatch.delenv(confine.VARIABLE, raising=False)
+    monkeypatch.setenv(confine.VARIABLE, "")  # recorded as unset, so the teardown removes what fix() sets
     for d in ("inbox", "shared", "srv", "elsewhere"):
         (tmp_path / d).mkdir()
     (tmp_path / "inbox" / "sales.csv").write_text("timestamp,value\n")
