@@ -20,7 +20,8 @@ from tests.helpers.server import FLOW_SCRIPT, REPO
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TINY = ["--n-points", "300", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--device", "cpu",
-        "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
+        "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3",
+        "--verbose"]  # the task runs' lines on the console: one_past_its_stages reads them
 SETTINGS = (["--hidden-size", "8"], ["--hidden-size", "12", "--seq-length", "16"])
 
 

@@ -20,7 +20,7 @@ from tests.helpers.server import api_post
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TINY = ["--n-points", "240", "--hidden-size", "8", "--epochs", "2", "--device", "cpu", "--fig-dpi", "40",
-        "--fig-width", "4", "--fig-height", "3"]
+        "--fig-width", "4", "--fig-height", "3", "--verbose"]  # the flow runs' names, from Prefect's lines
 
 
 def start_stalled(stage_entry: str, base: Path, server, log: Path):
