@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 BACKTEST = StageSpec(
     "backtest", phase="evaluate", packages=("numpy", "pandas", "torch", "statsforecast", "statsmodels"),
-    run_only=frozenset({"device", "checkpoint_every", "log_every", "chunk_size"}),
+    run_only=frozenset({"device", "checkpoint_every", "log_every", "chunk_size", "deadline"}),
     trains=lambda inputs: inputs["eval_cfg"].refit_every > 0,
 )
 STAGE = StageSpec("evaluate", packages=("numpy", "pandas", "pyarrow"),
