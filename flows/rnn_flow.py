@@ -39,18 +39,21 @@ import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import secrets  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Literal, Optional  # noqa: E402
 
 from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
-from tasks.components.references import label  # noqa: E402
-from tasks.components.search import candidates  # noqa: E402
+from tasks.components.references import label, mstl_seasons, policy_words  # noqa: E402
+from tasks.components.cost import STAGES_FIXED, NetworkCost, auto_time_limit, statistical_seconds  # noqa: E402
+from tasks.components.cost import plan as plan_costs  # noqa: E402
+from tasks.components.search import candidates, estimated_windows, priority, training_regime  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
 from tasks.config import (  # noqa: E402
-    Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides,
+    EvalConfig, Metric, PipelineConfig, PromoteSettings, SearchConfig, for_sweep, members_of, nested, with_overrides,
 )
 from tasks.errors import InputError  # noqa: E402
 from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
@@ -103,12 +106,17 @@ def rnn_pipeline(
                    no_cache=no_cache, promote=promote) as run:
         cfg = run.cfg  # every "auto" resolved
         series, calendar, groups = prepare_series(run, cfg)
+        cfg = apply_season_policy(run, calendar)
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
         if searching(run, groups):  # several members, ranked on the validation range; the best combined
-            overrides = search_space(cfg, run.asked, series, calendar)
-            ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical)
+            overrides, budget = search_space(run, series, calendar)
+            ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical,
+                                  deadline=budget.get("deadline", 0.0))
+            budget["stopped"] = [label_of(m) for m, ref in zip(ranked.members, ranked.models or ())
+                                 if ref.manifest()["meta"].get("stopped_at_deadline")]
+            budget["late"] = ranked.late
             return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
-                          ensemble=ranked.ensemble(run, cfg))
+                          ensemble=ranked.ensemble(run, cfg), budget=budget)
         splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
         if groups:  # one global model per group of series, the groups side by side on the runner
             trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
@@ -180,15 +188,23 @@ def searching(run: Run, groups: list[str]) -> bool:
     return True
 
 
-def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: dict | None) -> list[dict[str, Any]]:
-    """The members searched, each {"section.field": value} on top of `cfg`: the built-in space
-    (tasks/components/search.py) for the calendar's season and the shortest series, or a members
-    file, each configuration with search.seeds seeds. The built-in space varies only settings
-    left at their default (or "auto") in `asked`: one the user set is kept in every member."""
+def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str, Any]], dict]:
+    """The members searched, each {"section.field": value} on top of the run's config: the
+    built-in space (tasks/components/search.py) for the calendar's season and the shortest series,
+    with its training regime for the data's size, or a members file, each configuration with
+    search.seeds seeds; then those that fit the run's time limit (`fit_budget`). The built-in
+    space varies only settings left at their default (or "auto") in the asked config: one the user
+    set is kept in every member. Returns the members and the budget (fit_budget)."""
+    cfg, asked = run.cfg, run.asked
+    data = data_facts(series)
     if cfg.search.mode == "on":
-        shortest = min((ref.manifest()["meta"]["shortest"] for ref in series or ()
-                        if ref.manifest()["meta"]["n_series"]), default=0)
-        space = candidates((calendar or {}).get("season_length"), shortest, cfg.window.horizon)
+        seasons = (calendar or {}).get("seasons") or []
+        space = candidates((calendar or {}).get("season_length"), data["shortest"], cfg.window.horizon,
+                           longer=seasons[1] if len(seasons) > 1 else None)
+        for c in space:  # its training regime: a fixed amount of work per epoch on large data
+            windows, _ = estimated_windows(data["points"], data["n_series"], c["window.seq_length"],
+                                           cfg.window.horizon, cfg.window.train_fraction, cfg.window.val_fraction)
+            c.update(training_regime(windows))
         default, kept = PipelineConfig(), set()
         for key in {k for c in space for k in c}:
             section, name = key.split(".")
@@ -202,11 +218,114 @@ def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: d
         space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
     season = cfg.eval.season_length or (calendar or {}).get("season_length")
-    statistical = ", ".join(label(n, season) for n in cfg.search.statistical)
+    mstl = season_policy(cfg, calendar)
+    members, budget = fit_budget(run, members, data, season, mstl)
+    budget["policy"] = policy_line(calendar, space, season, mstl)
+    statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,
              f", weighted with {statistical} by 1 / MASE^2 before the test range" if statistical else "")
-    return members
+    return members, budget
+
+
+def policy_line(calendar: dict | None, space: list[dict[str, Any]], season: int | None, mstl: tuple[int, ...]
+                ) -> str | None:
+    """How the run treats its seasons, in words for the summary (None without a season): the
+    networks' windows and reach, and the statistical members' policy (references.policy_words)."""
+    if not season:
+        return None
+    seasons = list((calendar or {}).get("seasons") or [season])
+    lengths = sorted({c["window.seq_length"] for c in space if "window.seq_length" in c})
+    reach = sorted({c.get("model.recurrent_steps", 0) for c in space} - {0})
+    nets = f"windows of {', '.join(map(str, lengths))} points" if lengths else "the windows asked for"
+    if reach:
+        nets += f", the recurrent layers reading at most the last {reach[0]} (the seasonal skip reads the whole window)"
+    more = ""
+    if len(seasons) == 1 and (calendar or {}).get("frequency"):
+        from tasks.components.calendar import season_lengths
+
+        extra = [m for m in season_lengths(calendar["frequency"])[1:] if m not in seasons]
+        if extra:
+            more = f"; season {extra[0]} left out: the shortest series holds fewer than two of its cycles"
+    return (f"{', '.join(map(str, seasons))}: networks on {nets}; statistical members: "
+            f"{policy_words(season, mstl)}{more}")
+
+
+def label_of(m: PipelineConfig) -> str:
+    """A member in a few words, as the budget names it: "gru-64 L48 seed 43"."""
+    reach = m.model.recurrent_steps
+    read = f"/{reach}" if 0 < reach < m.window.seq_length else ""
+    return f"{m.model.cell}-{m.model.hidden_size} L{m.window.seq_length}{read} {m.model.skip} skip seed {m.train.seed}"
+
+
+def data_facts(series) -> dict:
+    """What the cost model reads of the ingested series: points, n_series, shortest (over buckets)."""
+    metas = [ref.manifest()["meta"] for ref in series or () if ref.manifest()["meta"]["n_series"]]
+    n_series = sum(m["n_series"] for m in metas)
+    return {"n_series": n_series, "shortest": min((m["shortest"] for m in metas), default=0),
+            "points": sum(m.get("points", m["n_series"] * m["shortest"]) for m in metas)}
+
+
+def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int | None, mstl: tuple[int, ...]
+               ) -> tuple[list[dict[str, Any]], dict]:
+    """The members that fit the run's time limit (search.time_limit; auto: auto_time_limit of the
+    data's points for a file), each with its epoch cap, and the budget in words: the plan is made
+    from the cost model (tasks/components/cost.py) before anything trains, so the same data and
+    settings always train the same members; training itself stops at the limit (the members'
+    deadline). Members that do not fit are skipped and named; the budget dict holds the limit, its
+    source, the estimate, the skipped members' labels and the deadline (a time.time(); 0: none)."""
+    cfg = run.cfg
+    asked = cfg.search.time_limit
+    limit = auto_time_limit(data["points"]) if asked == "auto" else float(asked)
+    if not limit:
+        return members, {"limit": 0.0, "source": "none"}
+    costs = [member_cost(run.resolve(with_overrides(cfg, nested(m))), data, m) for m in members]
+    lengths = [data["points"] // max(1, data["n_series"])] * data["n_series"]
+    n = lengths[0] if lengths else 0
+    origins = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg) + int(0.2 * n)  # val, cal, test
+    stat = sum(statistical_seconds(name, lengths, origins, season=season, mstl=mstl)
+               for name in set(cfg.search.statistical) | set(cfg.eval.references))
+    workers = max(1, cfg.runner.workers)
+    fixed = STAGES_FIXED + stat  # statistical members hold the GIL: threads do not share them out
+    plan = plan_costs(costs, priority(members, cfg.search.seeds), limit, fixed, workers)
+    kept = []
+    for i in plan.kept:
+        m = dict(members[i])
+        if plan.epochs[i] < plan.caps[i]:
+            m["train.epochs"] = plan.epochs[i]
+        kept.append(m)
+    kept_order = sorted(range(len(kept)), key=lambda j: plan.kept[j])  # the members' own order
+    kept = [kept[j] for j in kept_order]
+    elapsed = time.perf_counter() - run.started
+    tail = fixed - STAGES_FIXED / 2  # what comes after the networks: validation, statistical members, backtest
+    deadline = time.time() + max(1.0, limit - elapsed - tail)  # the networks' share of the limit ends here
+    budget = {"limit": limit, "source": "auto" if asked == "auto" else "asked", "points": data["points"],
+              "estimate": round(plan.estimate, 1), "members": len(members), "kept": len(kept),
+              "skipped": [costs[i].label for i in plan.skipped],
+              "capped": {costs[i].label: plan.epochs[i] for i in plan.kept if plan.epochs[i] < plan.caps[i]},
+              "deadline": deadline}
+    if plan.skipped or budget["capped"]:
+        log.info("search: time limit %.0f s (%s): %d of %d members fit (estimated %.0f s)%s%s", limit,
+                 budget["source"], len(kept), len(members), plan.estimate,
+                 f"; skipped {', '.join(budget['skipped'])}" if plan.skipped else "",
+                 f"; epochs capped: {', '.join(f'{k} {v}' for k, v in budget['capped'].items())}"
+                 if budget["capped"] else "")
+    return kept, budget
+
+
+def cfg_calibration(cfg: PipelineConfig) -> int:
+    """The calibration origins per series the resolved config asks for (an int)."""
+    return cfg.window.calibration if isinstance(cfg.window.calibration, int) else 20
+
+
+def member_cost(m: PipelineConfig, data: dict, overrides: dict[str, Any]) -> NetworkCost:
+    """The cost model's view of one resolved member (tasks.components.cost.NetworkCost)."""
+    windows, val = estimated_windows(data["points"], data["n_series"], m.window.seq_length, m.window.horizon,
+                                     m.window.train_fraction, m.window.val_fraction)
+    read = m.model.recurrent_steps if 0 < m.model.recurrent_steps < m.window.seq_length else m.window.seq_length
+    val = min(val, m.train.val_windows) if m.train.val_windows else val
+    return NetworkCost(label_of(m), m.model.cell, m.model.hidden_size, read, windows, val, m.train.batch_size,
+                       m.train.steps_per_epoch, int(m.train.epochs), int(m.train.patience))
 
 
 @dataclass
@@ -223,6 +342,8 @@ class Ranked:
     statistical: tuple[str, ...] = ()
     season: int = 0
     statistical_scores: tuple[StageRef, ...] = ()
+    mstl: tuple[int, ...] = ()  # the seasons MSTL removes before the statistical members (sub-daily data)
+    late: list[str] = field(default_factory=list)  # members the time limit left unstarted (labels)
 
     def best(self, k: int) -> list[int]:
         """The positions of the best `k` members (by validation MASE, ties in member order)."""
@@ -257,7 +378,8 @@ class Ranked:
         positions = {} if nets == forecasting else {
             "networks": tuple(range(len(forecasting))), "calibration_networks": tuple(nets.index(i) for i in calibrating)}
         hybrid = {"statistical": self.statistical, "season": self.season, "reference": self.reference,
-                  "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores}
+                  "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores,
+                  **({"mstl": self.mstl} if self.mstl else {})}
         packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
                            **(hybrid if self.statistical else {}), **positions)
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
@@ -266,11 +388,12 @@ class Ranked:
 
 
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
-                 overrides: list[dict[str, Any]], statistical: tuple[str, ...] = ()) -> Ranked:
+                 overrides: list[dict[str, Any]], statistical: tuple[str, ...] = (), deadline: float = 0.0) -> Ranked:
     """Train every member (`overrides` on top of `base`) on the runner and score each on the
     validation range only, with the `statistical` members (a search's: AutoETS, AutoTheta,
     seasonal naive, fitted on the history before the validation range) beside them. Members with different window lengths share the
-    val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows."""
+    val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows.
+    deadline: no member starts another epoch after it (a time.time(); 0: none)."""
     members = [run.resolve(with_overrides(base, nested(m))) for m in overrides]
     lengths = {m.window.seq_length for m in members}
     anchor = {"anchor": max(lengths)} if len(lengths) > 1 else {}
@@ -280,25 +403,63 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
             splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window, calendar=calendar,
                                        **anchor)
     longest = max(splits, key=lambda w: w.seq_length)
-    models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
-                                  for m in members])
     season = int(base.eval.season_length or (calendar or {}).get("season_length") or 0)  # 0: none (None skips a stage)
+    mstl = season_policy(base, calendar)
+    scoring = scoring_config(base.eval)
+    trains = [{"model_cfg": m.model, "train_cfg": m.train.model_copy(update={"deadline": deadline}),
+               "splits": splits[m.window]} for m in members]
+    stats = [{"splits": splits[longest], "statistical": name, "season": season, **({"mstl": mstl} if mstl else {}),
+              "eval_cfg": scoring} for name in statistical]
+    # the statistical members need no network: they go in the same wave, filling the workers the
+    # last networks leave idle; no member starts after the deadline
+    models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)])
+    late = [label_of(m) for m, ref in zip(members, models or ()) if ref is None]  # not started by the deadline
+    if late:
+        kept = [i for i, ref in enumerate(models) if ref is not None]
+        members, overrides, models = [members[i] for i in kept], [overrides[i] for i in kept], tuple(models[i] for i in kept)
     board = None
     if models is not None:  # rank on the validation range only; the test range is the winner's alone
         reference = {"reference": splits[longest]} if anchor else {}
         items = [{"splits": splits[m.window], "model": model, **reference} for m, model in zip(members, models)]
-        items += [{"splits": splits[longest], "statistical": name, "season": season} for name in statistical]
-        scores = run.map(validate_task, items, eval_cfg=scoring_config(base.eval))
-        if scores is not None:
-            board = leaderboard([*overrides, *({"forecaster": label(n, season)} for n in statistical)], scores,
+        net_scores = run.map(validate_task, items, eval_cfg=scoring)
+        if net_scores is not None and stat_scores is not None:
+            scores = (*net_scores, *stat_scores)
+            board = leaderboard([*overrides, *({"forecaster": label(n, season, mstl)} for n in statistical)], scores,
                                 [*models, *(None for _ in statistical)])
             return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season,
-                          tuple(scores[len(members):]))
-    return Ranked(members, splits, models, board, splits[longest])
+                          tuple(stat_scores), mstl, late)
+    return Ranked(members, splits, models, board, splits[longest], late=late)
+
+
+def apply_season_policy(run: Run, calendar: dict | None) -> PipelineConfig:
+    """The run's config once the data's seasons are known: on sub-daily data (season_policy: MSTL
+    first), AutoTheta leaves the default statistical members and references. After MSTL removes
+    the seasons, AutoTheta without a season forecasts as AutoETS does (on the hourly benchmark
+    file their forecasts differed by at most 0.01% and their MASE not in the third decimal) at
+    ten times the cost (1.7 s a fit and 6.6 ms an origin on 2,300 hourly points, against 0.15 s
+    and 0.3 ms). Settings the user gave (--references, --statistical-members, --gate-baseline
+    theta) are kept. Sets and returns run.cfg."""
+    if not season_policy(run.cfg, calendar):
+        return run.cfg
+    cfg, update = run.cfg, {}
+    if run.asked.eval.references == EvalConfig().references and cfg.eval.gate_baseline != "theta":
+        update["eval"] = {"references": tuple(n for n in cfg.eval.references if n != "theta")}
+    if run.asked.search.statistical == SearchConfig().statistical:
+        update["search"] = {"statistical": tuple(n for n in cfg.search.statistical if n != "theta")}
+    if update:
+        run.cfg = with_overrides(cfg, update)
+    return run.cfg
+
+
+def season_policy(cfg: PipelineConfig, calendar: dict | None) -> tuple[int, ...]:
+    """The seasons MSTL removes before the statistical members and references forecast (sub-daily
+    data: tasks.components.references.mstl_seasons), or () for the plain models."""
+    cal = calendar or {}
+    return mstl_seasons(cal.get("frequency"), tuple(cal.get("seasons") or ()), cfg.eval.season_length)
 
 
 def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
-           promote: bool, board=None, ensemble: dict | None = None) -> dict:
+           promote: bool, board=None, ensemble: dict | None = None, budget: dict | None = None) -> dict:
     """Backtest the model(s) bucket by bucket (and group by group) on the test range, combine,
     draw, forecast the future, judge the model against the champion when `settings` say so, and
     finish the run. models: {group: train entry}, {None: entry} without groups; ensemble: a
@@ -332,7 +493,8 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
             decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
     winner = (ensemble["cfgs"][0] if ensemble else cfg) if board is not None else None
     return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=winner,
-                  search=ensemble["statistical"] if ensemble is not None else None)
+                  search=ensemble["statistical"] if ensemble is not None else None,
+                  budget=budget)
 
 
 def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ensemble: dict | None,
