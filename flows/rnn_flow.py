@@ -48,8 +48,7 @@ from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
 from tasks.components.references import label, mstl_seasons, policy_words  # noqa: E402
-from tasks.components.cost import STAGES_FIXED, NetworkCost, auto_time_limit, statistical_seconds  # noqa: E402
-from tasks.components.cost import plan as plan_costs  # noqa: E402
+from tasks.components.cost import NetworkCost, auto_time_limit, search_plan, statistical_seconds  # noqa: E402
 from tasks.components.search import candidates, estimated_windows, priority, training_regime  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
 from tasks.config import (  # noqa: E402
@@ -276,29 +275,24 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
     source, the estimate, the skipped members' labels and the deadline (a time.time(); 0: none)."""
     cfg = run.cfg
     asked = cfg.search.time_limit
-    limit = auto_time_limit(data["points"]) if asked == "auto" else float(asked)
-    if not limit:
+    if asked != "auto" and not asked:
         return members, {"limit": 0.0, "source": "none"}
-    costs = [member_cost(run.resolve(with_overrides(cfg, nested(m))), data, m) for m in members]
+    costs = [member_cost(run.resolve(with_overrides(cfg, nested(m))), data) for m in members]
     lengths = [data["points"] // max(1, data["n_series"])] * data["n_series"]
     n = lengths[0] if lengths else 0
-    origins = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg) + int(0.2 * n)  # val, cal, test
-    stat = sum(statistical_seconds(name, lengths, origins, season=season, mstl=mstl)
+    val = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg)  # validation and calibration
+    validation = sum(statistical_seconds(name, lengths, val, season=season, mstl=mstl) for name in cfg.search.statistical)
+    test = sum(statistical_seconds(name, lengths, int(0.2 * n), season=season, mstl=mstl)
                for name in set(cfg.search.statistical) | set(cfg.eval.references))
-    workers = max(1, cfg.runner.workers)
-    fixed = STAGES_FIXED + stat  # statistical members hold the GIL: threads do not share them out
-    plan = plan_costs(costs, priority(members, cfg.search.seeds), limit, fixed, workers)
-    kept = []
-    for i in plan.kept:
-        m = dict(members[i])
-        if plan.epochs[i] < plan.caps[i]:
-            m["train.epochs"] = plan.epochs[i]
-        kept.append(m)
-    kept_order = sorted(range(len(kept)), key=lambda j: plan.kept[j])  # the members' own order
-    kept = [kept[j] for j in kept_order]
-    elapsed = time.perf_counter() - run.started
-    tail = fixed - STAGES_FIXED / 2  # what comes after the networks: validation, statistical members, backtest
-    deadline = time.time() + max(1.0, limit - elapsed - tail)  # the networks' share of the limit ends here
+    order = priority(members, cfg.search.seeds)
+    if asked == "auto":  # headroom over what the whole search is estimated to take on this data
+        limit = auto_time_limit(search_plan(costs, order, float("inf"), cfg.runner.workers, validation, test)[0].estimate)
+    else:
+        limit = float(asked)
+    plan, networks_end = search_plan(costs, order, limit, cfg.runner.workers, validation, test)
+    kept = [{**members[i], **({"train.epochs": plan.epochs[i]} if plan.epochs[i] < plan.caps[i] else {})}
+            for i in sorted(plan.kept)]  # in the members' own order
+    deadline = time.time() + max(1.0, networks_end - (time.perf_counter() - run.started))
     budget = {"limit": limit, "source": "auto" if asked == "auto" else "asked", "points": data["points"],
               "estimate": round(plan.estimate, 1), "members": len(members), "kept": len(kept),
               "skipped": [costs[i].label for i in plan.skipped],
@@ -318,7 +312,7 @@ def cfg_calibration(cfg: PipelineConfig) -> int:
     return cfg.window.calibration if isinstance(cfg.window.calibration, int) else 20
 
 
-def member_cost(m: PipelineConfig, data: dict, overrides: dict[str, Any]) -> NetworkCost:
+def member_cost(m: PipelineConfig, data: dict) -> NetworkCost:
     """The cost model's view of one resolved member (tasks.components.cost.NetworkCost)."""
     windows, val = estimated_windows(data["points"], data["n_series"], m.window.seq_length, m.window.horizon,
                                      m.window.train_fraction, m.window.val_fraction)

@@ -259,10 +259,10 @@ class SearchConfig(_Section):
     top_k: int = Field(3, ge=1, le=50, description="Networks, best by validation MASE, whose forecasts are combined.")
     combine: Literal["median", "mean"] = Field("median", description="How the top networks' forecasts combine.")
     time_limit: Annotated[float, Field(ge=0)] | Auto = Field(
-        "auto", description="Seconds the run may take up to the end of its backtest (0: no limit). The search "
-        "estimates each member's cost before it trains, skips those that do not fit and stops training at the "
-        "limit (auto: none for generated data; for a file, TIME_LIMIT_BASE s plus TIME_LIMIT_PER_1000 s per 1,000 "
-        "points, see tasks.components.cost.auto_time_limit)."
+        "auto", description="Seconds a search may take up to the end of its backtest (0: no limit). Each member's "
+        "cost is estimated before anything trains; those that do not fit are skipped, epochs capped, and no member "
+        "starts or trains past the limit (auto: 2 x the whole search's estimate on this data plus 30 s: it binds "
+        "only on a machine much slower than the cost model expects)."
     )
     statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
         ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "

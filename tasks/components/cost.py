@@ -91,12 +91,13 @@ EXPECTED_BEST = 30  # a typical best epoch on the project's quality panel (media
 MIN_EPOCHS = 10  # a member is trained for at least this many epochs, or skipped
 
 
-def statistical_seconds(name: str, lengths: list[int] | tuple[int, ...], origins: int, fits: int = 3,
+def statistical_seconds(name: str, lengths: list[int] | tuple[int, ...], origins: int, fits: int = 1,
                         season: int | None = None, mstl: tuple[int, ...] = ()) -> float:
     """Seconds of a statistical member over series of `lengths` (points each): `fits` fits per
-    series (validation, calibration and test ranges) and a forecast per origin (`origins` per
-    series), each growing with the series' length; with `mstl`, the decomposition on every fit and
-    a trend forecaster without a season."""
+    series and a forecast per origin (`origins` per series), each growing with the series' length;
+    with `mstl`, the decomposition on every fit and a trend forecaster without a season. A search
+    fits each member twice a series: on the training range (its validation and calibration
+    origins) and before the test range (its test origins, which the reference of its name shares)."""
     m = 1 if mstl else (season or 1)
     per_fit = FIT_ETS[0] + FIT_ETS[1] * m if name == "ets" else FIT.get(name, 0.5)
     if mstl and name != "snaive":
@@ -125,7 +126,7 @@ class Plan:
     @property
     def binds(self) -> bool:
         """Did the budget skip a member or lower an epoch cap?"""
-        return bool(self.skipped) or any(e < c for e, c in self.caps.items())
+        return bool(self.skipped) or any(self.epochs[i] < cap for i, cap in self.caps.items())
 
     caps: dict[int, int] = field(default_factory=dict)  # each kept member's own epoch cap
 
@@ -164,14 +165,28 @@ def plan(networks: list[NetworkCost], priority: list[int], budget: float, fixed:
     return out
 
 
-TIME_LIMIT_BASE = 40.0  # seconds: what a short file's search takes here, with room
-TIME_LIMIT_PER_1000 = 6.0  # seconds per 1,000 points of data
 STAGES_FIXED = 8.0  # seconds of a run beside its members: stage orchestration, windows, ensemble, backtest, figures
+HEADROOM = 2.0  # the default time limit: the whole search's estimate times this, plus SLACK
+SLACK = 30.0
 
 
-def auto_time_limit(points: int) -> float:
-    """The default time limit of a run on a file of `points` points (all series): TIME_LIMIT_BASE
-    seconds plus TIME_LIMIT_PER_1000 per 1,000 points, in whole seconds: 41 s for 144 monthly
-    points, 60 s for 3,300 hourly ones, 99 s for three such series, 351 s for 145 series of 357
-    months. It grows with the data, never with a season or the search's size."""
-    return float(round(TIME_LIMIT_BASE + TIME_LIMIT_PER_1000 * points / 1000))
+def auto_time_limit(estimate: float) -> float:
+    """The default time limit of a run on a file whose whole search the cost model puts at
+    `estimate` seconds: HEADROOM times it plus SLACK, in whole seconds. The data sets it through
+    the work it implies (which, past tasks.components.search.SMALL training windows, grows with
+    the data by the epoch's fixed work, never with a season); the limit binds only where the
+    machine runs much slower than the model expects (a loaded machine), and then the deadline
+    keeps the run within it."""
+    return float(math.ceil(HEADROOM * estimate + SLACK))
+
+
+def search_plan(networks: list[NetworkCost], order: list[int], limit: float, workers: int, validation: float,
+                test: float) -> tuple[Plan, float]:
+    """A search's plan within `limit` seconds and when its networks must have stopped (seconds
+    from now). validation: the statistical members' seconds on the validation and calibration
+    origins (they share the networks' wave, on `workers`); test: the statistical seconds of the
+    backtest (its references and members on the test origins), which come after. Statistical
+    work holds the GIL, so threads do not divide it."""
+    fixed = STAGES_FIXED + test + validation / max(1, workers)
+    out = plan(networks, order, limit, fixed, workers)
+    return out, max(1.0, limit - STAGES_FIXED / 2 - test - validation / max(1, workers))

@@ -72,13 +72,13 @@ def training_regime(windows: int) -> dict[str, Any]:
     the data (Darts and NeuralForecast bound training by steps the same way):
 
         batch_size 128        torch's CPU GRU costs 10 us a window and step at 32, 3.7 at 128
-        steps_per_epoch 16    an epoch reads 2,048 windows, drawn afresh each epoch
+        steps_per_epoch 8     an epoch reads 1,024 windows, drawn afresh each epoch
         val_windows 1024      early stopping scores 1,024 evenly spaced validation windows
 
     Early stopping's patience and the epoch cap keep their meaning in epochs."""
     if windows <= SMALL:
         return {}
-    return {"train.batch_size": 128, "train.steps_per_epoch": 16, "train.val_windows": 1024}
+    return {"train.batch_size": 128, "train.steps_per_epoch": 8, "train.val_windows": 1024}
 
 
 def estimated_windows(points: int, n_series: int, seq_length: int, horizon: int, train_fraction: float,
