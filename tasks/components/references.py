@@ -393,22 +393,25 @@ class MSTLForecaster:
         return {"mean": mean + self.seasonal_at(np.arange(n, n + h))}
 
 
-_FITS: OrderedDict = OrderedDict()
+_FITS: OrderedDict = OrderedDict()  # key -> (value, bytes)
 _FITS_LOCK = threading.Lock()
-FITS_KEPT = 4096  # fits kept per process (a fitted model is a few KB; a decomposition 8 bytes a point and season)
+FITS_BYTES = 64 << 20  # what the kept fits may hold per process, least recently used dropped first
 
 
-def _kept(key: tuple, make):
-    """The value kept under `key`, made (outside the lock) and kept if new; at most FITS_KEPT kept."""
+def _kept(key: tuple, make, size: int):
+    """The value kept under `key`, made (outside the lock) and kept if new. `size`: its bytes, about
+    (a fitted model holds a few arrays as long as its history); at most FITS_BYTES are kept, so
+    memory stays bounded however many series a process forecasts."""
     with _FITS_LOCK:
         if key in _FITS:
             _FITS.move_to_end(key)
-            return _FITS[key]
+            return _FITS[key][0]
     value = make()
     with _FITS_LOCK:
-        _FITS[key] = value
-        while len(_FITS) > FITS_KEPT:
-            _FITS.popitem(last=False)
+        _FITS[key] = (value, size)
+        total = sum(b for _, b in _FITS.values())
+        while total > FITS_BYTES and len(_FITS) > 1:
+            total -= _FITS.popitem(last=False)[1][1]
     return value
 
 
@@ -422,14 +425,14 @@ def decomposition(y: np.ndarray, periods: tuple[int, ...], digest: str) -> np.nd
         parts = mstl(x=y, period=list(periods))
         return parts.filter(regex="^seasonal").to_numpy(float)
 
-    return _kept(("mstl", periods, len(y), digest), make)
+    return _kept(("mstl", periods, len(y), digest), make, 8 * len(y) * len(periods))
 
 
 def fitted(name: str, season: int | None, mstl: tuple[int, ...], y: np.ndarray):
     """A fitted model for `name` on the history `y` (float, (n,)): an MSTLForecaster when `mstl`
     holds seasons, else statsforecast's model (reference_model). Kept per process by the content
-    of `y`, so that the same fit asked for again (the validation stage's calibration fit in the
-    backtest, on the local runner) is not paid twice; at most FITS_KEPT are kept."""
+    of `y`, so that the same fit asked for again (the validation stage's fit in the backtest's
+    calibration, on the local runner) is not paid twice; at most FITS_BYTES are kept."""
     y = np.ascontiguousarray(y, dtype=float)
     digest = hashlib.blake2b(y.tobytes(), digest_size=16).hexdigest()
 
@@ -441,4 +444,4 @@ def fitted(name: str, season: int | None, mstl: tuple[int, ...], y: np.ndarray):
         trend = _statsforecast_model("ets", None, model="ZZN") if name == "ets" else reference_model(name, None)
         return MSTLForecaster(trend.fit(y - seasonal.sum(axis=1)), seasonal, periods)
 
-    return _kept((name, season, mstl, len(y), digest), make)
+    return _kept((name, season, mstl, len(y), digest), make, 8 * len(y) * (6 + len(mstl)))

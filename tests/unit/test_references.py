@@ -571,3 +571,15 @@ def test_one_fit_on_the_training_range_forecasts_the_validation_and_the_calibrat
     test = split.origins("test")
     want, _ = reference_forecasts(values, split, test, 1, 12, ("ets",))
     np.testing.assert_allclose(Statistical("ets", 12)(values, split, test, 1), want["ets"], rtol=1e-9)
+
+
+def test_the_fits_kept_per_process_stay_within_their_bytes(monkeypatch):
+    from tasks.components import references
+
+    monkeypatch.setattr(references, "_FITS", references.OrderedDict())
+    monkeypatch.setattr(references, "FITS_BYTES", 3 * 8 * 100 * 6)  # room for about three 100-point fits
+    ys = [monthly(100, seed=s) for s in range(6)]
+    fits = [references.fitted("snaive", 12, (), y) for y in ys]
+    assert len(references._FITS) == 3  # the least recently used went first
+    assert references.fitted("snaive", 12, (), ys[-1]) is fits[-1]  # the newest is still kept
+    assert references.fitted("snaive", 12, (), ys[0]) is not fits[0]  # the oldest was fitted again
