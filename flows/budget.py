@@ -77,7 +77,8 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
     lengths = [data["points"] // max(1, data["n_series"])] * data["n_series"]
     n = lengths[0] if lengths else 0
     val = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg)  # validation and calibration
-    validation = sum(statistical_seconds(name, lengths, val, season=season, mstl=mstl) for name in cfg.search.statistical)
+    validation = sum(statistical_seconds(name, lengths, val, fits=2, season=season, mstl=mstl)  # a fit before each
+                     for name in cfg.search.statistical)
     test = sum(statistical_seconds(name, lengths, int(0.2 * n), season=season, mstl=mstl)
                for name in set(cfg.search.statistical) | set(cfg.eval.references))
     order = priority(members, cfg.search.seeds)

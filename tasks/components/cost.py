@@ -96,8 +96,8 @@ def statistical_seconds(name: str, lengths: list[int] | tuple[int, ...], origins
     """Seconds of a statistical member over series of `lengths` (points each): `fits` fits per
     series and a forecast per origin (`origins` per series), each growing with the series' length;
     with `mstl`, the decomposition on every fit and a trend forecaster without a season. A search
-    fits each member twice a series: on the training range (its validation and calibration
-    origins) and before the test range (its test origins, which the reference of its name shares)."""
+    fits each member three times a series: before its validation, its calibration and its test
+    origins (the last shared with the reference of its name)."""
     m = 1 if mstl else (season or 1)
     per_fit = FIT_ETS[0] + FIT_ETS[1] * m if name == "ets" else FIT.get(name, 0.5)
     if mstl and name != "snaive":

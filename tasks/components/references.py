@@ -274,11 +274,11 @@ class Statistical:
     last observed point of that origin), then applied with its parameters fixed to the history up
     to each origin (the fitted model's `forward`): the references' own policy (statsforecast's
     cross_validation with refit=False; the same forecasts, checked by the tests). Asked for the
-    validation or the calibration origins, it is fitted on the training range (one fit serves
-    both: the calibration residuals stay out of sample, and a panel's statistical work is two
-    fits a series, not three), and its scores are true out-of-sample ones; for the test origins,
-    on everything before the test range (it then forecasts exactly as the reference of that
-    name); for the future, on all of each series. No forecast reads a value after its origin.
+    validation origins, it is fitted on the training range, and its validation score is a true
+    out-of-sample one; for the calibration origins, on everything before them, so its
+    calibration residuals are as out-of-sample as its test ones; for the test origins, on
+    everything before the test range (it then forecasts exactly as the reference of that name);
+    for the future, on all of each series. No forecast reads a value after its origin.
 
     mstl: the seasons of sub-daily data (`mstl_seasons`): the model is then statsforecast's MSTL
     with this forecaster as its trend forecaster (MSTLForecaster). The fits of one process are
@@ -319,7 +319,7 @@ class Statistical:
             for j in np.unique(k):
                 rows, s = np.flatnonzero(k == j), split.series[int(j)]
                 try:
-                    pred = self._series(values, s.offset, last[rows], steps, fit_end(split, s, idx[rows]))
+                    pred = self._series(values, s.offset, last[rows], steps)
                     if not np.isfinite(pred).all():
                         raise ValueError("a forecast that is not finite")
                 except Exception as exc:  # noqa: BLE001 (any model failure: the naive forecast, logged)
@@ -331,26 +331,13 @@ class Statistical:
                 out[rows] = pred
         return out
 
-    def _series(self, values: np.ndarray, offset: int, last: np.ndarray, steps: int, end: int) -> np.ndarray:
-        """One series' forecasts from its origins' last observed points `last` (global indexes), by a
-        fit on its points before `end` (global)."""
+    def _series(self, values: np.ndarray, offset: int, last: np.ndarray, steps: int) -> np.ndarray:
+        """One series' forecasts from its origins' last observed points `last` (global indexes)."""
+        fit_end = int(last.min()) + 1
         y = np.asarray(values[offset : int(last.max()) + 1], dtype=float)
-        model = fitted(self.name, self.season, self.mstl, y[: end - offset])
+        model = fitted(self.name, self.season, self.mstl, y[: fit_end - offset])
         return np.stack([np.asarray(model.forward(y=y[: t - offset + 1], h=steps)["mean"], dtype=float)
                          for t in last])
-
-
-def fit_end(split: Split, s, origins: np.ndarray) -> int:
-    """Where a statistical member's fit for origins `origins` of series `s` (a SeriesSplit) ends
-    (global, exclusive): the start of the validation range when they all lie in the validation or
-    calibration ranges (one fit on the training range serves both), else the last point observed
-    at the earliest of them."""
-    first, last = int(np.min(origins)), int(np.max(origins))
-    val, cal = s.part("val"), s.part("cal")
-    end = max(val[1], cal[1]) if s.count("cal") else val[1]
-    if s.count("val") and val[0] <= first and last < end:
-        return int(split.last_observed(np.array([val[0]]))[0]) + 1
-    return int(split.last_observed(np.array([first]))[0]) + 1
 
 
 class MSTLForecaster:

@@ -559,20 +559,6 @@ def test_validation_scores_at_most_so_many_origins_per_series_evenly_spaced():
     np.testing.assert_array_equal(spaced_origins(split, "val", 10_000), every)
 
 
-def test_one_fit_on_the_training_range_forecasts_the_validation_and_the_calibration_origins():
-    from tasks.components.references import Statistical
-
-    values = monthly(200, seed=3)
-    split = split_for(values, seq_length=24, calibration=10)
-    val, cal = split.origins("val"), split.origins("cal")
-    both = Statistical("ets", 12)(values, split, np.concatenate([val, cal]), 1)
-    np.testing.assert_allclose(Statistical("ets", 12)(values, split, cal, 1), both[len(val):], rtol=1e-12)
-    # the test origins are forecast by the fit before the test range: the reference's
-    test = split.origins("test")
-    want, _ = reference_forecasts(values, split, test, 1, 12, ("ets",))
-    np.testing.assert_allclose(Statistical("ets", 12)(values, split, test, 1), want["ets"], rtol=1e-9)
-
-
 def test_the_fits_kept_per_process_stay_within_their_bytes(monkeypatch):
     from tasks.components import references
 
