@@ -240,7 +240,7 @@ def markdown(res: dict) -> str:
     bound = [f"{r['series']} H={r['horizon']}" for r in res["rows"]
              if any(t and (t.get("skipped") or t.get("late") or t.get("stopped")) for t in r.get("time_limit") or ())]
     lines += ["", "Reference fallbacks to the naive forecast: " + (json.dumps(fallbacks) if fallbacks else "none") + ".",
-              "", "Runs whose time limit (the default: 2 x the search's estimate + 30 s) skipped or stopped a member: "
+              "", "Runs whose time limit (the default: 3 x the search's estimate + 60 s) skipped or stopped a member: "
               + (", ".join(bound) if bound else "none") + ".", END]
     return "\n".join(lines) + "\n"
 

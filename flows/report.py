@@ -120,7 +120,7 @@ def budget_lines(budget: dict, seconds: float | None = None) -> list[str | None]
     policy = f"seasons: {budget['policy']}" if budget.get("policy") else None
     if not budget.get("limit"):
         return ["time limit: none (--time-limit 0)", policy] if budget.get("source") == "none" else [policy]
-    source = (f"auto: 2 x the estimate + 30 s, {budget['points']:,} points" if budget["source"] == "auto"
+    source = (f"auto: 3 x the estimate + 60 s, {budget['points']:,} points" if budget["source"] == "auto"
               else "--time-limit")
     took = f"; took {seconds:.0f} s" if seconds else ""
     trained = budget["kept"] - len(budget.get("late") or ())

@@ -166,8 +166,8 @@ def plan(networks: list[NetworkCost], priority: list[int], budget: float, fixed:
 
 
 STAGES_FIXED = 8.0  # seconds of a run beside its members: stage orchestration, windows, ensemble, backtest, figures
-HEADROOM = 2.0  # the default time limit: the whole search's estimate times this, plus SLACK
-SLACK = 30.0
+HEADROOM = 3.0  # the default time limit: the whole search's estimate times this, plus SLACK
+SLACK = 60.0
 
 
 def auto_time_limit(estimate: float) -> float:

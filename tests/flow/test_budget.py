@@ -47,7 +47,7 @@ def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_thr
     assert {"MSTL+AutoETS", "seasonal naive"} <= set(board["forecaster"])
     assert set(board["model.recurrent_steps"].dropna()) == {64}  # the windows over 64 points, read by their tail
     lines = summary_lines(summary)
-    assert any(ln.startswith("time limit ") and "(auto: 2 x the estimate + 30 s" in ln for ln in lines)
+    assert any(ln.startswith("time limit ") and "(auto: 3 x the estimate + 60 s" in ln for ln in lines)
     assert any(ln.startswith("seasons: 144: ") for ln in lines)
 
 

@@ -59,7 +59,7 @@ def test_a_tight_budget_skips_members_in_priority_order_and_caps_the_rest():
 
 
 def test_the_default_limit_is_headroom_over_the_estimate():
-    assert auto_time_limit(20.0) == 70.0 and auto_time_limit(100.0) == 230.0
+    assert auto_time_limit(20.0) == 120.0 and auto_time_limit(100.0) == 360.0
     costs = [net(f"m{i}", windows=w) for i, w in enumerate((500, 5_000, 50_000))]
     estimates = [plan([c], [0], float("inf"), 5.0).estimate for c in costs]
     assert estimates == sorted(estimates)  # more data, more work, a higher limit
