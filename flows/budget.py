@@ -76,11 +76,13 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
     costs = [member_cost(run.resolve(with_overrides(cfg, nested(m))), data) for m in members]
     lengths = [data["points"] // max(1, data["n_series"])] * data["n_series"]
     n = lengths[0] if lengths else 0
-    val = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg)  # validation and calibration
-    validation = sum(statistical_seconds(name, lengths, val, fits=2, season=season, mstl=mstl)  # a fit before each
+    origins = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg) + int(0.2 * n)
+    # a statistical member's validation, calibration and test forecasts are made in the networks'
+    # wave (its validate task); the backtest forecasts only the references that are no member
+    validation = sum(statistical_seconds(name, lengths, origins, fits=3, season=season, mstl=mstl)
                      for name in cfg.search.statistical)
     test = sum(statistical_seconds(name, lengths, int(0.2 * n), season=season, mstl=mstl)
-               for name in set(cfg.search.statistical) | set(cfg.eval.references))
+               for name in set(cfg.eval.references) - set(cfg.search.statistical))
     order = priority(members, cfg.search.seeds)
     if asked == "auto":  # headroom over what the whole search is estimated to take on this data
         limit = auto_time_limit(search_plan(costs, order, float("inf"), cfg.runner.workers, validation, test)[0].estimate)

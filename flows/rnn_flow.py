@@ -281,7 +281,7 @@ class Ranked:
         packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
                            **(hybrid if self.statistical else {}), **positions)
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
-                "combine": cfg.search.combine, "statistical": self.statistical,
+                "combine": cfg.search.combine, "statistical": self.statistical, "made": self.statistical_scores,
                 "networks": len(forecasting)}  # the forecasting networks are the first of models
 
 
@@ -308,9 +308,10 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
                "splits": splits[m.window]} for m in members]
     stats = [{"splits": splits[longest], "statistical": name, "season": season, **({"mstl": mstl} if mstl else {}),
               "eval_cfg": scoring} for name in statistical]
-    # the statistical members need no network: they go in the same wave, filling the workers the
-    # last networks leave idle; no member starts after the deadline
-    models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)])
+    # the statistical members need no network: they take turns with the networks in one wave (their
+    # statsforecast code holds Python's GIL, torch's kernels release it); no network starts after the deadline
+    models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)],
+                                           interleave=True)
     late = [label_of(m) for m, ref in zip(members, models or ()) if ref is None]  # not started by the deadline
     if late:
         kept = [i for i, ref in enumerate(models) if ref is not None]
@@ -345,7 +346,9 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
         combine = {"combine": ensemble["combine"], "packed": ensemble["packed"]}
         items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
                  for b, it in enumerate(items)]
-    backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
+    made = {"made": ensemble["made"]} if ensemble is not None and ensemble.get("made") else {}
+    backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine,
+                        **made)  # the statistical members' test forecasts, made beside the networks
     scores = run.stage(evaluate_task, backtests=backtests)
     item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
     name = forecaster_name(cfg, ensemble)

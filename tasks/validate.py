@@ -34,7 +34,7 @@ from tasks.components.split import Split, concat_splits
 from tasks.config import EvalConfig
 from tasks.formats.history import HISTORY_FILE
 from tasks.formats.model import MODEL_FILE, load_model, save_ensemble
-from tasks.formats.scores import read_validation, write_validation
+from tasks.formats.scores import read_validation, write_member_forecasts, write_validation
 from tasks.formats.window import read_window
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
@@ -66,7 +66,9 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
     one per bucket); statistical: instead of a network, a statistical member ("ets", "theta",
     "snaive": tasks.components.references.Statistical, season length `season`, 0 none, and the
     seasons `mstl` MSTL removes first on sub-daily data) fitted on the history before the
-    validation origins of `splits`. reference: a search's window
+    validation origins of `splits`; it also forecasts the calibration and test origins once, into
+    forecasts.parquet, for the backtest (its test forecasts never reach a score here: the test
+    range is the backtest's alone; made here, they share the networks' wave). reference: a search's window
     entries of its longest window, whose validation targets and MASE scales every member is
     scored on (the member reads them through its own window and scalers); None: the member's own.
     """
@@ -93,6 +95,10 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
                                      "n": cal["n_val"]}
         scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
+        if statistical is not None:  # its calibration and test forecasts, made once: the backtest reads them
+            made = forecaster.table(values, sp)
+            if made is not None:
+                write_member_forecasts(w.dir, made)
         log.info("validate: %s MASE %s on %d validation origins",
                  label(statistical, season, tuple(mstl)) if statistical else "model",
                  metric_text(scores["metrics"]["model"]["mase"], ".4f"), scores["n_val"])

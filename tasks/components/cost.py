@@ -183,10 +183,11 @@ def auto_time_limit(estimate: float) -> float:
 def search_plan(networks: list[NetworkCost], order: list[int], limit: float, workers: int, validation: float,
                 test: float) -> tuple[Plan, float]:
     """A search's plan within `limit` seconds and when its networks must have stopped (seconds
-    from now). validation: the statistical members' seconds on the validation and calibration
-    origins (they share the networks' wave, on `workers`); test: the statistical seconds of the
-    backtest (its references and members on the test origins), which come after. Statistical
-    work holds the GIL, so threads do not divide it."""
-    fixed = STAGES_FIXED + test + validation / max(1, workers)
+    from now). validation: the statistical members' seconds (their validation, calibration and
+    test forecasts, made in the networks' wave, taking turns with them on `workers`); test: the
+    statistical seconds of the backtest (references that are no member), which comes after.
+    Statistical work holds Python's GIL, so it is counted whole, not shared over the workers; the
+    networks' deadline leaves room for it and for the stages after the wave."""
+    fixed = STAGES_FIXED + test + validation
     out = plan(networks, order, limit, fixed, workers)
-    return out, max(1.0, limit - STAGES_FIXED / 2 - test - validation / max(1, workers))
+    return out, max(1.0, limit - STAGES_FIXED / 2 - test - validation)

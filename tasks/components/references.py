@@ -296,6 +296,24 @@ class Statistical:
         self.season = int(season) if season and season > 1 else None
         self.mstl = tuple(int(m) for m in mstl) if name != "snaive" else ()
         self.fallback: dict[str, str] = {}  # series id -> why its naive forecast stood in (the last call's)
+        self.made: dict[str, dict[int, np.ndarray]] = {}  # series id -> {last observed (local): (steps,)}: `knowing`
+        self.made_fallback: dict[str, str] = {}  # series id -> why the naive forecast stood in, in what it made
+
+    def knowing(self, frame) -> "Statistical":
+        """Itself, told the forecasts it made already (a DataFrame: series_id, last, lead, forecast,
+        as its validate entry keeps them), which a later call for those origins returns instead of
+        fitting and forecasting again: the same fit, history and origins give the same forecasts."""
+        for (sid, last), rows in frame.sort_values("lead").groupby(["series_id", "last"], sort=False):
+            self.made.setdefault(str(sid), {})[int(last)] = rows["forecast"].to_numpy(float)
+        if "fallback" in frame:
+            self.made_fallback.update({str(sid): str(r) for sid, r in zip(frame["series_id"], frame["fallback"]) if r})
+        return self
+
+    def _known(self, sid: str, local_last: np.ndarray, steps: int) -> np.ndarray | None:
+        made = self.made.get(sid)
+        if not made or any(int(t) not in made or len(made[int(t)]) < steps for t in local_last):
+            return None
+        return np.stack([made[int(t)][:steps] for t in local_last])
 
     def __repr__(self) -> str:
         more = f", mstl={self.mstl}" if self.mstl else ""
@@ -318,6 +336,12 @@ class Statistical:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # see reference_forecasts
             for j in np.unique(k):
                 rows, s = np.flatnonzero(k == j), split.series[int(j)]
+                known = self._known(s.series_id, last[rows] - s.offset, steps) if self.made else None
+                if known is not None:
+                    out[rows] = known
+                    if s.series_id in self.made_fallback:
+                        self.fallback[s.series_id] = self.made_fallback[s.series_id]
+                    continue
                 try:
                     pred = self._series(values, s.offset, last[rows], steps)
                     if not np.isfinite(pred).all():
@@ -330,6 +354,27 @@ class Statistical:
                     pred = np.repeat(values[last[rows]][:, None], steps, axis=1)
                 out[rows] = pred
         return out
+
+    def table(self, values: np.ndarray, split: Split, parts: tuple[str, ...] = ("cal", "test")):
+        """Its forecasts of every origin of `parts` of `split` as a DataFrame (series_id, part,
+        last: the origin's last observed point local to its series, lead, forecast, fallback: why
+        the naive forecast stood in, or ""): what `knowing` reads back (the validate entry keeps it)."""
+        import pandas as pd
+
+        frames = []
+        for part in parts:
+            idx = split.origins(part)
+            if not len(idx):
+                continue
+            pred = self(values, split, idx, split.horizon)
+            sid = np.array(split.ids, dtype=object)[split.series_index(idx)]
+            n, steps = pred.shape
+            frames.append(pd.DataFrame({
+                "series_id": np.repeat(sid, steps).astype(str), "part": part,
+                "last": np.repeat(split.local(split.last_observed(idx)), steps),
+                "lead": np.tile(np.arange(1, steps + 1), n), "forecast": pred.ravel(),
+                "fallback": [self.fallback.get(x, "") for x in np.repeat(sid, steps)]}))
+        return pd.concat(frames, ignore_index=True) if frames else None
 
     def _series(self, values: np.ndarray, offset: int, last: np.ndarray, steps: int) -> np.ndarray:
         """One series' forecasts from its origins' last observed points `last` (global indexes)."""

@@ -258,11 +258,12 @@ class Run:
             return None
         return self.map_together([(task, [{**item, **shared} for item in items], stop_at)])[0]
 
-    def map_together(self, jobs: list[tuple[Any, list[Inputs] | None, float]]) -> list[tuple[StageRef, ...] | None]:
-        """`map` of several stages in one wave, so that a worker a slow entry of one leaves idle
-        starts an entry of the next (a search's statistical members fill the time its last
-        networks train): jobs are (task, items, stop_at), submitted in order; the refs of each
-        job (None for a job whose stage is not wanted or that has no items)."""
+    def map_together(self, jobs: list[tuple[Any, list[Inputs] | None, float]], interleave: bool = False
+                     ) -> list[tuple[StageRef, ...] | None]:
+        """`map` of several stages in one wave: jobs are (task, items, stop_at), submitted in order,
+        or taking turns with `interleave` (a search's statistical members, which hold Python's GIL,
+        then run beside its networks, whose torch kernels release it); the refs of each job (None
+        for a job whose stage is not wanted)."""
         calls, slots = [], []
         for task, items, stop_at in jobs:
             spec = spec_of(task)
@@ -274,7 +275,12 @@ class Run:
             plans = [self.plan(spec, task, item) for item in items]
             slots.append((spec, plans, len(calls)))
             calls += [(task, plan, item, stop_at) for plan, item in zip(plans, items)]
-        results = self._submit_in_waves(calls)
+        sizes = [len(slot[1]) for slot in slots if slot is not None]
+        order = turns(sizes) if interleave else list(range(len(calls)))
+        done = self._submit_in_waves([calls[i] for i in order])
+        results: list[Any] = [None] * len(calls)
+        for i, r in zip(order, done):
+            results[i] = r
         out = []
         for slot in slots:
             if slot is None:
@@ -397,6 +403,13 @@ def _counts(row: StageRow) -> str:
         return ""
     n = row.recomputed if row.action == "recomputed" else row.entries
     return f" ({n} of {row.entries} entries)"
+
+
+def turns(sizes: list[int]) -> list[int]:
+    """The positions of jobs' calls laid end to end (job 0's `sizes[0]` calls, then job 1's, ...),
+    taking turns: job 0's first, job 1's first, ..., job 0's second, ... (a shorter job drops out)."""
+    starts = [sum(sizes[:j]) for j in range(len(sizes))]
+    return [start + i for i in range(max(sizes, default=0)) for start, n in zip(starts, sizes) if i < n]
 
 
 def each(**columns: tuple[StageRef, ...] | None) -> list[Inputs] | None:

@@ -73,3 +73,12 @@ def test_a_time_limit_submits_no_call_after_it_and_always_the_first():
         run = SimpleNamespace(cfg=SimpleNamespace(runner=SimpleNamespace(workers=2, in_flight=2)), runner=runner)
         results = Run._submit_in_waves(run, calls)
     assert results == ["late-0", None, None, "free"]
+
+
+def test_jobs_in_one_wave_take_turns():
+    from tasks.runtime.stages import turns
+
+    assert turns([3, 2]) == [0, 3, 1, 4, 2]  # a0 b0 a1 b1 a2
+    assert turns([1, 3]) == [0, 1, 2, 3]
+    assert turns([2, 0, 1]) == [0, 2, 1]
+    assert turns([]) == []

@@ -569,3 +569,20 @@ def test_the_fits_kept_per_process_stay_within_their_bytes(monkeypatch):
     assert len(references._FITS) == 3  # the least recently used went first
     assert references.fitted("snaive", 12, (), ys[-1]) is fits[-1]  # the newest is still kept
     assert references.fitted("snaive", 12, (), ys[0]) is not fits[0]  # the oldest was fitted again
+
+
+def test_a_statistical_member_told_its_forecasts_returns_them_and_forecasts_the_rest():
+    from tasks.components.references import Statistical
+
+    values = monthly(180, seed=4)
+    split = split_for(values, seq_length=24, horizon=2, calibration=10)
+    made = Statistical("ets", 12).table(values, split)
+    assert set(made["part"]) == {"cal", "test"} and set(made["lead"]) == {1, 2}
+    test = split.origins("test")
+    want = Statistical("ets", 12)(values, split, test, 2)
+    told = Statistical("ets", 12).knowing(made)
+    np.testing.assert_array_equal(told(values, split, test, 2), want)
+    altered = made.assign(forecast=made["forecast"] + 1.0)  # what it is told is what it returns
+    np.testing.assert_array_equal(Statistical("ets", 12).knowing(altered)(values, split, test, 2), want + 1.0)
+    val = split.origins("val")  # origins it was not told of: forecast as ever
+    np.testing.assert_allclose(told(values, split, val, 2), Statistical("ets", 12)(values, split, val, 2))
