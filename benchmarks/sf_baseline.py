@@ -6,8 +6,11 @@ One process, as a user's script: import statsforecast, read the CSV (`timestamp`
 `series_id` for several series), then `StatsForecast(models=[AutoETS(season_length=m),
 AutoTheta(season_length=m)], freq=1, n_jobs=1).cross_validation(h=H, n_windows=N, step_size=1,
 refit=False)`, one call per group of series with the same number of test windows N (the same
-test origins as rnnflow's backtest: `--test-sizes` maps each series to its count). Writes the
-forecasts (unique_id, cutoff, ds, y, AutoETS, AutoTheta) to `--out`. The cost benchmark
+test origins as rnnflow's backtest: `--test-sizes` maps each series to its count), with
+statsforecast's `fallback_model=Naive()` for a series whose model raises (AutoETS with a season
+of 1,440 minutes raises "Parameters out of range" after minutes of fitting; the fallback is what a
+user adds to get a forecast at all). Writes the forecasts (unique_id, cutoff, ds, y, AutoETS,
+AutoTheta) to `--out`. The cost benchmark
 (benchmarks/cost.py) times this whole process against rnnflow's default run on the same file.
 """
 
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pandas as pd
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, AutoTheta
+    from statsforecast.models import AutoETS, AutoTheta, Naive
 
     df = pd.read_csv(a.file)
     ids = df["series_id"].astype(str) if "series_id" in df else pd.Series("series", index=df.index)
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for n_windows in sorted(set(sizes.values())):
         part = df[df["unique_id"].map(sizes) == n_windows]
         sf = StatsForecast(models=[AutoETS(season_length=a.season), AutoTheta(season_length=a.season)], freq=1,
-                           n_jobs=1)
+                           n_jobs=1, fallback_model=Naive())
         out.append(sf.cross_validation(df=part, h=a.horizon, n_windows=n_windows, step_size=1, refit=False))
     pd.concat(out, ignore_index=True).to_parquet(a.out, index=False)
     return 0
