@@ -45,6 +45,11 @@ def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_thr
     assert metrics["references"]["mstl"] == [144] and metrics["references"]["names"] == ["ets"]  # theta: not asked
     board = pd.read_parquet(Path(summary["run_dir"]) / "leaderboard.parquet")
     assert {"MSTL+AutoETS", "seasonal naive"} <= set(board["forecaster"])
+    for entry in board.loc[board["model_entry"] == "", "scores_entry"]:  # a statistical member's test forecasts,
+        made = pd.read_parquet(Path(entry) / "forecasts.parquet")  # made once beside the networks
+        assert set(made["part"]) == {"cal", "test"}
+    predictions = pd.read_parquet(Path(summary["run_dir"]) / "predictions.parquet")
+    assert predictions["ets"].notna().all()  # the reference: MSTL+AutoETS's own test forecasts
     assert set(board["model.recurrent_steps"].dropna()) == {64}  # the windows over 64 points, read by their tail
     lines = summary_lines(summary)
     assert any(ln.startswith("time limit ") and "(auto: 3 x the estimate + 60 s" in ln for ln in lines)
