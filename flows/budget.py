@@ -11,6 +11,7 @@ the training regime); this module reads them off the resolved config and the ser
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -91,8 +92,12 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
     plan, networks_end = search_plan(costs, order, limit, cfg.runner.workers, validation, test)
     kept = [{**members[i], **({"train.epochs": plan.epochs[i]} if plan.epochs[i] < plan.caps[i] else {})}
             for i in sorted(plan.kept)]  # in the members' own order
-    deadline = time.time() + max(1.0, networks_end - (time.perf_counter() - run.started))
+    # the default limit's deadline stretches with the machine's load: it is there for what the cost
+    # model did not foresee, not for other people's work (which would change this run's forecasts)
+    stretch = load_stretch() if asked == "auto" else 1.0
+    deadline = time.time() + max(1.0, stretch * networks_end - (time.perf_counter() - run.started))
     budget = {"limit": limit, "source": "auto" if asked == "auto" else "asked", "points": data["points"],
+              "stretch": round(stretch, 2),
               "estimate": round(plan.estimate, 1), "members": len(members), "kept": len(kept),
               "skipped": [costs[i].label for i in plan.skipped],
               "capped": {costs[i].label: plan.epochs[i] for i in plan.kept if plan.epochs[i] < plan.caps[i]},
@@ -104,6 +109,15 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
                  f"; epochs capped: {', '.join(f'{k} {v}' for k, v in budget['capped'].items())}"
                  if budget["capped"] else "")
     return kept, budget
+
+
+def load_stretch() -> float:
+    """How much slower than the cost model's quiet machine this one runs now, at least 1: the load
+    average over the last minute per core (a shared machine at load 8 on 2 cores: 4)."""
+    try:
+        return max(1.0, os.getloadavg()[0] / max(1, os.cpu_count() or 1))
+    except OSError:  # no load average on this platform
+        return 1.0
 
 
 def cfg_calibration(cfg: PipelineConfig) -> int:

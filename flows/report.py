@@ -130,6 +130,8 @@ def budget_lines(budget: dict, seconds: float | None = None) -> list[str | None]
         line += f"; skipped, not fitting: {', '.join(budget['skipped'])}"
     if budget.get("capped"):
         line += "; epochs capped: " + ", ".join(f"{k} at {v}" for k, v in budget["capped"].items())
+    if budget.get("stretch", 1) > 1:
+        line += f"; its deadline stretched {budget['stretch']:g}x by the machine's load"
     if budget.get("late"):
         line += f"; not started by the limit: {', '.join(budget['late'])}"
     if budget.get("stopped"):

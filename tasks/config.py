@@ -261,8 +261,8 @@ class SearchConfig(_Section):
     time_limit: Annotated[float, Field(ge=0)] | Auto = Field(
         "auto", description="Seconds a search may take up to the end of its backtest (0: no limit). Each member's "
         "cost is estimated before anything trains; those that do not fit are skipped, epochs capped, and no member "
-        "starts or trains past the limit (auto: 3 x the whole search's estimate on this data plus 60 s: it binds "
-        "only on a machine much slower than the cost model expects)."
+        "starts or trains past the limit (auto: 3 x the whole search's estimate on this data plus 60 s, its deadline "
+        "stretched by the machine's load per core: it binds only where the cost model was wrong)."
     )
     statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
         ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "
