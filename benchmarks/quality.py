@@ -99,8 +99,11 @@ def run_case(cfg) -> dict:
     result = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
     n_points = len(pd.read_csv(cfg.data.data_path))
     train = result["train"]
+    budget = summary.get("budget") or {}
     return {"result": result, "epochs": train["epochs_run"], "best_epoch": train.get("best_epoch"),
-            "n_points": n_points, "wall_s": wall, "leaderboard": summary.get("leaderboard")}
+            "n_points": n_points, "wall_s": wall, "leaderboard": summary.get("leaderboard"),
+            "limit": {"seconds": budget.get("limit"), "skipped": len(budget.get("skipped") or ()),
+                      "late": len(budget.get("late") or ()), "stopped": len(budget.get("stopped") or ())}}
 
 
 def case_row(series: PanelSeries, horizon: int, runs: list[dict]) -> dict:
@@ -121,6 +124,7 @@ def case_row(series: PanelSeries, horizon: int, runs: list[dict]) -> dict:
             "references_fallback": results[0]["references"]["fallback"],
             "best_epoch": [r["best_epoch"] for r in runs], "epochs": [r["epochs"] for r in runs],
             "ensemble": results[0].get("ensemble"), "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+            "time_limit": [r.get("limit") for r in runs],
             "network_weight_by_seed": [((r.get("ensemble") or {}).get("weights") or [1.0])[0] for r in results]}
 
 
@@ -233,8 +237,11 @@ def markdown(res: dict) -> str:
         part = [r for r in res["rows"] if (r["horizon"] == 1) == (kind == "h=1")]
         lines += ["", f"### {kind}", "", *table(part)]
     fallbacks = {r["series"]: r["references_fallback"] for r in res["rows"] if r["references_fallback"]}
+    bound = [f"{r['series']} H={r['horizon']}" for r in res["rows"]
+             if any(t and (t.get("skipped") or t.get("late") or t.get("stopped")) for t in r.get("time_limit") or ())]
     lines += ["", "Reference fallbacks to the naive forecast: " + (json.dumps(fallbacks) if fallbacks else "none") + ".",
-              END]
+              "", "Runs whose time limit (the default: 3 x the search's estimate + 60 s) skipped or stopped a member: "
+              + (", ".join(bound) if bound else "none") + ".", END]
     return "\n".join(lines) + "\n"
 
 

@@ -66,6 +66,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--dropout": ("model", "dropout"),
     "--strategy": ("model", "strategy"),
     "--skip": ("model", "skip"),
+    "--recurrent-steps": ("model", "recurrent_steps"),
     "--epochs": ("train", "epochs"),
     "--batch-size": ("train", "batch_size"),
     "--lr": ("train", "lr"),
@@ -78,6 +79,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--no-cuda-graphs": ("train", "cuda_graphs"),
     "--checkpoint-every": ("train", "checkpoint_every"),
     "--steps-per-epoch": ("train", "steps_per_epoch"),
+    "--val-windows": ("train", "val_windows"),
     "--season-length": ("eval", "season_length"),
     "--refit-every": ("eval", "refit_every"),
     "--levels": ("eval", "levels"),
@@ -89,6 +91,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--top-k": ("search", "top_k"),
     "--combine": ("search", "combine"),
     "--statistical-members": ("search", "statistical"),
+    "--time-limit": ("search", "time_limit"),
     "--runner": ("runner", "kind"),
     "--dask-address": ("runner", "address"),
     "--workers": ("runner", "workers"),
@@ -748,12 +751,13 @@ class SearchWindows:
     points: int
     season: int | None
     window: WindowConfig
+    longer: int | None = None  # a second season of the calendar (sub-daily data's week)
 
     def longest(self, horizon: int) -> int:
         """The longest window the search reads for `horizon`."""
         from tasks.components.search import window_lengths
 
-        return max(window_lengths(self.season, self.points, horizon))
+        return max(window_lengths(self.season, self.points, horizon, longer=self.longer))
 
     def ranks(self, horizon: int) -> bool:
         """Whether the longest window's split holds validation origins at `horizon`."""
@@ -779,7 +783,7 @@ def search_windows(cfg: PipelineConfig, info: dict) -> SearchWindows | None:
         return None
     sid, n = min(info["lengths"].items(), key=lambda kv: kv[1])
     seasons = seasons_for(info.get("frequency"), n)
-    return SearchWindows(sid, n, seasons[0] if seasons else None, w)
+    return SearchWindows(sid, n, seasons[0] if seasons else None, w, seasons[1] if len(seasons) > 1 else None)
 
 
 def check_search_windows(cfg: PipelineConfig, info: dict, search: SearchWindows | None) -> None:

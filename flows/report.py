@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from prefect import get_run_logger
 
 from tasks.components.backtest import baseline_names, gate_line, interval_words, metric_text, ratio_phrase
-from tasks.components.references import LABELS
+from tasks.components.references import LABELS, label
 from tasks.config import auto_settings, data_source
 from tasks.formats.figures import FIGURES, figure_file, figure_title
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, range_words, read_forecast
@@ -33,13 +33,14 @@ SUMMARY_RECORD = "rnnflow_summary"  # marks the summary block's log record (the 
 
 
 def finish(run: Run, promoted: dict | None = None, promote: bool = False, leaderboard=None,
-           winner=None, search: tuple[str, ...] | None = None) -> dict:
+           winner=None, search: tuple[str, ...] | None = None, budget: dict | None = None) -> dict:
     """Publish what the run did and where its outputs are; return the flow's summary.
 
     promoted: the promote task's summary when it ran; `promote`: whether it was asked for;
     leaderboard, winner: a sweep's or a search's ranking (a DataFrame, best first) and the best
     member's config; search: the ranking is a search's (its best members were combined), the
-    statistical members among them ("ets": tasks.components.references) or ().
+    statistical members among them ("ets": tasks.components.references) or (); budget: a search's
+    time limit and season policy (rnn_flow.fit_budget), shown as the summary's budget and seasons lines.
     """
     publish.publish_table(publish.STAGES_KEY, run.table(), "Each stage: reused or recomputed, and why")
     # a sweep's summary describes its winner (the grid's settings are on the sweep line, not "auto")
@@ -53,6 +54,8 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
         summary["forecast"] = publish_forecast(run)
     if leaderboard is not None:
         summary["leaderboard"] = publish_leaderboard(run, leaderboard, search)
+    if budget:
+        summary["budget"] = {k: v for k, v in budget.items() if k != "deadline"}
     summary["promotion"] = promoted or {
         "action": "skipped",
         "reason": "no model was trained in this run" if promote else "promotion is off (promote=False)",
@@ -119,10 +122,37 @@ def summary_lines(summary: dict, option_of: dict[str, str] | None = None) -> lis
             lines.append(f"forecast warning: {range_words(summary['forecast']['outside'])}")
     if "leaderboard" in summary:
         lines.append(leaderboard_line(summary["leaderboard"]))
+    if summary.get("budget"):
+        lines += [line for line in budget_lines(summary["budget"], summary.get("pipeline_seconds")) if line]
     if summary.get("ui"):
         lines.append(f"ui: {summary['ui']}")
     lines.append(f"outputs: {summary['run_dir']}")
     return lines
+
+
+def budget_lines(budget: dict, seconds: float | None = None) -> list[str | None]:
+    """The search's time limit and what it skipped, and the season policy, in words:
+    "time limit 99 s (auto for 9,900 points): 8 of 8 members trained (estimated 61 s; took 58 s)"."""
+    policy = f"seasons: {budget['policy']}" if budget.get("policy") else None
+    if not budget.get("limit"):
+        return ["time limit: none (--time-limit 0)", policy] if budget.get("source") == "none" else [policy]
+    source = (f"auto: 3 x the estimate + 60 s, {budget['points']:,} points" if budget["source"] == "auto"
+              else "--time-limit")
+    took = f"; took {seconds:.0f} s" if seconds else ""
+    trained = budget["kept"] - len(budget.get("late") or ())
+    line = (f"time limit {budget['limit']:.0f} s ({source}): {trained} of {budget['members']} members trained "
+            f"(estimated {budget['estimate']:.0f} s{took})")
+    if budget.get("skipped"):
+        line += f"; skipped, not fitting: {', '.join(budget['skipped'])}"
+    if budget.get("capped"):
+        line += "; epochs capped: " + ", ".join(f"{k} at {v}" for k, v in budget["capped"].items())
+    if budget.get("stretch", 1) > 1:
+        line += f"; its deadline stretched {budget['stretch']:g}x by the machine's load"
+    if budget.get("late"):
+        line += f"; not started by the limit: {', '.join(budget['late'])}"
+    if budget.get("stopped"):
+        line += f"; stopped at the limit: {', '.join(budget['stopped'])}"
+    return [line, policy]
 
 
 def leaderboard_line(lb: dict) -> str:
@@ -306,11 +336,14 @@ def references_line(result: dict) -> str | None:
     refs = result.get("references") or {}
     if not refs.get("names"):
         return None
-    season = f"season {refs['season_length']}" if refs.get("season_length") else "no season"
-    line = f"references {', '.join(LABELS.get(n, n) for n in refs['names'])} ({season}): {refs['refit']}"
+    mstl = tuple(refs.get("mstl") or ())
+    season = (f"seasons {', '.join(map(str, mstl))} removed by MSTL first" if mstl else
+              f"season {refs['season_length']}" if refs.get("season_length") else "no season")
+    names = {n: label(n, refs.get("season_length"), mstl) if n in LABELS else n for n in refs["names"]}
+    line = f"references {', '.join(names.values())} ({season}): {refs['refit']}"
     for name, series in (refs.get("fallback") or {}).items():
         first, why = next(iter(series.items()))
-        line += (f"; {LABELS.get(name, name)} fell back to the naive forecast on {len(series)} series "
+        line += (f"; {names.get(name, name)} fell back to the naive forecast on {len(series)} series "
                  f"(first {first!r}: {why})")
     return line
 

@@ -44,15 +44,16 @@ import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import secrets  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Literal, Optional  # noqa: E402
 
 from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.report import finish  # noqa: E402
+from flows.budget import apply_season_policy, data_facts, fit_budget, label_of, policy_line, season_policy  # noqa: E402
 from tasks.components.references import label  # noqa: E402
-from tasks.components.search import candidates  # noqa: E402
+from tasks.components.search import candidates, estimated_windows, training_regime  # noqa: E402
 from tasks.components.search import members as search_members  # noqa: E402
 from tasks.config import (  # noqa: E402
     Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides,
@@ -110,12 +111,17 @@ def rnn_pipeline(
                    no_cache=no_cache, promote=promote) as run:
         cfg = run.cfg  # every "auto" resolved
         series, calendar, groups = prepare_series(run, cfg)
+        cfg = apply_season_policy(run, calendar)
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
         if searching(run, groups):  # several members, ranked on the validation range; the best combined
-            overrides = search_space(cfg, run.asked, series, calendar)
-            ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical)
+            overrides, budget = search_space(run, series, calendar)
+            ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical,
+                                  deadline=budget.get("deadline", 0.0))
+            budget["stopped"] = [label_of(m) for m, ref in zip(ranked.members, ranked.models or ())
+                                 if ref.manifest()["meta"].get("stopped_at_deadline")]
+            budget["late"] = ranked.late
             return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
-                          ensemble=ranked.ensemble(run, cfg))
+                          ensemble=ranked.ensemble(run, cfg), budget=budget)
         splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
         if groups:  # one global model per group of series, the groups side by side on the runner
             trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
@@ -187,15 +193,23 @@ def searching(run: Run, groups: list[str]) -> bool:
     return True
 
 
-def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: dict | None) -> list[dict[str, Any]]:
-    """The members searched, each {"section.field": value} on top of `cfg`: the built-in space
-    (tasks/components/search.py) for the calendar's season and the shortest series, or a members
-    file, each configuration with search.seeds seeds. The built-in space varies only settings
-    left at their default (or "auto") in `asked`: one the user set is kept in every member."""
+def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str, Any]], dict]:
+    """The members searched, each {"section.field": value} on top of the run's config: the
+    built-in space (tasks/components/search.py) for the calendar's season and the shortest series,
+    with its training regime for the data's size, or a members file, each configuration with
+    search.seeds seeds; then those that fit the run's time limit (`fit_budget`). The built-in
+    space varies only settings left at their default (or "auto") in the asked config: one the user
+    set is kept in every member. Returns the members and the budget (fit_budget)."""
+    cfg, asked = run.cfg, run.asked
+    data = data_facts(series)
     if cfg.search.mode == "on":
-        shortest = min((ref.manifest()["meta"]["shortest"] for ref in series or ()
-                        if ref.manifest()["meta"]["n_series"]), default=0)
-        space = candidates((calendar or {}).get("season_length"), shortest, cfg.window.horizon)
+        seasons = (calendar or {}).get("seasons") or []
+        space = candidates((calendar or {}).get("season_length"), data["shortest"], cfg.window.horizon,
+                           longer=seasons[1] if len(seasons) > 1 else None)
+        for c in space:  # its training regime: a fixed amount of work per epoch on large data
+            windows, _ = estimated_windows(data["points"], data["n_series"], c["window.seq_length"],
+                                           cfg.window.horizon, cfg.window.train_fraction, cfg.window.val_fraction)
+            c.update(training_regime(windows))
         default, kept = PipelineConfig(), set()
         for key in {k for c in space for k in c}:
             section, name = key.split(".")
@@ -209,11 +223,14 @@ def search_space(cfg: PipelineConfig, asked: PipelineConfig, series, calendar: d
         space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
     season = cfg.eval.season_length or (calendar or {}).get("season_length")
-    statistical = ", ".join(label(n, season) for n in cfg.search.statistical)
+    mstl = season_policy(cfg, calendar)
+    members, budget = fit_budget(run, members, data, season, mstl)
+    budget["policy"] = policy_line(calendar, space, season, mstl)
+    statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,
              f", weighted with {statistical} by 1 / MASE^2 before the test range" if statistical else "")
-    return members
+    return members, budget
 
 
 @dataclass
@@ -230,6 +247,8 @@ class Ranked:
     statistical: tuple[str, ...] = ()
     season: int = 0
     statistical_scores: tuple[StageRef, ...] = ()
+    mstl: tuple[int, ...] = ()  # the seasons MSTL removes before the statistical members (sub-daily data)
+    late: list[str] = field(default_factory=list)  # members the time limit left unstarted (labels)
 
     def best(self, k: int) -> list[int]:
         """The positions of the best `k` members (by validation MASE, ties in member order)."""
@@ -264,21 +283,23 @@ class Ranked:
         positions = {} if nets == forecasting else {
             "networks": tuple(range(len(forecasting))), "calibration_networks": tuple(nets.index(i) for i in calibrating)}
         hybrid = {"statistical": self.statistical, "season": self.season, "reference": self.reference,
-                  "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores}
+                  "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores,
+                  **({"mstl": self.mstl} if self.mstl else {})}
         packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
                            **(hybrid if self.statistical else {}), **positions)
         return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
-                "combine": cfg.search.combine, "statistical": self.statistical,
-                "labels": tuple(label(n, self.season) for n in self.statistical),
+                "combine": cfg.search.combine, "statistical": self.statistical, "made": self.statistical_scores,
+                "labels": tuple(label(n, self.season, self.mstl) for n in self.statistical),
                 "networks": len(forecasting)}  # the forecasting networks are the first of models
 
 
 def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
-                 overrides: list[dict[str, Any]], statistical: tuple[str, ...] = ()) -> Ranked:
+                 overrides: list[dict[str, Any]], statistical: tuple[str, ...] = (), deadline: float = 0.0) -> Ranked:
     """Train every member (`overrides` on top of `base`) on the runner and score each on the
     validation range only, with the `statistical` members (a search's: AutoETS, AutoTheta,
     seasonal naive, fitted on the history before the validation range) beside them. Members with different window lengths share the
-    val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows."""
+    val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows.
+    deadline: no member starts another epoch after it (a time.time(); 0: none)."""
     members = [run.resolve(with_overrides(base, nested(m))) for m in overrides]
     lengths = {m.window.seq_length for m in members}
     anchor = {"anchor": max(lengths)} if len(lengths) > 1 else {}
@@ -288,25 +309,37 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
             splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window, calendar=calendar,
                                        **anchor)
     longest = max(splits, key=lambda w: w.seq_length)
-    models = run.map(train_task, [{"model_cfg": m.model, "train_cfg": m.train, "splits": splits[m.window]}
-                                  for m in members])
     season = int(base.eval.season_length or (calendar or {}).get("season_length") or 0)  # 0: none (None skips a stage)
+    mstl = season_policy(base, calendar)
+    scoring = scoring_config(base.eval)
+    trains = [{"model_cfg": m.model, "train_cfg": m.train.model_copy(update={"deadline": deadline}),
+               "splits": splits[m.window]} for m in members]
+    stats = [{"splits": splits[longest], "statistical": name, "season": season, **({"mstl": mstl} if mstl else {}),
+              "eval_cfg": scoring} for name in statistical]
+    # the statistical members need no network: they take turns with the networks in one wave (their
+    # statsforecast code holds Python's GIL, torch's kernels release it); no network starts after the deadline
+    models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)],
+                                           interleave=True)
+    late = [label_of(m) for m, ref in zip(members, models or ()) if ref is None]  # not started by the deadline
+    if late:
+        kept = [i for i, ref in enumerate(models) if ref is not None]
+        members, overrides, models = [members[i] for i in kept], [overrides[i] for i in kept], tuple(models[i] for i in kept)
     board = None
     if models is not None:  # rank on the validation range only; the test range is the winner's alone
         reference = {"reference": splits[longest]} if anchor else {}
         items = [{"splits": splits[m.window], "model": model, **reference} for m, model in zip(members, models)]
-        items += [{"splits": splits[longest], "statistical": name, "season": season} for name in statistical]
-        scores = run.map(validate_task, items, eval_cfg=scoring_config(base.eval))
-        if scores is not None:
-            board = leaderboard([*overrides, *({"forecaster": label(n, season)} for n in statistical)], scores,
+        net_scores = run.map(validate_task, items, eval_cfg=scoring)
+        if net_scores is not None and stat_scores is not None:
+            scores = (*net_scores, *stat_scores)
+            board = leaderboard([*overrides, *({"forecaster": label(n, season, mstl)} for n in statistical)], scores,
                                 [*models, *(None for _ in statistical)])
             return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season,
-                          tuple(scores[len(members):]))
-    return Ranked(members, splits, models, board, splits[longest])
+                          tuple(stat_scores), mstl, late)
+    return Ranked(members, splits, models, board, splits[longest], late=late)
 
 
 def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
-           promote: bool, board=None, ensemble: dict | None = None) -> dict:
+           promote: bool, board=None, ensemble: dict | None = None, budget: dict | None = None) -> dict:
     """Backtest the model(s) bucket by bucket (and group by group) on the test range, combine,
     draw, forecast the future, judge the model against the champion when `settings` say so, and
     finish the run. models: {group: train entry}, {None: entry} without groups; ensemble: a
@@ -321,7 +354,9 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
         combine = {"combine": ensemble["combine"], "packed": ensemble["packed"]}
         items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
                  for b, it in enumerate(items)]
-    backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine)
+    made = {"made": ensemble["made"]} if ensemble is not None and ensemble.get("made") else {}
+    backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine,
+                        **made)  # the statistical members' test forecasts, made beside the networks
     scores = run.stage(evaluate_task, backtests=backtests, seed_noise=seed_noise(board))  # the gate's ties
     item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
     if board is not None and model is not None:  # the train line speaks of the model the run goes on with
@@ -342,7 +377,8 @@ def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, s
             decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
     winner = (ensemble["cfgs"][0] if ensemble else cfg) if board is not None else None
     return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=winner,
-                  search=ensemble["statistical"] if ensemble is not None else None)
+                  search=ensemble["statistical"] if ensemble is not None else None,
+                  budget=budget)
 
 
 def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ensemble: dict | None,

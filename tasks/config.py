@@ -123,6 +123,11 @@ class ModelConfig(_Section):
         "(seasonal naive, naive when the season is unknown or longer than the window); auto: none for generated "
         "data (the tutorial), seasonal for files.",
     )
+    recurrent_steps: int = Field(
+        0, ge=0, le=10_000, description="How many of the window's last points the recurrent layers read (0: all "
+        "of it). The seasonal skip and the window normalisation still see the whole window, so a long season "
+        "(a day of minutes) informs the forecast at the cost of this many steps."
+    )
     strategy: Literal["direct", "recursive"] = Field(
         "direct",
         description="direct: the head outputs all horizon steps; recursive: a one-step model fed its own forecasts back.",
@@ -166,6 +171,14 @@ class TrainConfig(_Section):
         0, ge=0, description="At most this many batches per epoch (0: every training window once; many series: "
         "a fixed amount of work per epoch)."
     )
+    val_windows: int = Field(
+        0, ge=0, description="At most this many validation windows, evenly spaced, score each epoch for early "
+        "stopping (0: all of them; the search's ranking always reads all)."
+    )
+    deadline: float = Field(
+        0.0, ge=0, description="Stop training after the epoch that passes this Unix time, keeping the best weights "
+        "(0: never). Set by a run's time limit (--time-limit); it never changes an entry's key."
+    )
     log_every: int = Field(10, ge=1, description="Log the losses every N epochs.")
 
 
@@ -195,6 +208,11 @@ class EvalConfig(_Section):
     references: tuple[Reference, ...] = Field(
         ("ets", "theta"), max_length=3, description="Statistical reference forecasters scored on the backtest next "
         "to the baselines (statsforecast): ets (AutoETS), theta (AutoTheta), arima (AutoARIMA, slower); none: off."
+    )
+    score_origins: int = Field(
+        128, ge=0, le=1_000_000, description="At most this many validation (and calibration) origins per series, "
+        "evenly spaced, score a search's members and weigh its hybrid (0: all): a statistical member forecasts "
+        "every origin it is scored on, so a long series would otherwise pay per origin."
     )
     gate_baseline: Literal["best", "naive", "seasonal_naive", "ets", "theta", "arima"] = Field(
         "best", description="The baseline the gate makes the model beat: best (the best of them all), or one of "
@@ -240,6 +258,12 @@ class SearchConfig(_Section):
     seeds: int = Field(2, ge=1, le=20, description="Seeds per searched configuration (each a member of its own).")
     top_k: int = Field(3, ge=1, le=50, description="Networks, best by validation MASE, whose forecasts are combined.")
     combine: Literal["median", "mean"] = Field("median", description="How the top networks' forecasts combine.")
+    time_limit: Annotated[float, Field(ge=0)] | Auto = Field(
+        "auto", description="Seconds a search may take up to the end of its backtest (0: no limit). Each member's "
+        "cost is estimated before anything trains; those that do not fit are skipped, epochs capped, and no member "
+        "starts or trains past the limit (auto: 3 x the whole search's estimate on this data plus 60 s, its deadline "
+        "stretched by the machine's load per core: it binds only where the cost model was wrong)."
+    )
     statistical: tuple[Literal["ets", "theta", "arima", "snaive"], ...] = Field(
         ("ets", "theta", "snaive"), max_length=4, description="Statistical members (statsforecast: ets AutoETS, theta "
         "AutoTheta, arima AutoARIMA, snaive seasonal naive) scored on the validation range beside the networks; the "

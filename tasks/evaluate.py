@@ -44,6 +44,7 @@ from tasks.formats.scores import (
     append_by_series,
     METRICS_FILE,
     PREDICTIONS_FILE,
+    read_member_forecasts,
     read_metrics,
     read_predictions,
     write_scores,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 BACKTEST = StageSpec(
     "backtest", phase="evaluate", packages=("numpy", "pandas", "torch", "statsforecast", "statsmodels"),
-    run_only=frozenset({"device", "checkpoint_every", "log_every", "chunk_size"}),
+    run_only=frozenset({"device", "checkpoint_every", "log_every", "chunk_size", "deadline"}),
     trains=lambda inputs: inputs["eval_cfg"].refit_every > 0,
 )
 STAGE = StageSpec("evaluate", packages=("numpy", "pandas", "pyarrow"),
@@ -71,15 +72,21 @@ def refitter(values: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig)
 
 
 def predictor(model: store.StageRef | tuple[store.StageRef, ...], member_splits: tuple[store.StageRef, ...] | None,
-              combine: str, chunk: int, packed: store.StageRef | None = None, reference: Split | None = None):
+              combine: str, chunk: int, packed: store.StageRef | None = None, reference: Split | None = None,
+              made: tuple[store.StageRef, ...] = ()):
     """What forecasts this bucket: one network, or the ensemble of several (each with its own
     window entry of the bucket, for its window length and scalers) combined as its `packed`
     model file says: which networks forecast and which calibrate and, for a hybrid, the
     statistical members (reading the bucket through `reference`, the longest window's split) and
-    the weights."""
+    the weights. made: each statistical member's validate entry, in their order, whose
+    calibration and test forecasts it reuses (Statistical.knowing) instead of forecasting again."""
     if isinstance(model, store.StageRef):
         return load_model(model.path)
     statistical, combination = hybrid_of(packed)
+    for member, ref in zip(statistical, made):
+        frame = read_member_forecasts(ref.path, reference.ids) if reference is not None else None
+        if frame is not None:
+            member.knowing(frame)
     members = load_members([m.path for m in model], [read_split(s.path) for s in member_splits], statistical, reference)
     return Ensemble(members, combine, chunk, **combination), load_model(model[0].path)[1]
 
@@ -88,20 +95,22 @@ def predictor(model: store.StageRef | tuple[store.StageRef, ...], member_splits:
 def backtest_task(plan, eval_cfg: EvalConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
                   split: store.StageRef, model: store.StageRef | tuple[store.StageRef, ...],
                   group: str | None = None, member_splits: tuple[store.StageRef, ...] | None = None,
-                  combine: str = "median", packed: store.StageRef | None = None) -> dict:
+                  combine: str = "median", packed: store.StageRef | None = None,
+                  made: tuple[store.StageRef, ...] = ()) -> dict:
     """Backtest one bucket (its series of `group`, with that group's model, for per-group models):
     write its predictions.parquet, metrics.json and metrics_by_series.parquet.
 
     model: a train entry, or several (an ensemble combined by `combine`, each reading the bucket
     through its own window entry in `member_splits`; `split` has the longest window), with the
-    statistical members and weights of a hybrid's `packed` ensemble entry. model_cfg,
+    statistical members and weights of a hybrid's `packed` ensemble entry, and their validate
+    entries `made` (their calibration and test forecasts, made there once). model_cfg,
     train_cfg: resolved; used only to retrain when eval_cfg.refit_every > 0 (single models).
     """
 
     def compute(w: store.EntryWriter) -> dict:
         values, sp = read_window(split.path)
         sp = sp.subset(group)
-        net, record = predictor(model, member_splits, combine, eval_cfg.chunk_size, packed, sp)
+        net, record = predictor(model, member_splits, combine, eval_cfg.chunk_size, packed, sp, made)
         refit = None
         if eval_cfg.refit_every and member_splits is None:
             torch.set_num_threads(train_cfg.threads)

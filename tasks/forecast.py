@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_RUN_ONLY = frozenset({"device", "checkpoint_every", "log_every"})
+_RUN_ONLY = frozenset({"device", "checkpoint_every", "log_every", "deadline"})
 REFIT = StageSpec("refit", phase="forecast", packages=("torch",), run_only=_RUN_ONLY, trains=lambda inputs: True)
 PREDICT = StageSpec("predict", phase="forecast", packages=("numpy", "pandas", "torch"))
 STAGE = StageSpec("forecast", packages=("pandas", "matplotlib"), files=(FORECAST_FILE, FORECAST_FIGURE),

@@ -247,8 +247,8 @@ def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) ->
         last = max(meta.get("end", {}).items(), key=lambda kv: pd.Timestamp(kv[1]), default=None) \
             if meta["source"] == "file" and meta["n_series"] else None
         return {"bucket": bucket, "n_series": meta["n_series"], "frequency": meta["frequency"],
-                "shortest": meta["shortest"], "time_zone": meta.get("time_zone"), "source": meta["source"],
-                "groups": meta.get("groups", []), "last": dict([last]) if last else {}}
+                "shortest": meta["shortest"], "points": len(df), "time_zone": meta.get("time_zone"),
+                "source": meta["source"], "groups": meta.get("groups", []), "last": dict([last]) if last else {}}
 
     return build(plan, compute)
 

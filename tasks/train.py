@@ -33,7 +33,7 @@ from tasks.runtime.stages import StageSpec, build, stage_task
 log = logging.getLogger(__name__)
 
 STAGE = StageSpec(
-    "train", packages=("torch",), run_only=frozenset({"device", "checkpoint_every", "log_every"}),
+    "train", packages=("torch",), run_only=frozenset({"device", "checkpoint_every", "log_every", "deadline"}),
     trains=lambda inputs: True, files=(MODEL_FILE, HISTORY_FILE),
 )
 
@@ -103,10 +103,12 @@ def save_checkpoint(path: Path, blob: dict) -> None:
 
 def model_label(spec, seq_length: int, seed: int) -> str:
     """The model in a few words, e.g. "gru-64 L24 skip12 seed 43" (skip12: the seasonal skip of
-    lag 12, skip1 the naive one, nothing without a skip): what tells apart the epoch lines of
-    members that train at the same time (a search's, a sweep's)."""
+    lag 12, skip1 the naive one, nothing without a skip; "L1440/48": a window of 1,440 points whose
+    last 48 the recurrent layers read): what tells apart the epoch lines of members that train at
+    the same time (a search's, a sweep's)."""
     skip = f" skip{spec.skip_lag}" if spec.skip_lag else ""
-    return f"{spec.cell}-{spec.hidden_size} L{seq_length}{skip} seed {seed}"
+    reach = f"/{spec.recurrent_steps}" if getattr(spec, "recurrent_steps", 0) else ""
+    return f"{spec.cell}-{spec.hidden_size} L{seq_length}{reach}{skip} seed {seed}"
 
 
 def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitState], None]:
@@ -164,14 +166,15 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
         trained = {
             "device": device.type, "threads": train_cfg.threads, "epochs_run": st.epoch, "best_epoch": st.best_epoch,
             "stopped_early": st.stopped_early, "best_val_loss": st.best_val,
+            "stopped_at_deadline": st.stopped_at_deadline,
             "cuda_graphs": bool(train_cfg.cuda_graphs and device.type == "cuda"),
         }
         scalers = tuple(sc for _, read in buckets for sc in read().scalers)  # every series, bucket by bucket
         save_model(w.dir, model, ModelFile(spec, sp.seq_length, sp.horizon, model_cfg.strategy, sp.normalize,
                                            scalers, trained))
         write_history(w.dir, {**st.history, **trained})
-        log.info("train: %s, %d epochs on %s (best %d, val loss %.3g)", label, st.epoch, device.type, st.best_epoch,
-                 st.best_val)
+        log.info("train: %s, %d epochs on %s (best %d, val loss %.3g)%s", label, st.epoch, device.type, st.best_epoch,
+                 st.best_val, "; stopped at the run's time limit" if st.stopped_at_deadline else "")
         return trained
 
     return build(plan, compute)

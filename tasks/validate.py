@@ -34,7 +34,7 @@ from tasks.components.split import Split, concat_splits
 from tasks.config import EvalConfig
 from tasks.formats.history import HISTORY_FILE
 from tasks.formats.model import MODEL_FILE, load_model, save_ensemble
-from tasks.formats.scores import read_validation, write_validation
+from tasks.formats.scores import read_validation, write_member_forecasts, write_validation
 from tasks.formats.window import read_window
 from tasks.runtime import store
 from tasks.runtime.stages import StageSpec, build, stage_task
@@ -48,24 +48,27 @@ ENSEMBLE = StageSpec("ensemble", phase="train", packages=("numpy", "torch"), run
 
 
 def scoring_config(cfg: EvalConfig) -> EvalConfig:
-    """What validation and the hybrid's weights read of `cfg` (the season length, and the chunk
-    size, which changes no result), and nothing else: passed as their stages' eval_cfg, so that a
+    """What validation and the hybrid's weights read of `cfg` (the season length, the origins per
+    series they score, and the chunk size, which changes no result), and nothing else: passed as their stages' eval_cfg, so that a
     changed interval level, reference, gate baseline or refit policy, which only the test range's
     evaluation reads, recomputes no validation and no ensemble."""
-    return EvalConfig(season_length=cfg.season_length, chunk_size=cfg.chunk_size)
+    return EvalConfig(season_length=cfg.season_length, chunk_size=cfg.chunk_size, score_origins=cfg.score_origins)
 
 
 @task(**stage_task(STAGE))
 def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...], model: store.StageRef | None = None,
                   reference: tuple[store.StageRef, ...] | None = None, statistical: str | None = None,
-                  season: int = 0) -> dict:
+                  season: int = 0, mstl: tuple[int, ...] = ()) -> dict:
     """Score one member over the validation origins of every bucket; write scores.json (with the
     member's MASE on the calibration origins too, when the split holds some).
 
     model: the member's train entry, reading the series through `splits` (its window entries,
     one per bucket); statistical: instead of a network, a statistical member ("ets", "theta",
-    "snaive": tasks.components.references.Statistical, season length `season`, 0 none) fitted
-    on the history before the validation origins of `splits`. reference: a search's window
+    "snaive": tasks.components.references.Statistical, season length `season`, 0 none, and the
+    seasons `mstl` MSTL removes first on sub-daily data) fitted on the history before the
+    validation origins of `splits`; it also forecasts the calibration and test origins once, into
+    forecasts.parquet, for the backtest (its test forecasts never reach a score here: the test
+    range is the backtest's alone; made here, they share the networks' wave). reference: a search's window
     entries of its longest window, whose validation targets and MASE scales every member is
     scored on (the member reads them through its own window and scalers); None: the member's own.
     """
@@ -73,8 +76,8 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
     def compute(w: store.EntryWriter) -> dict:
         values, sp = concat_splits([read_window(ref.path) for ref in splits])
         if statistical is not None:
-            forecaster, trained = Statistical(statistical, season), {"epochs_run": 0, "best_epoch": None,
-                                                                       "stopped_early": False}
+            forecaster = Statistical(statistical, season, tuple(mstl))
+            trained = {"epochs_run": 0, "best_epoch": None, "stopped_early": False}
         else:
             net, record = load_model(model.path)
             forecaster, trained = net, record.trained
@@ -86,15 +89,21 @@ def validate_task(plan, eval_cfg: EvalConfig, splits: tuple[store.StageRef, ...]
             if statistical is None:
                 forecaster = Ensemble([Member(net, sp)], chunk=eval_cfg.chunk_size)
             sp = ref
-        scores = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size)
+        scores = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size,
+                                   most=eval_cfg.score_origins)
         if sp.count("cal"):  # what a hybrid's forecasting weights add (hybrid_weights); never ranked by
-            cal = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size, part="cal")
+            cal = validation_scores(forecaster, values, sp, eval_cfg.season_length, eval_cfg.chunk_size, part="cal",
+                                    most=eval_cfg.score_origins)
             scores["calibration"] = {"mase": cal["metrics"]["model"]["mase"], "mae": cal["metrics"]["model"]["mae"],
                                      "n": cal["n_val"]}
         scores["train"] = {k: trained.get(k) for k in ("epochs_run", "best_epoch", "stopped_early")}
         write_validation(w.dir, scores)
+        if statistical is not None:  # its calibration and test forecasts, made once: the backtest reads them
+            made = forecaster.table(values, sp)
+            if made is not None:
+                write_member_forecasts(w.dir, made)
         log.info("validate: %s MASE %s on %d validation origins",
-                 label(statistical, season) if statistical else name,
+                 label(statistical, season, tuple(mstl)) if statistical else name,
                  metric_text(scores["metrics"]["model"]["mase"], ".4f"), scores["n_val"])
         return {"mase": scores["metrics"]["model"]["mase"]}
 
@@ -202,7 +211,7 @@ def hybrid_weights(values: np.ndarray, reference: Split, forecasting: list[Membe
     """
     def scores(networks: list[Member], part: str) -> dict:
         return validation_scores(Ensemble(networks, combine, cfg.chunk_size), values, reference, cfg.season_length,
-                                 cfg.chunk_size, part=part)
+                                 cfg.chunk_size, part=part, most=cfg.score_origins)
 
     val = scores(calibrating, "val")
     metric = weighing_metric([val, *statistical])
@@ -264,7 +273,8 @@ def pooled_mase(parts: Sequence[tuple[float | None, int]]) -> float | None:
 
 @task(**stage_task(ENSEMBLE))
 def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...], combine: str,
-                  statistical: tuple[str, ...] = (), season: int = 0, windows: tuple[store.StageRef, ...] = (),
+                  statistical: tuple[str, ...] = (), season: int = 0, mstl: tuple[int, ...] = (),
+                  windows: tuple[store.StageRef, ...] = (),
                   reference: tuple[store.StageRef, ...] = (), scores: tuple[store.StageRef, ...] = (),
                   networks: tuple[int, ...] = (), calibration_networks: tuple[int, ...] = ()) -> dict:
     """Pack the ensemble's members (network train entries, best first, and the `statistical`
@@ -282,7 +292,7 @@ def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...]
     """
 
     def compute(w: store.EntryWriter) -> dict:
-        members = [Statistical(n, season) for n in statistical]
+        members = [Statistical(n, season, tuple(mstl)) for n in statistical]
         weights, calibration, net_mase = (), (), None
         forecasting = list(networks or range(len(models)))
         if statistical:
@@ -300,7 +310,7 @@ def ensemble_task(plan, eval_cfg: EvalConfig, models: tuple[store.StageRef, ...]
         if statistical:
             log.info("ensemble: %d network(s) combined by the %s (validation MASE %s), weighted %s with %s%s",
                      len(forecasting), combine, metric_text(net_mase), f"{weights[0]:.2f}",
-                     ", ".join(f"{label(n, season)} {x:.2f}" for n, x in zip(statistical, weights[1:])),
+                     ", ".join(f"{m.label} {x:.2f}" for m, x in zip(members, weights[1:])),
                      "" if net_mase is not None else " (by 1 / MAE^2: MASE is undefined)")
         else:
             log.info("ensemble: %d members, combined by the %s", len(forecasting), combine)

@@ -35,7 +35,7 @@ import torch
 from tasks.components.calendar import seasons_for
 from tasks.components.conformal import calibrate, interval_stats, sequential_halfwidths, updated_halfwidths
 from tasks.components.metrics import all_metrics, naive_scale
-from tasks.components.references import REFERENCES, label, reference_forecasts
+from tasks.components.references import REFERENCES, mstl_seasons, reference_forecasts
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
 from tasks.errors import NumericalError
@@ -634,8 +634,9 @@ def backtest(
     an infinity.
     """
     seasons = seasons_of(split, season_length)
+    mstl = mstl_seasons(split.frequency, seasons, season_length)
     H = split.horizon
-    n_fits, spread = 0, {}
+    n_fits, spread, given = 0, {}, {}
     if refit is not None and refit_every:
         idx, pred, n_fits = refit_forecasts(values, split, refit_every, refit, H, chunk)
         pred = floor_at_zero(pred, values, split, idx)
@@ -645,12 +646,13 @@ def backtest(
         pred, scores, each = forecasts_and_scales(model, values, split, idx, H, chunk)
         if each is not None:  # an ensemble: its members' range
             spread = {"member_min": each.min(axis=0), "member_max": each.max(axis=0)}
+            given = member_forecasts(model, each, seasons[0] if seasons else None, mstl)
     y = actuals(values, split, idx)
     forecasts = {"model": pred, **baselines(values, split, idx, H, seasons[0] if seasons else None, seasons[1:])}
     refs: dict = {"names": []}
     if references:
         found, refs = reference_forecasts(values, split, idx, H, seasons[0] if seasons else None, tuple(references),
-                                          refit_every if refit is not None else 0)
+                                          refit_every if refit is not None else 0, mstl, given)
         forecasts.update(found)
     scale = mase_scales(values, split, idx)
     per_lead, metrics = {}, {}
@@ -684,6 +686,21 @@ def backtest(
                 **({"ensemble": ensemble_report(spread, scale, model)} if spread else {})}
 
 
+def member_forecasts(ensemble, each: np.ndarray, season: int | None, mstl: tuple[int, ...]
+                     ) -> dict[str, tuple[np.ndarray, dict[str, str]]]:
+    """The test forecasts a hybrid's statistical members have just made ({name: (forecasts (n,
+    steps), fallbacks)}), for the references of the same name and season policy to use instead of
+    fitting and forecasting again: the same model, history and origins give the same forecasts.
+    each: the forecasts of ensemble.active() (k, n, steps)."""
+    out = {}
+    for m, f in zip(ensemble.active(), each):
+        stat = m.model if not m.is_network else None
+        if stat is not None and getattr(stat, "season", None) == (int(season) if season and season > 1 else None) \
+                and getattr(stat, "mstl", ()) == tuple(mstl):
+            out[stat.name] = (f, dict(getattr(stat, "fallback", {})))
+    return out
+
+
 def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) -> dict:
     """How far the members of an ensemble disagree: their mean range (max - min) over origins and
     leads, in the series' MASE units (so 0.5 is half an in-sample naive step); its members (those
@@ -692,7 +709,7 @@ def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) 
     the intervals). mean_spread is None where no series has a naive step (constant ones)."""
     usable = np.isfinite(scale) & (scale > 0)  # a constant training range has no naive step to measure by
     width = (spread["member_max"] - spread["member_min"])[usable] / scale[usable, None]
-    statistical = [label(m.model.name, m.model.season) for m in ensemble.members if not m.is_network]
+    statistical = [m.model.label for m in ensemble.members if not m.is_network]
     return {"members": len(ensemble.active()), "statistical": statistical, "combine": ensemble.combine,
             "weights": list(ensemble.weights), "calibration_weights": list(ensemble.for_calibration().weights),
             "mean_spread": _finite(float(np.mean(width))) if width.size else None}
@@ -869,17 +886,34 @@ def sample_series(by_series: pd.DataFrame, metric: str = "model_mase") -> dict[s
     return {"best": ids[0], "median": ids[(len(ids) - 1) // 2], "worst": ids[-1]}
 
 
+def spaced_origins(split: Split, part: str, most: int = 0) -> np.ndarray:
+    """The origins of `part`, at most `most` per series (0: all), evenly spaced over each series'
+    range, first and last kept: (n,), in the split's order. A long series' validation range then
+    costs a statistical member (which forecasts every origin it is scored on) a fixed amount."""
+    idx = split.origins(part)
+    if not most or len(idx) <= most:
+        return idx
+    k = split.series_index(idx)
+    keep = []
+    for j in np.unique(k):
+        rows = np.flatnonzero(k == j)
+        keep.append(rows if len(rows) <= most else rows[np.unique(np.round(np.linspace(0, len(rows) - 1, most))
+                                                               .astype(np.int64))])
+    return idx[np.sort(np.concatenate(keep))]
+
+
 def validation_scores(model: torch.nn.Module | Predict, values: np.ndarray, split: Split,
                       season_length: int | None = None,
-                      chunk: int = 65_536, part: str = "val") -> dict:
+                      chunk: int = 65_536, part: str = "val", most: int = 0) -> dict:
     """The rolling-origin backtest of `model` over the validation origins only (never the test range):
     {"metrics": {forecaster: {metric: mean over leads}}, "per_lead": ..., "n_val": origins}.
 
     What a sweep or a model search ranks members by. part="cal" scores the calibration origins
     instead (what a hybrid's forecasting weights add to the validation range; "n_val" then counts
-    those). Raises ValueError when the part has no origins.
+    those). most: at most this many origins per series, evenly spaced (spaced_origins; 0: all).
+    Raises ValueError when the part has no origins.
     """
-    idx = split.origins(part)
+    idx = spaced_origins(split, part, most)
     if len(idx) == 0:
         raise ValueError("no validation origins to rank by (val_fraction is 0 or the series are too short)"
                          if part == "val" else f"no {part} origins to score")

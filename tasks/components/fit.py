@@ -11,6 +11,7 @@ import copy
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -18,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from tasks.components.cost import MIN_EPOCHS
 from tasks.components.network import Forecaster, build_model
 from tasks.components.series_data import SeriesData, mse_on, series_data
 from tasks.components.specs import FitSettings, NetworkSpec, network_spec, pick
@@ -44,6 +46,7 @@ class FitState:
     best_state: dict | None = None
     bad_epochs: int = 0
     stopped_early: bool = False
+    stopped_at_deadline: bool = False  # the run's time limit ended training (its best weights kept)
 
 
 class Loaded(NamedTuple):
@@ -93,10 +96,13 @@ def fit(
     (first train origin, number of train origins) of each series, when there are several: each
     epoch then draws len(train_idx) windows by series first, then a window of that series
     (`epoch_origins`); without it an epoch is a permutation of train_idx. settings.steps_per_epoch
-    caps an epoch at that many batches (large data: a fixed amount of work per epoch). Raises
-    TrainingDiverged when the epoch's training loss is not finite.
+    caps an epoch at that many batches (large data: a fixed amount of work per epoch);
+    settings.val_windows thins the validation windows (`thinned`); no epoch starts after
+    settings.deadline (a time.time()) once MIN_EPOCHS have run, so a member the deadline catches
+    early still gets a model worth ranking. Raises TrainingDiverged when the
+    epoch's training loss is not finite.
     """
-    loaded = Loaded(data, train_idx, val_idx, series)
+    loaded = Loaded(data, train_idx, thinned(val_idx, settings.val_windows), series)
     part = Part(lambda: loaded, len(train_idx), len(val_idx), train_idx.device)
     return fit_parts(model, [part], settings, on_epoch=on_epoch, checkpoint=checkpoint, resume=resume)
 
@@ -136,7 +142,7 @@ def fit_parts(
     shares = [min(k, math.ceil(budget * k / max(sum(sizes), 1))) for k in sizes]
     if resident is not None:
         shares = [min(sizes[0], budget)]
-    while st.epoch < s.epochs and not st.stopped_early:
+    while st.epoch < s.epochs and not st.stopped_early and not st.stopped_at_deadline:
         model.train()
         order = [0] if resident is not None else torch.randperm(len(parts), device=dev, generator=gen).tolist()
         total = torch.zeros((), device=dev)
@@ -159,9 +165,13 @@ def fit_parts(
             raise TrainingDiverged(f"training loss became {train_loss} at epoch {st.epoch}; {_advice(data)}")
         val_loss = _validation_loss(kept, parts, resident, train_loss)
         _track(st, kept, opt, train_loss, val_loss, s)
+        if (s.deadline and time.time() >= s.deadline and min(MIN_EPOCHS, s.epochs) <= st.epoch < s.epochs
+                and not st.stopped_early):
+            st.stopped_at_deadline = True
         if on_epoch:
             on_epoch(st.epoch, st)
-        if checkpoint and (st.epoch % s.checkpoint_every == 0 or st.epoch == s.epochs or st.stopped_early):
+        if checkpoint and (st.epoch % s.checkpoint_every == 0 or st.epoch == s.epochs or st.stopped_early
+                           or st.stopped_at_deadline):
             checkpoint(_snapshot(st, model, opt, gen, avg))
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
@@ -183,6 +193,17 @@ def _validation_loss(model, parts: list[Part], resident: Loaded | None, fallback
             loaded = p.load()
             total += mse_on(model, loaded.data, loaded.val_idx) * c
     return total / sum(counts)
+
+
+def thinned(idx: torch.Tensor, cap: int) -> torch.Tensor:
+    """At most `cap` of the window starts `idx`, evenly spaced over them (first and last kept), in
+    order; all of them for cap 0 or when there are no more: (min(n, cap),). Early stopping on a
+    large file then costs a fixed amount per epoch, and still sees every part of the range."""
+    n = len(idx)
+    if not cap or n <= cap:
+        return idx
+    pick = torch.linspace(0, n - 1, cap, device=idx.device).round().long()
+    return idx[pick]
 
 
 def epoch_origins(train_idx: torch.Tensor, gen: torch.Generator,
@@ -275,10 +296,18 @@ def train_buckets(
             sp = read()
             return Loaded(series_data(load(), sp, device, horizon=spec.n_outputs),
                           torch.as_tensor(sp.origins("train"), device=device),
-                          torch.as_tensor(sp.origins("val"), device=device), series_ranges(sp, device))
+                          thinned(torch.as_tensor(sp.origins("val"), device=device), share(sp)),
+                          series_ranges(sp, device))
 
         first = read()
-        return Part(loaded, first.count("train"), first.count("val"), device)
+        return Part(loaded, first.count("train"), len(thinned(torch.arange(first.count("val")), share(first))), device)
+
+    total_val = sum((sp() if callable(sp) else sp).count("val") for _, sp in buckets) if settings.val_windows else 0
+
+    def share(sp: Split) -> int:  # a bucket's part of settings.val_windows, in proportion to its windows
+        if not settings.val_windows or not total_val:
+            return 0
+        return max(1, math.ceil(settings.val_windows * sp.count("val") / total_val))
 
     st = fit_parts(model, [part(load, split) for load, split in buckets], settings, **hooks)
     return model, st
@@ -286,8 +315,9 @@ def train_buckets(
 
 def network_for(split: Split, model: Mapping[str, Any]) -> NetworkSpec:
     """The network of model settings (cell, hidden_size, ..., strategy, skip) on a split: head width
-    from its horizon, skip lag from its season."""
-    return network_spec(seq_length=split.seq_length, horizon=split.horizon, season=split.season_length, **model)
+    from its horizon, skip lag from its seasons (the longest its window holds)."""
+    return network_spec(seq_length=split.seq_length, horizon=split.horizon, season=split.season_length,
+                        seasons=tuple(split.seasons), **model)
 
 
 def retrain(values: np.ndarray, split: Split, model: Mapping[str, Any], train: Mapping[str, Any],

@@ -20,11 +20,16 @@ class Forecaster(nn.Module):
     network learns a correction to it (and starts as it: the head is zero-initialised):
 
         out[:, h-1] = head(...)[:, h-1] + x[:, L-1 + h - m*ceil(h/m)]    m = 1: naive, m = season: seasonal naive
+
+    recurrent_steps R > 0: the recurrent layers read only the window's last R points; the skip
+    still reads the whole window. A window of one long season (a day of one-minute data, 1,440
+    points) then brings its seasonal value in at the cost of R recurrent steps, not 1,440: the
+    cost of a step grows with R, never with the season.
     """
 
     def __init__(
         self, cell: str = "rnn", hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.0,
-        n_outputs: int = 1, skip_lag: int = 0,
+        n_outputs: int = 1, skip_lag: int = 0, recurrent_steps: int = 0,
     ) -> None:
         super().__init__()
         self.rnn = CELLS[cell](
@@ -36,12 +41,14 @@ class Forecaster(nn.Module):
         )
         self.head = nn.Linear(hidden_size, n_outputs)
         self.skip_lag = skip_lag
+        self.recurrent_steps = recurrent_steps
         if skip_lag:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (batch, seq_len, hidden)
+        seen = x[:, -self.recurrent_steps:] if 0 < self.recurrent_steps < x.shape[1] else x
+        out, _ = self.rnn(seen)  # (batch, steps read, hidden)
         y = self.head(out[:, -1, :])
         if not self.skip_lag:
             return y

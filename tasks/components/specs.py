@@ -23,7 +23,9 @@ class NetworkSpec:
     """The Forecaster's arguments, as stored in a model file.
 
     n_outputs: width of the linear head (the horizon for a direct model, 1 for a recursive one);
-    skip_lag: 0, or the lag m of the baseline added to the head's output (1: naive, season: seasonal naive).
+    skip_lag: 0, or the lag m of the baseline added to the head's output (1: naive, season: seasonal naive);
+    recurrent_steps: 0, or how many of the window's last points the recurrent layers read (the skip
+    reads the whole window).
     """
 
     cell: str = "rnn"
@@ -32,6 +34,7 @@ class NetworkSpec:
     dropout: float = 0.0
     n_outputs: int = 1
     skip_lag: int = 0
+    recurrent_steps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,23 +47,29 @@ def head_width(strategy: str, horizon: int) -> int:
     return horizon if strategy == "direct" else 1
 
 
-def skip_lag(skip: str, season: int | None, seq_length: int) -> int:
-    """The baseline lag of a skip setting: none 0, naive 1, seasonal the season (naive if it is
-    unknown or longer than the input window)."""
+def skip_lag(skip: str, season: int | None, seq_length: int, seasons: tuple[int, ...] = ()) -> int:
+    """The baseline lag of a skip setting: none 0, naive 1, seasonal the longest of the calendar's
+    `seasons` (or `season`) the input window holds (a week of sub-daily data in a week's window, a
+    day in a day's), naive if none fits or the season is unknown."""
     if skip == "none":
         return 0
     if skip == "naive":
         return 1
     if skip == "seasonal":
-        return season if season and 0 < season <= seq_length else 1
+        fits = [int(m) for m in (seasons or (season,)) if m and 0 < m <= seq_length]
+        return max(fits) if fits else 1
     raise ValueError(f"unknown skip {skip!r}")
 
 
 def network_spec(*, seq_length: int, horizon: int, season: int | None, cell: str, hidden_size: int,
-                 num_layers: int, dropout: float, strategy: str, skip: str, **_: Any) -> NetworkSpec:
-    """The network for one split: head width from the strategy and horizon, skip lag from the season."""
+                 num_layers: int, dropout: float, strategy: str, skip: str, recurrent_steps: int = 0,
+                 seasons: tuple[int, ...] = (), **_: Any) -> NetworkSpec:
+    """The network for one split: head width from the strategy and horizon, skip lag from the season,
+    the recurrent layers' reach (0 where it covers the whole window anyway)."""
+    reach = recurrent_steps if 0 < recurrent_steps < seq_length else 0
     return NetworkSpec(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                       n_outputs=head_width(strategy, horizon), skip_lag=skip_lag(skip, season, seq_length))
+                       n_outputs=head_width(strategy, horizon), skip_lag=skip_lag(skip, season, seq_length, seasons),
+                       recurrent_steps=reach)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,9 @@ class FitSettings:
     (relative) below the last improvement (0: never); ema_decay: per-step decay of the weight
     average that is validated and kept (0: off); lr_patience/lr_factor: multiply the learning
     rate by lr_factor after lr_patience epochs without improvement (0: off); steps_per_epoch: at most
-    this many batches per epoch (0: all training windows).
+    this many batches per epoch (0: all training windows); val_windows: at most this many
+    validation windows, evenly spaced, score each epoch (0: all); deadline: a time.time() after
+    which no further epoch starts (0: none).
     """
 
     epochs: int = 100
@@ -86,3 +97,5 @@ class FitSettings:
     cuda_graphs: bool = True
     checkpoint_every: int = 10
     steps_per_epoch: int = 0  # 0: every training window once per epoch
+    val_windows: int = 0  # 0: every validation window each epoch
+    deadline: float = 0.0  # 0: no deadline

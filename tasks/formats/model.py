@@ -96,7 +96,7 @@ def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
                   calibration_weights: Sequence[float] = (), networks: Sequence[int] = (),
                   calibration_networks: Sequence[int] = ()) -> Path:
     """model.pt of an ensemble: every network member's model file content, in rank order, the
-    statistical members (name and season length), `combine` and the combination `weights`
+    statistical members (name, season length and the seasons MSTL removes first), `combine` and the combination `weights`
     (networks, each statistical member; none: every member combined by `combine`) and
     `calibration_weights` (the same shape, the hybrid whose residuals calibrate the intervals;
     none: `weights`: tasks.validate.hybrid_weights); `networks` and `calibration_networks`: the
@@ -110,7 +110,8 @@ def save_ensemble(directory: Path, member_files: Sequence[Path], combine: str,
     path = Path(directory) / MODEL_FILE
     blobs = [torch.load(f, map_location="cpu", weights_only=True) for f in member_files]
     _save({"format": _ENSEMBLE_FORMAT, "combine": combine, "members": blobs,
-           "statistical": [{"name": m.name, "season": m.season} for m in statistical],
+           "statistical": [{"name": m.name, "season": m.season, **({"mstl": list(m.mstl)} if m.mstl else {})}
+                           for m in statistical],
            "weights": [float(w) for w in weights],
            "calibration_weights": [float(w) for w in calibration_weights],
            "networks": [int(i) for i in networks], "calibration_networks": [int(i) for i in calibration_networks]},
@@ -129,7 +130,8 @@ def load_model_file(path: str | Path) -> tuple[Forecaster | EnsembleFile, ModelF
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if blob.get("format") == _ENSEMBLE_FORMAT:
         ens = EnsembleFile(tuple(_from_blob(b) for b in blob["members"]), blob["combine"],
-                           tuple(Statistical(m["name"], m["season"]) for m in blob.get("statistical", ())),
+                           tuple(Statistical(m["name"], m["season"], tuple(m.get("mstl", ())))
+                                 for m in blob.get("statistical", ())),
                            tuple(blob.get("weights", ())), tuple(blob.get("calibration_weights", ())),
                            tuple(blob.get("networks", ())), tuple(blob.get("calibration_networks", ())))
         ref = ens.reference()

@@ -22,6 +22,7 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"
 BY_SERIES_FILE = "metrics_by_series.parquet"
 VALIDATION_FILE = "scores.json"  # validate entry: a sweep member's scores on the validation range
+MEMBER_FORECASTS_FILE = "forecasts.parquet"  # validate entry of a statistical member: its calibration and test forecasts
 
 
 def write_scores(directory: Path, predictions: pd.DataFrame | None, result: dict,
@@ -75,6 +76,21 @@ def read_predictions(directory: Path, series: list[str] | None = None) -> pd.Dat
 
 def write_validation(directory: Path, scores: dict) -> None:
     write_json(Path(directory) / VALIDATION_FILE, scores)
+
+
+def write_member_forecasts(directory: Path, frame: pd.DataFrame) -> None:
+    """forecasts.parquet of a statistical member's validate entry: series_id, part ("cal" or
+    "test"), last (the origin's last observed point, local to its series), lead, forecast."""
+    frame.to_parquet(Path(directory) / MEMBER_FORECASTS_FILE, index=False)
+
+
+def read_member_forecasts(directory: Path, series: Sequence[str]) -> pd.DataFrame | None:
+    """The rows of `series` of a validate entry's forecasts.parquet; None when it has none (a
+    network's entry, or one written before statistical members kept their forecasts)."""
+    path = Path(directory) / MEMBER_FORECASTS_FILE
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path, filters=[("series_id", "in", [str(x) for x in series])])
 
 
 def read_validation(directory: Path) -> dict:

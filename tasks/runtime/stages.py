@@ -259,52 +259,97 @@ class Run:
         self.refs[spec.name], self.specs[spec.name] = ref, spec
         return ref
 
-    def map(self, task: Any, items: list[Inputs], **shared: Any) -> tuple[StageRef, ...] | None:
+    def map(self, task: Any, items: list[Inputs], *, stop_at: float = 0.0, **shared: Any
+            ) -> tuple[StageRef, ...] | None:
         """One entry of `task` per item (its own inputs plus `shared`), run on the task runner.
 
         At most runner.in_flight tasks per worker are submitted at a time. Every task is waited
         for; then the first failure, if any, is raised (the other entries are complete).
+        stop_at: a time.time() after which no further item is submitted (a run's time limit): the
+        items left get None in place of a StageRef, and no entry (a later run builds them).
         """
-        spec = spec_of(task)
-        if not self.wants(spec.stage) or items is None or any(v is None for v in shared.values()):
+        if items is None or any(v is None for v in shared.values()):
             return None
-        interrupt.at_stage(spec.stage, spec.name)
-        plans = [self.plan(spec, task, {**item, **shared}) for item in items]
-        progress.begin(spec.name, len(plans), building=sum(p.run for p in plans))
-        try:
-            results = self._submit_in_waves(task, [(p, {**item, **shared}) for p, item in zip(plans, items)],
-                                            lambda: progress.advance(spec.name))
-        finally:
-            progress.end(spec.name)
-        refs = tuple(self._record(spec, plan, result) for plan, result in zip(plans, results))
-        record_latest(plans)
-        self.refs[spec.name], self.specs[spec.name] = refs, spec
-        return refs
+        return self.map_together([(task, [{**item, **shared} for item in items], stop_at)])[0]
 
-    def _submit_in_waves(self, task: Any, calls: list[tuple[StagePlan, Inputs]],
-                         ended: Callable[[], None] = lambda: None) -> list[Any]:
-        """Results of every call, in order; raises the first task failure after all have ended.
+    def map_together(self, jobs: list[tuple[Any, list[Inputs] | None, float]], interleave: bool = False
+                     ) -> list[tuple[StageRef, ...] | None]:
+        """`map` of several stages in one wave: jobs are (task, items, stop_at), submitted in order,
+        or taking turns with `interleave` (a search's statistical members, which hold Python's GIL,
+        then run beside its networks, whose torch kernels release it); the refs of each job (None
+        for a job whose stage is not wanted)."""
+        calls, slots = [], []
+        for task, items, stop_at in jobs:
+            spec = spec_of(task)
+            if not self.wants(spec.stage) or items is None:
+                slots.append(None)
+                continue
+            if not calls:  # an interrupt names the wave's first stage
+                interrupt.at_stage(spec.stage, spec.name)
+            plans = [self.plan(spec, task, item) for item in items]
+            slots.append((spec, plans, len(calls)))
+            calls += [(task, plan, item, stop_at) for plan, item in zip(plans, items)]
+        sizes = [len(slot[1]) for slot in slots if slot is not None]
+        order = turns(sizes) if interleave else list(range(len(calls)))
+        names = [spec_of(calls[i][0]).name for i in order]  # the stage each call advances on the display
+        for slot in slots:
+            if slot is not None:
+                progress.begin(slot[0].name, len(slot[1]), building=sum(p.run for p in slot[1]))
+        try:
+            done = self._submit_in_waves([calls[i] for i in order], lambda k: progress.advance(names[k]))
+        finally:
+            for slot in slots:
+                if slot is not None:
+                    progress.end(slot[0].name)
+        results: list[Any] = [None] * len(calls)
+        for i, r in zip(order, done):
+            results[i] = r
+        out = []
+        for slot in slots:
+            if slot is None:
+                out.append(None)
+                continue
+            spec, plans, start = slot
+            done = results[start:start + len(plans)]
+            refs = tuple(self._record(spec, plan, result) if result is not None else None
+                         for plan, result in zip(plans, done))
+            record_latest([plan for plan, result in zip(plans, done) if result is not None])
+            self.refs[spec.name], self.specs[spec.name] = refs, spec
+            out.append(refs)
+        return out
+
+    def _submit_in_waves(self, calls: list[tuple[Any, StagePlan, Inputs, float]],
+                         ended: Callable[[int], None] = lambda k: None) -> list[Any]:
+        """Results of every call (task, plan, inputs, stop_at), in order; raises the first task
+        failure after all have ended. `ended(k)` is called as call k ends (the progress display
+        counts them).
 
         At most workers x in_flight calls are in flight: the next is submitted as soon as any one
         of them ends (not when the whole batch has), so a worker never idles behind a slow member.
-        `ended()` is called as each one ends (the progress display counts them).
+        With a time limit (any stop_at), only as many as there are workers, and no call is
+        submitted after its stop_at (its result None; the first call always runs).
         """
         from prefect.futures import as_completed
 
-        limit = max(1, self.cfg.runner.workers * self.cfg.runner.in_flight)
+        timed = any(c[3] for c in calls)
+        limit = max(1, self.cfg.runner.workers * (1 if timed else self.cfg.runner.in_flight))
         futures: list[Any] = [None] * len(calls)
         pending: dict[Any, int] = {}
-        for i, (plan, inputs) in enumerate(calls):
+        for i, (task, plan, inputs, stop_at) in enumerate(calls):
             if len(pending) >= limit:
-                pending.pop(next(as_completed(list(pending))), None)
-                ended()
+                ended(pending.pop(next(as_completed(list(pending)))))
+            if stop_at and i and time.time() >= stop_at:
+                continue
             named = task.with_options(task_run_name=f"{task.name}-{plan.key[:6]}")
             futures[i] = self.runner.submit(named, parameters={"plan": plan, **inputs})
             pending[futures[i]] = i
-        for _ in as_completed(list(pending)):
-            ended()
+        for f in as_completed(list(pending)):
+            ended(pending[f])
         results, failure = [], None
         for f in futures:
+            if f is None:  # not submitted: the time limit came first
+                results.append(None)
+                continue
             value = f.result(raise_on_failure=False)
             if isinstance(value, BaseException) and failure is None:
                 failure = value
@@ -405,6 +450,13 @@ def _counts(row: StageRow) -> str:
         return ""
     n = row.recomputed if row.action == "recomputed" else row.entries
     return f" ({n} of {row.entries} entries)"
+
+
+def turns(sizes: list[int]) -> list[int]:
+    """The positions of jobs' calls laid end to end (job 0's `sizes[0]` calls, then job 1's, ...),
+    taking turns: job 0's first, job 1's first, ..., job 0's second, ... (a shorter job drops out)."""
+    starts = [sum(sizes[:j]) for j in range(len(sizes))]
+    return [start + i for i in range(max(sizes, default=0)) for start, n in zip(starts, sizes) if i < n]
 
 
 def each(**columns: tuple[StageRef, ...] | None) -> list[Inputs] | None:

@@ -46,11 +46,11 @@ def test_the_next_call_goes_in_when_any_one_ends_and_never_more_than_the_bound()
     _last_started.clear()
     # a slow first call that ends only once the last has started: waves of the whole batch would
     # hold calls 2 to 4 behind it (and it would time out after 60 s)
-    calls = [(SimpleNamespace(key=f"call-{i}"), {"seconds": s, "last": i == 4})
+    calls = [(wave, SimpleNamespace(key=f"call-{i}"), {"seconds": s, "last": i == 4}, 0.0)
              for i, s in enumerate([-1.0, 0.2, 0.2, 0.2, 0.2])]
     with ThreadPoolTaskRunner(max_workers=8) as runner:  # the runner would run all 5 at once: the bound is Run's
         run = SimpleNamespace(cfg=SimpleNamespace(runner=SimpleNamespace(workers=1, in_flight=2)), runner=runner)
-        results = Run._submit_in_waves(run, wave, calls)
+        results = Run._submit_in_waves(run, calls)
     assert results == [f"call-{i}" for i in range(5)]
     assert _running[1] == 2  # workers x in_flight
     when = {(event, name): t for event, name, t in _log}
@@ -58,3 +58,27 @@ def test_the_next_call_goes_in_when_any_one_ends_and_never_more_than_the_bound()
     for i in (2, 3, 4):  # each started while the slow first call was still running
         assert when[("start", f"call-{i}")] < slow_end, _log
     assert _last_started.is_set()
+
+
+def test_a_time_limit_submits_no_call_after_it_and_always_the_first():
+    """stop_at: calls not yet submitted when it passes are left out (None), the first always runs;
+    a call of another job without a limit still goes in (a search's statistical members)."""
+    _log.clear()
+    _running[:] = [0, 0]
+    _last_started.set()
+    past = time.time() - 1
+    calls = [(wave, SimpleNamespace(key=f"late-{i}"), {"seconds": 0.05}, past) for i in range(3)]
+    calls.append((wave, SimpleNamespace(key="free"), {"seconds": 0.05}, 0.0))
+    with ThreadPoolTaskRunner(max_workers=2) as runner:
+        run = SimpleNamespace(cfg=SimpleNamespace(runner=SimpleNamespace(workers=2, in_flight=2)), runner=runner)
+        results = Run._submit_in_waves(run, calls)
+    assert results == ["late-0", None, None, "free"]
+
+
+def test_jobs_in_one_wave_take_turns():
+    from tasks.runtime.stages import turns
+
+    assert turns([3, 2]) == [0, 3, 1, 4, 2]  # a0 b0 a1 b1 a2
+    assert turns([1, 3]) == [0, 1, 2, 3]
+    assert turns([2, 0, 1]) == [0, 2, 1]
+    assert turns([]) == []

@@ -104,7 +104,7 @@ def test_editing_figure_code_changes_only_the_figures_key():
 
 def test_editing_the_network_changes_the_stages_that_run_it_only():
     before = stage_hashes()
-    after = stage_hashes(edit("tasks.components.network", "out, _ = self.rnn(x)", "out, _h = self.rnn(x)"))
+    after = stage_hashes(edit("tasks.components.network", "out, _ = self.rnn(seen)", "out, _h = self.rnn(seen)"))
     assert {s for s in STAGE_MODULES if before[s] != after[s]} == {"train", "evaluate", "forecast", "promote",
                                                                    "validate"}
 

@@ -482,3 +482,111 @@ def test_an_ensembles_intervals_widen_where_its_members_disagree():
     np.testing.assert_allclose(df["upper_80"].to_numpy(), (pred + q * scales).ravel(), rtol=1e-9)
     single = interval_scales(model_for(split), values, split, idx, 3)  # one network: the score scale at every lead
     np.testing.assert_array_equal(single, np.repeat(score_scales(values, split, idx)[:, None], 3, axis=1))
+
+
+def hourly(n: int, seed: int = 0) -> np.ndarray:
+    """Hourly-like values: a day and a week of seasons, a slow trend and noise."""
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    return (100 + 10 * np.sin(2 * np.pi * t / 24) + 5 * (((t // 24) % 7) >= 5) + 0.01 * t
+            + rng.normal(0, 0.5, n))
+
+
+def test_sub_daily_data_with_two_seasons_or_a_long_one_gets_mstl_others_the_plain_models():
+    from tasks.components.references import label, mstl_seasons
+
+    assert mstl_seasons("h", (24, 168)) == (24, 168)
+    assert mstl_seasons("30min", (48,)) == (48,)  # a day of half hours: longer than AutoETS's 24
+    assert mstl_seasons("min", (1440,)) == (1440,)
+    assert mstl_seasons("h", (24,)) == ()  # one day of 24 hours: AutoETS fits it
+    assert mstl_seasons("MS", (12,)) == () and mstl_seasons("W-MON", (52,)) == () and mstl_seasons("D", (7,)) == ()
+    assert mstl_seasons("h", (24, 168), season_length=24) == ()  # --season-length: that season, plainly
+    assert mstl_seasons("1", ()) == () and mstl_seasons(None, (24, 168)) == ()
+    assert label("ets", 24, (24, 168)) == "MSTL+AutoETS" and label("ets", 24) == "AutoETS"
+    assert label("snaive", 24, (24, 168)) == "seasonal naive"
+
+
+def test_mstl_decomposes_once_per_fit_and_forecasts_as_statsforecasts_mstl_at_its_fit():
+    from statsforecast.models import MSTL
+
+    from tasks.components.references import MSTLForecaster, fitted
+
+    y = hourly(24 * 7 * 5)
+    mine = fitted("ets", 24, (24, 168), y[:700])
+    assert isinstance(mine, MSTLForecaster) and mine.periods == (24, 168)
+    theirs = MSTL(season_length=[24, 168], trend_forecaster=AutoETS(model="ZZN")).fit(y[:700])
+    np.testing.assert_allclose(mine.forward(y[:700], 30)["mean"], theirs.predict(30)["mean"], rtol=1e-9)
+    assert fitted("ets", 24, (24, 168), y[:700].copy()) is mine  # the same history: the kept fit
+    theta = fitted("theta", 24, (24, 168), y[:700])
+    np.testing.assert_array_equal(theta.seasonal, mine.seasonal)  # one decomposition for both
+    # past the fit the components continue their last cycle; the forecast reads no later value
+    later = y.copy()
+    later[751:] += 1000.0
+    np.testing.assert_array_equal(mine.forward(later[:751], 3)["mean"], mine.forward(y[:751], 3)["mean"])
+    # a history shorter than two weeks keeps the day only
+    assert fitted("ets", 24, (24, 168), y[:200]).periods == (24,)
+
+
+def test_a_hybrids_test_forecasts_serve_the_references_of_the_same_name_and_policy():
+    from tasks.components.backtest import member_forecasts
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.references import Statistical
+
+    y = hourly(24 * 7 * 6)
+    split = split_for(y, seq_length=48, horizon=2)
+    idx = split.origins("test")
+    net = Member(Forecaster(cell="gru", hidden_size=4).eval(), split)
+    ens = Ensemble([net, Member(Statistical("ets", 24, (24, 168)), split), Member(Statistical("snaive", 24), split)],
+                   weights=(0.4, 0.4, 0.2))
+    each = ens.forecasts(y, split, idx, 2)
+    given = member_forecasts(ens, each, 24, (24, 168))
+    assert set(given) == {"ets"}  # seasonal naive is no reference
+    found, info = reference_forecasts(y, split, idx, 2, 24, ("ets",), mstl=(24, 168))
+    np.testing.assert_allclose(given["ets"][0], found["ets"], rtol=1e-12)
+    assert info["mstl"] == [24, 168] and info["fallback"] == {}
+    assert "ets" not in member_forecasts(ens, each, 24, ())  # another season policy: not the same forecaster
+
+
+def test_validation_scores_at_most_so_many_origins_per_series_evenly_spaced():
+    from tasks.components.backtest import spaced_origins
+
+    y = np.concatenate([monthly(600, seed=1), monthly(300, seed=2)])
+    split = split_for(y, ids=("a", "b"), lengths=(600, 300), seq_length=12)
+    every = split.origins("val")
+    got = spaced_origins(split, "val", 10)
+    k = split.series_index(got)
+    assert [int((k == j).sum()) for j in (0, 1)] == [10, 10]
+    for j in (0, 1):
+        mine, all_of = got[k == j], every[split.series_index(every) == j]
+        assert mine[0] == all_of[0] and mine[-1] == all_of[-1] and set(mine) <= set(all_of)
+    np.testing.assert_array_equal(spaced_origins(split, "val", 0), every)
+    np.testing.assert_array_equal(spaced_origins(split, "val", 10_000), every)
+
+
+def test_the_fits_kept_per_process_stay_within_their_bytes(monkeypatch):
+    from tasks.components import references
+
+    monkeypatch.setattr(references, "_FITS", references.OrderedDict())
+    monkeypatch.setattr(references, "FITS_BYTES", 3 * 8 * 100 * 6)  # room for about three 100-point fits
+    ys = [monthly(100, seed=s) for s in range(6)]
+    fits = [references.fitted("snaive", 12, (), y) for y in ys]
+    assert len(references._FITS) == 3  # the least recently used went first
+    assert references.fitted("snaive", 12, (), ys[-1]) is fits[-1]  # the newest is still kept
+    assert references.fitted("snaive", 12, (), ys[0]) is not fits[0]  # the oldest was fitted again
+
+
+def test_a_statistical_member_told_its_forecasts_returns_them_and_forecasts_the_rest():
+    from tasks.components.references import Statistical
+
+    values = monthly(180, seed=4)
+    split = split_for(values, seq_length=24, horizon=2, calibration=10)
+    made = Statistical("ets", 12).table(values, split)
+    assert set(made["part"]) == {"cal", "test"} and set(made["lead"]) == {1, 2}
+    test = split.origins("test")
+    want = Statistical("ets", 12)(values, split, test, 2)
+    told = Statistical("ets", 12).knowing(made)
+    np.testing.assert_array_equal(told(values, split, test, 2), want)
+    altered = made.assign(forecast=made["forecast"] + 1.0)  # what it is told is what it returns
+    np.testing.assert_array_equal(Statistical("ets", 12).knowing(altered)(values, split, test, 2), want + 1.0)
+    val = split.origins("val")  # origins it was not told of: forecast as ever
+    np.testing.assert_allclose(told(values, split, val, 2), Statistical("ets", 12)(values, split, val, 2))

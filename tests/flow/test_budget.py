@@ -1,0 +1,67 @@
+"""A search within a time limit, and long seasons (issue 26), end to end on small files: the
+summary states the limit, what it skipped and the season policy; sub-daily data's statistical
+members and references are MSTL's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.report import summary_lines
+from tests.helpers import tiny_config
+from tests.helpers.flows import run
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
+
+
+def ten_minutes(tmp_path: Path, n: int = 600) -> Path:
+    """A 10-minute reading over a few days: a daily cycle of 144 steps (longer than AutoETS's 24)."""
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    values = 50 + 5 * np.sin(2 * np.pi * t / 144) + 0.02 * t + rng.normal(0, 0.3, n)
+    path = tmp_path / "sensor.csv"
+    times = pd.date_range("2024-03-04", periods=n, freq="10min").strftime("%Y-%m-%d %H:%M")
+    pd.DataFrame({"time": times, "reading": values.round(3)}).to_csv(path, index=False)
+    return path
+
+
+def search_config(tmp_path: Path, path: Path, **search):
+    return tiny_config(tmp_path, data={"data_path": str(path), "time_column": "time", "value_column": "reading"},
+                       train={"epochs": 2, "batch_size": 32, "device": "cpu", "patience": 0},
+                       search={"mode": "on", "seeds": 1, **search})
+
+
+def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_through_their_skip(tmp_path):
+    summary, _ = run(search_config(tmp_path, ten_minutes(tmp_path)), until="evaluate")
+    budget = summary["budget"]
+    assert budget["source"] == "auto" and budget["limit"] > budget["estimate"] and not budget["skipped"]
+    assert "144: networks on windows of 20, 144, 288 points" in budget["policy"]
+    assert "reading at most the last 64" in budget["policy"] and "MSTL removes the season(s) 144" in budget["policy"]
+    metrics = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
+    assert metrics["references"]["mstl"] == [144] and metrics["references"]["names"] == ["ets"]  # theta: not asked
+    board = pd.read_parquet(Path(summary["run_dir"]) / "leaderboard.parquet")
+    assert {"MSTL+AutoETS", "seasonal naive"} <= set(board["forecaster"])
+    for entry in board.loc[board["model_entry"] == "", "scores_entry"]:  # a statistical member's test forecasts,
+        made = pd.read_parquet(Path(entry) / "forecasts.parquet")  # made once beside the networks
+        assert set(made["part"]) == {"cal", "test"}
+    predictions = pd.read_parquet(Path(summary["run_dir"]) / "predictions.parquet")
+    assert predictions["ets"].notna().all()  # the reference: MSTL+AutoETS's own test forecasts
+    assert set(board["model.recurrent_steps"].dropna()) == {64}  # the windows over 64 points, read by their tail
+    lines = summary_lines(summary)
+    assert any(ln.startswith("time limit ") and "(auto: 3 x the estimate + 60 s" in ln for ln in lines)
+    assert any(ln.startswith("seasons: 144: ") for ln in lines)
+
+
+def test_a_time_limit_trains_the_members_that_fit_and_names_those_it_skipped(tmp_path):
+    summary, _ = run(search_config(tmp_path, ten_minutes(tmp_path), time_limit=1.0), until="evaluate")
+    budget = summary["budget"]
+    assert budget["source"] == "asked" and budget["limit"] == 1.0
+    assert budget["kept"] == 1 and len(budget["skipped"]) == budget["members"] - 1  # the first always trains
+    assert summary["leaderboard"]["members"] == 1 + 2  # that network, MSTL+AutoETS and seasonal naive
+    line = next(ln for ln in summary_lines(summary) if ln.startswith("time limit 1 s (--time-limit)"))
+    assert "1 of 4 members trained" in line and "skipped, not fitting: " in line
+    assert all(label in line for label in budget["skipped"])
