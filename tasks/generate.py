@@ -220,7 +220,7 @@ def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
                            for i, sid in enumerate(panel_ids(cfg.n_series))], ignore_index=True)
         df, meta = validate(frame, cfg)
     else:
-        df, meta = validate(ingest.read_table(cfg.data_path), cfg)
+        df, meta = validate(scan.read_table(cfg.data_path), cfg)
     cal = calendar([meta])
     if meta["source"] == "file":
         log.info("read %s: %s", cfg.data_path, calendar_words(meta["n_series"], cal))

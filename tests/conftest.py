@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+from flows.environment import apply_defaults
+
+apply_defaults()  # the project's environment defaults (flows/environment.py), before Prefect is imported
 # Unit tests call stage code outside any flow run: its log lines are not for the API.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 

@@ -394,7 +394,7 @@ GATE_METRICS = ("mase", "mae")  # MASE; MAE on the same targets when MASE is und
 TIE_RTOL = 1e-9
 GATE_BASELINES = ("best", "naive", "seasonal_naive", *REFERENCES)
 GATE_ORIGINS = {"cal": "calibration", "val": "validation"}
-GATE_FAILED_STATUS = 3  # the command line's exit status when the gate did not pass (flows/cli.py)
+GATE_FAILED_STATUS = 3  # the command line's exit status when the gate did not pass (flows/commands.py)
 
 
 def baseline_names(metrics: dict) -> list[str]:

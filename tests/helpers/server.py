@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.environment import DEFAULTS
+
 REPO = Path(__file__).resolve().parents[2]
 FLOW_SCRIPT = REPO / "flows" / "rnn_flow.py"
 
@@ -49,9 +51,7 @@ def server_env(port: int, home: Path) -> dict[str, str]:
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks",
+        **DEFAULTS,  # the project's environment defaults (flows/environment.py)
     }
 
 
@@ -218,7 +218,7 @@ def start_dask_cluster(server: PrefectServer, log: Path, workers: int = 2, timeo
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(workers)], cwd=REPO, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True,
-                                env=server.env(DASK_LOGGING__DISTRIBUTED="warning"))
+                                env=server.env())  # DEFAULTS: Dask logs from WARNING up
     deadline = time.monotonic() + timeout
     while not select.select([proc.stdout], [], [], 1.0)[0]:
         if proc.poll() is not None or time.monotonic() > deadline:

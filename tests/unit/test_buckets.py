@@ -250,7 +250,7 @@ def test_the_combined_by_series_table_is_every_bucket_in_order_written_one_at_a_
         append_by_series(tmp_path / "x", [tmp_path / "b0", tmp_path / "odd"], keep=("series_id",))
 
 def test_grid_members_are_the_product_and_bad_ones_are_one_line():
-    from flows.cli import grid_members
+    from flows.options import grid_members
 
     members = grid_members(PipelineConfig(), ["cell=rnn,gru", "hidden_size=8,16", "seq_length=12"], None)
     assert members == [{"model.cell": c, "model.hidden_size": h, "window.seq_length": "12"}

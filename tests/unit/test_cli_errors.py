@@ -208,7 +208,7 @@ def test_an_existing_output_root_is_left_as_it_was(tmp_path):
 
 
 # --------------------------------------------------------------------------- exact lines, in-process
-# flows.cli.main as the script calls it, in this process (milliseconds each): the first line on
+# flows.commands.main as the script calls it, in this process (milliseconds each): the first line on
 # stderr, exactly, and exit status 2. A run that got past validation would fail the test instead.
 
 def semicolon_csv() -> str:
@@ -289,15 +289,14 @@ EXACT = {
 
 @pytest.fixture
 def cli_in(tmp_path, monkeypatch):
-    """flows.cli.main, run in tmp_path; any subcommand that would get past validation fails the test."""
-    from flows import cli
+    """flows.commands.main, run in tmp_path; any subcommand that would get past its checks fails the test."""
+    from flows import commands
 
-    for name, sub in cli.SUBCOMMANDS.items():
+    for name in commands.HANDLERS:
         if name != "check":
-            monkeypatch.setitem(cli.SUBCOMMANDS, name, cli.Subcommand(
-                sub.summary, sub.parser, sub.invocation, lambda inv, info: pytest.fail(f"{inv.command} started")))
+            monkeypatch.setitem(commands.HANDLERS, name, lambda inv, info: pytest.fail(f"{inv.command} started"))
     monkeypatch.chdir(tmp_path)
-    return cli.main
+    return commands.main
 
 
 @pytest.mark.parametrize("case", list(EXACT))
@@ -347,7 +346,7 @@ def test_choices_take_any_case_and_a_semicolon_file_is_read(cli_in, tmp_path, ca
     assert cli_in(["check", *OUT, "--cell", "LSTM", "--normalize", "Window", "--until", "Evaluate",
                    "--promote-metric", "MSE", *DATA]) == 0
     assert capsys.readouterr().out.strip() == "ok: the options are valid (m.csv: 1 series of 60 points, frequency MS)"
-    from flows.cli import parse
+    from flows.subcommands import parse
 
     inv = parse(["--cell", "LSTM", "--device", "CPU", "--until", "Evaluate", "--promote-metric", "MSE"])
     assert (inv.config.model.cell, inv.config.train.device, inv.controls["until"], inv.controls["promote_metric"]) == (
@@ -355,7 +354,8 @@ def test_choices_take_any_case_and_a_semicolon_file_is_read(cli_in, tmp_path, ca
 
 
 def test_help_lists_the_subcommands_groups_by_stage_and_shows_every_default(capsys):
-    from flows.cli import SUBCOMMANDS, main
+    from flows.commands import main
+    from flows.subcommands import SUBCOMMANDS
 
     with pytest.raises(SystemExit) as done:
         main(["--help"])
@@ -381,7 +381,7 @@ def test_help_lists_the_subcommands_groups_by_stage_and_shows_every_default(caps
 
 @pytest.mark.parametrize("sub", ["serve", "check", "server", "clean", "rollback"])
 def test_every_subcommand_has_help_with_its_defaults(capsys, sub):
-    from flows.cli import main
+    from flows.commands import main
 
     with pytest.raises(SystemExit) as done:
         main([sub, "--help"])
@@ -393,17 +393,17 @@ def test_every_subcommand_has_help_with_its_defaults(capsys, sub):
 def test_a_large_parquet_file_is_checked_by_its_columns_before_the_run(cli_in, tmp_path, capsys, monkeypatch):
     """Above FULL_CHECK_ROWS rows the check reads the footer and the columns, never every row (a
     10M-row file read whole here cost ~1.5 GB before the first stage); below it, every row."""
-    from flows import cli
-    from tasks.components import ingest
+    from flows import preflight
+    from tasks.components import scan
 
     monthly().to_parquet(tmp_path / "m.parquet")
     args = ["check", *OUT, "--data-path", "m.parquet", "--time-column", "month", "--value-column", "sales"]
     read = []
-    real = ingest.read_table
-    monkeypatch.setattr(ingest, "read_table", lambda path: read.append(path) or real(path))
+    real = scan.read_table
+    monkeypatch.setattr(scan, "read_table", lambda path: read.append(path) or real(path))
     assert cli_in(args) == 0 and len(read) == 1  # 60 rows: read whole, and summarised
     assert "1 series of 60 points" in capsys.readouterr().out
-    monkeypatch.setattr(cli, "FULL_CHECK_ROWS", 59)
+    monkeypatch.setattr(preflight, "FULL_CHECK_ROWS", 59)
     assert cli_in(args) == 0 and len(read) == 1  # not read again
     assert cli_in([*args[:-1], "sale"]) == 2  # the columns are still checked
     assert "did you mean 'sales'?" in capsys.readouterr().err

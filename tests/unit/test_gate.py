@@ -151,7 +151,7 @@ def test_the_gate_is_decided_before_the_test_range_and_the_test_range_never_move
 
 
 def test_exit_status_follows_the_gate():
-    from flows.cli import exit_status
+    from flows.commands import exit_status
 
     assert exit_status({"gate_passed": True}) == 0 and exit_status({}) == 0  # --until train: no gate
     assert exit_status({"gate_passed": False}) == 3

@@ -29,6 +29,89 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def import_graph(root: Path, packages: tuple[str, ...] = ("flows", "tasks")) -> dict[str, set[str]]:
+    """module -> the modules of `packages` under `root` it imports, at any depth (functions too),
+    except in an `if __name__ == "__main__":` block (the script's own body, not the module's
+    imports) or an `if TYPE_CHECKING:` block (never run)."""
+    paths = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for package in packages for p in (root / package).rglob("*.py")}
+    graph = {}
+    for module, path in paths.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names, todo = set(), [ast.parse(path.read_text())]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, ast.If) and ast.unparse(node.test) in ("__name__ == '__main__'", "TYPE_CHECKING"):
+                todo += node.orelse
+                continue
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from its package, up level - 1
+                    base = ".".join([*package.split(".")[:len(package.split(".")) - node.level + 1], *filter(None, [base])])
+                names.add(base)
+                names.update(f"{base}.{a.name}" for a in node.names)
+            todo += ast.iter_child_nodes(node)
+        graph[module] = {n for n in names if n in paths} - {module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_among_flows_and_tasks():
+    """The command line, the flow and the stages import one another in one direction only: the
+    flow module's `__main__` hands argv to flows/commands.py, which imports the flow when it runs."""
+    graph = import_graph(ROOT)
+    assert "flows.rnn_flow" in graph["flows.commands"] and "flows.commands" not in graph["flows.rnn_flow"]
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "flows" / "__init__.py").write_text("")
+    (tmp_path / "tasks" / "__init__.py").write_text("")
+    (tmp_path / "flows" / "a.py").write_text("import tasks.b\n")
+    (tmp_path / "tasks" / "b.py").write_text("from . import c\n")
+    (tmp_path / "tasks" / "c.py").write_text("def f():\n    from flows.a import x\n")
+    (tmp_path / "flows" / "main.py").write_text("import tasks.b\nif __name__ == '__main__':\n    import flows.main\n")
+    graph = import_graph(tmp_path)
+    assert graph["tasks.b"] == {"tasks", "tasks.c"} and "flows.main" not in graph["flows.main"]
+    assert import_cycles(graph) == [["flows.a", "tasks.b", "tasks.c"]]
+    (tmp_path / "tasks" / "c.py").write_text("def f():\n    import flows\n")
+    assert import_cycles(import_graph(tmp_path)) == []
+
+
 def test_every_stage_module_declares_itself():
     for name in STAGE_MODULES:
         source = (ROOT / "tasks" / f"{name}.py").read_text()

@@ -99,7 +99,7 @@ def test_run_folders_and_the_champion_hold_copies_that_an_edit_cannot_reach_thro
     ("{not json", "not a readable registry"),
 ])
 def test_a_registry_of_the_wrong_shape_is_one_line_before_any_stage_runs(tmp_path, capsys, content, why):
-    from flows.cli import main
+    from flows.commands import main
 
     (tmp_path / "artifacts" / "models").mkdir(parents=True)
     path = tmp_path / "artifacts" / "models" / "registry.json"

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.components import scan
-from tasks.components.ingest import prepare_series, read_table
+from tasks.components.ingest import prepare_series
+from tasks.components.scan import read_table
 from tasks.config import DataConfig
 from tasks.errors import InputError
 from tasks.formats.series import read_bucket

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.cli import FLAG_OF_FIELD
+from flows.options import FLAG_OF_FIELD
 from flows.report import leaderboard_line, promotion_line, summary_lines
 from tasks.config import PipelineConfig, auto_settings, resolve, with_overrides
 from tasks.runtime.publish import report_markdown
