@@ -123,11 +123,11 @@ def _leave(status: int, url: str | None, final_state: bool = True) -> int:
 
 def exit_status(summary: dict) -> int:
     """A finished run's exit status: 0, or GATE_FAILED_STATUS (3) when its model did not pass the
-    baseline gate (decided before the test range: tasks.components.backtest.decide_gate): the
+    baseline gate (decided before the test range: tasks.components.gate.decide_gate): the
     outputs are complete and the forecast is the model's, but it did not beat the best baseline,
     so a script (or `set -e`) stops there, as promotion does. A run that stopped before the
     evaluate stage (--until) has no gate: 0."""
-    from tasks.components.backtest import GATE_FAILED_STATUS
+    from tasks.components.gate import GATE_FAILED_STATUS
 
     return GATE_FAILED_STATUS if summary.get("gate_passed") is False else 0
 

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 
 from prefect import get_run_logger
 
-from tasks.components.backtest import baseline_names, gate_line, interval_words, metric_text, ratio_phrase
+from flows.wording import gate_line, interval_words, ratio_phrase
+from tasks.components.gate import baseline_names
+from tasks.components.metrics import metric_text
 from tasks.components.references import LABELS, label
 from tasks.config import auto_settings, data_source
 from tasks.formats.figures import FIGURES, figure_file, figure_title

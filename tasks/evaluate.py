@@ -12,7 +12,7 @@ origin's band adding the earlier test targets observed by then, and their covera
 on the test origins; the future's bands add every test target. The
 baseline gate asks whether the model beats the best baseline's MASE (eval.gate_baseline: or the
 one named) on the origins before the test range (calibration, else validation), ties within the
-measured seed noise passing (tasks.components.backtest.decide_gate).
+measured seed noise passing (tasks.components.gate.decide_gate).
 """
 
 from __future__ import annotations
@@ -23,22 +23,17 @@ import numpy as np
 import torch
 from prefect import task
 
-from tasks.components.backtest import (
-    Refit,
-    backtest,
-    combine,
-    decide_gate,
-    network_weight,
-    metric_text,
-    sample_series,
-    series_metrics,
-    series_scales,
-)
+from tasks.components.aggregate import aggregate, sample_series, series_metrics
+from tasks.components.backtest import backtest, Refit
+from tasks.components.baselines import series_scales
+from tasks.components.gate import decide_gate, network_weight
+from tasks.components.metrics import metric_text
 from tasks.components.ensemble import Ensemble
 from tasks.components.fit import retrain
 from tasks.components.split import Split
 from tasks.config import EvalConfig, ModelConfig, TrainConfig
-from tasks.formats.model import hybrid_of, load_members, load_model
+from tasks.formats.ensemble import hybrid_of, load_members
+from tasks.formats.model import load_model
 from tasks.formats.scores import (
     BY_SERIES_FILE,
     append_by_series,
@@ -144,7 +139,7 @@ def evaluate_task(plan, backtests: tuple[store.StageRef, ...], seed_noise: dict 
     def compute(w: store.EntryWriter) -> dict:
         results = [read_metrics(ref.path) for ref in backtests]
         ranked = append_by_series(w.dir, [ref.path for ref in backtests], keep=("series_id", "model_mase"))
-        result = {**combine(results), "strategy": results[0]["strategy"], "train": results[0]["train"],
+        result = {**aggregate(results), "strategy": results[0]["strategy"], "train": results[0]["train"],
                   "n_series": len(ranked), "sample": sample_series(ranked)}
         result["gate"] = decide_gate(result["pretest"], result["metrics"], result.get("undefined"),
                                      result["gate"].get("asked", "best"), seed_noise, network_weight(result))

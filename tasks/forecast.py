@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 from prefect import task
 
-from tasks.components.backtest import Predict, band_columns, forecasts_and_scales, nonnegative_history
+from tasks.components.backtest import forecasts_and_scales, nonnegative_history, Predict
+from tasks.components.intervals import band_columns
 from tasks.components.calendar import next_timestamps, wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
@@ -36,7 +37,8 @@ from tasks.components.split import Split, concat_splits
 from tasks.config import FiguresConfig, ModelConfig, TrainConfig
 from tasks.formats.figures import outside_legend, plain
 from tasks.formats.forecast import FORECAST_FIGURE, FORECAST_FILE, range_words, read_forecast, write_forecast
-from tasks.formats.model import ModelFile, hybrid_of, load_model, save_model
+from tasks.formats.ensemble import hybrid_of
+from tasks.formats.model import ModelFile, load_model, save_model
 from tasks.formats.scores import read_metrics
 from tasks.formats.series import read_series
 from tasks.formats.window import read_window

@@ -19,17 +19,13 @@ import numpy as np
 import torch
 from prefect import task
 
-from tasks.components.backtest import (
-    NonFiniteForecast,
-    holdout_frame,
-    one_step_forecasts,
-    score_frame,
-    season_for,
-)
+from tasks.components.backtest import holdout_frame, NonFiniteForecast, one_step_forecasts, score_frame
+from tasks.components.baselines import season_for
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.split import IDENTITY, Scaler, Split, concat_splits
 from tasks.config import EvalConfig, PromoteSettings
-from tasks.formats.model import MODEL_FILE, EnsembleFile, ModelFile, load_model_file
+from tasks.formats.ensemble import EnsembleFile, load_model_file
+from tasks.formats.model import MODEL_FILE, ModelFile
 from tasks.formats.window import read_window
 from tasks.runtime import publish, registry, store
 
@@ -149,7 +145,7 @@ def judge(ch: dict, champ: dict | None, settings: PromoteSettings) -> tuple[bool
     m = settings.metric
     if champ is not None and champ["model_sha256"] == ch["model_sha256"]:
         return False, "the challenger is the champion's own model file"
-    if (gate := ch.get("gate")) is not None and not gate["passed"]:  # tasks.components.backtest.decide_gate
+    if (gate := ch.get("gate")) is not None and not gate["passed"]:  # tasks.components.gate.decide_gate
         judged = (gate.get("metric") or "mase").upper()
         where = f"on the {gate.get('n_origins', 0)} {gate.get('origins', 'validation')} origins before the test range"
         why = (f"{judged} {_num(gate['model'])} is not below {gate['baseline']} {_num(gate['baseline_value'])} {where}"

@@ -27,13 +27,15 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.components.backtest import metric_text, validation_scores
+from tasks.components.backtest import validation_scores
+from tasks.components.metrics import metric_text
 from tasks.components.ensemble import Ensemble, Member, inverse_error_weights
 from tasks.components.references import Statistical, label
 from tasks.components.split import Split, concat_splits
 from tasks.config import EvalConfig
 from tasks.formats.history import HISTORY_FILE
-from tasks.formats.model import MODEL_FILE, load_model, save_ensemble
+from tasks.formats.ensemble import save_ensemble
+from tasks.formats.model import MODEL_FILE, load_model
 from tasks.formats.scores import read_validation, write_member_forecasts, write_validation
 from tasks.formats.window import read_window
 from tasks.runtime import store
@@ -148,7 +150,7 @@ def seed_noise(board: pd.DataFrame | None) -> dict:
     {"relative": that, or None when no configuration has two seeds, "configurations": how many
     were measured, "origins": "calibration" | "validation" | None}.
 
-    The gate (tasks.components.backtest.decide_gate) calls a difference smaller than this, times
+    The gate (tasks.components.gate.decide_gate) calls a difference smaller than this, times
     the forecaster's weight on its networks, a tie: two seeds of the same network differ by as much.
     """
     out = {"relative": None, "configurations": 0, "origins": None}

@@ -65,3 +65,8 @@ def all_metrics(y: np.ndarray, yhat: np.ndarray, scale: float | np.ndarray) -> d
         "smape": smape(y, yhat),
         "mase": mase(y, yhat, scale),
     }
+
+
+def metric_text(value: float | None, spec: str = ".3f") -> str:
+    """A metric for a summary line: formatted, or "undefined" for None."""
+    return "undefined" if value is None else format(value, spec)

@@ -112,7 +112,7 @@ def searched(tmp_path: Path, name: str, tail: float = 0.0):
 
 
 def test_a_search_combines_its_best_members_and_never_looks_at_the_test_range(tmp_path):
-    from tasks.formats.model import EnsembleFile, load_model_file
+    from tasks.formats.ensemble import EnsembleFile, load_model_file
 
     summary, run_dir, state = searched(tmp_path, "a")
     lb = summary["leaderboard"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.formats.model import load_model_file
+from tasks.formats.ensemble import load_model_file
 from tests.helpers.cli import finish_flow, run_dir_of, start_flow
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]

@@ -27,7 +27,7 @@ def start_flow(cwd: Path, server: PrefectServer, *args: str, log: Path | None = 
 
 def finished(returncode: int, output: str) -> bool:
     """Did a run finish, with the exit status its gate calls for: 0, or 3 when the summary's gate
-    line says the model did not pass (tasks.components.backtest.GATE_FAILED_STATUS)? Tiny test
+    line says the model did not pass (tasks.components.gate.GATE_FAILED_STATUS)? Tiny test
     models often do not: what matters is that the status and the line agree."""
     gate = [line for line in output.splitlines() if line.startswith("gate: ")]
     return returncode == (3 if gate and not gate[-1].startswith("gate: passed") else 0)

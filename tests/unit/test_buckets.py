@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from tasks.components import scan
-from tasks.components.backtest import backtest, combine, series_metrics, series_scales
+from tasks.components.aggregate import aggregate, series_metrics
+from tasks.components.backtest import backtest
+from tasks.components.baselines import series_scales
 from tasks.components.buckets import bucket_count, buckets_of, stable_hash
 from tasks.components.fit import epoch_origins, fit, train_buckets, train_model
 from tasks.components.network import Forecaster
@@ -213,7 +215,7 @@ def test_combined_buckets_score_like_all_series_together():
     df, result = backtest(model, whole_v, whole, levels=(0.8,), season_length=7)
     parts = [backtest(model, v, build_split([100], [f"s{i}"], 8, 3).with_scalers(v), levels=(0.8,),
                       season_length=7)[1] for i, v in enumerate(values)]
-    combined = combine(parts)
+    combined = aggregate(parts)
     for name in ("model", "naive", "seasonal_naive"):
         for metric in ("mse", "mae", "mase", "smape"):
             assert combined["metrics"][name][metric] == pytest.approx(result["metrics"][name][metric], rel=1e-9)

@@ -199,7 +199,7 @@ def test_each_origins_half_widths_are_the_quantiles_of_its_own_union(n_cal, leve
 
 def test_the_test_origins_bands_update_without_reading_a_target_they_have_not_observed():
     """A test score changes the half-widths of exactly the origins of its series that observed its target."""
-    from tasks.components.backtest import sequential_bands
+    from tasks.components.intervals import sequential_bands
 
     split = split_for(np.zeros(600), ("a", "b"), lengths=(300, 300), seq_length=5, horizon=3, train_fraction=0.5,
                       val_fraction=0.3, calibration=10)

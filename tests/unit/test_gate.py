@@ -12,14 +12,9 @@ import pytest
 import torch
 
 from flows.report import interval_line
-from tasks.components.backtest import (
-    NonFiniteForecast,
-    backtest,
-    baseline_gate,
-    decide_gate,
-    gate_line,
-    ratio_phrase,
-)
+from flows.wording import gate_line, ratio_phrase
+from tasks.components.backtest import backtest, NonFiniteForecast
+from tasks.components.gate import baseline_gate, decide_gate
 from tasks.components.network import Forecaster
 from tasks.config import DataConfig, PromoteSettings, WindowConfig
 from tasks.formats.scores import read_metrics, write_scores

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.components.backtest import backtest, baselines, model_forecasts
+from tasks.components.backtest import backtest, model_forecasts
+from tasks.components.baselines import baselines
 from tasks.components.fit import train_model
 from tasks.components.scaling import from_window, to_window, window_stats
 from tasks.components.series_data import SeriesData

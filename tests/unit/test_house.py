@@ -192,6 +192,55 @@ def test_editing_the_network_changes_the_stages_that_run_it_only():
                                                                    "validate"}
 
 
+def module_saying(sentence: str) -> str:
+    """The one module of flows/ or tasks/ whose source holds `sentence`."""
+    found = [".".join(p.relative_to(ROOT).with_suffix("").parts) for folder in ("flows", "tasks")
+             for p in (ROOT / folder).rglob("*.py") if sentence in p.read_text()]
+    assert len(found) == 1, (sentence, found)
+    return found[0]
+
+
+@pytest.mark.parametrize("sentence", ["gate: FAILED on the", "the forecast is still the model's",
+                                      "zero width (every validation forecast was exact)", "the baseline is exact"])
+def test_rewording_a_report_sentence_changes_no_stage_key(sentence):
+    """The gate's verdict, the interval line and the ratio words are the report's: wherever such a
+    sentence lives, rewording it recomputes nothing (it would, were it in a stage's code)."""
+    module = module_saying(sentence)
+    before = stage_hashes()
+    after = stage_hashes(edit_any(module, sentence))
+    assert {s for s in STAGE_MODULES if before[s] != after[s]} == set(), module
+
+
+def edit_any(module: str, sentence: str) -> dict[str, str]:
+    """The `sources` override of code_hashes rewording `sentence` in `module` (read off its file)."""
+    path = ROOT / Path(*module.split(".")).with_suffix(".py")
+    return {module: path.read_text().replace(sentence, sentence.upper())}
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("tasks.components.backtest", "test_scores = (y - pred) /", "test_scores = (pred - y) /"),
+    ("tasks.components.gate", "tolerance = float(relative) * float(weight)", "tolerance = float(relative)"),
+    ("tasks.components.baselines", "m * np.ceil(h / m)", "m * np.floor(h / m)"),
+    ("tasks.components.aggregate", "def aggregate(results: list[dict]) -> dict:",
+     "def aggregate(results: list[dict], /) -> dict:"),
+])
+def test_editing_the_backtests_arithmetic_changes_the_evaluate_key_and_not_the_train_key(module, old, new):
+    before = stage_hashes()
+    after = stage_hashes(edit(module, old, new))
+    changed = {s for s in STAGE_MODULES if before[s] != after[s]}
+    assert "evaluate" in changed and "train" not in changed and "windowing" not in changed, changed
+
+
+def test_the_train_key_covers_the_network_its_file_and_its_training_only():
+    """The train key follows the modules train runs: not the backtest, the gate, the intervals,
+    the statistical references, the calendar or the ensemble's file format."""
+    hashes = code_hashes("tasks.train")
+    assert {"tasks.components.fit", "tasks.components.network", "tasks.formats.model"} <= hashes.keys()
+    assert not hashes.keys() & {"tasks.components.backtest", "tasks.components.gate", "tasks.components.intervals",
+                                "tasks.components.references", "tasks.components.calendar",
+                                "tasks.components.ensemble", "tasks.formats.ensemble"}, sorted(hashes)
+
+
 def test_machinery_config_and_messages_are_in_no_key():
     for stage, hashes in stage_hashes().items():
         assert not [m for m in hashes if m.startswith(("tasks.runtime", "tasks.config", "tasks.errors"))], stage

@@ -5,7 +5,8 @@ from tasks.components.network import Forecaster, resolve_device
 from tasks.components.specs import NetworkSpec
 from tasks.components.split import Scaler
 from tasks.errors import InputError
-from tasks.formats.model import ModelFile, load_model, load_model_file, save_model
+from tasks.formats.ensemble import load_model_file
+from tasks.formats.model import ModelFile, load_model, save_model
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

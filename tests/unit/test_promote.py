@@ -216,7 +216,7 @@ def test_a_champion_that_forecasts_nan_cannot_be_scored_and_is_replaced(world, m
 
 
 def test_an_ensemble_is_judged_as_one_model_each_member_reading_the_holdout_its_own_way(world):
-    from tasks.formats.model import EnsembleFile, load_model_file, save_ensemble
+    from tasks.formats.ensemble import EnsembleFile, load_model_file, save_ensemble
     from tasks.formats.window import read_window
 
     root, win, good, _ = world
@@ -245,7 +245,7 @@ def test_an_ensemble_is_judged_as_one_model_each_member_reading_the_holdout_its_
 
 def test_an_ensemble_with_a_statistical_member_is_judged_with_it(world):
     from tasks.components.references import Statistical
-    from tasks.formats.model import EnsembleFile, load_model_file, save_ensemble
+    from tasks.formats.ensemble import EnsembleFile, load_model_file, save_ensemble
     from tasks.formats.window import read_window
 
     root, win, _, _ = world

@@ -15,7 +15,11 @@ import torch
 from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
 
 from flows.report import metric_extras, references_line
-from tasks.components.backtest import backtest, baseline_gate, combine, gate_line, series_metrics, series_scales
+from flows.wording import gate_line
+from tasks.components.aggregate import aggregate, series_metrics
+from tasks.components.backtest import backtest
+from tasks.components.baselines import series_scales
+from tasks.components.gate import baseline_gate
 from tasks.components.network import Forecaster
 from tasks.components.references import reference_forecasts
 from tasks.components.split import build_split
@@ -166,14 +170,14 @@ def test_buckets_combine_with_their_references_fallbacks_and_the_gate_they_were_
         parts.append(backtest(model_for(split), values, split, levels=(0.8,), season_length=12,
                               references=("ets", "theta"), gate_baseline="naive")[1])
     parts[1]["references"]["fallback"] = {"ets": {"s7": "NotImplementedError: tiny datasets"}}
-    combined = combine(parts)
+    combined = aggregate(parts)
     assert {"ets", "theta"} <= set(combined["metrics"]) and combined["references"]["names"] == ["ets", "theta"]
     assert combined["references"]["fallback"] == {"ets": {"s7": "NotImplementedError: tiny datasets"}}
     assert combined["gate"]["asked"] == "naive" and combined["gate"]["baseline"] == "naive"
     ets = np.mean([p["metrics"]["ets"]["mase"] for p in parts])  # equal test origins: the plain mean
     assert combined["metrics"]["ets"]["mase"] == pytest.approx(ets)
     no_theta = {**parts[1], "per_lead": {k: v for k, v in parts[1]["per_lead"].items() if k != "theta"}}
-    assert "theta" not in combine([parts[0], no_theta])["metrics"]  # only what every bucket has
+    assert "theta" not in aggregate([parts[0], no_theta])["metrics"]  # only what every bucket has
     assert baseline_gate(combined["metrics"])["asked"] == "best"
 
 
@@ -219,7 +223,8 @@ def test_an_ensemble_with_statistical_members_combines_them_with_the_networks(tm
     from tasks.components.network import build_model
     from tasks.components.references import Statistical
     from tasks.components.specs import NetworkSpec
-    from tasks.formats.model import EnsembleFile, ModelFile, load_model_file, save_ensemble, save_model
+    from tasks.formats.ensemble import EnsembleFile, load_model_file, save_ensemble
+    from tasks.formats.model import ModelFile, save_model
 
     values = monthly(160)
     split = split_for(values, seq_length=24, horizon=2, normalize="window")
@@ -379,7 +384,8 @@ def test_a_cross_fitted_hybrid_forecasts_with_its_networks_and_calibrates_with_t
     from tasks.components.network import build_model
     from tasks.components.references import Statistical
     from tasks.components.specs import NetworkSpec
-    from tasks.formats.model import ModelFile, load_model_file, save_ensemble, save_model
+    from tasks.formats.ensemble import load_model_file, save_ensemble
+    from tasks.formats.model import ModelFile, save_model
 
     values = monthly(200, seed=4)
     split = split_for(values, seq_length=24, horizon=2, normalize="window", calibration=12)
@@ -461,7 +467,8 @@ def test_a_hybrids_calibration_weights_come_from_its_calibrating_networks_on_the
 
 
 def test_an_ensembles_intervals_widen_where_its_members_disagree():
-    from tasks.components.backtest import SPREAD_FLOOR, conformal_bands, interval_scales, score_scales, sequential_bands
+    from tasks.components.backtest import conformal_bands, interval_scales, score_scales, SPREAD_FLOOR
+    from tasks.components.intervals import sequential_bands
     from tasks.components.ensemble import Ensemble, Member
     from tasks.components.references import Statistical
 

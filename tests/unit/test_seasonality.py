@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.components.backtest import backtest, season_for
+from tasks.components.backtest import backtest
+from tasks.components.baselines import season_for
 from tasks.components.network import Forecaster
 from tasks.config import DataConfig, EvalConfig, WindowConfig
 from tasks.generate import load_source
