@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
 
@@ -52,7 +51,6 @@ def check_report(stdout: str, res: dict) -> None:
     assert res["rss_1e7"] == {"skipped": "--quick"}
 
 
-@pytest.mark.slow
 def test_bench_quick_runs_and_reports(tmp_path):
     stdout, res = run_quick(tmp_path)
     check_report(stdout, res)
@@ -61,7 +59,6 @@ def test_bench_quick_runs_and_reports(tmp_path):
     assert res["prefect"] == {"skipped": "--quick"}
 
 
-@pytest.mark.slow
 def test_bench_quick_runs_without_prefect(tmp_path):
     stdout, res = run_quick(tmp_path, "-c", WITHOUT_PREFECT)
     check_report(stdout, res)
@@ -69,9 +66,3 @@ def test_bench_quick_runs_without_prefect(tmp_path):
     assert res["prefect"] == {"skipped": "prefect is not installed"}
 
 
-def test_bench_threads_are_the_train_stages():
-    """Sections 1 and 2 time ours at the train stage's thread count, kept as a constant (no pydantic there)."""
-    from benchmarks.sections.common import TRAIN_THREADS
-    from tasks.config import TrainConfig
-
-    assert TRAIN_THREADS == TrainConfig().threads

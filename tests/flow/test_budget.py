@@ -9,13 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from flows.report import summary_lines
 from tests.helpers import tiny_config
 from tests.helpers.flows import run
 
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 
 
 def ten_minutes(tmp_path: Path, n: int = 600) -> Path:

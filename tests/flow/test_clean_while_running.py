@@ -10,14 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from tasks.runtime.prune import prune
 from tests.helpers.cli import finish_flow, start_flow
 from tests.helpers.server import FLOW_SCRIPT, REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TINY = ["--n-points", "300", "--epochs", "12", "--patience", "0", "--batch-size", "8", "--device", "cpu",
         "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3",

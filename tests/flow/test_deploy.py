@@ -8,82 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import yaml
 
-from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post, free_port, spawn, stop
+from tests.helpers.cli import bad_prefect_yaml
+from tests.helpers.server import FLOW_SCRIPT, REPO, PrefectServer, api_post, spawn, stop
 
 DEPLOYMENT = "rnn_pipeline/rnn-retrain"
 STAGE_TASKS = {"generate", "window", "train", "evaluate", "figures", "promote"}
 KEYS = {"rnn-metrics", "rnn-report", "rnn-stages", "rnn-promotion"}
-
-
-def test_prefect_yaml_deploys_the_flow_to_a_process_pool_with_one_run_at_a_time():
-    from prefect.cli.deploy._models import PrefectYamlModel
-
-    raw = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    model = PrefectYamlModel.model_validate(raw)
-    (dep,) = model.deployments
-    assert dep.name == "rnn-retrain" and dep.entrypoint == "flows/rnn_flow.py:rnn_pipeline"
-    assert dep.work_pool.name == "rnnflow-pool"
-    assert dep.concurrency_limit.limit == 1
-    assert dep.parameters["promote"] is True
-    assert raw["deployments"][0]["schedules"][0]["cron"] == "0 3 * * *"
-    (step,) = raw["pull"]
-    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ repo-dir.stdout }}"
-    assert raw["build"][0]["prefect.deployments.steps.run_shell_script"]["id"] == "repo-dir"
-
-
-def test_prefect_yaml_checks_the_deployments_parameters_before_registering_it(capsys, monkeypatch):
-    from flows.commands import main
-
-    build = yaml.safe_load((REPO / "prefect.yaml").read_text())["build"]
-    check = build[1]["prefect.deployments.steps.run_shell_script"]
-    assert check["script"] == "python flows/rnn_flow.py check --deployment rnn-retrain --prefect-yaml prefect.yaml"
-    monkeypatch.chdir(REPO)
-    assert main(check["script"].split()[2:]) == 0
-    assert capsys.readouterr().out == "ok: the parameters of deployment 'rnn-retrain' are valid (the generated sine)\n"
-
-
-def bad_prefect_yaml(tmp_path: Path, name: str) -> Path:
-    """prefect.yaml with a deployment `name` whose data file has columns month,sales but no --time-column."""
-    (tmp_path / "sales.csv").write_text("month,sales\n" + "".join(f"20{y:02d}-{m:02d}-01,{y * m}\n"
-                                                                   for y in range(10, 16) for m in range(1, 13)))
-    raw = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    raw["deployments"][0]["name"] = name
-    raw["deployments"][0]["parameters"]["config"] = {"data": {"data_path": str(tmp_path / "sales.csv"),
-                                                              "value_column": "sales"}}
-    path = tmp_path / "prefect.yaml"
-    step = raw["build"][1]["prefect.deployments.steps.run_shell_script"]
-    step["script"] = f"{sys.executable} flows/rnn_flow.py check --deployment {name} --prefect-yaml {path}"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def test_a_deployment_with_a_bad_parameter_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
-    from flows.commands import main
-
-    path = bad_prefect_yaml(tmp_path, "bad-columns")
-    monkeypatch.chdir(REPO)
-    assert main(["check", "--deployment", "bad-columns", "--prefect-yaml", str(path)]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        f"error: {path}, deployment 'bad-columns': config.data.time_column='timestamp': no such column; "
-        "did you mean 'month'? (columns: month, sales)"]
-
-
-def test_serve_without_a_server_says_so_in_one_line_and_exits_2(tmp_path):
-    env = {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api", "PREFECT_HOME": str(tmp_path)}
-    res = subprocess.run([sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 3 * * *"], cwd=REPO,
-                         env={**_plain_env(), **env}, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2
-    (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("error: no server answers at PREFECT_API_URL=") and "prefect server start" in line
-
-
-def _plain_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
 
 
 # --------------------------------------------------------------------------- on a real server
@@ -93,8 +24,6 @@ def _deployments_named(server: PrefectServer, name: str) -> list:
     return api_post(server, "deployments/filter", {"deployments": {"name": {"any_": [name]}}})
 
 
-@pytest.mark.server
-@pytest.mark.slow
 def test_serve_refuses_a_file_whose_columns_do_not_match_before_registering_anything(prefect_server, tmp_path):
     (tmp_path / "sales.csv").write_text("month,sales\n2020-01-01,1\n2020-02-01,2\n2020-03-01,3\n")
     res = subprocess.run([sys.executable, str(FLOW_SCRIPT), "serve", "--interval", "60", "--name", "refused-columns",
@@ -108,8 +37,6 @@ def test_serve_refuses_a_file_whose_columns_do_not_match_before_registering_anyt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sales.csv"]
 
 
-@pytest.mark.server
-@pytest.mark.slow
 def test_prefect_deploy_stops_at_a_bad_parameter_before_registering_anything(prefect_server, tmp_path):
     path = bad_prefect_yaml(tmp_path, "deploy-bad-columns")
     env = prefect_server.env()
@@ -153,8 +80,6 @@ def _rows(artifact: dict) -> list[dict]:
     return json.loads(data) if isinstance(data, str) else data
 
 
-@pytest.mark.server
-@pytest.mark.slow
 def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect_server, tmp_path):
     out, log = tmp_path / "artifacts", tmp_path / "serve.log"
     cmd = [sys.executable, str(FLOW_SCRIPT), "serve", "--cron", "0 0 1 1 *", "--epochs", "20", "--lr", "0.01",

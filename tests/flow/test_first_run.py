@@ -24,7 +24,6 @@ from flows.server import process_alive
 from tests.helpers.cli import finished
 from tests.helpers.server import FLOW_SCRIPT, REPO, free_port, healthy
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 # Loaded by every Python process that has this folder on PYTHONPATH: the Prefect server's process
 # (`python -m prefect server start ...`) sleeps first, as a start on a very busy machine would.
@@ -55,6 +54,7 @@ def outputs(tmp_path: Path) -> list[str]:
     return ["--output-dir", str(tmp_path / "artifacts"), "--data-dir", str(tmp_path / "data")]
 
 
+@pytest.mark.server  # starts a real Prefect server of its own
 def test_the_default_run_on_a_fresh_prefect_home_waits_for_a_slow_server_start(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_SERVER)
@@ -76,6 +76,7 @@ def test_the_default_run_on_a_fresh_prefect_home_waits_for_a_slow_server_start(t
     assert metrics["train"]["epochs_run"] > 0 and metrics["config"]["model"]["cell"] == "rnn"
 
 
+@pytest.mark.server  # starts a real Prefect server of its own
 def test_a_server_that_cannot_start_is_one_line_and_exit_2(tmp_path):
     env = fresh_env(tmp_path, PREFECT_SERVER_DATABASE_CONNECTION_URL="sqlite+aiosqlite:////proc/no/prefect.db")
     res = cli(env, *TINY, *outputs(tmp_path))
@@ -90,6 +91,7 @@ def test_a_server_that_cannot_start_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.server  # starts a real Prefect server of its own
 def test_server_keeps_a_local_server_that_later_runs_use_by_themselves(tmp_path):
     env = fresh_env(tmp_path)
     started = cli(env, "server")

@@ -11,11 +11,10 @@ from tasks.runtime import caching
 from tests.helpers import tiny_config
 from tests.helpers.flows import actions, read_artifacts, reasons, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
-def test_tiny_run_writes_everything_and_publishes_artifacts(tmp_path):
-    cfg = tiny_config(tmp_path)
+def test_tiny_run_writes_everything_and_publishes_artifacts(tmp_path, tiny_cfg):
+    cfg = tiny_cfg
     summary, state = run(cfg)
     assert set(actions(summary).values()) == {"recomputed"}
     run_dir = Path(summary["run_dir"])
@@ -47,8 +46,8 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert a["metrics"] == b["metrics"]
 
 
-def test_rerun_reuses_and_changes_recompute_only_what_they_affect(tmp_path):
-    cfg = tiny_config(tmp_path)
+def test_rerun_reuses_and_changes_recompute_only_what_they_affect(tmp_path, tiny_cfg):
+    cfg = tiny_cfg
     run(cfg)
     again, state = run(cfg)
     assert set(actions(again).values()) == {"reused"}
@@ -69,8 +68,8 @@ def test_rerun_reuses_and_changes_recompute_only_what_they_affect(tmp_path):
     assert reasons(dpi)["figures"] == "new parameters: figures.dpi 40->30"
 
 
-def test_damaged_cache_recomputes_that_stage_and_what_depends_on_it(tmp_path):
-    cfg = tiny_config(tmp_path)
+def test_damaged_cache_recomputes_that_stage_and_what_depends_on_it(tiny_cfg):
+    cfg = tiny_cfg
     first, _ = run(cfg)
     window_entry = Path(json.loads((Path(first["run_dir"]) / "stages.json").read_text())["stages"]["window"]["entry"])
     values = window_entry / "values.npy"
@@ -95,8 +94,8 @@ def test_damaged_cache_recomputes_that_stage_and_what_depends_on_it(tmp_path):
     assert actions(fourth)["figures"] == "recomputed"
 
 
-def test_editing_a_helper_of_train_recomputes_the_stages_that_run_it(tmp_path, monkeypatch):
-    cfg = tiny_config(tmp_path)
+def test_editing_a_helper_of_train_recomputes_the_stages_that_run_it(monkeypatch, tiny_cfg):
+    cfg = tiny_cfg
     run(cfg)
     original = caching._read_source
 
@@ -114,8 +113,8 @@ def test_editing_a_helper_of_train_recomputes_the_stages_that_run_it(tmp_path, m
     assert reasons(after)["evaluate"] == "code changed: tasks.components.network"
 
 
-def test_rerun_controls(tmp_path):
-    cfg = tiny_config(tmp_path)
+def test_rerun_controls(tiny_cfg):
+    cfg = tiny_cfg
     until, _ = run(cfg, until="window")
     assert list(actions(until)) == ["generate", "window"] and "metrics" not in until
     refreshed, _ = run(cfg, refresh="train")

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.helpers import tiny_config
 from tests.helpers.flows import actions, read_artifacts, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_horizon_run_backtests_forecasts_the_future_and_publishes_it(tmp_path):

@@ -31,7 +31,6 @@ from tasks.train import load_checkpoint
 from tests.helpers.cli import finish_flow, group_members, run_dir_of, start_flow
 from tests.helpers.server import FLOW_SCRIPT, REPO, healthy, temporary_server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TINY = ["--n-points", "400", "--hidden-size", "16", "--epochs", "30", "--patience", "0", "--checkpoint-every", "2",
         "--batch-size", "8", "--references", "none", "--device", "cpu", "--fig-dpi", "40", "--fig-width", "4",

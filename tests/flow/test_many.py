@@ -15,7 +15,6 @@ from flows.rnn_flow import rnn_sweep
 from tests.helpers import tiny_config
 from tests.helpers.flows import actions, all_artifacts, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def shops(path: Path, n_items: int = 12, n_days: int = 70, tail: float = 0.0) -> Path:

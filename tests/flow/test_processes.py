@@ -11,13 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tasks.runtime import store
 from tests.helpers.cli import finished
 from tests.helpers.server import PrefectServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--n-points", "300", "--hidden-size", "8", "--epochs", "4", "--patience", "0", "--references", "none",

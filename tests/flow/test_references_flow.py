@@ -14,7 +14,6 @@ from tasks.config import with_overrides
 from tests.helpers import tiny_config
 from tests.helpers.flows import actions, read_artifacts, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # flow runs: not the quick tier
 
 
 def write_monthly(path: Path, n_series: int = 3, n: int = 96) -> None:

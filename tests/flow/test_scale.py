@@ -26,7 +26,6 @@ from tasks.runtime import store
 from tests.helpers.cli import finished
 from tests.helpers.server import FLOW_SCRIPT, REPO, DaskCluster, PrefectServer, api_post, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 PANEL = ["--n-series", "80", "--series-per-bucket", "20", "--n-points", "80", "--seq-length", "8", "--epochs", "2",
          "--hidden-size", "4", "--device", "cpu", "--fig-dpi", "40", "--fig-width", "4", "--fig-height", "3"]
@@ -94,6 +93,7 @@ def test_local_and_dask_give_the_same_answers_bucket_by_bucket(prefect_server, d
             assert store.verify(ref.path) is None and len(pickle.dumps(ref.model_dump())) < 64 * 1024
 
 
+@pytest.mark.server  # the command line starts a temporary server
 def test_distributed_runs_are_refused_on_the_temporary_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     # a port where nothing answers: a server the user (or another job) runs at 127.0.0.1:4200 would be used

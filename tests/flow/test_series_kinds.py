@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tests.helpers import tiny_config
 from tests.helpers.flows import read_artifacts, run
@@ -30,8 +29,6 @@ def file_config(tmp_path, path: Path, time: str, value: str, **sections):
                        **sections)
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("prefect_harness")
 def test_hourly_plus_0530_data_is_forecast_in_its_own_zone(tmp_path):
     end = pd.Timestamp("2024-06-13T00:00+05:30")
     times = pd.date_range(end=end, periods=200, freq="h")
@@ -50,8 +47,6 @@ def test_hourly_plus_0530_data_is_forecast_in_its_own_zone(tmp_path):
     assert meta["seasons"] == [24] and meta["frequency"] == "h"  # 200 hours: less than two weeks
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("prefect_harness")
 def test_a_constant_series_is_reported_without_nan_and_its_perfect_model_promoted(tmp_path):
     path = tmp_path / "flat.csv"
     dates = pd.date_range("2016-01-01", periods=72, freq="MS").strftime("%Y-%m-%d")
@@ -72,8 +67,6 @@ def test_a_constant_series_is_reported_without_nan_and_its_perfect_model_promote
     assert "zero width (every validation forecast was exact), not an interval" in report
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("prefect_harness")
 def test_a_mid_month_series_is_continued_on_the_15th(tmp_path):
     path = tmp_path / "mid.csv"
     dates = pd.date_range("2016-02-15", periods=72, freq=pd.DateOffset(months=1, day=15)).strftime("%Y-%m-%d")
@@ -89,8 +82,6 @@ def snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): "dir" if p.is_dir() else str(p.stat().st_size) for p in sorted(root.rglob("*"))}
 
 
-@pytest.mark.slow
-@pytest.mark.server
 def test_a_run_that_diverges_after_ingestion_ends_in_one_line_and_publishes_no_model(tmp_path, prefect_server):
     dates = pd.date_range("2016-01-01", periods=72, freq="MS").strftime("%Y-%m-%d")
     pd.DataFrame({"month": dates, "sales": 1e30 * (2 + np.sin(np.arange(72)))}).to_csv(tmp_path / "big.csv",

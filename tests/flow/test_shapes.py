@@ -1,15 +1,14 @@
-"""Every file people bring is forecast right or refused in one line (issue 22), as a property over
-generated files of each shape (tests/helpers/shapes.py), through the command line in this process:
+"""Every file people bring is forecast right (issue 22), as a property over generated files of each
+shape (tests/helpers/shapes.py), through the command line in this process:
 
     exit 0   (or 3, when the summary says the model did not pass the baseline gate)
              a forecast in which every series' bands nest (lower_95 <= lower_80 <= forecast <=
              upper_80 <= upper_95), a series without negative values is forecast at 0 and above
              (bands too), a constant one forecasts itself, and every forecast stays within
              [min - span, max + span] of its history unless the summary says otherwise
-    exit 2   one `error:` line saying what the kind must say, and nothing written
 
-The refusals cost no training (a few milliseconds each); the forecasts run the default search on
-tiny networks (2 epochs, 4 units, one seed): slow, so few examples, each kind named once.
+The forecasts run the default search on tiny networks (2 epochs, 4 units, one seed): slow, so few
+examples, each kind named once. The shapes refused in one line: tests/unit/test_shapes_refused.py.
 """
 
 from __future__ import annotations
@@ -21,42 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
 
 from tests.helpers.cli import finished
-from tests.helpers.shapes import FORECAST, REFUSED, make
-
-TINY = ["--epochs", "2", "--hidden-size", "4", "--search-seeds", "1", "--references", "none", "--patience", "0",
-        "--fig-dpi", "30", "--fig-width", "4", "--fig-height", "3", "--until", "forecast"]
-LENGTHS = {"MS": (72, 96), "D": (120, 200), "h": (200, 260)}
-
-
-def shapes(kinds) -> st.SearchStrategy:
-    @st.composite
-    def one(draw):
-        kind = draw(st.sampled_from(sorted(kinds)))
-        freq = draw(st.sampled_from(sorted(LENGTHS)))
-        n = draw(st.integers(*LENGTHS[freq]))
-        level = draw(st.sampled_from([0.0, 3.5, 250.0, -40.0, 1e6]))
-        seed = draw(st.integers(0, 2**16))
-        horizon = draw(st.sampled_from([1, 3]))
-        return kind, freq, n, level, seed, horizon
-    return one()
-
-
-def snapshot(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run_cli(capsys, shape, root: Path, horizon: int, extra: list[str]):
-    from flows.commands import main
-
-    out = ["--output-dir", str(root / "out"), "--data-dir", str(root / "data")]
-    if "--horizon" not in shape.args:
-        out += ["--horizon", str(horizon)]
-    code = main([*shape.argv, *out, *extra])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.helpers.shapes import FORECAST, TINY, make, run_cli, shapes
 
 
 def check_forecast(shape, stdout: str) -> None:
@@ -80,24 +46,6 @@ def check_forecast(shape, stdout: str) -> None:
         assert inside.all() or repr(sid) in warned, (shape.kind, sid, f["forecast"].tolist(), lo, hi)
 
 
-@settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(case=shapes(REFUSED))
-def test_a_file_that_cannot_be_read_right_is_refused_in_one_line_with_nothing_written(capsys, case):
-    kind, freq, n, level, seed, horizon = case
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        shape = make(kind, root / "in", np.random.default_rng(seed), freq, n, level)
-        before = snapshot(root)
-        code, out, err = run_cli(capsys, shape, root, horizon, TINY)
-        lines = err.strip().splitlines()
-        assert code == 2, (kind, out[-2000:], err[-2000:])
-        assert len(lines) == 1 and lines[0].startswith("error: ") and shape.refusal in lines[0], (kind, lines)
-        assert "Traceback" not in out + err
-        assert snapshot(root) == before and not (root / "out").exists()  # nothing written
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.filterwarnings("error::RuntimeWarning:tasks")  # quiet: no numpy warning from our code either
 @settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(case=shapes(FORECAST))
@@ -118,8 +66,6 @@ def test_a_file_of_every_shape_is_forecast_by_the_default_search_within_the_rule
         check_forecast(shape, out)
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.filterwarnings("error::RuntimeWarning:tasks")
 @pytest.mark.parametrize("kind", ["trailing_delimiter", "parquet_index", "dayfirst", "dst_offsets", "mathtext_ids",
                                   "compressed", "dataset_text_filled", "seasonal"])
@@ -131,8 +77,6 @@ def test_each_readable_shape_is_forecast(capsys, tmp_path, kind):
     check_forecast(shape, out)
 
 
-@pytest.mark.slow  # a flow run (it needs the session's server): not the quick tier
-@pytest.mark.usefixtures("prefect_harness")
 def test_a_forecast_past_2262_is_refused_by_the_run_before_anything_is_trained(tmp_path):
     """A source too large for `check` to read whole is checked by the run itself, after ingestion
     and before training (the flow is called here without the command line's checks)."""

@@ -12,12 +12,10 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.helpers.cli import finish_flow, group_members, start_flow
 from tests.helpers.server import api_post
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TINY = ["--n-points", "240", "--hidden-size", "8", "--epochs", "2", "--device", "cpu", "--fig-dpi", "40",
         "--fig-width", "4", "--fig-height", "3", "--verbose"]  # the flow runs' names, from Prefect's lines

@@ -14,7 +14,7 @@ import pytest
 from tests.helpers.cli import finished
 from tests.helpers.server import PrefectServer, api_post, run_flow
 
-pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
+pytestmark = pytest.mark.browser  # needs headless Chromium (skipped without it); slow and server by folder and fixture
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

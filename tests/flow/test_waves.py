@@ -7,13 +7,11 @@ import threading
 import time
 from types import SimpleNamespace
 
-import pytest
 from prefect import task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.runtime.stages import Run
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # flow runs: not the quick tier
 
 _lock = threading.Lock()
 _log: list[tuple[str, str, float]] = []  # (event, name, time)

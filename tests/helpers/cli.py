@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.helpers.server import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,3 +62,18 @@ def group_members(pgid: int) -> list[int]:
         except (ProcessLookupError, PermissionError):
             continue
     return out
+
+
+def bad_prefect_yaml(tmp_path: Path, name: str) -> Path:
+    """prefect.yaml with a deployment `name` whose data file has columns month,sales but no --time-column."""
+    (tmp_path / "sales.csv").write_text("month,sales\n" + "".join(f"20{y:02d}-{m:02d}-01,{y * m}\n"
+                                                                   for y in range(10, 16) for m in range(1, 13)))
+    raw = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    raw["deployments"][0]["name"] = name
+    raw["deployments"][0]["parameters"]["config"] = {"data": {"data_path": str(tmp_path / "sales.csv"),
+                                                              "value_column": "sales"}}
+    path = tmp_path / "prefect.yaml"
+    step = raw["build"][1]["prefect.deployments.steps.run_shell_script"]
+    step["script"] = f"{sys.executable} flows/rnn_flow.py check --deployment {name} --prefect-yaml {path}"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hypothesis import strategies as st
 
 FORECAST = ("constant", "zeros", "intermittent", "late_start", "level", "negative_season", "seasonal",
             "trailing_delimiter", "parquet_index", "dayfirst", "dst_offsets", "mathtext_ids", "compressed",
@@ -179,3 +180,38 @@ def make(kind: str, directory: Path, rng: np.random.Generator, freq: str = "D", 
         extra = ["--fill", "interpolate"] if kind == "dataset_text_filled" else []
         return Shape(kind, root, [*cols, *extra], {"series": v}, REFUSED.get(kind))
     raise ValueError(f"unknown kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- through the command line
+
+TINY = ["--epochs", "2", "--hidden-size", "4", "--search-seeds", "1", "--references", "none", "--patience", "0",
+        "--fig-dpi", "30", "--fig-width", "4", "--fig-height", "3", "--until", "forecast"]
+LENGTHS = {"MS": (72, 96), "D": (120, 200), "h": (200, 260)}
+
+
+def shapes(kinds) -> st.SearchStrategy:
+    @st.composite
+    def one(draw):
+        kind = draw(st.sampled_from(sorted(kinds)))
+        freq = draw(st.sampled_from(sorted(LENGTHS)))
+        n = draw(st.integers(*LENGTHS[freq]))
+        level = draw(st.sampled_from([0.0, 3.5, 250.0, -40.0, 1e6]))
+        seed = draw(st.integers(0, 2**16))
+        horizon = draw(st.sampled_from([1, 3]))
+        return kind, freq, n, level, seed, horizon
+    return one()
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_cli(capsys, shape, root: Path, horizon: int, extra: list[str]):
+    from flows.commands import main
+
+    out = ["--output-dir", str(root / "out"), "--data-dir", str(root / "data")]
+    if "--horizon" not in shape.args:
+        out += ["--horizon", str(horizon)]
+    code = main([*shape.argv, *out, *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -33,11 +33,11 @@ def test_batches_are_the_windows_and_next_values():
     assert data.windows.data_ptr() == data.values.data_ptr()  # a view
 
 
-def test_same_seed_same_weights_and_history():
-    v = series()
+def test_same_seed_same_weights_and_history(sine_split):
+    v, split = sine_split
     cfg = FitSettings(epochs=3, patience=0)
-    m1, s1 = train_model(v, split_for(v), MODEL, cfg, CPU)
-    m2, s2 = train_model(v, split_for(v), MODEL, cfg, CPU)
+    m1, s1 = train_model(v, split, MODEL, cfg, CPU)
+    m2, s2 = train_model(v, split, MODEL, cfg, CPU)
     assert s1.history == s2.history
     assert all(torch.equal(a, b) for a, b in zip(weights(m1).values(), weights(m2).values()))
 
@@ -63,9 +63,8 @@ def test_early_stopping_restores_the_best_weights():
     assert all(torch.equal(best[k], v_) for k, v_ in weights(m).items())
 
 
-def test_training_never_sees_the_test_range():
-    v = series()
-    split = split_for(v)
+def test_training_never_sees_the_test_range(sine_split):
+    v, split = sine_split
     changed = v.copy()
     first_test_target = split.series[0].test[0] + split.seq_length
     last_val_target = split.series[0].val[1] - 1 + split.seq_length
@@ -102,10 +101,10 @@ def test_nan_loss_stops_with_the_epoch_named():
         train_model(v, split_for(v), MODEL, FitSettings(epochs=3, patience=0), CPU)
 
 
-def test_every_cell_trains_and_loss_falls():
-    v = series()
+def test_every_cell_trains_and_loss_falls(sine_split):
+    v, split = sine_split
     for cell in ("rnn", "gru", "lstm"):
-        _, st = train_model(v, split_for(v), NetworkSpec(cell=cell, hidden_size=8), FitSettings(epochs=4, patience=0), CPU)
+        _, st = train_model(v, split, NetworkSpec(cell=cell, hidden_size=8), FitSettings(epochs=4, patience=0), CPU)
         assert st.history["train_loss"][-1] < st.history["train_loss"][0]
         assert all(math.isfinite(x) for x in st.history["val_loss"])
 
