@@ -29,7 +29,7 @@ from tasks.errors import InputError
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: parse and validate once, then carry the subcommand out; bad input -> exit 2."""
+    """Entry point: parse and check once, then carry the subcommand out; bad input -> exit 2."""
     debug, deployment = "--debug" in argv, deployment_named(argv)
     try:
         inv = parse(argv)

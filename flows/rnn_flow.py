@@ -1,12 +1,30 @@
-"""rnn_pipeline: generate -> window -> train -> evaluate -> figures (-> forecast), as one Prefect flow.
+"""rnn_pipeline and rnn_sweep: the whole pipeline as one Prefect flow, its stages called in order below.
 
     python flows/rnn_flow.py                 # the tutorial, end to end, with sensible defaults
     python flows/rnn_flow.py --epochs 20     # change one setting: only affected stages rerun
     python flows/rnn_flow.py server          # once per session: a local Prefect server + UI; reruns take seconds
-    python flows/rnn_flow.py --help          # the subcommands and every option
+    python flows/rnn_flow.py --help          # the subcommands and every option (flows/commands.py)
 
-Each stage is a task in tasks/<stage>.py; its logic is one step from here. What a stage reads is
-what is passed to it below, and its cache key covers exactly that (tasks/runtime/stages.py).
+Every task kind the flows call, in the order a run meets them (each one step from here):
+
+    generate_task   tasks/generate.py     the series: generated, or the user's file staged in buckets
+    ingest_task     tasks/generate.py     one bucket of series checked and made regular
+    window_task     tasks/windowing.py    the Split of a bucket (its scalers fitted on train only)
+    train_task      tasks/train.py        one global model (per group, per sweep or search member)
+    validate_task   tasks/validate.py     a member's scores on the validation range (search, sweep)
+    ensemble_task   tasks/validate.py     a search's best members packed into one model file
+    backtest_task   tasks/evaluate.py     the rolling-origin backtest of one bucket on the test range
+    evaluate_task   tasks/evaluate.py     the buckets' backtests as one, and the baseline gate
+    figures_task    tasks/figures.py      the run's figures
+    refit_task      tasks/forecast.py     a model retrained on every window (forecast.refit_full)
+    predict_task    tasks/forecast.py     one bucket's forecast past the end of its series
+    forecast_task   tasks/forecast.py     the buckets' forecasts as one file and its figure
+    promote_task    tasks/promote.py      this run's model against the champion (--promote)
+
+The search's own steps (members, training side by side, ranking, the ensemble) are
+flows/search.py's; the end of the run (summary, artifacts) is flows/report.py's. What a stage
+reads is what is passed to it below, and its cache key covers exactly that (tasks/runtime/stages.py);
+the values passed between the steps are the frozen dataclasses below and in flows/search.py.
 """
 
 # No `from __future__ import annotations` in this module: Prefect validates the flow's parameters
@@ -29,23 +47,17 @@ if __name__ == "__main__":  # a command: flows/commands.py parses and checks it 
     sys.exit(main(sys.argv[1:]))
 
 import datetime as dt
-import json
-import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Optional
 
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.budget import apply_season_policy, label_of
 from flows.report import finish
-from flows.budget import apply_season_policy, data_facts, fit_budget, label_of, policy_line, season_policy
-from tasks.components.references import label
-from tasks.components.search import candidates, estimated_windows, training_regime
-from tasks.components.search import members as search_members
-from tasks.config import (
-    Metric, PipelineConfig, PromoteSettings, for_sweep, members_of, nested, with_overrides,
-)
+from flows.search import EnsemblePlan, plan_ensemble, rank_members, search_space, searching
+from tasks.config import Metric, PipelineConfig, PromoteSettings, for_sweep
 from tasks.errors import InputError
 from tasks.evaluate import backtest_task, evaluate_task
 from tasks.figures import figures_task, member_name
@@ -55,17 +67,49 @@ from tasks.generate import (
     buckets, check_forecast_range_of, generate_task, ingest_task, series_groups_of, shared_calendar, source_digest,
 )
 from tasks.promote import promote_task
-from tasks.runtime.stages import Run, each
-from tasks.runtime.stages import StageRef
+from tasks.runtime.stages import Run, StageRef, each
 from tasks.train import train_task
-from tasks.validate import (
-    ensemble_task, leaderboard, pooled_ranking, scoring_config, seed_noise, validate_task,
-)
+from tasks.validate import seed_noise
 from tasks.windowing import window_task
 
-log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
-
 Stage = Literal["generate", "window", "train", "evaluate", "figures", "forecast"]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the stages after training read: the config the model(s) ran with; the window entries
+    they forecast from (one per bucket; a search's: its longest window's); the train entries
+    ({group: entry}, {None: entry} without groups; a search's: {None: its packed ensemble}; None:
+    not trained, e.g. --until window); a search's ensemble and a search's or sweep's leaderboard."""
+
+    cfg: PipelineConfig
+    windows: tuple[StageRef, ...] | None
+    models: dict | None
+    ensemble: EnsemblePlan | None = None
+    leaderboard: Any = None  # pandas.DataFrame | None
+
+    @property
+    def model(self) -> StageRef | None:
+        """The (first) model the run goes on with."""
+        return next(iter(self.models.values())) if self.models else None
+
+
+@dataclass(frozen=True)
+class BucketItem:
+    """One bucket of series and one group of series in it: its series entry, its window entry, the
+    model that forecasts it (a train entry, or an ensemble's networks' entries, each reading the
+    bucket through its own window entry: member_splits), and the group (None: no groups)."""
+
+    series: StageRef
+    split: StageRef
+    model: Any  # StageRef | tuple[StageRef, ...]
+    group: str | None
+    member_splits: tuple[StageRef, ...] | None = None
+
+    def inputs(self) -> dict:
+        """The backtest and predict stages' inputs for this item."""
+        out = {"split": self.split, "model": self.model, "group": self.group}
+        return out if self.member_splits is None else {**out, "member_splits": self.member_splits}
 
 
 def run_name() -> str:
@@ -98,27 +142,23 @@ def rnn_pipeline(
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache, promote=promote) as run:
         cfg = run.cfg  # every "auto" resolved
-        series, calendar, groups = prepare_series(run, cfg)
+        series, calendar, groups = prepare_series(run, cfg)  # generate, ingest
         cfg = apply_season_policy(run, calendar)
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
         if searching(run, groups):  # several members, ranked on the validation range; the best combined
-            overrides, budget = search_space(run, series, calendar)
-            ranked = rank_members(run, cfg, series, calendar, overrides, statistical=cfg.search.statistical,
-                                  deadline=budget.get("deadline", 0.0))
-            budget["stopped"] = [label_of(m) for m, ref in zip(ranked.members, ranked.models or ())
+            members, budget = search_space(run, series, calendar)
+            found = rank_members(run, cfg, series, calendar, members, statistical=cfg.search.statistical,
+                                 deadline=budget.get("deadline", 0.0))  # window, train, validate
+            budget["stopped"] = [label_of(m) for m, ref in zip(found.members, found.models or ())
                                  if ref.manifest()["meta"].get("stopped_at_deadline")]
-            budget["late"] = ranked.late
-            return assess(run, cfg, series, ranked.reference, None, settings, promote, ranked.board,
-                          ensemble=ranked.ensemble(run, cfg), budget=budget)
-        splits = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
-        if groups:  # one global model per group of series, the groups side by side on the runner
-            trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
-                              splits=splits)
-            models = dict(zip(groups, trained)) if trained is not None else None
-        else:  # one global model over every series
-            model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=splits)
-            models = {None: model} if model is not None else None
-        return assess(run, cfg, series, splits, models, settings, promote)
+            budget["late"] = list(found.late)
+            ensemble, board = plan_ensemble(run, cfg, found)  # ensemble
+            models = {None: ensemble.packed} if ensemble is not None and ensemble.packed is not None else None
+            fitted = Fitted(cfg, found.reference, models, ensemble, board)
+            return evaluate_and_forecast(run, series, fitted, settings, promote, budget)
+        windows = run.map(window_task, each(series=series), window_cfg=cfg.window, calendar=calendar)
+        fitted = Fitted(cfg, windows, train(run, cfg, windows, groups))
+        return evaluate_and_forecast(run, series, fitted, settings, promote)
 
 
 @flow(name="rnn_sweep", flow_run_name=run_name, validate_parameters=True)
@@ -145,21 +185,23 @@ def rnn_sweep(
     with Run.start(config, name=flow_run.get_name() or run_name(), refresh=refresh, until=until,
                    no_cache=no_cache, promote=promote) as run:
         cfg = run.cfg
-        series, calendar, groups = prepare_series(run, cfg)
+        series, calendar, groups = prepare_series(run, cfg)  # generate, ingest
         if groups:
             raise InputError("group_column", cfg.data.group_column, "a sweep trains one model per member; "
                              "per-group models are a run of their own")
-        ranked = rank_members(run, config, series, calendar, grid or [{}])
-        best = ranked.best(1)[0] if ranked.board is not None else 0
-        winner = ranked.members[best]
+        found = rank_members(run, config, series, calendar, grid or [{}])  # window, train, validate
+        best = found.best(1)[0] if found.leaderboard is not None else 0
+        winner = found.members[best]
         settings = PromoteSettings(metric=promote_metric, margin=promote_margin) if promote else None
-        return assess(run, winner, series, ranked.splits[winner.window],
-                      {None: ranked.models[best]} if ranked.models else None, settings, promote, ranked.board)
+        fitted = Fitted(winner, found.windows[winner.window], {None: found.models[best]} if found.models else None,
+                        leaderboard=found.leaderboard)
+        return evaluate_and_forecast(run, series, fitted, settings, promote)
 
 
 def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] | None, dict | None, list[str]]:
-    """The series, in hash buckets of series_id, each bucket validated on its own (on the runner);
-    the calendar they share (frequency, seasons); their groups (--group-column), if any."""
+    """The generate stage, then the ingest stage per hash bucket of series_id (each bucket checked on
+    its own, on the runner): the series entries; the calendar they share (frequency, seasons); their
+    groups (--group-column), if any."""
     raw = run.stage(generate_task, data_cfg=cfg.data, source=source_digest(cfg.data))
     series = run.map(ingest_task, buckets(raw), data_cfg=cfg.data, raw=raw)
     calendar = shared_calendar(series, cfg.data)
@@ -167,256 +209,110 @@ def prepare_series(run: Run, cfg: PipelineConfig) -> tuple[tuple[StageRef, ...] 
     return series, calendar, series_groups_of(series)
 
 
-def searching(run: Run, groups: list[str]) -> bool:
-    """Does this run search (search.mode on or a members file)? "auto" for files means on, except
-    with per-group models (one ensemble cannot serve several groups' models): then off, said once."""
-    if run.cfg.search.mode == "off":
-        return False
+def train(run: Run, cfg: PipelineConfig, windows: tuple[StageRef, ...] | None, groups: list[str]) -> dict | None:
+    """The train stage: one global model over every series ({None: entry}), or one per group of
+    series ({group: entry}), the groups side by side on the runner; None when it did not run."""
     if groups:
-        if run.asked.search.mode != "auto":
-            raise InputError("search.mode", run.cfg.search.mode, "a search trains one ensemble for all series; "
-                             "per-group models (--group-column) need --search off")
-        log.info("search: off for per-group models (--group-column): one model per group")
-        return False
-    return True
+        trained = run.map(train_task, [{"group": g} for g in groups], model_cfg=cfg.model, train_cfg=cfg.train,
+                          splits=windows)
+        return dict(zip(groups, trained)) if trained is not None else None
+    model = run.stage(train_task, model_cfg=cfg.model, train_cfg=cfg.train, splits=windows)
+    return {None: model} if model is not None else None
 
 
-def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str, Any]], dict]:
-    """The members searched, each {"section.field": value} on top of the run's config: the
-    built-in space (tasks/components/search.py) for the calendar's season and the shortest series,
-    with its training regime for the data's size, or a members file, each configuration with
-    search.seeds seeds; then those that fit the run's time limit (`fit_budget`). The built-in
-    space varies only settings left at their default (or "auto") in the asked config: one the user
-    set is kept in every member. Returns the members and the budget (fit_budget)."""
-    cfg, asked = run.cfg, run.asked
-    data = data_facts(series)
-    if cfg.search.mode == "on":
-        seasons = (calendar or {}).get("seasons") or []
-        space = candidates((calendar or {}).get("season_length"), data["shortest"], cfg.window.horizon,
-                           longer=seasons[1] if len(seasons) > 1 else None)
-        for c in space:  # its training regime: a fixed amount of work per epoch on large data
-            windows, _ = estimated_windows(data["points"], data["n_series"], c["window.seq_length"],
-                                           cfg.window.horizon, cfg.window.train_fraction, cfg.window.val_fraction)
-            c.update(training_regime(windows))
-        default, kept = PipelineConfig(), set()
-        for key in {k for c in space for k in c}:
-            section, name = key.split(".")
-            if getattr(getattr(asked, section), name) != getattr(getattr(default, section), name):
-                kept.add(key)
-        if kept:
-            log.info("search: keeping %s as set in every member", ", ".join(sorted(kept)))
-            space = list({tuple(sorted((k, v) for k, v in c.items() if k not in kept)): None for c in space})
-            space = [dict(c) for c in space]
-    else:
-        space = members_of(cfg, json.loads(Path(cfg.search.mode).read_text()), "search.mode", cfg.search.mode)
-    members = search_members(space, cfg.search.seeds, cfg.train.seed)
-    season = cfg.eval.season_length or (calendar or {}).get("season_length")
-    mstl = season_policy(cfg, calendar)
-    members, budget = fit_budget(run, members, data, season, mstl)
-    budget["policy"] = policy_line(calendar, space, season, mstl)
-    statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
-    log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
-             "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,
-             f", weighted with {statistical} by 1 / MASE^2 before the test range" if statistical else "")
-    return members, budget
-
-
-@dataclass
-class Ranked:
-    """Members trained and ranked on the validation range: their configs, window entries (per
-    distinct window setting, one per bucket), train entries, the leaderboard (best first), the
-    statistical members (names) with their season length (0: none) and validate entries."""
-
-    members: list[PipelineConfig]
-    splits: dict
-    models: tuple[StageRef, ...] | None
-    board: Any  # pandas.DataFrame | None
-    reference: tuple[StageRef, ...] | None  # the window entries of the longest window
-    statistical: tuple[str, ...] = ()
-    season: int = 0
-    statistical_scores: tuple[StageRef, ...] = ()
-    mstl: tuple[int, ...] = ()  # the seasons MSTL removes before the statistical members (sub-daily data)
-    late: list[str] = field(default_factory=list)  # members the time limit left unstarted (labels)
-
-    def best(self, k: int) -> list[int]:
-        """The positions of the best `k` members (by validation MASE, ties in member order)."""
-        return [int(i) for i in self.board["member"].iloc[:k]]
-
-    def best_networks(self, k: int, order: list[int] | None = None) -> list[int]:
-        """The positions of the best `k` networks (by validation MASE, or in `order`: member
-        numbers best first; ties in member order)."""
-        order = [int(x) for x in self.board["member"]] if order is None else order
-        return [i for i in order if i < len(self.members)][:k]
-
-    def ensemble(self, run: Run, cfg: PipelineConfig) -> dict | None:
-        """The ensemble of the best search.top_k networks and every statistical member (weighted
-        before the test range: tasks.components.ensemble), cross-fitted: the networks that
-        forecast are the best on the validation and calibration origins together, those whose
-        residuals calibrate the intervals the best on the validation origins alone
-        (tasks.validate.pooled_ranking); the leaderboard gains the columns forecasts and
-        calibrates (the statistical members do both). Returns the train entries and window entries of both
-        (the forecasting networks first), their configs, how many forecast, and the packed
-        model file (the ensemble stage)."""
-        if self.models is None or self.board is None:
-            return None
-        forecasting = self.best_networks(cfg.search.top_k, pooled_ranking(self.board))
-        calibrating = self.best_networks(cfg.search.top_k)
-        nets = forecasting + [i for i in calibrating if i not in forecasting]
-        member = self.board["member"]  # the leaderboard says which members the ensemble uses for what
-        statistical = member >= len(self.members)
-        self.board["forecasts"] = member.isin(forecasting) | statistical
-        self.board["calibrates"] = member.isin(calibrating) | statistical
-        models = tuple(self.models[i] for i in nets)
-        windows = [self.splits[self.members[i].window] for i in nets]
-        positions = {} if nets == forecasting else {
-            "networks": tuple(range(len(forecasting))), "calibration_networks": tuple(nets.index(i) for i in calibrating)}
-        hybrid = {"statistical": self.statistical, "season": self.season, "reference": self.reference,
-                  "windows": tuple(w for ws in windows for w in ws), "scores": self.statistical_scores,
-                  **({"mstl": self.mstl} if self.mstl else {})}
-        packed = run.stage(ensemble_task, eval_cfg=scoring_config(cfg.eval), models=models, combine=cfg.search.combine,
-                           **(hybrid if self.statistical else {}), **positions)
-        return {"models": models, "cfgs": [self.members[i] for i in nets], "windows": windows, "packed": packed,
-                "combine": cfg.search.combine, "statistical": self.statistical, "made": self.statistical_scores,
-                "labels": tuple(label(n, self.season, self.mstl) for n in self.statistical),
-                "networks": len(forecasting)}  # the forecasting networks are the first of models
-
-
-def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
-                 overrides: list[dict[str, Any]], statistical: tuple[str, ...] = (), deadline: float = 0.0) -> Ranked:
-    """Train every member (`overrides` on top of `base`) on the runner and score each on the
-    validation range only, with the `statistical` members (a search's: AutoETS, AutoTheta,
-    seasonal naive, fitted on the history before the validation range) beside them. Members with different window lengths share the
-    val/cal/test targets of the longest (the window stage's anchor) and are scored on its windows.
-    deadline: no member starts another epoch after it (a time.time(); 0: none)."""
-    members = [run.resolve(with_overrides(base, nested(m))) for m in overrides]
-    lengths = {m.window.seq_length for m in members}
-    anchor = {"anchor": max(lengths)} if len(lengths) > 1 else {}
-    splits: dict = {}
-    for m in members:  # members share the window entries of equal window settings
-        if m.window not in splits:
-            splits[m.window] = run.map(window_task, each(series=series), window_cfg=m.window, calendar=calendar,
-                                       **anchor)
-    longest = max(splits, key=lambda w: w.seq_length)
-    season = int(base.eval.season_length or (calendar or {}).get("season_length") or 0)  # 0: none (None skips a stage)
-    mstl = season_policy(base, calendar)
-    scoring = scoring_config(base.eval)
-    trains = [{"model_cfg": m.model, "train_cfg": m.train.model_copy(update={"deadline": deadline}),
-               "splits": splits[m.window]} for m in members]
-    stats = [{"splits": splits[longest], "statistical": name, "season": season, **({"mstl": mstl} if mstl else {}),
-              "eval_cfg": scoring} for name in statistical]
-    # the statistical members need no network: they take turns with the networks in one wave (their
-    # statsforecast code holds Python's GIL, torch's kernels release it); no network starts after the deadline
-    models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)],
-                                           interleave=True)
-    late = [label_of(m) for m, ref in zip(members, models or ()) if ref is None]  # not started by the deadline
-    if late:
-        kept = [i for i, ref in enumerate(models) if ref is not None]
-        members, overrides, models = [members[i] for i in kept], [overrides[i] for i in kept], tuple(models[i] for i in kept)
-    board = None
-    if models is not None:  # rank on the validation range only; the test range is the winner's alone
-        reference = {"reference": splits[longest]} if anchor else {}
-        items = [{"splits": splits[m.window], "model": model, **reference} for m, model in zip(members, models)]
-        net_scores = run.map(validate_task, items, eval_cfg=scoring)
-        if net_scores is not None and stat_scores is not None:
-            scores = (*net_scores, *stat_scores)
-            board = leaderboard([*overrides, *({"forecaster": label(n, season, mstl)} for n in statistical)], scores,
-                                [*models, *(None for _ in statistical)])
-            return Ranked(members, splits, models, board, splits[longest], tuple(statistical), season,
-                          tuple(stat_scores), mstl, late)
-    return Ranked(members, splits, models, board, splits[longest], late=late)
-
-
-def assess(run: Run, cfg: PipelineConfig, series, splits, models: dict | None, settings: PromoteSettings | None,
-           promote: bool, board=None, ensemble: dict | None = None, budget: dict | None = None) -> dict:
-    """Backtest the model(s) bucket by bucket (and group by group) on the test range, combine,
-    draw, forecast the future, judge the model against the champion when `settings` say so, and
-    finish the run. models: {group: train entry}, {None: entry} without groups; ensemble: a
-    search's (Ranked.ensemble), forecasting from `splits`, the longest window's entries."""
-    if ensemble is not None:
-        models = {None: ensemble["packed"]} if ensemble["packed"] is not None else None
-    model = next(iter(models.values())) if models else None
-    parts = in_groups(series, splits, models)  # one item per bucket and group of series in it
-    items = parts and [{"split": p["split"], "model": p["model"], "group": p["group"]} for p in parts]
-    combine = {}
-    if ensemble is not None and items:  # every member reads bucket b through its own window entry
-        combine = {"combine": ensemble["combine"], "packed": ensemble["packed"]}
-        items = [{**it, "model": ensemble["models"], "member_splits": tuple(w[b] for w in ensemble["windows"])}
-                 for b, it in enumerate(items)]
-    made = {"made": ensemble["made"]} if ensemble is not None and ensemble.get("made") else {}
-    backtests = run.map(backtest_task, items, eval_cfg=cfg.eval, model_cfg=cfg.model, train_cfg=cfg.train, **combine,
+def evaluate_and_forecast(run: Run, series, fitted: Fitted, settings: PromoteSettings | None, promote: bool,
+                          budget: dict | None = None) -> dict:
+    """The stages after training, in order: backtest each bucket item on the test range, evaluate
+    (the buckets as one, the gate), figures, predict past the end of every series (refit first with
+    forecast.refit_full), forecast, promote when `settings` say so; then finish the run (flows/report.py)."""
+    cfg, ensemble, model = fitted.cfg, fitted.ensemble, fitted.model
+    items = bucket_items(series, fitted)  # one per bucket and group of series in it
+    rule = {"combine": ensemble.combine, "packed": ensemble.packed} if ensemble is not None and items else {}
+    made = {"made": ensemble.made} if ensemble is not None and ensemble.made else {}
+    backtests = run.map(backtest_task, items and [it.inputs() for it in items], eval_cfg=cfg.eval,
+                        model_cfg=cfg.model, train_cfg=cfg.train, **rule,
                         **made)  # the statistical members' test forecasts, made beside the networks
-    scores = run.stage(evaluate_task, backtests=backtests, seed_noise=seed_noise(board))  # the gate's ties
-    item_series = parts and tuple(p["series"] for p in parts)  # the series of each backtest item
-    if board is not None and model is not None:  # the train line speaks of the model the run goes on with
-        run.feature(ensemble["models"][0] if ensemble else model)
+    scores = run.stage(evaluate_task, backtests=backtests, seed_noise=seed_noise(fitted.leaderboard))  # the gate's ties
+    item_series = items and tuple(it.series for it in items)  # the series of each backtest item
+    if fitted.leaderboard is not None and model is not None:  # the train line speaks of the model the run goes on with
+        run.feature(ensemble.models[0] if ensemble else model)
     name = forecaster_name(cfg, ensemble)
     run.stage(figures_task, fig_cfg=cfg.figures, name=name, scores=scores, backtests=backtests,
               series=item_series, model=model, **loss_curves(ensemble))
-    finals = forecasters(run, cfg, splits, models, ensemble, items) if backtests else None
-    predictions = run.map(predict_task, finals and [{**it, "series": p["series"], "backtest": b}
-                                                    for it, p, b in zip(finals, parts, backtests)], **combine)
+    finals = forecasters(run, fitted, items) if backtests else None
+    predictions = run.map(predict_task, finals and [{**it.inputs(), "series": it.series, "backtest": b}
+                                                    for it, b in zip(finals, backtests)], **rule)
     run.stage(forecast_task, fig_cfg=cfg.figures, name=name, predictions=predictions, series=item_series)
-    decision = None
-    if settings is not None and model is not None:
-        if len(models) > 1:
-            decision = {"action": "skipped", "reason": "per-group models are not promoted (one registry per run)"}
-        else:
-            gate = read_metrics(scores.path)["gate"] if scores is not None else None
-            decision = promote_task(splits, model, gate, str(run.paths.root), run.name, settings, cfg.eval)
-    winner = (ensemble["cfgs"][0] if ensemble else cfg) if board is not None else None
-    return finish(run, promoted=decision, promote=promote, leaderboard=board, winner=winner,
-                  search=ensemble["statistical"] if ensemble is not None else None,
-                  budget=budget)
+    decision = promotion(run, fitted, scores, settings)
+    winner = (ensemble.cfgs[0] if ensemble else cfg) if fitted.leaderboard is not None else None
+    return finish(run, promoted=decision, promote=promote, leaderboard=fitted.leaderboard, winner=winner,
+                  search=ensemble.statistical if ensemble is not None else None, budget=budget)
 
 
-def forecasters(run: Run, cfg: PipelineConfig, splits, models: dict | None, ensemble: dict | None,
-                items: list[dict] | None) -> list[dict] | None:
-    """The predict stage's items (split, model[, member_splits], group): the backtest's, with every
-    model retrained on all windows first when forecast.refit_full. An ensemble's items hold only
-    the networks that forecast (the first ensemble["networks"]; the others only calibrate the
-    backtest's intervals), each retrained on its own."""
+def bucket_items(series, fitted: Fitted) -> list[BucketItem] | None:
+    """One item per bucket and group of series in it (None when a stage before did not run); an
+    ensemble's items hold its networks' train entries, each reading bucket b through its own
+    window entry."""
+    if series is None or fitted.windows is None or fitted.models is None:
+        return None
+    items = []
+    for s, window in zip(series, fitted.windows):
+        present = s.manifest()["meta"].get("groups") or [None]
+        items += [BucketItem(s, window, fitted.models[g], g) for g in present if g in fitted.models]
+    if fitted.ensemble is not None and items:
+        items = [replace(it, model=fitted.ensemble.models, member_splits=tuple(w[b] for w in fitted.ensemble.windows))
+                 for b, it in enumerate(items)]
+    return items
+
+
+def forecasters(run: Run, fitted: Fitted, items: list[BucketItem] | None) -> list[BucketItem] | None:
+    """The predict stage's items: the backtest's, with every model retrained on all windows first
+    (the refit stage) when forecast.refit_full. An ensemble's items hold only the networks that
+    forecast (the first ensemble.networks; the others only calibrate the backtest's intervals),
+    each retrained on its own."""
+    cfg, ensemble = fitted.cfg, fitted.ensemble
     if ensemble is not None and items:
-        n = ensemble["networks"]
-        items = [{**it, "model": it["model"][:n], "member_splits": it["member_splits"][:n]} for it in items]
+        n = ensemble.networks
+        items = [replace(it, model=it.model[:n], member_splits=it.member_splits[:n]) for it in items]
     if not cfg.forecast.refit_full or not items or not run.wants("forecast"):
         return items
     if ensemble is not None:
         refits = run.map(refit_task, [{"model": m, "model_cfg": c.model, "train_cfg": c.train, "splits": w}
-                                      for m, c, w in list(zip(ensemble["models"], ensemble["cfgs"],
-                                                              ensemble["windows"]))[:ensemble["networks"]]])
-        return refits and [{**it, "model": refits} for it in items]
-    refits = run.map(refit_task, [{"model": m, "group": g} for g, m in models.items()], model_cfg=cfg.model,
-                     train_cfg=cfg.train, splits=splits)
-    return refits and [{**it, "model": dict(zip(models, refits))[it["group"]]} for it in items]
+                                      for m, c, w in list(zip(ensemble.models, ensemble.cfgs,
+                                                              ensemble.windows))[:ensemble.networks]])
+        return refits and [replace(it, model=refits) for it in items]
+    refits = run.map(refit_task, [{"model": m, "group": g} for g, m in fitted.models.items()], model_cfg=cfg.model,
+                     train_cfg=cfg.train, splits=fitted.windows)
+    return refits and [replace(it, model=dict(zip(fitted.models, refits))[it.group]) for it in items]
 
 
-def loss_curves(ensemble: dict | None) -> dict:
+def promotion(run: Run, fitted: Fitted, scores: StageRef | None, settings: PromoteSettings | None) -> dict | None:
+    """The promote stage, when asked for (`settings`) and a model was trained: this run's model
+    against the champion, judged with the gate's verdict; per-group models are not promoted."""
+    if settings is None or fitted.model is None:
+        return None
+    if len(fitted.models) > 1:
+        return {"action": "skipped", "reason": "per-group models are not promoted (one registry per run)"}
+    gate = read_metrics(scores.path)["gate"] if scores is not None else None
+    return promote_task(fitted.windows, fitted.model, gate, str(run.paths.root), run.name, settings, fitted.cfg.eval)
+
+
+def loss_curves(ensemble: EnsemblePlan | None) -> dict:
     """What the loss figure draws of an ensemble: each forecasting network's train entry and name,
     and a note on its statistical members (fitted, not trained); nothing for a single model."""
     if not ensemble:
         return {}
-    n = ensemble["networks"]
-    note = f"{', '.join(ensemble['labels'])}: fitted, not trained" if ensemble["statistical"] else ""
-    return {"members": tuple(ensemble["models"][:n]), "member_names": tuple(member_name(c) for c in ensemble["cfgs"][:n]),
+    n = ensemble.networks
+    note = f"{', '.join(ensemble.labels)}: fitted, not trained" if ensemble.statistical else ""
+    return {"members": tuple(ensemble.models[:n]), "member_names": tuple(member_name(c) for c in ensemble.cfgs[:n]),
             **({"note": note} if note else {})}
 
 
-def forecaster_name(cfg: PipelineConfig, ensemble: dict | None) -> str:
+def forecaster_name(cfg: PipelineConfig, ensemble: EnsemblePlan | None) -> str:
     """How figures name the forecaster: its cell ("GRU"), "ensemble of 3", or "hybrid of 3 networks
     and 3 statistical"."""
     if not ensemble:
         return cfg.model.cell.upper()
-    if ensemble["statistical"]:
-        return f"hybrid of {ensemble['networks']} networks and {len(ensemble['statistical'])} statistical"
-    return f"ensemble of {ensemble['networks']}"
-
-
-def in_groups(series, splits, models: dict | None) -> list[dict] | None:
-    """One item per bucket and group of series in it: {series, split, model, group}."""
-    if series is None or splits is None or models is None:
-        return None
-    items = []
-    for s, sp in zip(series, splits):
-        present = s.manifest()["meta"].get("groups") or [None]
-        items += [{"series": s, "split": sp, "model": models[g], "group": g} for g in present if g in models]
-    return items
+    if ensemble.statistical:
+        return f"hybrid of {ensemble.networks} networks and {len(ensemble.statistical)} statistical"
+    return f"ensemble of {ensemble.networks}"

@@ -145,9 +145,9 @@ def buckets(raw: store.StageRef | None) -> list[dict] | None:
     return [{"bucket": b} for b in range(raw.manifest()["meta"]["n_buckets"])]
 
 
-def validate(frame: pd.DataFrame, cfg: DataConfig, where: str = "", files: list | None = None
-             ) -> tuple[pd.DataFrame, dict]:
-    """Rows of series (a bucket, or a whole small source) as a validated long frame and its metadata.
+def check_frame(frame: pd.DataFrame, cfg: DataConfig, where: str = "", files: list | None = None
+                ) -> tuple[pd.DataFrame, dict]:
+    """Rows of series (a bucket, or a whole small source) as a checked long frame and its metadata.
 
     Generated rows are already clean; a file's rows go through ingest.prepare_series (InputError
     naming the column and the rows on bad data). The metadata holds the calendar (frequency,
@@ -218,9 +218,9 @@ def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
         params = generator_params(cfg)
         frame = pd.concat([sine_frame(panel_values(i, **params)).assign(series_id=sid)
                            for i, sid in enumerate(panel_ids(cfg.n_series))], ignore_index=True)
-        df, meta = validate(frame, cfg)
+        df, meta = check_frame(frame, cfg)
     else:
-        df, meta = validate(scan.read_table(cfg.data_path), cfg)
+        df, meta = check_frame(scan.read_table(cfg.data_path), cfg)
     cal = calendar([meta])
     if meta["source"] == "file":
         log.info("read %s: %s", cfg.data_path, calendar_words(meta["n_series"], cal))
@@ -241,7 +241,7 @@ def ingest_task(plan, data_cfg: DataConfig, raw: store.StageRef, bucket: int) ->
     def compute(w: store.EntryWriter) -> dict:
         note = raw.path / scan.FILES_NOTE
         files = [tuple(f) for f in read_json(note)["files"]] if note.exists() else None
-        df, meta = validate(read_bucket(raw.path, bucket), data_cfg, f" (bucket {bucket})", files)
+        df, meta = check_frame(read_bucket(raw.path, bucket), data_cfg, f" (bucket {bucket})", files)
         write_series(w.dir, df, {**meta, "bucket": bucket})
         w.describe(SERIES_FILE, rows=len(df), schema={c: str(t) for c, t in df.dtypes.items()})
         last = max(meta.get("end", {}).items(), key=lambda kv: pd.Timestamp(kv[1]), default=None) \

@@ -106,7 +106,7 @@ def test_a_missing_id_is_refused_naming_the_row(tmp_path):
 
 def test_errors_found_in_a_bucket_name_the_rows_of_the_users_file(tmp_path):
     """A staged bucket holds rows from all over the file: a refusal must name the file's rows."""
-    from tasks.generate import validate
+    from tasks.generate import check_frame
     from tasks.formats.series import read_bucket
 
     df = write_panel(tmp_path / "p.csv")  # 12 shuffled series, 360 rows
@@ -121,7 +121,7 @@ def test_errors_found_in_a_bucket_name_the_rows_of_the_users_file(tmp_path):
     found = []
     for b in range(3):
         try:
-            validate(read_bucket(w.dir, b), cfg)
+            check_frame(read_bucket(w.dir, b), cfg)
         except InputError as err:
             found.append(str(err))
     assert any("duplicate times in series 's" in f and "(rows 8, 361)" in f for f in found), found

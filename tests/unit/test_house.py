@@ -112,6 +112,22 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
     assert import_cycles(import_graph(tmp_path)) == []
 
 
+def test_the_flow_module_names_every_task_kind_it_and_the_search_call_with_its_module():
+    """A newcomer reaches any stage's logic from flows/rnn_flow.py in one step: every task the flows
+    import (flows/rnn_flow.py, flows/search.py) is listed in rnn_flow.py's docstring with the module
+    it comes from, and every task listed there is one they import."""
+    doc = ast.get_docstring(ast.parse((ROOT / "flows" / "rnn_flow.py").read_text()))
+    listed = dict(re.findall(r"^\s+(\w+_task)\s+(tasks/\w+\.py)\s", doc, re.M))
+    called = {}
+    for module in ("rnn_flow", "search"):
+        for node in ast.walk(ast.parse((ROOT / "flows" / f"{module}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tasks."):
+                called.update({a.name: node.module.replace(".", "/") + ".py" for a in node.names
+                               if a.name.endswith("_task")})
+    assert listed == called
+    assert len(called) >= 13
+
+
 def test_every_stage_module_declares_itself():
     for name in STAGE_MODULES:
         source = (ROOT / "tasks" / f"{name}.py").read_text()

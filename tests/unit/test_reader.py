@@ -22,7 +22,7 @@ from tasks.components.scan import read_table
 from tasks.config import DataConfig
 from tasks.errors import InputError
 from tasks.formats.series import read_bucket
-from tasks.generate import partition_file, validate
+from tasks.generate import check_frame, partition_file
 from tasks.runtime.store import EntryWriter
 
 MONTHS = pd.date_range("2016-01-01", periods=48, freq="MS")
@@ -216,7 +216,7 @@ def test_a_dataset_file_storing_numbers_as_text_is_parsed_and_its_bad_cell_named
     partition_file(w, cfg)
     files = [tuple(f) for f in json.loads(w.path(scan.FILES_NOTE).read_text())["files"]]
     with refused("value_column", "row 6 of part-2.parquet", "'12,5'"):
-        validate(read_bucket(w.dir, 0), cfg, files=files)
+        check_frame(read_bucket(w.dir, 0), cfg, files=files)
 
 
 def test_a_dataset_with_integers_in_one_file_and_floats_in_another_is_read_as_floats(tmp_path):
