@@ -38,7 +38,7 @@ def policy_line(calendar: dict | None, space: list[dict[str, Any]], season: int 
         nets += f", the recurrent layers reading at most the last {reach[0]} (the seasonal skip reads the whole window)"
     more = ""
     if len(seasons) == 1 and (calendar or {}).get("frequency"):
-        from tasks.components.calendar import season_lengths
+        from tasks.components.frequency import season_lengths
 
         extra = [m for m in season_lengths(calendar["frequency"])[1:] if m not in seasons]
         if extra:

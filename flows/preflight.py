@@ -252,7 +252,7 @@ class SearchWindows:
 def search_windows(cfg: PipelineConfig, info: dict) -> SearchWindows | None:
     """The built-in search's windows on the file of `info` (lengths, frequency); None without a
     built-in search (off, a members file, per-group models, or every member reading --seq-length)."""
-    from tasks.components.calendar import seasons_for
+    from tasks.components.frequency import seasons_for
     from tasks.config import resolve
 
     resolved = resolve(cfg, device="cpu")  # what "auto" means for a file (the device plays no part here)

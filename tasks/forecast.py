@@ -30,7 +30,8 @@ from prefect import task
 
 from tasks.components.backtest import forecasts_and_scales, nonnegative_history, Predict
 from tasks.components.intervals import band_columns
-from tasks.components.calendar import next_timestamps, wall_clock
+from tasks.components.calendar import next_timestamps
+from tasks.components.zones import wall_clock
 from tasks.components.ensemble import Ensemble, Member
 from tasks.components.fit import retrain
 from tasks.components.split import Split, concat_splits

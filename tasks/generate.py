@@ -18,9 +18,10 @@ import pandas as pd
 import pyarrow as pa
 from prefect import task
 
-from tasks.components import ingest, scan
+from tasks.components import ingest, scan, series_ids
 from tasks.components.buckets import bucket_count, buckets_of
-from tasks.components.calendar import check_forecast_range, seasons_for
+from tasks.components.calendar import check_forecast_range
+from tasks.components.frequency import seasons_for
 from tasks.components.synthetic import panel_ids, panel_values, sine_frame
 from tasks.config import DataConfig
 from tasks.errors import InputError
@@ -87,7 +88,7 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
     source = scan.open_source(cfg.data_path)
     columns = scan.check_columns(source, time_column=cfg.time_column, value_column=cfg.value_column,
                                  id_column=cfg.id_column, group_column=cfg.group_column)
-    ids = scan.distinct_ids(source, cfg.id_column)
+    ids = series_ids.distinct_ids(source, cfg.id_column)
     n_buckets = bucket_count(len(ids), cfg.series_per_bucket)
     where = buckets_of(ids, n_buckets)
     if len(source.files) > 1:  # a dataset: refusals name each row's file (ingest_task reads this)
@@ -100,7 +101,7 @@ def partition_file(w: store.EntryWriter, cfg: DataConfig) -> dict:
         if cfg.id_column is None:
             writer.write_table(0, table)
         else:
-            uniques, codes = scan.encoded_ids(table.column(cfg.id_column), cfg.id_column, row)
+            uniques, codes = series_ids.encoded_ids(table.column(cfg.id_column), cfg.id_column, row)
             text = uniques.take(pa.array(codes))
             table = table.set_column(table.column_names.index(cfg.id_column), cfg.id_column, text)
             lookup = np.array([where[u] for u in uniques.to_pylist()], dtype=np.int64)
@@ -198,7 +199,7 @@ def calendar(metas: Sequence[dict]) -> dict:
 def series_groups(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, str]:
     """The group of each series (its --group-column value, as text); InputError for a series in
     two groups or a row without a group."""
-    ids = scan.series_ids(frame, cfg.id_column).to_numpy(object)
+    ids = series_ids.series_ids(frame, cfg.id_column).to_numpy(object)
     texts = frame[cfg.group_column].astype(object).map(lambda v: "" if pd.isna(v) else str(v).strip())
     if (texts == "").any():
         rows = ingest.source_rows(frame)[(texts == "").to_numpy()]

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from tasks.components.calendar import seasons_for
+from tasks.components.frequency import seasons_for
 from tasks.components.metrics import all_metrics, naive_scale
 from tasks.components.split import Split
 

@@ -1,13 +1,7 @@
-"""Calendars of time series: the frequency of a set of times, its grid, its seasons, what comes next.
+"""Calendars of time series: the frequency of a set of times (inferred), its grid, what comes next.
 
-A frequency is text, one per file (every series shares it):
-
-    pandas alias     "MS", "D", "h", "30min", "2W-SUN", "B", "QS-OCT", "bh", ...
-    month anchor     "M@15", "3M@15": every (3) month(s) on day 15; days 29-31 fall on the last
-                     day of shorter months (pandas DateOffset(months=k, day=d))
-    business days    "C:2023-01-16,2023-02-20": weekdays except the listed holidays;
-                     "C:us-federal": weekdays except pandas' USFederalHolidayCalendar
-    integer step     "1", "7" for integer times
+A frequency is text, one per file (every series shares it): a pandas alias, a month anchor,
+business days or an integer step (tasks/components/frequency.py, with the seasons it implies).
 
 Time zones: a sub-daily frequency is a fixed duration (an hour is 3600 s, across a daylight saving
 change too), so its grid is laid in absolute time; a day or longer is a calendar step, so its grid
@@ -18,39 +12,23 @@ put the zone back (`zoned`).
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.tseries import offsets as po
 from pandas.tseries.frequencies import to_offset
-from pandas.tseries.holiday import USFederalHolidayCalendar
 
+from tasks.components.frequency import DAY, INTEGER_RE, OBSERVED, describe, is_subdaily, offset_of
+from tasks.components.zones import format_offset, naive, zoned
 from tasks.errors import InputError
-
-DAY = pd.Timedelta(days=1)
-WEEK = pd.Timedelta(days=7)
-HOLIDAY_CALENDARS = {"us-federal": USFederalHolidayCalendar}
-OBSERVED = "observed"  # --holidays observed: the weekdays missing from the data are holidays
 
 _MAX_LISTED = 5
 _MAX_GRID_FACTOR = 20  # a candidate grid may hold at most this many times the observed points (+100)
-_INT_RE = re.compile(r"[+-]?\d+")
-_ANCHOR_RE = re.compile(r"(\d*)M@(\d{1,2})")
-_UNITS = {
-    po.MonthBegin: "month", po.MonthEnd: "month", po.QuarterBegin: "quarter", po.QuarterEnd: "quarter",
-    po.YearBegin: "year", po.YearEnd: "year", po.Week: "week", po.Day: "day", po.BusinessDay: "business day",
-    po.CustomBusinessDay: "business day", po.Hour: "hour", po.Minute: "minute", po.Second: "second",
-    po.BusinessHour: "business hour",
-}
-_MONTHLY = (po.MonthBegin, po.MonthEnd, po.BusinessMonthBegin, po.BusinessMonthEnd, po.CustomBusinessMonthBegin,
-            po.CustomBusinessMonthEnd, po.WeekOfMonth, po.LastWeekOfMonth)
-_QUARTERLY = (po.QuarterBegin, po.QuarterEnd, po.BQuarterBegin, po.BQuarterEnd, po.FY5253Quarter)
 
 
 class SeriesTimes(Mapping):
@@ -109,80 +87,7 @@ def _fixed_step(groups: Mapping[str, Any]) -> str | None:
     return alias if isinstance(offset_of(alias), (po.Tick, po.Day)) else None
 
 
-# --------------------------------------------------------------------------- frequencies as offsets
-
-
-def offset_of(frequency: str) -> pd.DateOffset:
-    """The pandas offset of a frequency (see the module docstring); InputError for anything else."""
-    text = str(frequency).strip()
-    if m := _ANCHOR_RE.fullmatch(text):
-        months, day = int(m[1] or 1), int(m[2])
-        if months >= 1 and 1 <= day <= 31:
-            return pd.DateOffset(months=months, day=day)
-    elif text.startswith("C:"):
-        return po.CustomBusinessDay(**holiday_arguments(text[2:]))
-    else:
-        try:
-            with warnings.catch_warnings():  # pandas warns about some aliases before refusing them
-                warnings.simplefilter("ignore", FutureWarning)
-                return to_offset(text)
-        except (ValueError, TypeError):
-            pass
-    raise InputError("frequency", frequency, "not a pandas frequency alias, month anchor or integer step")
-
-
-def is_subdaily(offset: pd.DateOffset) -> bool:
-    """True for a fixed step shorter than a day (laid in absolute time), False for calendar steps."""
-    return isinstance(offset, po.Tick) and offset.nanos < DAY.value
-
-
-def holiday_arguments(spec: str) -> dict[str, Any]:
-    """CustomBusinessDay keyword arguments of a holiday spec: a calendar name or comma-separated dates."""
-    if spec in HOLIDAY_CALENDARS:
-        return {"calendar": HOLIDAY_CALENDARS[spec]()}
-    return {"holidays": [d for d in spec.split(",") if d]}
-
-
-def parse_holidays(text: str | None) -> str | None:
-    """Check a --holidays value: None, "observed", a calendar name or dates (YYYY-MM-DD, comma-separated).
-
-    Returns it in canonical form (dates sorted and deduplicated); InputError naming "holidays" otherwise.
-    """
-    if text is None or not str(text).strip():
-        return None
-    text = str(text).strip()
-    if text in HOLIDAY_CALENDARS or text == OBSERVED:
-        return text
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    dates = pd.to_datetime(pd.Series(parts, dtype=object), format="%Y-%m-%d", errors="coerce")
-    if dates.isna().any():
-        bad = parts[int(np.argmax(dates.isna().to_numpy()))]
-        names = ", ".join([OBSERVED, *HOLIDAY_CALENDARS])
-        raise InputError("holidays", text, f"{bad!r} is not a date (YYYY-MM-DD); expected dates, or one of {names}")
-    return ",".join(sorted(set(dates.dt.strftime("%Y-%m-%d"))))
-
-
-# --------------------------------------------------------------------------- zones and grids
-
-
-def naive(times: pd.DatetimeIndex, absolute: bool) -> pd.DatetimeIndex:
-    """The times without their zone: as UTC instants (`absolute`) or as local wall-clock readings."""
-    if times.tz is None:
-        return times
-    return times.tz_convert("UTC").tz_localize(None) if absolute else times.tz_localize(None)
-
-
-def zoned(times: pd.DatetimeIndex, tz: Any, absolute: bool) -> pd.DatetimeIndex:
-    """The inverse of `naive`: zone-free times back in zone `tz` (None: left as they are).
-
-    A wall-clock time that a DST change skips moves forward to the first time that exists; one that
-    it repeats is read as the first (daylight-saving) occurrence.
-    """
-    if tz is None:
-        return times
-    if absolute:
-        return times.tz_localize("UTC").tz_convert(tz)
-    return times.tz_localize(tz, ambiguous=np.ones(len(times), dtype=bool), nonexistent="shift_forward")
+# --------------------------------------------------------------------------- grids
 
 
 def grid(start: pd.Timestamp, frequency: str, *, periods: int | None = None,
@@ -204,7 +109,7 @@ def next_timestamps(last: Any, frequency: str, n: int) -> list[Any]:
     last's zone: sub-daily steps in absolute time, longer ones in local wall-clock time."""
     if n <= 0:
         return []
-    if _INT_RE.fullmatch(str(frequency).strip()):
+    if INTEGER_RE.fullmatch(str(frequency).strip()):
         step = int(frequency)
         return [int(last) + k * step for k in range(1, n + 1)]
     last = pd.Timestamp(last)
@@ -212,52 +117,11 @@ def next_timestamps(last: Any, frequency: str, n: int) -> list[Any]:
     return list(times[1:] if times[0] == last else times[:n])
 
 
-# Zones tried first when times carry offsets but no zone (zone_of_offsets): one per common set of
-# daylight-saving rules, so that data from Paris or Rome reads as Europe/Berlin's identical offsets
-# rather than as the alphabetically first zone that shares them (Africa/Ceuta).
-PREFERRED_ZONES = ("Europe/London", "Europe/Berlin", "Europe/Helsinki", "Europe/Lisbon", "America/New_York",
-                   "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Halifax", "America/Santiago",
-                   "Australia/Sydney", "Australia/Adelaide", "Pacific/Auckland", "Asia/Jerusalem")
-_AREAS = ("Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
-
-
-def zone_of_offsets(utc: pd.DatetimeIndex, offsets: np.ndarray) -> str | None:
-    """An IANA zone whose UTC offset at every instant of `utc` (sorted or not, zone-aware) is the
-    one written with it, `offsets` (n,) in seconds: the zone of times written with their local
-    offset across a daylight saving change (2024-03-30T00:00+01:00, 2024-03-31T00:00+02:00); None
-    when no zone fits. Every zone that fits gives the same local times and offsets over the data,
-    so which one is named does not change a time; PREFERRED_ZONES are tried first, then every
-    Area/City zone by name. Cost: each zone is tried on the instants around each change of offset
-    (a few), the one found on them all."""
-    from zoneinfo import available_timezones
-
-    utc = pd.DatetimeIndex(utc).tz_convert("UTC")
-    offsets = np.asarray(offsets, dtype=np.int64)
-    order = np.argsort(utc.asi8, kind="stable")
-    utc, offsets = utc[order], offsets[order]
-    change = np.flatnonzero(np.diff(offsets))
-    probe = np.unique(np.concatenate([[0, len(utc) - 1], change, change + 1]))
-
-    def fits(zone: str, at: np.ndarray) -> bool:
-        t = utc[at]
-        local = t.tz_convert(zone).tz_localize(None)
-        return bool(((local - t.tz_localize(None)).total_seconds().to_numpy() == offsets[at]).all())
-
-    others = sorted(z for z in available_timezones() if z.split("/")[0] in _AREAS and "/" in z)
-    for zone in dict.fromkeys([*PREFERRED_ZONES, *others]):
-        try:
-            if fits(zone, probe) and fits(zone, np.arange(len(utc))):
-                return zone
-        except (KeyError, ValueError):  # a zone this system's database lacks
-            continue
-    return None
-
-
 def steps_that_fit(last: Any, frequency: str, steps: int) -> int:
     """How many of the `steps` times after `last` on `frequency` pandas can hold (its Timestamp
     runs out on 2262-04-11): `steps`, or fewer where the grid runs past the end. Integer steps
     always fit. A binary search of next_timestamps: about log2(steps) grids."""
-    if _INT_RE.fullmatch(str(frequency).strip()):
+    if INTEGER_RE.fullmatch(str(frequency).strip()):
         return steps
 
     def fits(n: int) -> bool:
@@ -281,7 +145,7 @@ def check_forecast_range(ends: Mapping[str, Any], frequency: str | None, horizon
     anything is trained: InputError naming --horizon, the series and its last time, and the
     horizon that fits. ends: each series' last time (its text, or a Timestamp); `where`: the data
     file, for the message. Integer steps and generated data are never out of range."""
-    if not ends or frequency is None or _INT_RE.fullmatch(str(frequency).strip()):
+    if not ends or frequency is None or INTEGER_RE.fullmatch(str(frequency).strip()):
         return
     sid, last = max(((k, pd.Timestamp(v)) for k, v in ends.items()), key=lambda kv: kv[1])
     n = steps_that_fit(last, frequency, horizon)
@@ -292,31 +156,6 @@ def check_forecast_range(ends: Mapping[str, Any], frequency: str | None, horizon
     raise InputError("window.horizon", horizon, f"{who} in {where} ends at {fmt_time(last)}: its forecast "
                      f"{horizon} step(s) of {describe(frequency)} past that would run beyond "
                      f"{pd.Timestamp.max:%Y-%m-%d %H:%M:%S}, the last time pandas can hold; {fits}")
-
-
-def zone_name(tz: Any) -> str | None:
-    """A zone as text: its IANA name ("Europe/Berlin"), "UTC", or a fixed offset ("+05:30"); None for none."""
-    if tz is None:
-        return None
-    key = getattr(tz, "key", None) or getattr(tz, "zone", None)
-    if key:
-        return str(key)
-    offset = pd.Timestamp("2000-01-01", tz=tz).utcoffset()
-    return "UTC" if not offset else format_offset(offset)
-
-
-def format_offset(offset: Any) -> str:
-    """A UTC offset (timedelta) as "+05:30"."""
-    minutes = int(pd.Timedelta(offset).total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def wall_clock(times: pd.Series) -> pd.Series:
-    """Zone-aware times as the local wall-clock readings they show (for plotting); others unchanged."""
-    if isinstance(times.dtype, pd.DatetimeTZDtype):
-        return times.dt.tz_localize(None)
-    return times
 
 
 # --------------------------------------------------------------------------- inferring a calendar
@@ -608,81 +447,7 @@ def _estimated_size(first: pd.Timestamp, last: pd.Timestamp, offset: pd.DateOffs
     return (last - first) / step + 1 if step > pd.Timedelta(0) else float("inf")
 
 
-# --------------------------------------------------------------------------- seasons
-
-
-def season_lengths(frequency: str | None) -> tuple[int, ...]:
-    """The seasons a calendar implies, in steps, main season first (empty when none is known).
-
-    Sub-daily: one day, then one week (30min -> (48, 336), h -> (24, 168)); business hours: one
-    business day, one business week; daily: 7; business days: 5; weekly: 52; semi-monthly: 24;
-    monthly (any anchor): 12; quarterly: 4; yearly, integer steps: none. A multiple step keeps a
-    season only where it divides it (2h -> 12, 2D -> none).
-    """
-    if frequency is None or _INT_RE.fullmatch(str(frequency).strip()):
-        return ()
-    try:
-        offset = offset_of(frequency)
-    except InputError:
-        return ()
-    n = abs(offset.n) or 1
-    if isinstance(offset, po.Tick):
-        step = pd.Timedelta(offset)
-        periods = (DAY, WEEK) if step < DAY else (WEEK,)
-        return tuple(int(p // step) for p in periods if p % step == pd.Timedelta(0) and p // step >= 2)
-    if isinstance(offset, po.BusinessHour):
-        day0 = date(2000, 1, 1)
-        hours = sum((datetime.combine(day0, e) - datetime.combine(day0, s)).seconds
-                    for s, e in zip(offset.start, offset.end)) // 3600
-        return _per(hours, n) + _per(5 * hours, n)
-    per_year = {po.Week: 52, po.SemiMonthBegin: 24, po.SemiMonthEnd: 24}
-    if isinstance(offset, (po.BusinessDay, po.CustomBusinessDay)):
-        return _per(5, n)
-    if isinstance(offset, po.Day):
-        return _per(7, n)
-    for kind, count in per_year.items():
-        if isinstance(offset, kind):
-            return _per(count, n)
-    if isinstance(offset, _MONTHLY):
-        return _per(12, n)
-    if isinstance(offset, _QUARTERLY):
-        return _per(4, n)
-    months = getattr(offset, "kwds", {}).get("months") if type(offset) is pd.DateOffset else None
-    return _per(12, months) if months else ()
-
-
-def _per(count: int, n: int) -> tuple[int, ...]:
-    return (count // n,) if count % n == 0 and count // n >= 2 else ()
-
-
-def infer_season_length(frequency: str | None) -> int | None:
-    """The main season of a frequency in steps (season_lengths' first), or None."""
-    seasons = season_lengths(frequency)
-    return seasons[0] if seasons else None
-
-
-def seasons_for(frequency: str | None, shortest: int) -> tuple[int, ...]:
-    """The calendar's seasons that a file's series can use: the main one always, a further one
-    (the week of sub-daily data) only where the shortest series holds two of its cycles."""
-    seasons = season_lengths(frequency)
-    return seasons[:1] + tuple(s for s in seasons[1:] if shortest >= 2 * s)
-
-
 # --------------------------------------------------------------------------- words
-
-
-def describe(frequency: str) -> str:
-    """A frequency in words for messages: 'MS' -> '1 month', '30min' -> '30 minutes', 'M@15' -> '1 month'."""
-    try:
-        offset = offset_of(frequency)
-    except InputError:
-        return f"spacing {frequency}"
-    if type(offset) is pd.DateOffset and "months" in offset.kwds:
-        n, unit = offset.kwds["months"], "month"
-    else:
-        n = abs(offset.n)
-        unit = next((u for kind, u in _UNITS.items() if type(offset) is kind), None)
-    return f"{n} {unit}{'s' * (n != 1)}" if unit else f"spacing {frequency}"
 
 
 def scalar_time(t: Any) -> Any:

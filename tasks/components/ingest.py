@@ -1,6 +1,10 @@
-"""Read a table and turn it into validated, regular, gap-free time series (pure functions).
+"""Turn a table's text into checked, regular, gap-free time series (pure functions).
 
-The calendar side (frequencies, seasons, grids) is tasks/components/calendar.py."""
+The calendar side is tasks/components/calendar.py (grids), frequency.py (frequencies, seasons) and
+zones.py; reading a source is tasks/components/scan.py. One concern, about 550 lines: the user's
+cells parsed (ids, times, values) and every refusal naming the rows and file it comes from; its
+parsers share that row-naming context, so they stay together.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.components.calendar import (
-    SeriesTimes,
-    calendar_of,
-    fmt_time,
-    format_offset,
-    parse_holidays,
-    scalar_time,
-    zone_name,
-    zone_of_offsets,
-)
+from tasks.components.calendar import SeriesTimes, calendar_of, fmt_time, scalar_time
+from tasks.components.zones import format_offset, zone_name, zone_of_offsets
+from tasks.components.frequency import parse_holidays
 from tasks.errors import InputError
 
 log = logging.getLogger(__name__)

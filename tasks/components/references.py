@@ -80,7 +80,7 @@ def mstl_seasons(frequency: str | None, seasons, season_length: int | None = Non
     (--season-length) is the season itself: a plain model with it. Other data keeps the plain
     models (a weekly series' 52: AutoETS without a season, AutoTheta deseasonalised by 52).
     """
-    from tasks.components.calendar import is_subdaily, offset_of
+    from tasks.components.frequency import is_subdaily, offset_of
 
     if season_length or not seasons or frequency is None:
         return ()

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tasks.components import scan
+from tasks.components import series_ids
 from tasks.components.aggregate import aggregate, series_metrics
 from tasks.components.backtest import backtest
 from tasks.components.baselines import series_scales
@@ -100,7 +100,7 @@ def test_a_missing_id_is_refused_naming_the_row(tmp_path):
     df.iloc[4, 0] = ""
     df.to_csv(tmp_path / "p.csv", index=False)
     with pytest.raises(InputError, match="missing ids in row 5"):
-        scan.distinct_ids(tmp_path / "p.csv", "shop")
+        series_ids.distinct_ids(tmp_path / "p.csv", "shop")
 
 
 

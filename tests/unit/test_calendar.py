@@ -17,13 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.components.calendar import (
-    describe,
-    fmt_time,
-    next_timestamps,
-    season_lengths,
-    seasons_for,
-)
+from tasks.components.calendar import fmt_time, next_timestamps
+from tasks.components.frequency import describe, season_lengths, seasons_for
 from tasks.components.ingest import prepare_series
 from tasks.errors import InputError
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.components.calendar import infer_season_length, next_timestamps
+from tasks.components.calendar import next_timestamps
+from tasks.components.frequency import infer_season_length
 from tasks.components.ingest import prepare_series
 from tasks.components.scan import read_table
 from tasks.errors import InputError

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.components import scan
+from tasks.components import scan, series_ids
 from tasks.components.ingest import prepare_series
 from tasks.components.scan import read_table
 from tasks.config import DataConfig
@@ -245,7 +245,7 @@ def test_a_hive_partitioned_dataset_reads_its_keys_as_columns(tmp_path):
     assert scan.source_columns(root) == ["month", "sales", "store"]
     long, info = prepare_series(read_table(root), time_column="month", value_column="sales", id_column="store")
     assert info["lengths"] == {"a": 48, "b/c": 48}
-    assert scan.distinct_ids(root, "store") == ["a", "b/c"]
+    assert series_ids.distinct_ids(root, "store") == ["a", "b/c"]
     (root / "part-9.parquet").write_bytes((root / "store=a" / "part-0.parquet").read_bytes())  # a file with no key
     with refused("id_column", "part-9.parquet", "no column 'store'"):
         scan.check_columns(root, time_column="month", value_column="sales", id_column="store")
