@@ -57,6 +57,7 @@ from prefect.runtime import flow_run
 from flows.budget import apply_season_policy, label_of
 from flows.report import finish
 from flows.search import EnsemblePlan, plan_ensemble, rank_members, search_space, searching
+from flows.wording import gate_reason
 from tasks.config import Metric, PipelineConfig, PromoteSettings, for_sweep
 from tasks.errors import InputError
 from tasks.evaluate import backtest_task, evaluate_task
@@ -294,6 +295,8 @@ def promotion(run: Run, fitted: Fitted, scores: StageRef | None, settings: Promo
     if len(fitted.models) > 1:
         return {"action": "skipped", "reason": "per-group models are not promoted (one registry per run)"}
     gate = read_metrics(scores.path)["gate"] if scores is not None else None
+    if gate is not None:  # the gate decided in numbers; why, in the report layer's words
+        gate = {**gate, "reason": gate_reason(gate)} if gate.get("why") else gate
     return promote_task(fitted.windows, fitted.model, gate, str(run.paths.root), run.name, settings, fitted.cfg.eval)
 
 

@@ -31,7 +31,7 @@ def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
     failed = f"the forecast is still the model's (exit status {GATE_FAILED_STATUS}; never promoted)"
     if not gate.get("decided", True) or gate.get("metric") is None or gate["model"] is None \
             or gate["baseline_value"] is None:
-        return f"gate: not passed: {gate.get('reason', 'no metric to judge on')}; {failed}"
+        return f"gate: not passed: {gate_reason(gate) or 'no metric to judge on'}; {failed}"
     metric = gate["metric"].upper()
     spec = ".3f" if gate["metric"] == "mase" else ".4g"
     pair = f"model {metric} {gate['model']:{spec}} vs {name} {gate['baseline_value']:{spec}}"
@@ -57,7 +57,32 @@ def gate_line(gate: dict, horizon: int, n_origins: int) -> str:
     if (test := gate.get("test")) and test.get("model") is not None and test.get("baseline") is not None:
         head += (f"; on the test range ({n_origins} origins, horizon {horizon}): {metric} {test['model']:{spec}} vs "
                  f"{test['baseline']:{spec}} ({ratio_phrase(test['model'], test['baseline'])})")
-    return head + (f"; {gate['reason']}" if gate.get("reason") else "")
+    reason = gate_reason(gate)
+    return head + (f"; {reason}" if reason else "")
+
+
+def gate_reason(gate: dict) -> str | None:
+    """The gate's "why" items (tasks.components.gate) as one clause, "; "-joined; None without any."""
+    said = [why_words(w) for w in gate.get("why") or ()]
+    return "; ".join(said) or None
+
+
+def why_words(why: dict) -> str:
+    """One WHY item of the gate (tasks.components.gate) in words."""
+    kind = why["kind"]
+    if kind == "no_season":
+        return f"no season is known: the gate faced {why['faced']}"
+    if kind == "not_computed":
+        return f"{why['baseline']} was not computed in this backtest"
+    if kind == "no_metric":
+        return "no metric is defined for the model and the baseline"
+    if kind == "judged_on":
+        return f"judged on {why['metric'].upper()}: {why.get('undefined') or 'MASE is undefined'}"
+    if kind == "not_finite":
+        return f"{why['forecaster']} {why['metric'].upper()} is {why['value']}"
+    if kind == "no_origins":
+        return "no validation or calibration origins before the test range to decide it on (--val-fraction 0)"
+    raise ValueError(f"unknown gate reason {kind!r}")
 
 
 def _pct(x: float) -> str:

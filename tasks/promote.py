@@ -150,7 +150,8 @@ def judge(ch: dict, champ: dict | None, settings: PromoteSettings) -> tuple[bool
         where = f"on the {gate.get('n_origins', 0)} {gate.get('origins', 'validation')} origins before the test range"
         why = (f"{judged} {_num(gate['model'])} is not below {gate['baseline']} {_num(gate['baseline_value'])} {where}"
                + (" (nor within the seed noise)" if gate.get("tolerance") else "")
-               if gate.get("model") is not None and gate.get("baseline_value") is not None else gate.get("reason"))
+               if gate.get("model") is not None and gate.get("baseline_value") is not None
+               else gate.get("reason") or "it could not be decided")  # "reason": the flow's words (flows/wording.py)
         return False, f"the challenger fails the baseline gate: {why}"
     if champ is not None and champ["problem"]:
         return True, f"the champion cannot be scored ({champ['problem']})"

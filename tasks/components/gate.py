@@ -25,6 +25,13 @@ TIE_RTOL = 1e-9
 GATE_BASELINES = ("best", "naive", "seasonal_naive", *REFERENCES)
 GATE_ORIGINS = {"cal": "calibration", "val": "validation"}
 GATE_FAILED_STATUS = 3  # the command line's exit status when the gate did not pass (flows/commands.py)
+# WHY items: why a verdict is what it is, as data in the gate's "why" list (flows/wording.py words them):
+#   {"kind": "no_season", "faced": "naive"}      seasonal_naive asked for, and no season is known
+#   {"kind": "not_computed", "baseline": name}   the baseline asked for is not in this backtest
+#   {"kind": "no_metric"}                        neither MASE nor MAE defined for both forecasters
+#   {"kind": "judged_on", "metric": "mae", "undefined": why MASE is undefined (metrics' note) or None}
+#   {"kind": "not_finite", "forecaster": name, "metric": "mase", "value": "nan"}
+#   {"kind": "no_origins"}                       no origins before the test range to decide it on
 
 
 def baseline_names(metrics: dict) -> list[str]:
@@ -34,9 +41,9 @@ def baseline_names(metrics: dict) -> list[str]:
     return sorted(names, key=lambda k: (0 if k.startswith("seasonal_naive") else 1 if k == "naive" else 2))
 
 
-def gate_candidates(metrics: dict, baseline: str = "best") -> tuple[list[str], str | None]:
-    """The forecasters the gate may face for `baseline` (it faces the best of them), and a note
-    when the one asked for is not there.
+def gate_candidates(metrics: dict, baseline: str = "best") -> tuple[list[str], dict | None]:
+    """The forecasters the gate may face for `baseline` (it faces the best of them), and why not
+    the one asked for (a WHY item) when it is not there.
 
     best: every baseline; seasonal_naive: every seasonal-naive lag (naive when no season is
     known); naive, ets, theta, arima: that one. Raises ValueError for another name.
@@ -48,10 +55,10 @@ def gate_candidates(metrics: dict, baseline: str = "best") -> tuple[list[str], s
         return every, None
     if baseline == "seasonal_naive":
         seasonal = [k for k in every if k.startswith("seasonal_naive")]
-        return (seasonal, None) if seasonal else (["naive"], "no season is known: the gate faced naive")
+        return (seasonal, None) if seasonal else (["naive"], {"kind": "no_season", "faced": "naive"})
     if baseline in metrics:
         return [baseline], None
-    return [], f"{baseline} was not computed in this backtest"
+    return [], {"kind": "not_computed", "baseline": baseline}
 
 
 def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[str, str] | None = None,
@@ -63,7 +70,8 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
     reason is taken from `undefined`). A difference within `tolerance` of the baseline's value
     (relative: the measured seed noise, see decide_gate; 1e-9 at least) is a tie, and a tie
     passes: the model is as good as the baseline as far as can be told. A value that is NaN or
-    infinite is never compared: the gate fails and says why. "versus" holds the model's ratio to
+    infinite is never compared: the gate fails and says why. "why": the WHY items behind the
+    verdict, when anything needs saying (flows/wording.py words them). "versus" holds the model's ratio to
     every baseline (model / baseline on the judged metric; < 1: the model is better), whichever
     one the gate faced.
     """
@@ -71,20 +79,21 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
     out = {"asked": baseline, "metric": None, "baseline": names[0] if names else baseline, "model": None,
            "baseline_value": None, "passed": False, "tie": False, "tolerance": float(tolerance), "versus": {}}
     if not names:
-        return {**out, "reason": note}
+        return {**out, "why": [note]}
     metric = next((m for m in GATE_METRICS if all(metrics[k].get(m) is not None for k in ("model", *names))), None)
     out["metric"] = metric
     if metric is None:
-        return {**out, "reason": "no metric is defined for the model and the baseline"}
-    reasons = [note] if note else []
-    if metric != GATE_METRICS[0]:
-        reasons.append(f"judged on {metric.upper()}: {(undefined or {}).get('mase', 'MASE is undefined')}")
-    if reasons:
-        out["reason"] = "; ".join(reasons)
+        return {**out, "why": [{"kind": "no_metric"}]}
+    why = [note] if note else []
+    if metric != GATE_METRICS[0]:  # MASE undefined: `undefined` says why, when it does
+        why.append({"kind": "judged_on", "metric": metric, "undefined": (undefined or {}).get("mase")})
+    if why:
+        out["why"] = why
     values = {k: float(metrics[k][metric]) for k in ("model", *names)}
     if not all(math.isfinite(v) for v in values.values()):
         bad = next(k for k, v in values.items() if not math.isfinite(v))
-        return {**out, "model": finite(values["model"]), "reason": f"{bad} {metric.upper()} is {values[bad]}"}
+        return {**out, "model": finite(values["model"]),
+                "why": [{"kind": "not_finite", "forecaster": bad, "metric": metric, "value": str(values[bad])}]}
     base = min(names, key=lambda k: values[k])
     model, ref = values["model"], values[base]
     tie = math.isclose(model, ref, rel_tol=max(TIE_RTOL, float(tolerance)), abs_tol=0.0)
@@ -151,8 +160,7 @@ def decide_gate(pretest: dict, test_metrics: dict, undefined: dict | None = None
         return {"asked": baseline, "metric": None, "baseline": baseline, "model": None, "baseline_value": None,
                 "passed": False, "tie": False, "tolerance": tolerance, "versus": {}, "decided": False,
                 "origins": pretest.get("origins", "validation"), "n_origins": 0, "noise": noise,
-                "reason": "no validation or calibration origins before the test range to decide it on "
-                          "(--val-fraction 0)"}
+                "why": [{"kind": "no_origins"}]}
     gate = baseline_gate(pretest["metrics"], undefined, baseline, tolerance)
     gate.update(decided=gate["metric"] is not None, origins=pretest["origins"], n_origins=pretest["n"], noise=noise)
     metric, base = gate["metric"], gate["baseline"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from flows.report import interval_line
-from flows.wording import gate_line, ratio_phrase
+from flows.wording import gate_line, gate_reason, ratio_phrase
 from tasks.components.backtest import backtest, NonFiniteForecast
 from tasks.components.gate import baseline_gate, decide_gate
 from tasks.components.network import Forecaster
@@ -227,7 +227,9 @@ def test_a_constant_series_gets_null_mase_with_a_reason_strict_json_and_a_tied_g
 def test_the_gate_never_compares_nan_and_says_which_metric_it_judged():
     nan = float("nan")
     g = baseline_gate({"model": m(nan), "seasonal_naive": m(1.0), "naive": m(1.0)})
-    assert g["passed"] is False and g["model"] is None and "model MASE is nan" in g["reason"]
+    assert g["passed"] is False and g["model"] is None
+    assert g["why"] == [{"kind": "not_finite", "forecaster": "model", "metric": "mase", "value": "nan"}]
+    assert "model MASE is nan" in gate_reason(g)
     assert gate_line(g, 1, 10).startswith("gate: not passed: model MASE is nan")
     undefined = {"mase": "MASE is undefined: the in-sample one-step naive error of 'x' is 0"}
     g = baseline_gate({"model": {**m(None), "mae": 2.0}, "naive": {**m(None), "mae": 1.0}}, undefined)

@@ -217,10 +217,12 @@ def module_saying(sentence: str) -> str:
 
 
 @pytest.mark.parametrize("sentence", ["gate: FAILED on the", "the forecast is still the model's",
+                                      "was not computed in this backtest", "no metric is defined for the model",
                                       "zero width (every validation forecast was exact)", "the baseline is exact"])
 def test_rewording_a_report_sentence_changes_no_stage_key(sentence):
-    """The gate's verdict, the interval line and the ratio words are the report's: wherever such a
-    sentence lives, rewording it recomputes nothing (it would, were it in a stage's code)."""
+    """The gate's verdict and its reasons, the interval line and the ratio words are the report's:
+    wherever such a sentence lives, rewording it recomputes nothing (it would, were it in a stage's
+    code: the gate decides in numbers and says why in WHY items)."""
     module = module_saying(sentence)
     before = stage_hashes()
     after = stage_hashes(edit_any(module, sentence))
