@@ -29,7 +29,7 @@ from tasks.components.conformal import calibrate, updated_halfwidths
 from tasks.components.gate import decide_gate, pretest_scores
 from tasks.components.intervals import UPDATED, band_columns, interval_report, sequential_bands
 from tasks.components.metrics import all_metrics
-from tasks.components.references import mstl_seasons, reference_forecasts
+from tasks.components.references import member_forecasts, mstl_seasons, reference_forecasts
 from tasks.components.series_data import predict, series_data
 from tasks.components.split import Split
 from tasks.errors import NumericalError
@@ -289,21 +289,6 @@ def backtest(
                 "undefined": undefined,
                 "references": refs, "refit_every": refit_every, "refits": n_fits,
                 **({"ensemble": ensemble_report(spread, scale, model)} if spread else {})}
-
-
-def member_forecasts(ensemble, each: np.ndarray, season: int | None, mstl: tuple[int, ...]
-                     ) -> dict[str, tuple[np.ndarray, dict[str, str]]]:
-    """The test forecasts a hybrid's statistical members have just made ({name: (forecasts (n,
-    steps), fallbacks)}), for the references of the same name and season policy to use instead of
-    fitting and forecasting again: the same model, history and origins give the same forecasts.
-    each: the forecasts of ensemble.active() (k, n, steps)."""
-    out = {}
-    for m, f in zip(ensemble.active(), each):
-        stat = m.model if not m.is_network else None
-        if stat is not None and getattr(stat, "season", None) == (int(season) if season and season > 1 else None) \
-                and getattr(stat, "mstl", ()) == tuple(mstl):
-            out[stat.name] = (f, dict(getattr(stat, "fallback", {})))
-    return out
 
 
 def ensemble_report(spread: dict[str, np.ndarray], scale: np.ndarray, ensemble) -> dict:

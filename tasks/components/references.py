@@ -477,3 +477,18 @@ def fitted(name: str, season: int | None, mstl: tuple[int, ...], y: np.ndarray):
         return MSTLForecaster(trend.fit(y - seasonal.sum(axis=1)), seasonal, periods)
 
     return _kept((name, season, mstl, len(y), digest), make, 8 * len(y) * (6 + len(mstl)))
+
+
+def member_forecasts(ensemble, each: np.ndarray, season: int | None, mstl: tuple[int, ...]
+                     ) -> dict[str, tuple[np.ndarray, dict[str, str]]]:
+    """The test forecasts a hybrid's statistical members have just made ({name: (forecasts (n,
+    steps), fallbacks)}), for the references of the same name and season policy to use instead of
+    fitting and forecasting again: the same model, history and origins give the same forecasts.
+    each: the forecasts of ensemble.active() (k, n, steps)."""
+    out = {}
+    for m, f in zip(ensemble.active(), each):
+        stat = m.model if not m.is_network else None
+        if stat is not None and getattr(stat, "season", None) == (int(season) if season and season > 1 else None) \
+                and getattr(stat, "mstl", ()) == tuple(mstl):
+            out[stat.name] = (f, dict(getattr(stat, "fallback", {})))
+    return out

@@ -535,7 +535,7 @@ def test_mstl_decomposes_once_per_fit_and_forecasts_as_statsforecasts_mstl_at_it
 
 
 def test_a_hybrids_test_forecasts_serve_the_references_of_the_same_name_and_policy():
-    from tasks.components.backtest import member_forecasts
+    from tasks.components.references import member_forecasts
     from tasks.components.ensemble import Ensemble, Member
     from tasks.components.references import Statistical
 
