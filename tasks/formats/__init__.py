@@ -6,6 +6,7 @@
                split.json          the Split (tasks/components/split.py) as JSON
     train      model.pt            a ModelFile: weights, network, window geometry, scalers          model.py
                history.json        per-epoch losses and how training ended                         history.py
+    ensemble   model.pt            a search's best members and how they combine (EnsembleFile)     ensemble.py
     evaluate   metrics.json        backtest metrics, per lead, intervals, the baseline gate        scores.py
                predictions.parquet one row per test origin and lead
     figures    figures/<name>.png  one per name in FIGURES                                          figures.py
