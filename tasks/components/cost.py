@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tasks.components.specs import MIN_EPOCHS
+
 # per recurrent step of one optimisation step (forward + backward), seconds: a fixed part per step
 # (kernel dispatch) and a part per window of the batch; hidden width 64 (width() scales others)
 DISPATCH = {"rnn": 40e-6, "gru": 250e-6, "lstm": 80e-6}
@@ -88,7 +90,6 @@ class NetworkCost:
 
 
 EXPECTED_BEST = 30  # a typical best epoch on the project's quality panel (median ~20, long tail)
-MIN_EPOCHS = 10  # a member is trained for at least this many epochs, or skipped
 
 
 def statistical_seconds(name: str, lengths: list[int] | tuple[int, ...], origins: int, fits: int = 1,

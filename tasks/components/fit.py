@@ -19,10 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from tasks.components.cost import MIN_EPOCHS
 from tasks.components.network import Forecaster, build_model
 from tasks.components.series_data import SeriesData, mse_on, series_data
-from tasks.components.specs import FitSettings, NetworkSpec, network_spec, pick
+from tasks.components.specs import MIN_EPOCHS, FitSettings, NetworkSpec, network_spec, pick
 from tasks.components.split import Split
 from tasks.components.steps import WeightAverage, graph_step, make_optimizer, plain_step
 from tasks.errors import NumericalError

@@ -18,6 +18,9 @@ def pick(cls: type[T], values: Mapping[str, Any], **overrides: Any) -> T:
     return cls(**{**{k: v for k, v in values.items() if k in names}, **overrides})
 
 
+MIN_EPOCHS = 10  # a search member is trained for at least this many epochs, or skipped (cost.py, fit.py)
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """The Forecaster's arguments, as stored in a model file.

@@ -251,11 +251,11 @@ def test_editing_the_backtests_arithmetic_changes_the_evaluate_key_and_not_the_t
 
 def test_the_train_key_covers_the_network_its_file_and_its_training_only():
     """The train key follows the modules train runs: not the backtest, the gate, the intervals,
-    the statistical references, the calendar or the ensemble's file format."""
+    the statistical references, the calendar, the search's cost model or the ensemble's file format."""
     hashes = code_hashes("tasks.train")
     assert {"tasks.components.fit", "tasks.components.network", "tasks.formats.model"} <= hashes.keys()
     assert not hashes.keys() & {"tasks.components.backtest", "tasks.components.gate", "tasks.components.intervals",
-                                "tasks.components.references", "tasks.components.calendar",
+                                "tasks.components.references", "tasks.components.calendar", "tasks.components.cost",
                                 "tasks.components.ensemble", "tasks.formats.ensemble"}, sorted(hashes)
 
 
