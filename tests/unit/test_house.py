@@ -128,6 +128,19 @@ def test_the_flow_module_names_every_task_kind_it_and_the_search_call_with_its_m
     assert len(called) >= 13
 
 
+LONG = 520  # lines: about 500, a little slack for a docstring line
+
+
+def test_no_long_module_in_flows_or_components_unless_its_docstring_says_why():
+    """Short modules: over ~500 lines, a module of flows/ or tasks/components/ says in its
+    docstring why its one concern earns the length ("One concern, about N lines: ...")."""
+    long = {p.relative_to(ROOT).as_posix(): n for folder in ("flows", "tasks/components")
+            for p in (ROOT / folder).glob("*.py") if (n := len(p.read_text().splitlines())) > LONG}
+    unsaid = [path for path in long if "One concern, about" not in (ast.get_docstring(ast.parse(
+        (ROOT / path).read_text())) or "")]
+    assert unsaid == [], {p: long[p] for p in unsaid}
+
+
 def test_every_stage_module_declares_itself():
     for name in STAGE_MODULES:
         source = (ROOT / "tasks" / f"{name}.py").read_text()
