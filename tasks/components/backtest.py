@@ -185,12 +185,14 @@ def conformal_bands(
     hybrid ensemble's are its calibration weights' (Ensemble.for_calibration). "scores": those
     calibration scores (n_calibration, H), what sequential_bands adds the test scores to, and
     "forecasts", the forecasts they are the residuals of (n_calibration, H), on the origins of
-    "part" ("cal" or "val"): what the gate is decided on (not JSON: backtest takes them out)."""
+    "part" ("cal" or "val"): what the gate is decided on, and "members", an ensemble's members'
+    forecasts there ({"ensemble": the one calibrated, "each": (k, n_calibration, H)}, or None): what
+    the gate's references of the same name reuse (not JSON: backtest takes them out)."""
     part = "cal" if split.count("cal") else "val"  # origins neither early stopping nor selection saw
     if hasattr(model, "for_calibration"):  # a hybrid: the weights found without these origins
         model = model.for_calibration()
     val = split.origins(part)
-    pred, scales, _ = forecasts_and_scales(model, values, split, val, split.horizon, chunk)
+    pred, scales, each = forecasts_and_scales(model, values, split, val, split.horizon, chunk)
     found = np.abs((actuals(values, split, val) - pred) / scales)
     cal = calibrate(found, levels)
     origins = "calibration" if part == "cal" else "validation"
@@ -204,7 +206,7 @@ def conformal_bands(
     if hasattr(model, "forecasts"):
         scale = f"members' std + {SPREAD_FLOOR:g} x {scale}"
     return {**cal, "levels": list(levels), "origins": origins, "scale": scale, "scores": found, "part": part,
-            "forecasts": pred}
+            "forecasts": pred, "members": None if each is None else {"ensemble": model, "each": each}}
 
 
 def backtest_frame(split: Split, idx: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -267,8 +269,8 @@ def backtest(
     if note := mase_note(split, series_scales(values, split)):
         undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
-    cal_scores, part = cal.pop("scores"), cal.pop("part")
-    pretest = pretest_scores(values, split, part, cal.pop("forecasts"), seasons, tuple(references))
+    cal_scores, part, cal_members = cal.pop("scores"), cal.pop("part"), cal.pop("members")
+    pretest = pretest_scores(values, split, part, cal.pop("forecasts"), seasons, tuple(references), cal_members)
     test_scores = (y - pred) / (scores if scores.ndim == 2 else scores[:, None])
     bands = {**cal, "halfwidths": sequential_bands(split, idx, cal_scores, test_scores, levels)}
     final = updated_halfwidths(cal_scores, levels, test_scores)

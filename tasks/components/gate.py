@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from tasks.components.baselines import actuals, baselines, finite, lead_metrics, mase_scales
-from tasks.components.references import REFERENCES, reference_forecasts
+from tasks.components.references import REFERENCES, member_forecasts, reference_forecasts
 from tasks.components.split import Split
 
 
@@ -106,14 +106,17 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
 
 
 def pretest_scores(values: np.ndarray, split: Split, part: str, pred: np.ndarray, seasons: tuple[int, ...],
-                   references: tuple[str, ...] = ()) -> dict:
+                   references: tuple[str, ...] = (), members: dict | None = None) -> dict:
     """The model's and every baseline's scores on the origins of `part` ("cal" or "val": those
     before the test range), what the gate is decided on: {"origins": "calibration" | "validation",
     "n", "per_lead", "metrics"}. pred: the model's forecasts there (n, H), as conformal_bands made
     them (for a hybrid, the one weighted without these origins). The baselines are the test
     range's, each from the history before these origins only: naive, the seasonal-naive lags
     that fit before them (`seasons`, main first), and the `references` fitted once per series on
-    the history up to its first such origin (reference_forecasts).
+    the history up to its first such origin (reference_forecasts). members: a hybrid's members'
+    forecasts on these origins (conformal_bands' "members"): a statistical member of a reference's
+    name and season policy (member_forecasts) was fitted on that same history, so its forecasts
+    stand for that reference's instead of fitting it again (the same forecasts, bit for bit).
     """
     idx = split.origins(part)
     out = {"origins": GATE_ORIGINS[part], "n": int(len(idx)), "per_lead": {}, "metrics": {}}
@@ -124,7 +127,9 @@ def pretest_scores(values: np.ndarray, split: Split, part: str, pred: np.ndarray
     H = split.horizon
     forecasts = {"model": pred, **baselines(values, split, idx, H, fitting[0] if fitting else None, fitting[1:])}
     if references:
-        found, _ = reference_forecasts(values, split, idx, H, fitting[0] if fitting else None, tuple(references))
+        season = fitting[0] if fitting else None
+        given = member_forecasts(members["ensemble"], members["each"], season, ()) if members else None
+        found, _ = reference_forecasts(values, split, idx, H, season, tuple(references), given=given)
         forecasts.update(found)
     y, scale = actuals(values, split, idx), mase_scales(values, split, idx)
     for name, f in forecasts.items():

@@ -554,6 +554,41 @@ def test_a_hybrids_test_forecasts_serve_the_references_of_the_same_name_and_poli
     assert "ets" not in member_forecasts(ens, each, 24, ())  # another season policy: not the same forecaster
 
 
+def test_the_gates_references_reuse_a_hybrids_calibration_forecasts_of_the_same_name_and_policy(monkeypatch):
+    """The gate's references on the calibration origins (pretest_scores) are the forecasts the
+    hybrid's statistical members made there (conformal_bands' "members"), the same bit for bit
+    as fitting them again, which then no longer happens; another season policy still fits."""
+    from tasks.components import references
+    from tasks.components.backtest import conformal_bands
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.gate import pretest_scores
+    from tasks.components.references import Statistical
+
+    values = monthly(160)
+    split = split_for(values, seq_length=24, horizon=2)
+    net = Member(Forecaster(cell="gru", hidden_size=4).eval(), split)
+    ens = Ensemble([net, Member(Statistical("ets", 12), split), Member(Statistical("theta", 12), split)],
+                   weights=(0.4, 0.3, 0.3))
+    cal = conformal_bands(ens, values, split, (0.8,))
+    assert cal["members"]["each"].shape == (3, split.count(cal["part"]), 2)
+    fresh = pretest_scores(values, split, cal["part"], cal["forecasts"], (12,), ("ets", "theta"))
+
+    fits = []
+    real = references.cross_validation
+    monkeypatch.setattr(references, "cross_validation", lambda *a, **k: fits.append(a[1]) or real(*a, **k))
+    reused = pretest_scores(values, split, cal["part"], cal["forecasts"], (12,), ("ets", "theta"), cal["members"])
+    assert fits == []  # neither reference was fitted again
+    assert json.dumps(reused, sort_keys=True) == json.dumps(fresh, sort_keys=True)  # the same scores, to the bit
+    # members of another season policy are other forecasters: the references are fitted as before
+    other = Ensemble([net, Member(Statistical("ets", 6), split)], weights=(0.5, 0.5))
+    again = pretest_scores(values, split, cal["part"], cal["forecasts"], (12,), ("ets", "theta"),
+                           conformal_bands(other, values, split, (0.8,))["members"])
+    assert sorted(fits) == ["ets", "theta"]
+    assert again["metrics"]["ets"] == fresh["metrics"]["ets"]
+    # a single network has no members to reuse
+    assert conformal_bands(net.model, values, split, (0.8,))["members"] is None
+
+
 def test_validation_scores_at_most_so_many_origins_per_series_evenly_spaced():
     from tasks.components.backtest import spaced_origins
 
