@@ -133,3 +133,19 @@ def test_a_deadline_ends_training_after_min_epochs_and_keeps_the_best_weights():
     assert st.stopped_at_deadline and st.epoch == MIN_EPOCHS and 1 <= st.best_epoch <= MIN_EPOCHS
     _, free = train_model(values, split, spec, FitSettings(epochs=12, patience=0), torch.device("cpu"))
     assert not free.stopped_at_deadline and free.epoch == 12
+
+
+def test_the_cost_benchmark_times_a_run_that_made_its_forecast_whatever_its_gate_said():
+    """A default run exits 3 when its model did not pass the baseline gate, with every output
+    written: the benchmark times it (and says so), while any other failure still stops it."""
+    import sys
+
+    from benchmarks.cost import FORECAST_MADE, timed
+
+    exit_3 = [sys.executable, "-c", "import sys; print('gate: FAILED'); sys.exit(3)"]
+    got = timed(exit_3, {}, 60, ok=FORECAST_MADE)
+    assert got["exit"] == 3 and "gate: FAILED" in got["output"] and got["wall_s"] > 0
+    with pytest.raises(RuntimeError, match=r"failed \(3\)"):
+        timed(exit_3, {}, 60)  # statsforecast's baseline: only 0 is success
+    with pytest.raises(RuntimeError, match=r"failed \(2\)"):
+        timed([sys.executable, "-c", "import sys; sys.exit(2)"], {}, 60, ok=FORECAST_MADE)
