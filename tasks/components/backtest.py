@@ -270,7 +270,8 @@ def backtest(
         undefined["mase"] = note
     cal = conformal_bands(model, values, split, levels, chunk)
     cal_scores, part, cal_members = cal.pop("scores"), cal.pop("part"), cal.pop("members")
-    pretest = pretest_scores(values, split, part, cal.pop("forecasts"), seasons, tuple(references), cal_members)
+    pretest = pretest_scores(values, split, part, cal.pop("forecasts"), seasons, tuple(references), cal_members,
+                             season_length)
     test_scores = (y - pred) / (scores if scores.ndim == 2 else scores[:, None])
     bands = {**cal, "halfwidths": sequential_bands(split, idx, cal_scores, test_scores, levels)}
     final = updated_halfwidths(cal_scores, levels, test_scores)

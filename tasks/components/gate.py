@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from tasks.components.baselines import actuals, baselines, finite, lead_metrics, mase_scales
-from tasks.components.references import REFERENCES, member_forecasts, reference_forecasts
+from tasks.components.references import REFERENCES, member_forecasts, mstl_seasons, reference_forecasts
 from tasks.components.split import Split
 
 
@@ -106,17 +106,21 @@ def baseline_gate(metrics: dict[str, dict[str, float | None]], undefined: dict[s
 
 
 def pretest_scores(values: np.ndarray, split: Split, part: str, pred: np.ndarray, seasons: tuple[int, ...],
-                   references: tuple[str, ...] = (), members: dict | None = None) -> dict:
+                   references: tuple[str, ...] = (), members: dict | None = None,
+                   season_length: int | None = None) -> dict:
     """The model's and every baseline's scores on the origins of `part` ("cal" or "val": those
     before the test range), what the gate is decided on: {"origins": "calibration" | "validation",
     "n", "per_lead", "metrics"}. pred: the model's forecasts there (n, H), as conformal_bands made
     them (for a hybrid, the one weighted without these origins). The baselines are the test
     range's, each from the history before these origins only: naive, the seasonal-naive lags
     that fit before them (`seasons`, main first), and the `references` fitted once per series on
-    the history up to its first such origin (reference_forecasts). members: a hybrid's members'
-    forecasts on these origins (conformal_bands' "members"): a statistical member of a reference's
-    name and season policy (member_forecasts) was fitted on that same history, so its forecasts
-    stand for that reference's instead of fitting it again (the same forecasts, bit for bit).
+    the history up to its first such origin (reference_forecasts), with the test range's season
+    policy (mstl_seasons of the seasons that fit, `season_length` the --season-length given: MSTL
+    on sub-daily data, never AutoETS or AutoTheta with a season of 1,440 minutes). members: a
+    hybrid's members' forecasts on these origins (conformal_bands' "members"): a statistical member
+    of a reference's name and season policy (member_forecasts) was fitted on that same history, so
+    its forecasts stand for that reference's instead of fitting it again (the same forecasts, bit
+    for bit).
     """
     idx = split.origins(part)
     out = {"origins": GATE_ORIGINS[part], "n": int(len(idx)), "per_lead": {}, "metrics": {}}
@@ -128,8 +132,9 @@ def pretest_scores(values: np.ndarray, split: Split, part: str, pred: np.ndarray
     forecasts = {"model": pred, **baselines(values, split, idx, H, fitting[0] if fitting else None, fitting[1:])}
     if references:
         season = fitting[0] if fitting else None
-        given = member_forecasts(members["ensemble"], members["each"], season, ()) if members else None
-        found, _ = reference_forecasts(values, split, idx, H, season, tuple(references), given=given)
+        mstl = mstl_seasons(split.frequency, fitting, season_length)
+        given = member_forecasts(members["ensemble"], members["each"], season, mstl) if members else None
+        found, _ = reference_forecasts(values, split, idx, H, season, tuple(references), mstl=mstl, given=given)
         forecasts.update(found)
     y, scale = actuals(values, split, idx), mase_scales(values, split, idx)
     for name, f in forecasts.items():

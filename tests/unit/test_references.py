@@ -589,6 +589,35 @@ def test_the_gates_references_reuse_a_hybrids_calibration_forecasts_of_the_same_
     assert conformal_bands(net.model, values, split, (0.8,))["members"] is None
 
 
+def test_the_gates_references_on_sub_daily_data_follow_the_test_ranges_season_policy():
+    """On hourly data the gate's AutoETS is MSTL+AutoETS, as the test range's reference is (not
+    AutoETS with the day as its season), and a hybrid's MSTL+AutoETS member's calibration
+    forecasts stand for it; --season-length keeps the plain model."""
+    from tasks.components.backtest import conformal_bands, pretest_scores
+    from tasks.components.ensemble import Ensemble, Member
+    from tasks.components.references import Statistical
+
+    y = hourly(24 * 7 * 6)
+    split = build_split([len(y)], ["s"], 48, 2, 0.7, 0.15, calibration=20, frequency="h").with_scalers(y)
+    idx = split.origins("cal")
+    net = Member(Forecaster(cell="gru", hidden_size=4).eval(), split)
+    ens = Ensemble([net, Member(Statistical("ets", 24, (24, 168)), split)], weights=(0.5, 0.5))
+    cal = conformal_bands(ens, y, split, (0.8,))
+    assert cal["part"] == "cal"
+    seasons = (24, 168)
+    mstl_ets, _ = reference_forecasts(y, split, idx, 2, 24, ("ets",), mstl=seasons)
+    plain_ets, _ = reference_forecasts(y, split, idx, 2, 24, ("ets",))
+    fresh = pretest_scores(y, split, "cal", cal["forecasts"], seasons, ("ets",))
+    want = pretest_scores(y, split, "cal", mstl_ets["ets"], seasons, ())["metrics"]["model"]
+    assert fresh["metrics"]["ets"] == want  # MSTL+AutoETS's scores
+    plain = pretest_scores(y, split, "cal", plain_ets["ets"], seasons, ())["metrics"]["model"]
+    assert fresh["metrics"]["ets"] != plain
+    reused = pretest_scores(y, split, "cal", cal["forecasts"], seasons, ("ets",), cal["members"])
+    assert reused["metrics"]["ets"] == want  # the member's forecasts, the same to the bit
+    given_season = pretest_scores(y, split, "cal", cal["forecasts"], seasons, ("ets",), cal["members"], 24)
+    assert given_season["metrics"]["ets"] == plain  # --season-length 24: the plain AutoETS, as on the test range
+
+
 def test_validation_scores_at_most_so_many_origins_per_series_evenly_spaced():
     from tasks.components.backtest import spaced_origins
 
