@@ -385,7 +385,9 @@ def data_source(cfg: PipelineConfig) -> str:
 
 
 def resolve(cfg: PipelineConfig, device: str) -> PipelineConfig:
-    """`cfg` with every "auto" replaced by what it means for this run: no "auto" is left.
+    """`cfg` with every "auto" replaced by what it means for this run: no "auto" is left, but for
+    search.time_limit of a run that searches (it depends on the data: flows.budget sets it from
+    the cost model, and the summary's time-limit line says it); without a search it is 0 (none).
 
     Each AUTO_DEFAULTS field takes its value for the data source; `device` is the device that
     train.device="auto" resolved to (tasks.components.network.resolve_device), given by the caller
@@ -397,6 +399,9 @@ def resolve(cfg: PipelineConfig, device: str) -> PipelineConfig:
               for section, fields in AUTO_DEFAULTS.items()}
     if cfg.train.device == "auto":
         update["train"]["device"] = device
+    mode = update.get("search", {}).get("mode", cfg.search.mode)
+    if mode == "off" and cfg.search.time_limit == "auto":  # no search: nothing for a time limit to bound
+        update.setdefault("search", {})["time_limit"] = 0.0
     return with_overrides(cfg, {k: v for k, v in update.items() if v})
 
 
