@@ -43,6 +43,30 @@ def task_runner(cfg: Any) -> Any:
     )
 
 
+def warm_up() -> None:
+    """Run, once in this thread, the first-use code of torch's optimiser and statsforecast's models
+    that builds Python ASTs (inspect.signature of builtins, torch._dynamo's first import).
+
+    CPython 3.11 keeps one AST-constructor recursion counter for all threads: two threads building
+    ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (CPython
+    gh-106905). A search's wave trains networks and fits statistical members side by side in the
+    thread runner's workers, each reaching that first-use code; done here first, before any task
+    is submitted, none is left for them (measured: 69 parses here, 0 in a GRU's training step and
+    AutoETS/AutoTheta fits after it). Draws nothing from torch's or numpy's random generators.
+    """
+    import numpy as np
+    import torch
+    from statsforecast.models import AutoETS, AutoTheta
+
+    w = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.Adam([w])
+    (w * w).sum().backward()
+    optimiser.step()
+    y = np.arange(1.0, 13.0)
+    AutoETS(season_length=1).fit(y).predict(1)
+    AutoTheta(season_length=1).fit(y).predict(1)
+
+
 def require_real_api() -> str:
     """The Prefect API URL workers will report to; InputError when it is Prefect's temporary server."""
     from prefect.settings import get_current_settings

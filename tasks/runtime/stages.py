@@ -208,7 +208,7 @@ class Run:
     def __enter__(self) -> "Run":
         from tasks.runtime.leases import Lease
         from tasks.runtime.publish import TrainingProgress
-        from tasks.runtime.runners import task_runner
+        from tasks.runtime.runners import task_runner, warm_up
 
         for base in dict.fromkeys((self.paths.root, self.paths.data)):  # what killed writers left
             store.sweep_temp_files(base)
@@ -218,6 +218,8 @@ class Run:
         self._following = progress.follow(TrainingProgress())  # the run's one rnn-training-progress artifact
         self._following.__enter__()
         try:
+            if self.cfg.runner.kind == "local" and self.cfg.runner.workers > 1:
+                warm_up()  # tasks in threads side by side: no first-use AST building left to them
             self.runner = task_runner(self.cfg.runner).__enter__()
         except BaseException:
             self._following.__exit__(None, None, None)
