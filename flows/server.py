@@ -243,22 +243,15 @@ def stop_process(pid: int, wait_s: float = STOP_WAIT_S) -> bool:
 
 
 def process_alive(pid: int) -> bool:
-    """Is `pid` a live process? An exited child is reaped first; a zombie counts as gone."""
+    """Is `pid` a live process? An exited child of ours is reaped first; a zombie counts as gone
+    (tasks.runtime.store.process_alive)."""
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        pass  # no /proc (macOS), or it is gone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from tasks.runtime.store import process_alive as alive
+
+    return alive(pid)
 
 
 def runs_prefect_server(pid: int) -> bool:

@@ -184,21 +184,28 @@ def _stale(entry: os.DirEntry, now: float) -> bool:
         return False
     if m is None:
         old = _OLD_TEMP.fullmatch(entry.name)
-        if old is not None and old["pid"] and int(old["pid"]) != os.getpid() and not _alive(int(old["pid"])):
+        if old is not None and old["pid"] and int(old["pid"]) != os.getpid() and not process_alive(int(old["pid"])):
             return True
         return old is not None and age > OLD_STALE_AFTER_S
     if m["host"] != _HOST:
         return age > STALE_AFTER_S
-    return int(m["pid"]) != os.getpid() and not _alive(int(m["pid"]))
+    return int(m["pid"]) != os.getpid() and not process_alive(int(m["pid"]))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Is `pid` a live process? A zombie (exited, not yet reaped by its parent) counts as gone;
+    without /proc (macOS) only whether a signal could reach it. Reaps nothing."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass  # no /proc (macOS), or it is gone
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
     return True
 
 
