@@ -19,6 +19,7 @@ import contextvars
 import datetime as dt
 import logging
 import math
+import re
 import queue
 import threading
 import time
@@ -377,12 +378,22 @@ def png_data_url(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~$])")  # each line starts "- " or "| ": no heading or list markup
+
+
+def markdown_text(text: object) -> str:
+    """`text` as literal Markdown: every character Markdown (or the UI's math) could read as markup
+    is backslash-escaped, so a series id, column or path from the user's data shows as written
+    (`$\\invalidmathcmd$`, `*a*`, `a|b`), never as formatting, a link, HTML or a broken table."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
 def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict[str, Path],
                     config: dict | None = None, auto: set[str] = frozenset()) -> str:
     """The run report: summary lines, the metrics table, the figures inline (by heading), then the
     settings that ran (`config`, resolved; those in `auto`, "section.field", marked as chosen by auto)."""
     names = list(next(iter(metrics.values())).keys())
-    lines = [f"# {title}", "", *[f"- {s}" for s in summary], "", "## Metrics on the test range", ""]
+    lines = [f"# {title}", "", *[f"- {markdown_text(s)}" for s in summary], "", "## Metrics on the test range", ""]
     lines += ["| forecaster | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {f} | " + " | ".join("n/a" if m.get(n) is None else f"{m[n]:.4g}" for n in names) + " |"
               for f, m in metrics.items()]
@@ -392,7 +403,7 @@ def report_markdown(title: str, summary: list[str], metrics: dict, figures: dict
         lines += ["", "## Settings that ran", "", "| setting | value |", "|---|---|"]
         for section, fields in config.items():
             for name, value in fields.items():
-                shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else _cell(value)
+                shown = markdown_text(",".join(map(str, value)) if isinstance(value, (list, tuple)) else _cell(value))
                 lines.append(f"| {section}.{name} | {shown}{' (auto)' if f'{section}.{name}' in auto else ''} |")
     return "\n".join(lines) + "\n"
 

@@ -125,3 +125,19 @@ def test_prefects_delivery_complaints_are_counted_not_printed(monkeypatch, capsy
     assert [type(k.exc_info[1]) for k in kept] == [ValueError]  # a failure of the run itself still shows
     assert "Unable to connect" not in capsys.readouterr().err
     assert "2 deliveries of task run states or logs failed" in publish.outage_line("http://x/api")
+
+
+def test_the_report_shows_labels_from_the_users_data_as_written_never_as_markup():
+    """A series id, column or path in the summary or the settings is escaped: no math, emphasis,
+    link, HTML or extra table cell (issue 22: labels from user data are never interpreted)."""
+    from tasks.runtime.publish import markdown_text, report_markdown
+
+    label = r"$\invalidmathcmd$ *top* [x](y) a|b <b>my_file</b>"
+    text = report_markdown("GRU forecast report", [f"forecast warning: series {label} left its range"],
+                           {"model": {"mase": 0.5}}, {}, config={"data": {"id_column": label}})
+    escaped = markdown_text(label)
+    assert f"- forecast warning: series {escaped} left its range" in text
+    assert f"| data.id_column | {escaped} |" in text
+    assert "$\\invalidmathcmd$" not in text and "*top*" not in text and "a|b" not in text and "<b>" not in text
+    unescaped = escaped.replace("\\", "")  # what a Markdown renderer shows: the label itself
+    assert unescaped == label.replace("\\", "")
