@@ -280,7 +280,7 @@ class Run:
         or taking turns with `interleave` (a search's statistical members, which hold Python's GIL,
         then run beside its networks, whose torch kernels release it); the refs of each job (None
         for a job whose stage is not wanted)."""
-        calls, slots = [], []
+        calls, slots, stage_of = [], [], []  # stage_of: the stage name of each call
         for task, items, stop_at in jobs:
             spec = spec_of(task)
             if not self.wants(spec.stage) or items is None:
@@ -291,20 +291,18 @@ class Run:
             plans = [self.plan(spec, task, item) for item in items]
             slots.append((spec, plans, len(calls)))
             calls += [(task, plan, item, stop_at) for plan, item in zip(plans, items)]
-        sizes = [len(slot[1]) for slot in slots if slot is not None]
-        order = turns(sizes) if interleave else list(range(len(calls)))
-        names = [spec_of(calls[i][0]).name for i in order]  # the stage each call advances on the display
-        for slot in slots:
-            if slot is not None:
-                progress.begin(slot[0].name, len(slot[1]), building=sum(p.run for p in slot[1]))
+            stage_of += [spec.name] * len(plans)
+        live = [slot for slot in slots if slot is not None]
+        order = turns([len(plans) for _, plans, _ in live]) if interleave else list(range(len(calls)))
+        for spec, plans, _ in live:
+            progress.begin(spec.name, len(plans), building=sum(p.run for p in plans))
         try:
-            done = self._submit_in_waves([calls[i] for i in order], lambda k: progress.advance(names[k]))
+            ended = self._submit_in_waves([calls[i] for i in order], lambda k: progress.advance(stage_of[order[k]]))
         finally:
-            for slot in slots:
-                if slot is not None:
-                    progress.end(slot[0].name)
+            for spec, _, _ in live:
+                progress.end(spec.name)
         results: list[Any] = [None] * len(calls)
-        for i, r in zip(order, done):
+        for i, r in zip(order, ended):
             results[i] = r
         out = []
         for slot in slots:
