@@ -13,6 +13,7 @@ Prefect's temporary per-process server is refused before anything starts (`requi
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tasks.errors import InputError
@@ -43,6 +44,7 @@ def task_runner(cfg: Any) -> Any:
     )
 
 
+@functools.cache
 def warm_up() -> None:
     """Run, once in this thread, the first-use code of torch's optimiser and statsforecast's models
     that builds Python ASTs (inspect.signature of builtins, torch._dynamo's first import).
@@ -53,6 +55,8 @@ def warm_up() -> None:
     thread runner's workers, each reaching that first-use code; done here first, before any task
     is submitted, none is left for them (measured: 69 parses here, 0 in a GRU's training step and
     AutoETS/AutoTheta fits after it). Draws nothing from torch's or numpy's random generators.
+    Once a process (a run that reuses every entry never calls it: Run.map_together calls it only
+    before a wave with more than one task to compute).
     """
     import numpy as np
     import torch

@@ -35,6 +35,7 @@ from tasks.config import STAGES, PipelineConfig, TrainConfig, resolve, section_n
 from tasks.errors import InputError
 from tasks.runtime import confine, faults, interrupt, progress, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
+from tasks.runtime.runners import warm_up
 from tasks.runtime.retry import RETRY_OPTIONS
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ class Run:
     def __enter__(self) -> "Run":
         from tasks.runtime.leases import Lease
         from tasks.runtime.publish import TrainingProgress
-        from tasks.runtime.runners import task_runner, warm_up
+        from tasks.runtime.runners import task_runner
 
         for base in dict.fromkeys((self.paths.root, self.paths.data)):  # what killed writers left
             store.sweep_temp_files(base)
@@ -218,8 +219,6 @@ class Run:
         self._following = progress.follow(TrainingProgress())  # the run's one rnn-training-progress artifact
         self._following.__enter__()
         try:
-            if self.cfg.runner.kind == "local" and self.cfg.runner.workers > 1:
-                warm_up()  # tasks in threads side by side: no first-use AST building left to them
             self.runner = task_runner(self.cfg.runner).__enter__()
         except BaseException:
             self._following.__exit__(None, None, None)
@@ -294,8 +293,11 @@ class Run:
             stage_of += [spec.name] * len(plans)
         live = [slot for slot in slots if slot is not None]
         order = turns([len(plans) for _, plans, _ in live]) if interleave else list(range(len(calls)))
-        for spec, plans, _ in live:
-            progress.begin(spec.name, len(plans), building=sum(p.run for p in plans))
+        building = [sum(p.run for p in plans) for _, plans, _ in live]
+        if sum(building) > 1 and self.cfg.runner.kind == "local" and self.cfg.runner.workers > 1:
+            warm_up()  # tasks about to compute side by side in threads: no first-use AST building left to them
+        for (spec, plans, _), n in zip(live, building):
+            progress.begin(spec.name, len(plans), building=n)
         try:
             ended = self._submit_in_waves([calls[i] for i in order], lambda k: progress.advance(stage_of[order[k]]))
         finally:
