@@ -170,8 +170,9 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
                "splits": windows[m.window]} for m in members]
     stats = [{"splits": windows[longest], "statistical": name, "season": season, **({"mstl": mstl} if mstl else {}),
               "eval_cfg": scoring} for name in statistical]
-    # the statistical members need no network: they take turns with the networks in one wave (their
-    # statsforecast code holds Python's GIL, torch's kernels release it); no network starts after the deadline
+    # the statistical members need no network: they take turns with the networks in one wave (on the
+    # local runner their fits run in the statistical worker process, tasks/runtime/offload.py, whose
+    # GIL is its own); no network starts after the deadline
     models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)],
                                            interleave=True)
     late = tuple(label_of(m) for m, ref in zip(members, models or ()) if ref is None)  # not started by the deadline

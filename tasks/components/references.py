@@ -32,6 +32,10 @@ not finite, on a series is replaced on that series by the naive forecast (statsf
 series never leaves a reference undefined. Series with the same number of test origins share
 one cross_validation call (each still gets its own model), which roughly halves the per-series
 cost (AutoETS on 80-point series: 8-13 ms instead of 21 ms a series; AutoTheta 4-6 ms).
+
+Where it runs: every statsforecast call goes through `_computed`, which a local run points at a
+worker process (tasks/runtime/offload.py; its numba code holds the GIL). One concern, about 530
+lines: the references and the statistical members are the same models, fits and refit policy.
 """
 
 from __future__ import annotations
@@ -47,6 +51,17 @@ import pandas as pd
 from tasks.components.split import Split
 
 log = logging.getLogger(__name__)
+
+# How the statsforecast work below runs: None, in this thread; else a function taking (fn, *args)
+# (and key=, the model's name) that returns fn(*args) computed elsewhere, to the bit (tasks.runtime.offload installs its worker
+# process while a local run is entered: statsforecast's numba code holds the GIL a fit long, which
+# stalled the networks training in the other threads). Set only by tasks.runtime.offload.
+offload = None
+
+
+def _computed(fn, name: str, *args):
+    """fn(name, *args) (name: the model's), where `offload` says."""
+    return fn(name, *args) if offload is None else offload(fn, name, *args, key=name)
 
 REFERENCES = ("ets", "theta", "arima")
 MEMBERS = (*REFERENCES, "snaive")  # what a search may combine with its networks (Statistical)
@@ -157,6 +172,12 @@ def cross_validation(ys: list[np.ndarray], name: str, season: int | None, steps:
     (ValueError, NotImplementedError for too few points, ...), and ValueError when statsforecast's
     windows are not these.
     """
+    return _computed(_cross_validation, name, ys, season, steps, n_windows, refit_every, mstl)
+
+
+def _cross_validation(name: str, ys: list[np.ndarray], season: int | None, steps: int, n_windows: int,
+                      refit_every: int = 0, mstl: tuple[int, ...] = ()) -> np.ndarray:
+    """cross_validation, computed here."""
     from statsforecast import StatsForecast
 
     lengths = np.array([len(y) for y in ys])
@@ -333,26 +354,26 @@ class Statistical:
         out = np.empty((len(idx), steps))
         last, k = split.last_observed(idx), split.series_index(idx)
         self.fallback = {}
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # see reference_forecasts
-            for j in np.unique(k):
-                rows, s = np.flatnonzero(k == j), split.series[int(j)]
-                known = self._known(s.series_id, last[rows] - s.offset, steps) if self.made else None
-                if known is not None:
-                    out[rows] = known
-                    if s.series_id in self.made_fallback:
-                        self.fallback[s.series_id] = self.made_fallback[s.series_id]
-                    continue
-                try:
-                    pred = self._series(values, s.offset, last[rows], steps)
-                    if not np.isfinite(pred).all():
-                        raise ValueError("a forecast that is not finite")
-                except Exception as exc:  # noqa: BLE001 (any model failure: the naive forecast, logged)
-                    reason = f"{type(exc).__name__}: {exc}"[:200]
-                    log.warning("%s (ensemble member) failed on series %r (%s); its naive forecast stands in",
-                                self.label, s.series_id, reason)
-                    self.fallback[s.series_id] = reason
-                    pred = np.repeat(values[last[rows]][:, None], steps, axis=1)
-                out[rows] = pred
+        todo = []  # (its rows of idx, series id, its history up to its last origin, fit length, origins' last points)
+        for j in np.unique(k):
+            rows, s = np.flatnonzero(k == j), split.series[int(j)]
+            known = self._known(s.series_id, last[rows] - s.offset, steps) if self.made else None
+            if known is not None:
+                out[rows] = known
+                if s.series_id in self.made_fallback:
+                    self.fallback[s.series_id] = self.made_fallback[s.series_id]
+                continue
+            local = last[rows] - s.offset
+            todo.append((rows, s.series_id, np.asarray(values[s.offset : s.offset + int(local.max()) + 1], dtype=float),
+                         int(local.min()) + 1, local))
+        made = _computed(_forecast_series, self.name, self.season, self.mstl, [t[2:] for t in todo], steps) if todo else []
+        for (rows, sid, *_), (pred, reason) in zip(todo, made):
+            if reason is not None:
+                log.warning("%s (ensemble member) failed on series %r (%s); its naive forecast stands in",
+                            self.label, sid, reason)
+                self.fallback[sid] = reason
+                pred = np.repeat(values[last[rows]][:, None], steps, axis=1)
+            out[rows] = pred
         return out
 
     def table(self, values: np.ndarray, split: Split, parts: tuple[str, ...] = ("cal", "test")):
@@ -376,13 +397,30 @@ class Statistical:
                 "fallback": [self.fallback.get(x, "") for x in np.repeat(sid, steps)]}))
         return pd.concat(frames, ignore_index=True) if frames else None
 
-    def _series(self, values: np.ndarray, offset: int, last: np.ndarray, steps: int) -> np.ndarray:
-        """One series' forecasts from its origins' last observed points `last` (global indexes)."""
-        fit_end = int(last.min()) + 1
-        y = np.asarray(values[offset : int(last.max()) + 1], dtype=float)
-        model = fitted(self.name, self.season, self.mstl, y[: fit_end - offset])
-        return np.stack([np.asarray(model.forward(y=y[: t - offset + 1], h=steps)["mean"], dtype=float)
-                         for t in last])
+
+
+def _forecast_series(name: str, season: int | None, mstl: tuple[int, ...],
+                     jobs: list[tuple[np.ndarray, int, np.ndarray]], steps: int
+                     ) -> list[tuple[np.ndarray | None, str | None]]:
+    """A statistical member's forecasts of several series (Statistical.__call__'s work): for each
+    job (y: the series up to its last origin's last observed point, (n,) float; fit: how many of
+    its first points the model is fitted on; last: each origin's last observed point, local to
+    the series), (forecasts (len(last), steps), None), or (None, why) when its model raised or
+    forecast a value that is not finite. A module-level function of arrays, so that it runs as
+    well in the statistical worker (tasks.runtime.offload) as here."""
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # see reference_forecasts
+        for y, fit, last in jobs:
+            try:
+                model = fitted(name, season, mstl, y[:fit])
+                pred = np.stack([np.asarray(model.forward(y=y[: t + 1], h=steps)["mean"], dtype=float)
+                                 for t in last])
+                if not np.isfinite(pred).all():
+                    raise ValueError("a forecast that is not finite")
+                out.append((pred, None))
+            except Exception as exc:  # noqa: BLE001 (any model failure: the naive forecast, logged by the caller)
+                out.append((None, f"{type(exc).__name__}: {exc}"[:200]))
+    return out
 
 
 class MSTLForecaster:

@@ -45,9 +45,32 @@ def task_runner(cfg: Any) -> Any:
 
 
 @functools.cache
+def warm_up_torch() -> None:
+    """Run, once a process and in this thread, the first-use code of torch's optimiser that builds
+    Python ASTs (inspect.signature of builtins, torch._dynamo's first import): see warm_up."""
+    import torch
+
+    w = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.Adam([w])
+    (w * w).sum().backward()
+    optimiser.step()
+
+
+@functools.cache
+def warm_up_statistics() -> None:
+    """Run, once a process and in this thread, the first-use code of statsforecast's models that
+    builds Python ASTs: see warm_up."""
+    import numpy as np
+    from statsforecast.models import AutoETS, AutoTheta
+
+    y = np.arange(1.0, 13.0)
+    AutoETS(season_length=1).fit(y).predict(1)
+    AutoTheta(season_length=1).fit(y).predict(1)
+
+
 def warm_up() -> None:
     """Run, once in this thread, the first-use code of torch's optimiser and statsforecast's models
-    that builds Python ASTs (inspect.signature of builtins, torch._dynamo's first import).
+    that builds Python ASTs.
 
     CPython 3.11 keeps one AST-constructor recursion counter for all threads: two threads building
     ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (CPython
@@ -56,19 +79,15 @@ def warm_up() -> None:
     is submitted, none is left for them (measured: 69 parses here, 0 in a GRU's training step and
     AutoETS/AutoTheta fits after it). Draws nothing from torch's or numpy's random generators.
     Once a process (a run that reuses every entry never calls it: Run.map_together calls it only
-    before a wave with more than one task to compute).
+    before a wave with more than one task to compute). While the statistical worker serves this
+    process (tasks.runtime.offload), statsforecast never runs here: only torch's part is done, and
+    statsforecast is not even imported (about 2 s of a short run).
     """
-    import numpy as np
-    import torch
-    from statsforecast.models import AutoETS, AutoTheta
+    from tasks.components import references
 
-    w = torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.Adam([w])
-    (w * w).sum().backward()
-    optimiser.step()
-    y = np.arange(1.0, 13.0)
-    AutoETS(season_length=1).fit(y).predict(1)
-    AutoTheta(season_length=1).fit(y).predict(1)
+    warm_up_torch()
+    if references.offload is None:
+        warm_up_statistics()
 
 
 def require_real_api() -> str:

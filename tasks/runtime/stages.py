@@ -33,7 +33,7 @@ from prefect.states import Completed
 
 from tasks.config import STAGES, PipelineConfig, TrainConfig, resolve, section_name
 from tasks.errors import InputError
-from tasks.runtime import confine, faults, interrupt, progress, store
+from tasks.runtime import confine, faults, interrupt, offload, progress, store
 from tasks.runtime.caching import StagePlan, code_hashes, plan_stage, record_latest
 from tasks.runtime.runners import warm_up
 from tasks.runtime.retry import RETRY_OPTIONS
@@ -181,6 +181,7 @@ class Run:
     largest_payload: int = 0  # bytes of the largest value a stage task returned (pickled)
     used: list[str] = field(default_factory=list)  # every entry the run used (all buckets and members)
     lease: Any = None  # tasks.runtime.leases.Lease while the run is entered: what `clean` must leave alone
+    offloading: bool = False  # statistical work goes to the worker process while entered (local runner)
     source: str = ""  # the data it reads (source_of): what stage reasons compare runs by
     outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # entry path -> (its reason, built)
 
@@ -225,6 +226,9 @@ class Run:
             self.lease.__exit__(None, None, None)
             self.lease = None
             raise
+        self.offloading = self.cfg.runner.kind == "local"  # its threads share one GIL (tasks/runtime/offload.py)
+        if self.offloading:
+            offload.install()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -233,6 +237,9 @@ class Run:
                 self.runner.__exit__(*exc)
                 self.runner = None
         finally:
+            if self.offloading:
+                offload.uninstall()
+                self.offloading = False
             self._following.__exit__(None, None, None)
             if self.lease is not None:
                 self.lease.__exit__(*exc)
@@ -276,9 +283,9 @@ class Run:
     def map_together(self, jobs: list[tuple[Any, list[Inputs] | None, float]], interleave: bool = False
                      ) -> list[tuple[StageRef, ...] | None]:
         """`map` of several stages in one wave: jobs are (task, items, stop_at), submitted in order,
-        or taking turns with `interleave` (a search's statistical members, which hold Python's GIL,
-        then run beside its networks, whose torch kernels release it); the refs of each job (None
-        for a job whose stage is not wanted)."""
+        or taking turns with `interleave` (a search's statistical members then run beside its
+        networks, not all after them); the refs of each job (None for a job whose stage is not
+        wanted)."""
         calls, slots, stage_of = [], [], []  # stage_of: the stage name of each call
         for task, items, stop_at in jobs:
             spec = spec_of(task)
