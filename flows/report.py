@@ -164,7 +164,9 @@ def leaderboard_line(lb: dict) -> str:
         joined = lb.get("statistical") or []
         hybrid = f", weighted with {', '.join(joined)} by 1 / MASE^2 before the test range" if joined else ""
         best = lb.get("best", "network")
-        return (f"search: {lb['members']} members ranked on the validation range; the best {lb['combined']} "
+        nets = lb["members"] - len(joined)
+        ranked = f"{nets} network(s)" + (f" and {len(joined)} statistical member(s)" if joined else "")
+        return (f"search: {ranked} ranked on the validation range; the best {lb['combined']} "
                 f"network(s) on the validation and calibration origins combined by the {lb['combine']}{hybrid} "
                 f"(best member on the validation range: "
                 f"{'a network' if best == 'network' else best}, MASE {mase}; rnn-leaderboard lists them all)")

@@ -66,10 +66,12 @@ def test_a_search_line_names_the_best_member_whatever_it_is():
     lb = {"kind": "search", "members": 11, "val_mase": 0.35812, "combined": 3, "combine": "median",
           "statistical": ["AutoETS", "AutoTheta", "seasonal naive"], "best": "AutoTheta", "winner": {}}
     assert leaderboard_line(lb) == (
-        "search: 11 members ranked on the validation range; the best 3 network(s) on the validation and calibration "
+        "search: 8 network(s) and 3 statistical member(s) ranked on the validation range; the best 3 network(s) on "
+        "the validation and calibration "
         "origins combined by the median, weighted with AutoETS, AutoTheta, seasonal naive by 1 / MASE^2 before the test range (best member on the validation "
         "range: AutoTheta, MASE 0.3581; rnn-leaderboard lists them all)")
     assert "best member on the validation range: a network, MASE" in leaderboard_line({**lb, "best": "network"})
+    assert leaderboard_line({**lb, "members": 8, "statistical": []}).startswith("search: 8 network(s) ranked on")
 
 
 def test_a_sweep_line_names_the_winner_as_the_grid_writes_settings():
