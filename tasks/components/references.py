@@ -52,10 +52,10 @@ from tasks.components.split import Split
 
 log = logging.getLogger(__name__)
 
-# How the statsforecast work below runs: None, in this thread; else a function taking (fn, *args)
-# (and key=, the model's name) that returns fn(*args) computed elsewhere, to the bit (tasks.runtime.offload installs its worker
-# process while a local run is entered: statsforecast's numba code holds the GIL a fit long, which
-# stalled the networks training in the other threads). Set only by tasks.runtime.offload.
+# How the statsforecast work below runs: None, in this thread; else a function taking (fn, *args,
+# key=the model's name) that returns fn(*args) computed elsewhere, to the bit (tasks.runtime.offload
+# installs its worker processes while a local run is entered: statsforecast's numba code holds the
+# GIL a fit long, which stalled the networks training in the other threads). Set only there.
 offload = None
 
 
@@ -366,7 +366,8 @@ class Statistical:
             local = last[rows] - s.offset
             todo.append((rows, s.series_id, np.asarray(values[s.offset : s.offset + int(local.max()) + 1], dtype=float),
                          int(local.min()) + 1, local))
-        made = _computed(_forecast_series, self.name, self.season, self.mstl, [t[2:] for t in todo], steps) if todo else []
+        jobs = [t[2:] for t in todo]
+        made = _computed(_forecast_series, self.name, self.season, self.mstl, jobs, steps) if todo else []
         for (rows, sid, *_), (pred, reason) in zip(todo, made):
             if reason is not None:
                 log.warning("%s (ensemble member) failed on series %r (%s); its naive forecast stands in",

@@ -33,7 +33,7 @@ REPORT_S = 2.0  # at most this long to tell the server the flow run crashed
 STOP_S = 3.0  # child processes get this long to exit on SIGTERM before SIGKILL
 
 _NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-_state: dict[str, Any] = {"armed": False, "stage": "start-up", "entries": set(), "flow_run": None}
+_state: dict[str, Any] = {"armed": False, "stage": "start-up", "entries": set(), "flow_run": None, "stopping": False}
 
 
 def arm() -> bool:
@@ -50,6 +50,11 @@ def arm() -> bool:
 def armed() -> bool:
     """Did this process's command line arm the handler?"""
     return _state["armed"]
+
+
+def stopping() -> bool:
+    """Is this process stopping on a signal (its children stopped, os._exit next)?"""
+    return _state["stopping"]
 
 
 def rearm(flow_run_id: Any = None) -> None:
@@ -93,6 +98,7 @@ def line(stage: str) -> str:
 def _handle(signum: int, frame: Any) -> None:
     for sig in _NAMES:  # a second Ctrl-C while stopping changes nothing
         signal.signal(sig, signal.SIG_IGN)
+    _state["stopping"] = True
     stage = current_stage()
     os.write(2, f"\n{line(stage)}\n".encode())
     _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")

@@ -174,10 +174,17 @@ _fell_back = threading.Event()
 
 def run(fn: Callable[..., Any], *args: Any, key: str = "") -> Any:
     """fn(*args) in the worker of `key` (Pool.call); here when the worker is gone (logged once a
-    process)."""
+    process). While an interrupt stops this process (its children first, then os._exit), a call
+    neither starts a worker nor fits here: it waits for the process to leave, quietly."""
+    from tasks.runtime import interrupt
+
     try:
+        if interrupt.stopping():
+            raise WorkerGone("the run is stopping")
         return _pool.call(key, fn, *args)
     except WorkerGone as exc:
+        if interrupt.stopping():
+            threading.Event().wait()
         if not _fell_back.is_set():
             _fell_back.set()
             log.warning("%s; statistical fits run in this process instead", exc)

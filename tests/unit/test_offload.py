@@ -140,3 +140,29 @@ def test_a_second_worker_starts_only_for_a_key_asked_while_the_first_is_busy_and
     finally:
         pool.stop()
     assert all(w.pid is None for w in pool.workers)
+
+
+def test_a_worker_stopped_by_an_interrupt_is_not_replaced_by_fits_here(installed, monkeypatch):
+    """On SIGINT/SIGTERM the interrupt stops the run's children, the worker among them, and leaves
+    through os._exit: the task waiting on the worker must neither fit in this process nor warn
+    under the interrupt's one line."""
+    import threading
+
+    from tasks.runtime import interrupt
+
+    import time
+
+    done = []
+    waiting = threading.Thread(target=lambda: done.append(offload.run(time.sleep, 30, key="ets")), daemon=True)
+    waiting.start()
+    while not any(offload._pool._busy.values()):
+        time.sleep(0.01)
+    monkeypatch.setitem(interrupt._state, "stopping", True)
+    for w in offload._pool.workers:  # what interrupt.stop_children does to it
+        w._proc.kill()
+    waiting.join(3.0)
+    assert waiting.is_alive() and not done  # it waits for the process to leave
+    late = threading.Thread(target=lambda: done.append(offload.run(abs, -1, key="theta")), daemon=True)
+    late.start()
+    late.join(1.0)
+    assert late.is_alive() and not done  # no worker starts, nothing is computed here
