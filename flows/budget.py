@@ -1,6 +1,7 @@
 """A search's time limit and season policy, decided once the series are read (issue 26).
 
     fit_budget            the members that fit --time-limit, by the cost model (tasks/components/cost.py)
+    statistical_estimate  the seconds of statsforecast work a search does (the wave's, the backtest's)
     apply_season_policy   what sub-daily data's long seasons change: MSTL first, AutoTheta left out
     policy_line           the summary's "seasons:" line
 
@@ -75,15 +76,7 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
     if asked != "auto" and not asked:
         return members, {"limit": 0.0, "source": "none"}
     costs = [member_cost(run.resolve(with_overrides(cfg, nested(m))), data) for m in members]
-    lengths = [data["points"] // max(1, data["n_series"])] * data["n_series"]
-    n = lengths[0] if lengths else 0
-    origins = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg) + int(0.2 * n)
-    # a statistical member's validation, calibration and test forecasts are made in the networks'
-    # wave (its validate task); the backtest forecasts only the references that are no member
-    validation = sum(statistical_seconds(name, lengths, origins, fits=3, season=season, mstl=mstl)
-                     for name in cfg.search.statistical)
-    test = sum(statistical_seconds(name, lengths, int(0.2 * n), season=season, mstl=mstl)
-               for name in set(cfg.eval.references) - set(cfg.search.statistical))
+    validation, test = statistical_estimate(cfg, data, season, mstl)
     order = priority(members, cfg.search.seeds)
     if asked == "auto":  # headroom over what the whole search is estimated to take on this data
         limit = auto_time_limit(search_plan(costs, order, float("inf"), cfg.runner.workers, validation, test)[0].estimate)
@@ -109,6 +102,21 @@ def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int 
                  f"; epochs capped: {', '.join(f'{k} {v}' for k, v in budget['capped'].items())}"
                  if budget["capped"] else "")
     return kept, budget
+
+
+def statistical_estimate(cfg: PipelineConfig, data: dict, season: int | None, mstl: tuple[int, ...]
+                         ) -> tuple[float, float]:
+    """Seconds of statsforecast work a search's run does, by the cost model: (its statistical
+    members' validation, calibration and test forecasts, made in the networks' wave by their
+    validate tasks; the backtest's references that are no member, after it)."""
+    lengths = [data["points"] // max(1, data["n_series"])] * data["n_series"]
+    n = lengths[0] if lengths else 0
+    origins = min(int(0.08 * n), cfg.eval.score_origins or n) + cfg_calibration(cfg) + int(0.2 * n)
+    validation = sum(statistical_seconds(name, lengths, origins, fits=3, season=season, mstl=mstl)
+                     for name in cfg.search.statistical)
+    test = sum(statistical_seconds(name, lengths, int(0.2 * n), season=season, mstl=mstl)
+               for name in set(cfg.eval.references) - set(cfg.search.statistical))
+    return validation, test
 
 
 def load_stretch() -> float:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.budget import data_facts, fit_budget, label_of, policy_line, season_policy
+from flows.budget import data_facts, fit_budget, label_of, policy_line, season_policy, statistical_estimate
 from tasks.components.references import label
 from tasks.components.search import candidates, estimated_windows, training_regime
 from tasks.components.search import members as search_members
@@ -35,6 +35,14 @@ from tasks.validate import ensemble_task, leaderboard, pooled_ranking, scoring_c
 from tasks.windowing import window_task
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
+
+# Seconds of statsforecast work (the cost model's estimate) from which a local run's statistical
+# fits go to a worker process (tasks/runtime/offload.py). Below it, a short file's few fits cost
+# less here, holding the GIL a moment, than a worker's start-up (about 3 s of CPU to import
+# statsforecast beside two training threads on two cores): measured in benchmarks/cost.py,
+# AirPassengers (0.7 s estimated) took 13.0 s with a worker, 11.4 s without; the weekly series
+# (18 s estimated) 39.7 s with it, 49.6 s without; the 145-series panel (258 s) 122 s, 168 s.
+OFFLOAD_FROM = 5.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str
     mstl = season_policy(cfg, calendar)
     members, budget = fit_budget(run, members, data, season, mstl)
     budget["policy"] = policy_line(calendar, space, season, mstl)
+    if sum(statistical_estimate(cfg, data, season, mstl)) >= OFFLOAD_FROM:
+        run.offload_statistics()
     statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,

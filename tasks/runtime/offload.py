@@ -7,8 +7,9 @@ second beside AutoETS on 40 monthly series, against 101 alone, and on a panel of
 series (issue 26's cost benchmark) the networks' wave waited out about 110 s of AutoETS and
 AutoTheta before it trained at speed. A child process has a GIL of its own.
 
-    install()      while a local run is entered (tasks.runtime.stages.Run): references.py's
-                   heavy calls go to the workers; uninstall() when it leaves
+    install()      from when a local run's search has enough statistical work
+                   (Run.offload_statistics; flows/search.py OFFLOAD_FROM) until the run leaves:
+                   references.py's heavy calls go to the workers; uninstall() then
     run            fn(*args) in the worker of a key (a model's name): its value, or its exception
                    raised here; at most two workers (Pool), started only when one is busy
 

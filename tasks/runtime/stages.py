@@ -181,7 +181,7 @@ class Run:
     largest_payload: int = 0  # bytes of the largest value a stage task returned (pickled)
     used: list[str] = field(default_factory=list)  # every entry the run used (all buckets and members)
     lease: Any = None  # tasks.runtime.leases.Lease while the run is entered: what `clean` must leave alone
-    offloading: bool = False  # statistical work goes to the worker process while entered (local runner)
+    offloading: bool = False  # statistical work goes to the worker process until it leaves (offload_statistics)
     source: str = ""  # the data it reads (source_of): what stage reasons compare runs by
     outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # entry path -> (its reason, built)
 
@@ -226,10 +226,15 @@ class Run:
             self.lease.__exit__(None, None, None)
             self.lease = None
             raise
-        self.offloading = self.cfg.runner.kind == "local"  # its threads share one GIL (tasks/runtime/offload.py)
-        if self.offloading:
-            offload.install()
         return self
+
+    def offload_statistics(self) -> None:
+        """From now until the run leaves, statsforecast's fits run in a worker process
+        (tasks/runtime/offload.py), on the local runner, whose threads share one GIL; a Dask
+        run's workers are processes of their own and compute in place."""
+        if self.cfg.runner.kind == "local" and not self.offloading:
+            offload.install()
+            self.offloading = True
 
     def __exit__(self, *exc: Any) -> None:
         try:
