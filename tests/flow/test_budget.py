@@ -63,3 +63,32 @@ def test_a_time_limit_trains_the_members_that_fit_and_names_those_it_skipped(tmp
     line = next(ln for ln in summary_lines(summary) if ln.startswith("time limit 1 s (--time-limit)"))
     assert "1 of 4 members trained" in line and "skipped, not fitting: " in line
     assert all(label in line for label in budget["skipped"])
+
+
+def test_statistical_fits_in_the_worker_process_forecast_what_they_forecast_in_the_run(tmp_path, monkeypatch):
+    """A search's statistical members and references fitted in the statistical worker
+    (tasks/runtime/offload.py, as a search with enough statistical work does) give the same
+    leaderboard and predictions, to the bit, as fitted in the run's own process."""
+    import flows.search
+    from tasks.runtime import offload
+
+    path = ten_minutes(tmp_path)
+    installs = []
+    real = offload.install
+    monkeypatch.setattr(offload, "install", lambda: installs.append(1) or real())
+    out = {}
+    for name, threshold in (("worker", 0.0), ("here", float("inf"))):
+        monkeypatch.setattr(flows.search, "OFFLOAD_FROM", threshold)
+        before = len(installs)
+        (tmp_path / name).mkdir()
+        summary, _ = run(search_config(tmp_path / name, path), until="evaluate")
+        assert len(installs) - before == (1 if name == "worker" else 0)
+        run_dir = Path(summary["run_dir"])
+        board = pd.read_parquet(run_dir / "leaderboard.parquet")
+        out[name] = (pd.read_parquet(run_dir / "predictions.parquet"),
+                     board.drop(columns=[c for c in board.columns if c.endswith("_entry")]))
+    from tasks.components import references
+
+    assert references.offload is None  # the run left: fits are this process's again
+    pd.testing.assert_frame_equal(out["worker"][0], out["here"][0], check_exact=True)
+    pd.testing.assert_frame_equal(out["worker"][1], out["here"][1], check_exact=True)
