@@ -187,8 +187,9 @@ def search_plan(networks: list[NetworkCost], order: list[int], limit: float, wor
     from now). validation: the statistical members' seconds (their validation, calibration and
     test forecasts, made in the networks' wave, taking turns with them on `workers`); test: the
     statistical seconds of the backtest (references that are no member), which comes after.
-    Statistical work holds Python's GIL, so it is counted whole, not shared over the workers; the
-    networks' deadline leaves room for it and for the stages after the wave."""
+    Statistical work is counted whole, not shared over the workers (in a thread it holds Python's
+    GIL; in the statistical worker process it takes a core from the networks); the networks'
+    deadline leaves room for it and for the stages after the wave."""
     fixed = STAGES_FIXED + test + validation
     out = plan(networks, order, limit, fixed, workers)
     return out, max(1.0, limit - STAGES_FIXED / 2 - test - validation)
