@@ -63,20 +63,21 @@ def data_facts(series) -> dict:
             "points": sum(m.get("points", m["n_series"] * m["shortest"]) for m in metas)}
 
 
-def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, season: int | None, mstl: tuple[int, ...]
+def fit_budget(run: Run, members: list[dict[str, Any]], data: dict, statistical: tuple[float, float]
                ) -> tuple[list[dict[str, Any]], dict]:
     """The members that fit the run's time limit (search.time_limit; auto: auto_time_limit of the
     data's points for a file), each with its epoch cap, and the budget in words: the plan is made
     from the cost model (tasks/components/cost.py) before anything trains, so the same data and
     settings always train the same members; training itself stops at the limit (the members'
     deadline). Members that do not fit are skipped and named; the budget dict holds the limit, its
-    source, the estimate, the skipped members' labels and the deadline (a time.time(); 0: none)."""
+    source, the estimate, the skipped members' labels and the deadline (a time.time(); 0: none).
+    statistical: the search's statsforecast seconds (statistical_estimate)."""
     cfg = run.cfg
     asked = cfg.search.time_limit
     if asked != "auto" and not asked:
         return members, {"limit": 0.0, "source": "none"}
     costs = [member_cost(run.resolve(with_overrides(cfg, nested(m))), data) for m in members]
-    validation, test = statistical_estimate(cfg, data, season, mstl)
+    validation, test = statistical
     order = priority(members, cfg.search.seeds)
     if asked == "auto":  # headroom over what the whole search is estimated to take on this data
         limit = auto_time_limit(search_plan(costs, order, float("inf"), cfg.runner.workers, validation, test)[0].estimate)

@@ -37,11 +37,12 @@ from tasks.windowing import window_task
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
 
 # Seconds of statsforecast work (the cost model's estimate) from which a local run's statistical
-# fits go to a worker process (tasks/runtime/offload.py). Below it, a short file's few fits cost
-# less here, holding the GIL a moment, than a worker's start-up (about 3 s of CPU to import
-# statsforecast beside two training threads on two cores): measured in benchmarks/cost.py,
-# AirPassengers (0.7 s estimated) took 13.0 s with a worker, 11.4 s without; the weekly series
-# (18 s estimated) 39.7 s with it, 49.6 s without; the 145-series panel (258 s) 122 s, 168 s.
+# fits go to a worker process (tasks/runtime/offload.py). Below it, a short file's few fits gain
+# nothing from a worker and pay its start-up (about 3 s of CPU to import statsforecast, beside two
+# training threads on two cores): AirPassengers (0.7 s estimated), alternated three times, took
+# 12.3 s with a worker and 12.7 s without, but 1.3 s more CPU. Above it the fits stalled the
+# networks: the weekly series (18 s estimated) 49.6 s -> 39.6 s, the 145-series panel (258 s)
+# 152.7 s -> 112.7 s, half-hourly data (6 s) 101.7 s -> 97.6 s alternated (benchmarks/RESULTS.md).
 OFFLOAD_FROM = 5.0
 
 
@@ -144,9 +145,10 @@ def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str
     members = search_members(space, cfg.search.seeds, cfg.train.seed)
     season = cfg.eval.season_length or (calendar or {}).get("season_length")
     mstl = season_policy(cfg, calendar)
-    members, budget = fit_budget(run, members, data, season, mstl)
+    statistical_s = statistical_estimate(cfg, data, season, mstl)
+    members, budget = fit_budget(run, members, data, statistical_s)
     budget["policy"] = policy_line(calendar, space, season, mstl)
-    if sum(statistical_estimate(cfg, data, season, mstl)) >= OFFLOAD_FROM:
+    if sum(statistical_s) >= OFFLOAD_FROM:
         run.offload_statistics()
     statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "

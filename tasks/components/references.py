@@ -34,8 +34,9 @@ one cross_validation call (each still gets its own model), which roughly halves 
 cost (AutoETS on 80-point series: 8-13 ms instead of 21 ms a series; AutoTheta 4-6 ms).
 
 Where it runs: every statsforecast call goes through `_computed`, which a local run's search may
-point at a worker process (tasks/runtime/offload.py; its numba code holds the GIL). One concern, about 530
-lines: the references and the statistical members are the same models, fits and refit policy.
+point at a worker process (tasks/runtime/offload.py; its numba code holds the GIL).
+One concern, about 530 lines: the references and the statistical members are the same models,
+fits and refit policy.
 """
 
 from __future__ import annotations
@@ -397,7 +398,6 @@ class Statistical:
                 "lead": np.tile(np.arange(1, steps + 1), n), "forecast": pred.ravel(),
                 "fallback": [self.fallback.get(x, "") for x in np.repeat(sid, steps)]}))
         return pd.concat(frames, ignore_index=True) if frames else None
-
 
 
 def _forecast_series(name: str, season: int | None, mstl: tuple[int, ...],

@@ -124,8 +124,8 @@ class Worker:
 class Pool:
     """Up to `size` workers. A call names a key (a model's name); the key's first call takes an idle
     worker, starting one only when every started worker is busy, and each later call of that key
-    goes to the same worker, whose kept fits it may reuse. So a short run starts one worker, and
-    two statistical members asked at once (AutoETS and AutoTheta on a panel) fit side by side
+    goes to the same worker, whose kept fits it may reuse. So a run whose models are asked one at a
+    time starts one worker, and two statistical members asked at once (AutoETS and AutoTheta on a panel) fit side by side
     instead of the second one's task holding a runner thread while it waits."""
 
     def __init__(self, size: int = 2) -> None:
