@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.cost_files import FILES, QUICK, CostFile, by_name, write_file  # noqa: E402
+from tasks.components.gate import GATE_FAILED_STATUS  # noqa: E402
 
 FLOW = ROOT / "flows" / "rnn_flow.py"
 BASELINE = ROOT / "benchmarks" / "sf_baseline.py"
@@ -49,9 +50,10 @@ SECTION = ("<!-- cost:start -->", "<!-- cost:end -->")
 TARGET = 3.0
 
 
-# the exit statuses of a run of ours that made its forecast: 0, or 3 when the model did not pass
-# the baseline gate (flows/cli.py; its outputs are complete, the forecast is the model's)
-FORECAST_MADE = (0, 3)
+# the exit statuses of a run of ours that made its forecast: 0, or GATE_FAILED_STATUS (3) when the
+# model did not pass the baseline gate (flows/commands.py; its outputs are complete, the forecast
+# is the model's)
+FORECAST_MADE = (0, GATE_FAILED_STATUS)
 
 
 def timed(cmd: list[str], env: dict, timeout: float, ok: tuple[int, ...] = (0,)) -> dict:

@@ -19,8 +19,8 @@ import contextvars
 import datetime as dt
 import logging
 import math
-import re
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
