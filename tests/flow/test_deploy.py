@@ -70,6 +70,17 @@ def _trigger(server: PrefectServer, parameters: dict | None = None):
         return run_deployment(DEPLOYMENT, parameters=parameters, timeout=300, poll_interval=1, as_subflow=False)
 
 
+def _logs_of(server: PrefectServer, run_id, timeout: float = 30.0) -> list[dict]:
+    """The flow run's logs on the server, once any have arrived (the served process sends them
+    in the background: on a loaded machine they land after the run's final state)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = api_post(server, "logs/filter", {"logs": {"flow_run_id": {"any_": [str(run_id)]}}})
+        if logs or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.5)
+
+
 def _artifacts(server: PrefectServer, run_id) -> dict[str, dict]:
     arts = api_post(server, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [str(run_id)]}}})
     return {a["key"]: a for a in arts if a["key"]}
@@ -131,7 +142,7 @@ def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect
         assert refused.state.is_failed()
         assert (f"data.data_path='{secret}': outside the data locations this deployment serves: no data location"
                 in refused.state.message)
-        logs = api_post(prefect_server, "logs/filter", {"logs": {"flow_run_id": {"any_": [str(refused.id)]}}})
+        logs = _logs_of(prefect_server, refused.id)
         assert logs and not [x for x in logs if "hunter2" in x["message"]]
         assert "hunter2" not in log.read_text()
         assert sorted(p.name for p in secret.parent.iterdir()) == ["secret.csv"]
