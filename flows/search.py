@@ -36,15 +36,6 @@ from tasks.windowing import window_task
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
 
-# Seconds of statsforecast work (the cost model's estimate) from which a local run's statistical
-# fits go to a worker process (tasks/runtime/offload.py). Below it, a short file's few fits gain
-# nothing from a worker and pay its start-up (about 3 s of CPU to import statsforecast, beside two
-# training threads on two cores): AirPassengers (0.7 s estimated), alternated three times, took
-# 12.3 s with a worker and 12.7 s without, but 1.3 s more CPU. Above it the fits stalled the
-# networks: the weekly series (18 s estimated) 49.6 s -> 39.6 s, the 145-series panel (258 s)
-# 152.7 s -> 112.7 s, half-hourly data (6 s) 101.7 s -> 97.6 s alternated (benchmarks/RESULTS.md).
-OFFLOAD_FROM = 5.0
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -148,8 +139,6 @@ def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str
     statistical_s = statistical_estimate(cfg, data, season, mstl)
     members, budget = fit_budget(run, members, data, statistical_s)
     budget["policy"] = policy_line(calendar, space, season, mstl)
-    if sum(statistical_s) >= OFFLOAD_FROM:
-        run.offload_statistics()
     statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,

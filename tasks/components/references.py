@@ -33,8 +33,8 @@ series never leaves a reference undefined. Series with the same number of test o
 one cross_validation call (each still gets its own model), which roughly halves the per-series
 cost (AutoETS on 80-point series: 8-13 ms instead of 21 ms a series; AutoTheta 4-6 ms).
 
-Where it runs: every statsforecast call goes through `_computed`, which a local run's search may
-point at a worker process (tasks/runtime/offload.py; its numba code holds the GIL).
+Where it runs: every statsforecast call goes through `_computed`, which a local run points at a
+worker process (tasks/runtime/offload.py; its numba code holds the GIL).
 One concern, about 530 lines: the references and the statistical members are the same models,
 fits and refit policy.
 """
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 # How the statsforecast work below runs: None, in this thread; else a function taking (fn, *args,
 # key=the model's name) that returns fn(*args) computed elsewhere, to the bit (tasks.runtime.offload
-# installs its worker processes for a local run's search with enough of this work: statsforecast's
+# installs its worker processes for a local run that fits statistical models: statsforecast's
 # numba code holds the GIL a fit long, which stalled the networks training in the other threads).
 offload = None
 

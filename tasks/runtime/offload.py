@@ -7,18 +7,19 @@ second beside AutoETS on 40 monthly series, against 101 alone, and on a panel of
 series (issue 26's cost benchmark) the networks' wave waited out about 110 s of AutoETS and
 AutoTheta before it trained at speed. A child process has a GIL of its own.
 
-    install()      from when a local run's search has enough statistical work
-                   (Run.offload_statistics; flows/search.py OFFLOAD_FROM) until the run leaves:
-                   references.py's heavy calls go to the workers; uninstall() then
+    prestart()     a worker now, importing statsforecast and running its first-use code before
+                   any call arrives (a local run's first entry to compute: Run.offload_statistics)
+    install()      from then until the run leaves: references.py's heavy calls go to the
+                   workers; uninstall() then
     run            fn(*args) in the worker of a key (a model's name): its value, or its exception
                    raised here; at most two workers (Pool), started only when one is busy
 
-A worker starts on the first call that finds no idle one (`python -m tasks.runtime.offload`:
-numpy, pandas and statsforecast, never torch or Prefect), serves one call at a time and lives as
-long as this process: it is killed at exit (`Worker.stop`), ends by
-itself when its input closes, and an interrupt stops it with the run's other children
-(tasks.runtime.interrupt.stop_children). Its fits are
-kept there (references._FITS), so the validation stage's fit serves the backtest as before.
+A worker starts on prestart() or on the first call that finds no idle one (`python -m
+tasks.runtime.offload`: numpy, pandas and statsforecast, never torch or Prefect), serves one call
+at a time and lives as long as this process: it is killed at exit (`Worker.stop`), ends by itself
+when its input closes, and an interrupt stops it with the run's other children
+(tasks.runtime.interrupt.stop_children). Its fits are kept there (references._FITS), so the
+validation stage's fit serves the backtest as before.
 
 What it computes is what the same call computes in this process, to the bit: the same code on the
 same arrays. If the worker cannot start or dies, the call runs here instead (logged once), after
@@ -79,11 +80,19 @@ class Worker:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self, warm: bool = False) -> subprocess.Popen:
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "PYTHONPATH": path}
-        return subprocess.Popen([sys.executable, "-m", "tasks.runtime.offload"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+        return subprocess.Popen([sys.executable, "-m", "tasks.runtime.offload", *(["--warm"] if warm else [])],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
+                                env=env)
+
+    def prestart(self) -> None:
+        """Start the process now, importing statsforecast and running its first-use code before its
+        first call arrives."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start(warm=True)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) in the worker: its value, or the exception it raised (raised here). Raises
@@ -159,6 +168,14 @@ class Pool:
         finally:
             with self._lock:
                 self._busy[w] -= 1
+
+    def prestart(self) -> None:
+        """Start the first worker now, if none runs (Worker.prestart)."""
+        with self._lock:
+            if not self.workers:
+                self.workers.append(Worker())
+            w = self.workers[0]
+        w.prestart()
 
     def stop(self) -> None:
         """Stop every worker (Worker.stop)."""
@@ -241,5 +258,15 @@ def serve(stdin=None, stdout=None) -> None:
             _send(stdout, (False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]} ({exc})")))
 
 
+def prestart() -> None:
+    """Start a statistical worker now (Pool.prestart)."""
+    _pool.prestart()
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # from the start: a Ctrl-C during --warm is the parent's too
+    if "--warm" in sys.argv[1:]:
+        from tasks.runtime.runners import warm_up_statistics
+
+        warm_up_statistics()
     serve()

@@ -228,11 +228,22 @@ class Run:
             raise
         return self
 
+    def fits_statistics(self) -> bool:
+        """Will this run fit statsforecast models: the evaluate stage's references, or a search's
+        statistical members (seasonal naive alone is one too: a cheap one)?"""
+        cfg = self.cfg
+        return bool((cfg.eval.references and self.wants("evaluate"))
+                    or (cfg.search.mode != "off" and cfg.search.statistical and self.wants("train")))
+
     def offload_statistics(self) -> None:
         """From now until the run leaves, statsforecast's fits run in a worker process
-        (tasks/runtime/offload.py), on the local runner, whose threads share one GIL; a Dask
-        run's workers are processes of their own and compute in place."""
-        if self.cfg.runner.kind == "local" and not self.offloading:
+        (tasks/runtime/offload.py), started now: on the local runner, whose threads share one GIL,
+        when the run fits statistical models at all. Called as the run plans its first entry to
+        compute, so that the worker's import of statsforecast and its first-use code (about 2 s)
+        run on another core while this process goes on (a run that reuses every entry starts
+        none). A Dask run's workers are processes of their own and compute in place."""
+        if self.cfg.runner.kind == "local" and not self.offloading and self.fits_statistics():
+            offload.prestart()
             offload.install()
             self.offloading = True
 
@@ -411,11 +422,14 @@ class Run:
         if spec.trains(inputs):
             env["device"] = self.cfg.train.device
         train = next((v for v in inputs.values() if isinstance(v, TrainConfig)), self.cfg.train)
-        return plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
-                          code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage),
-                          words=dict(spec.words), threads=train.threads,
-                          lease=self.lease.add if self.lease is not None else None, source=self.source,
-                          run_name=self.name)
+        planned = plan_stage(self.paths.base(spec), spec.name, params=params, upstream=upstream,
+                             code=code_hashes(task.fn.__module__), env=env, force=self.forced.get(spec.stage),
+                             words=dict(spec.words), threads=train.threads,
+                             lease=self.lease.add if self.lease is not None else None, source=self.source,
+                             run_name=self.name)
+        if planned.run:
+            self.offload_statistics()
+        return planned
 
     def feature(self, ref: StageRef) -> None:
         """Let the line of `ref`'s stage give this entry's reason (a sweep's winner, a search's best

@@ -67,18 +67,20 @@ def test_a_time_limit_trains_the_members_that_fit_and_names_those_it_skipped(tmp
 
 def test_statistical_fits_in_the_worker_process_forecast_what_they_forecast_in_the_run(tmp_path, monkeypatch):
     """A search's statistical members and references fitted in the statistical worker
-    (tasks/runtime/offload.py, as a search with enough statistical work does) give the same
-    leaderboard and predictions, to the bit, as fitted in the run's own process."""
-    import flows.search
+    (tasks/runtime/offload.py, where a local run fits them) give the same leaderboard and
+    predictions, to the bit, as fitted in the run's own process."""
     from tasks.runtime import offload
+    from tasks.runtime.stages import Run
 
     path = ten_minutes(tmp_path)
     installs = []
     real = offload.install
     monkeypatch.setattr(offload, "install", lambda: installs.append(1) or real())
+    offloading = Run.offload_statistics
     out = {}
-    for name, threshold in (("worker", 0.0), ("here", float("inf"))):
-        monkeypatch.setattr(flows.search, "OFFLOAD_FROM", threshold)
+    for name in ("worker", "here"):
+        if name == "here":
+            monkeypatch.setattr(Run, "offload_statistics", lambda self: None)
         before = len(installs)
         (tmp_path / name).mkdir()
         summary, _ = run(search_config(tmp_path / name, path), until="evaluate")
@@ -87,8 +89,11 @@ def test_statistical_fits_in_the_worker_process_forecast_what_they_forecast_in_t
         board = pd.read_parquet(run_dir / "leaderboard.parquet")
         out[name] = (pd.read_parquet(run_dir / "predictions.parquet"),
                      board.drop(columns=[c for c in board.columns if c.endswith("_entry")]))
+    monkeypatch.setattr(Run, "offload_statistics", offloading)
     from tasks.components import references
 
     assert references.offload is None  # the run left: fits are this process's again
+    run(search_config(tmp_path / "worker", path), until="evaluate")
+    assert len(installs) == 1  # a run that reuses every entry starts no worker
     pd.testing.assert_frame_equal(out["worker"][0], out["here"][0], check_exact=True)
     pd.testing.assert_frame_equal(out["worker"][1], out["here"][1], check_exact=True)

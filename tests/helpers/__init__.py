@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from tasks.components.split import Split, build_split
@@ -51,3 +53,8 @@ def resolved(**sections) -> PipelineConfig:
     from tasks.config import resolve
 
     return resolve(with_overrides(PipelineConfig(), sections), device="cpu")
+
+
+def imported(module: str) -> bool:
+    """Has this process imported `module`? (Module-level, so that a statistical worker can run it.)"""
+    return module in sys.modules

@@ -149,21 +149,3 @@ def test_the_cost_benchmark_times_a_run_that_made_its_forecast_whatever_its_gate
         timed(exit_3, {}, 60)  # statsforecast's baseline: only 0 is success
     with pytest.raises(RuntimeError, match=r"failed \(2\)"):
         timed([sys.executable, "-c", "import sys; sys.exit(2)"], {}, 60, ok=FORECAST_MADE)
-
-
-def test_statistical_fits_leave_the_runs_process_only_where_they_are_worth_a_worker():
-    """A short file's fits stay in the run's process (a worker's start-up costs more than they
-    do); a long seasonal series' and a panel's go to the statistical worker (flows/search.py)."""
-    from flows.budget import statistical_estimate
-    from flows.search import OFFLOAD_FROM
-    from tasks.config import PipelineConfig, resolve, with_overrides
-
-    cfg = resolve(with_overrides(PipelineConfig(), {"data": {"data_path": "x.csv"}}), device="cpu")
-
-    def seconds(points: int, n_series: int, season: int) -> float:
-        return sum(statistical_estimate(cfg, {"points": points, "n_series": n_series, "shortest": points // n_series},
-                                        season, ()))
-
-    assert seconds(144, 1, 12) < OFFLOAD_FROM and seconds(365, 1, 7) < OFFLOAD_FROM  # AirPassengers, hyndsight
-    assert seconds(1355, 1, 52) >= OFFLOAD_FROM  # weekly: AutoETS and AutoTheta with season 52
-    assert seconds(145 * 357, 145, 12) >= OFFLOAD_FROM  # a panel: per-series fits

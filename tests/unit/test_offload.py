@@ -12,7 +12,7 @@ import pytest
 from tasks.components import references
 from tasks.components.references import Statistical, cross_validation
 from tasks.runtime import offload
-from tests.helpers import split_for
+from tests.helpers import imported, split_for, tiny_config
 
 
 def monthly(n: int, seed: int = 0) -> np.ndarray:
@@ -142,6 +142,36 @@ def test_a_second_worker_starts_only_for_a_key_asked_while_the_first_is_busy_and
     assert all(w.pid is None for w in pool.workers)
 
 
+def test_a_prestarted_worker_imports_statsforecast_before_it_is_asked_and_serves_the_first_calls():
+    pool = offload.Pool(size=2)
+    try:
+        assert pool.call("x", imported, "statsforecast.models") is False  # a worker started by a call: not yet
+    finally:
+        pool.stop()
+    pool = offload.Pool(size=2)
+    try:
+        pool.prestart()
+        assert len(pool.workers) == 1 and pool.workers[0].pid is not None
+        assert pool.call("ets", imported, "statsforecast.models") is True
+        assert pool.call("theta", abs, -1) == 1 and len(pool.workers) == 1  # it serves them: no second one
+    finally:
+        pool.stop()
+
+
+@pytest.mark.parametrize("sections, until, fits", [
+    ({}, "figures", True),  # the tutorial: its backtest's references
+    ({"eval": {"references": "none"}}, "figures", False),
+    ({"eval": {"references": "ets"}}, "train", False),  # no backtest in this run
+    ({"eval": {"references": "none"}, "search": {"mode": "on"}}, "train", True),  # the search's members
+    ({"eval": {"references": "none"}, "search": {"mode": "on", "statistical": "none"}}, "figures", False),
+])
+def test_a_run_starts_the_statistical_worker_only_where_it_fits_statistical_models(tmp_path, sections, until, fits):
+    from tasks.runtime.stages import Run
+
+    run = Run.start(tiny_config(tmp_path, **sections), name="rnn-1", until=until)
+    assert run.fits_statistics() is fits
+
+
 def test_a_worker_stopped_by_an_interrupt_is_not_replaced_by_fits_here(installed, monkeypatch):
     """On SIGINT/SIGTERM the interrupt stops the run's children, the worker among them, and leaves
     through os._exit: the task waiting on the worker must neither fit in this process nor warn
@@ -158,8 +188,9 @@ def test_a_worker_stopped_by_an_interrupt_is_not_replaced_by_fits_here(installed
     while not any(offload._pool._busy.values()):
         time.sleep(0.01)
     monkeypatch.setitem(interrupt._state, "stopping", True)
-    for w in offload._pool.workers:  # what interrupt.stop_children does to it
-        w._proc.kill()
+    for w in offload._pool.workers:  # what interrupt.stop_children does to them
+        if w.pid is not None:
+            w._proc.kill()
     waiting.join(3.0)
     assert waiting.is_alive() and not done  # it waits for the process to leave
     late = threading.Thread(target=lambda: done.append(offload.run(abs, -1, key="theta")), daemon=True)
