@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.budget import data_facts, fit_budget, label_of, policy_line, season_policy, statistical_estimate
+from flows.budget import (
+    data_facts, fit_budget, label_of, member_cost, policy_line, season_policy, statistical_estimate,
+)
 from tasks.components.references import label
 from tasks.components.search import candidates, estimated_windows, training_regime
 from tasks.components.search import members as search_members
@@ -173,9 +175,13 @@ def rank_members(run: Run, base: PipelineConfig, series, calendar: dict | None,
               "eval_cfg": scoring} for name in statistical]
     # the statistical members need no network: they take turns with the networks in one wave (on the
     # local runner their fits run in the statistical worker process, tasks/runtime/offload.py, whose
-    # GIL is its own); no network starts after the deadline
+    # GIL is its own); no network starts after the deadline. The progress display weighs each network
+    # by the cost model's seconds an epoch and expected epochs (a long window's costs several short ones)
+    data = data_facts(series)
+    costs = [member_cost(m, data) for m in members]
     models, stat_scores = run.map_together([(train_task, trains, deadline), (validate_task, stats, 0.0)],
-                                           interleave=True)
+                                           interleave=True,
+                                           work=[[(c.epoch_seconds(), c.expected_epochs()) for c in costs], None])
     late = tuple(label_of(m) for m, ref in zip(members, models or ()) if ref is None)  # not started by the deadline
     if late:
         kept = [i for i, ref in enumerate(models) if ref is not None]

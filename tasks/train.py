@@ -111,10 +111,12 @@ def model_label(spec, seq_length: int, seed: int) -> str:
     return f"{spec.cell}-{spec.hidden_size} L{seq_length}{reach}{skip} seed {seed}"
 
 
-def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitState], None]:
+def progress_reporter(cfg: TrainConfig, label: str = "", key: str | None = None) -> Callable[[int, FitState], None]:
     """Log every cfg.log_every epochs (each line starting with `label`: the run's Prefect logs,
     and the console at --verbose) and report each epoch to the progress display and the run's
-    training-progress artifact (tasks.runtime.progress; an early stop reports the model done)."""
+    training-progress artifact (tasks.runtime.progress, as item `key`, default `label`): an early
+    stop, the time limit or the last epoch reports the model done at the epochs it ran; until then
+    it is expected to run at least its patience's remaining epochs."""
     prefix = f"{label}: " if label else ""
 
     def on_epoch(epoch: int, st: FitState) -> None:
@@ -124,7 +126,11 @@ def progress_reporter(cfg: TrainConfig, label: str = "") -> Callable[[int, FitSt
                 st.history["train_loss"][-1], st.history["val_loss"][-1],
                 "  (early stop)" if st.stopped_early else "",
             )
-        progress.item(STAGE.name, label or "model", cfg.epochs if st.stopped_early else epoch, cfg.epochs, "epoch")
+        finished = st.stopped_early or st.stopped_at_deadline or epoch == cfg.epochs
+        patience = cfg.patience if isinstance(cfg.patience, int) else 0  # "auto" where unresolved
+        expected = epoch + max(0, patience - st.bad_epochs) if patience else cfg.epochs
+        progress.item(STAGE.name, label or "model", epoch, epoch if finished else cfg.epochs, "epoch",
+                      expected=epoch if finished else expected, key=key)
 
     return on_epoch
 
@@ -160,7 +166,7 @@ def train_task(plan, model_cfg: ModelConfig, train_cfg: TrainConfig, splits: tup
         label = model_label(spec, sp.seq_length, train_cfg.seed)
         model, st = train_buckets(
             buckets, spec, pick(FitSettings, train_cfg.model_dump()), device,
-            on_epoch=progress_reporter(train_cfg, label), checkpoint=lambda b: save_checkpoint(ckpt, b),
+            on_epoch=progress_reporter(train_cfg, label, plan.key), checkpoint=lambda b: save_checkpoint(ckpt, b),
             resume=load_checkpoint(ckpt),
         )
         trained = {

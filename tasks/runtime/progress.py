@@ -41,12 +41,16 @@ UNITS = {"ingest": "buckets", "window": "buckets", "train": "models", "refit": "
 
 @dataclass
 class Item:
-    """One item in flight: `done` of `total` (its own unit, e.g. epochs)."""
+    """One item in flight: `done` of `total` (its own unit, e.g. epochs); `expected`: the units it
+    is now expected to take in all (a network: at least its early stopping's patience past its best
+    epoch so far; 0: not said)."""
 
     done: float
     total: float
     unit: str
     at: float
+    name: str = ""  # how the stage's line names it (default: its key)
+    expected: float = 0.0
 
 
 @dataclass
@@ -61,11 +65,37 @@ class Stage:
     last: str = ""  # the item reported last (what the line shows)
     said: float = 0.0  # when its last plain line was printed
     building: int = 0  # how many of the items are computed (the others are reused)
+    work: dict[str, tuple[float, float]] = field(default_factory=dict)  # item key -> (seconds a unit, units planned)
 
     def fraction(self) -> float:
-        """Items done plus the unfinished share of those in flight, over the total (0..1)."""
+        """The share done (0..1): of the planned work where the stage has it (`work`), else items
+        done plus the unfinished share of those in flight, over the total."""
+        if self.work:
+            return self._work_fraction()
         partial = sum(i.done / i.total for i in self.items.values() if 0 < i.total and i.done < i.total)
         return min(1.0, (self.done + partial) / self.total) if self.total else 0.0
+
+    def _work_fraction(self) -> float:
+        """Work done over the work now expected, in the cost model's seconds (each item's units
+        times its seconds a unit): a finished item counts its own units; one not started its
+        planned units or, once some have finished, the median units they took if more; one in
+        flight that too, and at least its `expected` units and one more than it has done. Items of
+        unequal cost (a search's cheap and costly members) so count as what they cost, not one
+        each: counted one each, the cheap ones, done first, made the time left look short; and
+        the epochs this run's networks take (on an hourly file 110-160, where the cost model plans
+        50) soon stand in for the plan's."""
+        ran = sorted(it.done for k, it in self.items.items() if k in self.work and 0 < it.total <= it.done)
+        typical = ran[len(ran) // 2] if ran else 0.0
+        done = whole = 0.0
+        for key, (rate, planned) in self.work.items():
+            it = self.items.get(key)
+            if it is None:
+                whole += rate * max(planned, typical)
+                continue
+            units = it.done if it.done >= it.total else max(planned, typical, it.expected, it.done + 1)
+            done += rate * min(it.done, units)
+            whole += rate * units
+        return min(1.0, done / whole) if whole > 0 else 0.0
 
     def left(self, now: float) -> float | None:
         """Seconds left at the pace so far; None before 2% is done (no pace to go by yet)."""
@@ -85,7 +115,7 @@ def describe(name: str, st: Stage, now: float) -> str:
     parts = [f"{st.done}/{st.total} {st.unit}"] if st.total > 1 else []
     current = st.items.get(st.last)
     if current is not None and current.done < current.total:
-        parts.append(f"{st.last} {current.unit} {current.done:g}/{current.total:g}")
+        parts.append(f"{current.name or st.last} {current.unit} {current.done:g}/{current.total:g}")
     left = st.left(now)
     timing = f"{clock(now - st.started)} so far" + (f", about {clock(left)} left" if left is not None else "")
     return f"{name}: " + "; ".join([*parts, timing])
@@ -108,11 +138,12 @@ class Tracker:
         for f in followers:  # outside the lock: a follower may call the Prefect API
             f.changed(stage, st)
 
-    def begin(self, stage: str, total: int, unit: str | None = None, building: int | None = None) -> None:
+    def begin(self, stage: str, total: int, unit: str | None = None, building: int | None = None,
+              work: dict[str, tuple[float, float]] | None = None) -> None:
         with self.lock:
             total = max(int(total), 0)
             self.stages[stage] = Stage(total, unit or UNITS.get(stage, "entries"), time.monotonic(),
-                                       building=total if building is None else int(building))
+                                       building=total if building is None else int(building), work=dict(work or {}))
         self._changed(stage)
 
     def advance(self, stage: str, n: int = 1) -> None:
@@ -122,12 +153,14 @@ class Tracker:
             st.done = min(st.total, st.done + n)
         self._changed(stage)
 
-    def item(self, stage: str, name: str, done: float, total: float, unit: str = "") -> None:
+    def item(self, stage: str, name: str, done: float, total: float, unit: str = "", expected: float = 0.0,
+             key: str | None = None) -> None:
         with self.lock:
             if (st := self.stages.get(stage)) is None:
                 return
-            st.items[name] = Item(float(done), float(total), unit, time.monotonic())
-            st.last = name
+            key = key or name
+            st.items[key] = Item(float(done), float(total), unit, time.monotonic(), name, float(expected))
+            st.last = key
         self._changed(stage)
 
     def end(self, stage: str) -> None:
@@ -150,17 +183,23 @@ class Display:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
+    def showing(self) -> list[tuple[str, Stage]]:
+        """The stages to draw (the caller holds the tracker's lock): those with items left; a stage
+        whose items are all done waits silently for the rest of its wave (a search's statistical
+        members for its networks)."""
+        return [(name, st) for name, st in self.tracker.stages.items() if not st.total or st.done < st.total]
+
     def lines(self) -> list[str]:
         now = time.monotonic()
         with self.tracker.lock:
-            return [describe(name, st, now) for name, st in self.tracker.stages.items()]
+            return [describe(name, st, now) for name, st in self.showing()]
 
     def _renderable(self):
         from rich.text import Text
 
         now = time.monotonic()
         with self.tracker.lock:
-            rows = [(st.fraction(), describe(name, st, now)) for name, st in self.tracker.stages.items()]
+            rows = [(st.fraction(), describe(name, st, now)) for name, st in self.showing()]
         text = Text()
         for i, (f, words) in enumerate(rows):
             filled = int(round(f * 20))
@@ -180,7 +219,7 @@ class Display:
         while not self._stop.wait(1.0):
             now = time.monotonic()
             with self.tracker.lock:
-                due = [(n, st) for n, st in self.tracker.stages.items() if now - max(st.started, st.said) >= HEARTBEAT]
+                due = [(n, st) for n, st in self.showing() if now - max(st.started, st.said) >= HEARTBEAT]
                 for _, st in due:
                     st.said = now
                 words = [describe(n, st, now) for n, st in due]
@@ -247,10 +286,13 @@ def follow(follower) -> Iterator[None]:
             _tracker.followers.remove(follower)
 
 
-def begin(stage: str, total: int, unit: str | None = None, building: int | None = None) -> None:
+def begin(stage: str, total: int, unit: str | None = None, building: int | None = None,
+          work: dict[str, tuple[float, float]] | None = None) -> None:
     """`stage` starts `total` items (`unit`: what they are, default UNITS' word for the stage), of
-    which `building` are computed (the others reused; default all)."""
-    _tracker.begin(stage, total, unit, building)
+    which `building` are computed (the others reused; default all). work: the computed items' planned
+    work, {item key: (seconds a unit, units)} (a search's networks: the cost model's seconds an
+    epoch and expected epochs), so that its fraction done and time left weigh each item by its cost."""
+    _tracker.begin(stage, total, unit, building, work)
 
 
 def advance(stage: str, n: int = 1) -> None:
@@ -258,10 +300,12 @@ def advance(stage: str, n: int = 1) -> None:
     _tracker.advance(stage, n)
 
 
-def item(stage: str, name: str, done: float, total: float, unit: str = "") -> None:
-    """Item `name` of `stage` is at `done` of `total` `unit` (e.g. epoch 40 of 300); nothing when
-    `stage` was not begun in this process (a Dask worker's)."""
-    _tracker.item(stage, name, done, total, unit)
+def item(stage: str, name: str, done: float, total: float, unit: str = "", expected: float = 0.0,
+         key: str | None = None) -> None:
+    """Item `name` of `stage` is at `done` of `total` `unit` (e.g. epoch 40 of 300; done == total:
+    finished), expected to take `expected` units in all (0: not said); `key` (default `name`) is what
+    the stage's `work` knows it by. Nothing when `stage` was not begun in this process (a Dask worker's)."""
+    _tracker.item(stage, name, done, total, unit, expected, key)
 
 
 def end(stage: str) -> None:

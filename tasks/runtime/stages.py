@@ -296,14 +296,17 @@ class Run:
             return None
         return self.map_together([(task, [{**item, **shared} for item in items], stop_at)])[0]
 
-    def map_together(self, jobs: list[tuple[Any, list[Inputs] | None, float]], interleave: bool = False
+    def map_together(self, jobs: list[tuple[Any, list[Inputs] | None, float]], interleave: bool = False,
+                     work: list[list[tuple[float, float]] | None] | None = None
                      ) -> list[tuple[StageRef, ...] | None]:
         """`map` of several stages in one wave: jobs are (task, items, stop_at), submitted in order,
         or taking turns with `interleave` (a search's statistical members then run beside its
         networks, not all after them); the refs of each job (None for a job whose stage is not
-        wanted)."""
+        wanted). work: for each job, its items' planned work ((seconds a unit, units) each) or None:
+        the progress display then weighs each item it computes by it (progress.begin)."""
         calls, slots, stage_of = [], [], []  # stage_of: the stage name of each call
-        for task, items, stop_at in jobs:
+        planned: dict[str, dict[str, tuple[float, float]]] = {}  # stage name -> {plan key: work}
+        for j, (task, items, stop_at) in enumerate(jobs):
             spec = spec_of(task)
             if not self.wants(spec.stage) or items is None:
                 slots.append(None)
@@ -311,6 +314,8 @@ class Run:
             if not calls:  # an interrupt names the wave's first stage
                 interrupt.at_stage(spec.stage, spec.name)
             plans = [self.plan(spec, task, item) for item in items]
+            if work and work[j]:
+                planned[spec.name] = {p.key: w for p, w in zip(plans, work[j]) if p.run}
             slots.append((spec, plans, len(calls)))
             calls += [(task, plan, item, stop_at) for plan, item in zip(plans, items)]
             stage_of += [spec.name] * len(plans)
@@ -320,7 +325,7 @@ class Run:
         if sum(building) > 1 and self.cfg.runner.kind == "local" and self.cfg.runner.workers > 1:
             warm_up()  # tasks about to compute side by side in threads: no first-use AST building left to them
         for (spec, plans, _), n in zip(live, building):
-            progress.begin(spec.name, len(plans), building=n)
+            progress.begin(spec.name, len(plans), building=n, work=planned.get(spec.name))
         try:
             ended = self._submit_in_waves([calls[i] for i in order], lambda k: progress.advance(stage_of[order[k]]))
         finally:

@@ -33,8 +33,21 @@ def search_config(tmp_path: Path, path: Path, **search):
                        search={"mode": "on", "seeds": 1, **search})
 
 
-def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_through_their_skip(tmp_path):
+def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_through_their_skip(tmp_path,
+                                                                                              monkeypatch):
+    from tasks.runtime import progress
+
+    begun = {}
+    real = progress.begin
+
+    def begin(stage, total, *args, **kwargs):
+        begun.setdefault(stage, kwargs.get("work"))
+        real(stage, total, *args, **kwargs)
+
+    monkeypatch.setattr(progress, "begin", begin)
     summary, _ = run(search_config(tmp_path, ten_minutes(tmp_path)), until="evaluate")
+    rates = sorted(rate for rate, _ in begun["train"].values())  # the progress display weighs each member by its cost
+    assert len(rates) == 4 and rates[-1] > 2 * rates[0]  # a window read over 64 steps costs more than one of 20
     budget = summary["budget"]
     assert budget["source"] == "auto" and budget["limit"] > budget["estimate"] and not budget["skipped"]
     assert "144: networks on windows of 20, 144, 288 points" in budget["policy"]

@@ -25,6 +25,52 @@ def test_a_stage_line_counts_items_the_epoch_in_flight_and_the_time_left():
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
 
 
+def test_with_planned_work_a_stage_weighs_each_item_by_its_cost_not_one_each():
+    """A search's cheap members finish first: counted one each, 2 of 4 done read as half the
+    stage, and the time left came out a fraction of what it was."""
+    work = {"a": (1.0, 50), "b": (1.0, 50), "c": (5.0, 50), "d": (5.0, 50)}  # seconds an epoch, planned epochs
+    st = Stage(total=4, unit="models", started=0.0, done=2, work=work)
+    st.items["a"] = progress.Item(40, 40, "epoch", 0.0, "gru-32 L24 seed 42", 40)  # stopped early at 40
+    st.items["b"] = progress.Item(60, 60, "epoch", 0.0, "gru-32 L24 seed 43", 60)
+    # the finished ones took 40 and 60 epochs (their median: 60), more than the 50 planned
+    assert st.fraction() == pytest.approx(100 / (100 + 5 * 60 + 5 * 60))
+    assert st.left(20.0) == pytest.approx(20.0 * 600 / 100)  # 120 s, not the 20 s one each would say
+    st.items["c"] = progress.Item(80, 300, "epoch", 0.0, "gru-64 L168 seed 42", 95)  # still improving: 95 at least
+    assert st.fraction() == pytest.approx((100 + 5 * 80) / (100 + 5 * 95 + 5 * 60))
+    st.items["c"] = progress.Item(10, 300, "epoch", 0.0, "gru-64 L168 seed 42", 25)  # early: the typical 60
+    assert st.fraction() == pytest.approx((100 + 5 * 10) / (100 + 5 * 60 + 5 * 60))
+    fresh = Stage(total=2, unit="models", started=0.0, work={"c": (5.0, 50), "d": (5.0, 50)})
+    fresh.items["c"] = progress.Item(10, 300, "epoch", 0.0, "gru-64 L168 seed 42", 25)
+    assert fresh.fraction() == pytest.approx(50 / 500)  # none finished yet: the planned 50
+    st.last = "c"
+    assert describe("train", st, 30.0).startswith("train: 2/4 models; gru-64 L168 seed 42 epoch 10/300; 0:30 so far")
+    assert Stage(total=2, unit="models", started=0.0, work={"a": (1.0, 0)}).fraction() == 0.0
+
+
+def test_the_reporter_says_an_improving_network_has_its_patience_left_and_a_stopped_one_is_done():
+    from tasks.components.fit import FitState
+    from tasks.config import TrainConfig
+    from tasks.train import progress_reporter
+
+    t = Tracker()
+    t.begin("train", 1, work={"k": (1.0, 50)})
+    on_epoch = progress_reporter(TrainConfig(epochs=300, patience=20, log_every=1000), "gru-64 L24 seed 42", "k")
+    st = FitState(history={"train_loss": [0.5], "val_loss": [0.25]})
+    st.bad_epochs = 5
+    real, progress._tracker = progress._tracker, t
+    try:
+        on_epoch(70, st)
+        item = t.stages["train"].items["k"]
+        assert (item.done, item.total, item.expected, item.name) == (70, 300, 85, "gru-64 L24 seed 42")
+        st.stopped_early = True
+        on_epoch(90, st)
+        item = t.stages["train"].items["k"]
+        assert (item.done, item.total, item.expected) == (90, 90, 90)
+        assert t.stages["train"].fraction() == 1.0
+    finally:
+        progress._tracker = real
+
+
 def test_items_of_a_stage_not_begun_here_are_ignored_and_followers_hear_of_every_change():
     t = Tracker()
     heard = []
@@ -55,6 +101,16 @@ def test_off_a_terminal_a_long_stage_prints_a_plain_line_every_heartbeat(monkeyp
     assert progress.active() is None
     lines = out.getvalue().splitlines()
     assert lines and all(line.startswith("backtest: 1/4 buckets; ") for line in lines)
+    waiting = io.StringIO()
+    with progress.display(waiting, live=False) as shown:  # a stage whose items are done waits silently
+        progress.begin("validate", 2)
+        progress.begin("train", 8)
+        progress.advance("validate", 2)
+        assert [line.split(";")[0] for line in shown.lines()] == ["train: 0/8 models"]
+        time.sleep(0.8)
+        progress.end("validate")
+        progress.end("train")
+    assert not any(line.startswith("validate") for line in waiting.getvalue().splitlines())
     quiet = io.StringIO()
     with progress.display(quiet, live=False):  # a short stage: nothing at all
         progress.begin("window", 1)
