@@ -31,12 +31,20 @@ from tasks.components.search import candidates, estimated_windows, training_regi
 from tasks.components.search import members as search_members
 from tasks.config import PipelineConfig, members_of, nested, with_overrides
 from tasks.errors import InputError
+from tasks.runtime import offload
 from tasks.runtime.stages import Run, StageRef, each
 from tasks.train import train_task
 from tasks.validate import ensemble_task, leaderboard, pooled_ranking, scoring_config, validate_task
 from tasks.windowing import window_task
 
 log = logging.getLogger("tasks.search")  # a "tasks" logger: its lines reach the run's Prefect logs
+
+# Seconds of statsforecast work (the cost model's estimate of a search's statistical members) from
+# which a local run may fit two models side by side in two worker processes (tasks/runtime/offload.py,
+# widen): on the 145-series panel AutoETS and AutoTheta take about 50 s each. Below it one worker
+# serves them in turn: a short monthly file's fits (under 2 s) gained nothing from a second one, which
+# cost a second import of statsforecast beside the training (AirPassengers: 16.4 s of CPU, not 12).
+SECOND_WORKER_FROM = 5.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ def search_space(run: Run, series, calendar: dict | None) -> tuple[list[dict[str
     statistical_s = statistical_estimate(cfg, data, season, mstl)
     members, budget = fit_budget(run, members, data, statistical_s)
     budget["policy"] = policy_line(calendar, space, season, mstl)
+    if sum(statistical_s) >= SECOND_WORKER_FROM:
+        offload.widen(2)
     statistical = ", ".join(label(n, season, mstl) for n in cfg.search.statistical)
     log.info("search: %d configuration(s) x %d seed(s), ranked on the validation range; the best %d combined by "
              "the %s%s", len(space), cfg.search.seeds, min(cfg.search.top_k, len(members)), cfg.search.combine,

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 STAGE = StageSpec(
     "train", packages=("torch",), run_only=frozenset({"device", "checkpoint_every", "log_every", "deadline"}),
     trains=lambda inputs: True, files=(MODEL_FILE, HISTORY_FILE),
+    resumes=lambda base, key: any(p.is_file() for p in (checkpoint_path(base, key),
+                                                         previous_checkpoint(checkpoint_path(base, key)))),
 )
 
 

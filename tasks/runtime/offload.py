@@ -11,8 +11,9 @@ AutoTheta before it trained at speed. A child process has a GIL of its own.
                    any call arrives (a local run's first entry to compute: Run.offload_statistics)
     install()      from then until the run leaves: references.py's heavy calls go to the
                    workers; uninstall() then
+    widen(n)       allow up to n workers (a search with many fits: two models fit side by side)
     run            fn(*args) in the worker of a key (a model's name): its value, or its exception
-                   raised here; at most two workers (Pool), started only when one is busy
+                   raised here; one worker (Pool), or up to `widen`'s, started only when one is busy
 
 A worker starts on prestart() or on the first call that finds no idle one (`python -m
 tasks.runtime.offload`: numpy, pandas and statsforecast, never torch or Prefect), serves one call
@@ -183,7 +184,7 @@ class Pool:
             w.stop()
 
 
-_pool = Pool()
+_pool = Pool(size=1)  # a second worker costs a second import of statsforecast: only where widen() says
 atexit.register(_pool.stop)
 _installed = 0
 _install_lock = threading.Lock()
@@ -261,6 +262,13 @@ def serve(stdin=None, stdout=None) -> None:
 def prestart() -> None:
     """Start a statistical worker now (Pool.prestart)."""
     _pool.prestart()
+
+
+def widen(size: int) -> None:
+    """Allow up to `size` workers from now on (a search whose fits take long enough to be worth a
+    second import of statsforecast: flows/search.py SECOND_WORKER_FROM)."""
+    with _pool._lock:
+        _pool.size = max(_pool.size, size)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ class StageSpec:
     packages: libraries whose versions change its result (in the key);
     trains: inputs -> True when this call trains a network (the device kind joins the key);
     files: what it writes, copied into the run directory;
-    words: how a stage reason names a task argument that is not a config section.
+    words: how a stage reason names a task argument that is not a config section;
+    resumes: (base directory, entry key) -> True when an interrupted computation of that entry
+    left something it resumes from (a training's checkpoint): its reason then says so.
     """
 
     name: str
@@ -66,6 +68,7 @@ class StageSpec:
     files: tuple[str, ...] = ()
     phase: str = ""  # the pipeline stage (tasks.config.STAGES) this one is part of; default: its name
     words: tuple[tuple[str, str], ...] = ()  # (argument, how a stage reason names it): its non-config arguments
+    resumes: Callable[[Path, str], bool] = lambda base, key: False
 
     @property
     def stage(self) -> str:
@@ -434,6 +437,9 @@ class Run:
                              run_name=self.name)
         if planned.run:
             self.offload_statistics()
+            if not planned.forced and spec.resumes(Path(planned.base), planned.key):
+                planned = planned.model_copy(update={"reason": f"{planned.reason}; resumes where an interrupted "
+                                                               "run stopped (its checkpoint)"})
         return planned
 
     def feature(self, ref: StageRef) -> None:

@@ -149,3 +149,21 @@ def test_the_cost_benchmark_times_a_run_that_made_its_forecast_whatever_its_gate
         timed(exit_3, {}, 60)  # statsforecast's baseline: only 0 is success
     with pytest.raises(RuntimeError, match=r"failed \(2\)"):
         timed([sys.executable, "-c", "import sys; sys.exit(2)"], {}, 60, ok=FORECAST_MADE)
+
+
+def test_a_second_statistical_worker_is_allowed_only_where_a_search_has_many_fits():
+    """A short file's fits share one worker (a second costs a second import of statsforecast);
+    a long seasonal series' and a panel's may fit two models side by side (flows/search.py)."""
+    from flows.budget import statistical_estimate
+    from flows.search import SECOND_WORKER_FROM
+    from tasks.config import PipelineConfig, resolve, with_overrides
+
+    cfg = resolve(with_overrides(PipelineConfig(), {"data": {"data_path": "x.csv"}}), device="cpu")
+
+    def seconds(points: int, n_series: int, season: int) -> float:
+        return sum(statistical_estimate(cfg, {"points": points, "n_series": n_series, "shortest": points // n_series},
+                                        season, ()))
+
+    assert seconds(144, 1, 12) < SECOND_WORKER_FROM and seconds(365, 1, 7) < SECOND_WORKER_FROM  # AirPassengers
+    assert seconds(1355, 1, 52) >= SECOND_WORKER_FROM  # weekly: AutoETS and AutoTheta with season 52
+    assert seconds(145 * 357, 145, 12) >= SECOND_WORKER_FROM  # a panel: per-series fits

@@ -158,6 +158,20 @@ def test_a_prestarted_worker_imports_statsforecast_before_it_is_asked_and_serves
         pool.stop()
 
 
+def test_this_process_has_one_worker_until_a_search_widens_it(monkeypatch):
+    done = subprocess.run([sys.executable, "-c", "from tasks.runtime import offload; print(offload._pool.size)"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["1"], done.stderr[-2000:]
+    pool = offload.Pool(size=1)
+    monkeypatch.setattr(offload, "_pool", pool)
+    try:
+        offload.widen(2)
+        offload.widen(1)  # never narrower
+        assert pool.size == 2
+    finally:
+        pool.stop()
+
+
 @pytest.mark.parametrize("sections, until, fits", [
     ({}, "figures", True),  # the tutorial: its backtest's references
     ({"eval": {"references": "none"}}, "figures", False),
