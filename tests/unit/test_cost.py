@@ -80,7 +80,9 @@ def test_members_are_budgeted_first_seeds_first():
 
 
 def test_large_data_trains_in_fixed_epochs_and_short_series_as_before():
-    assert training_regime(SMALL) == {}  # the quality panel's series: every window, batches of 32
+    assert training_regime(SMALL) == {}  # the quality panel's short series: every window, batches of 32
+    assert training_regime(estimated_windows(144, 1, 24, 1, 0.8, 0.1)[0]) == {}  # AirPassengers
+    assert training_regime(estimated_windows(1355, 1, 52, 1, 0.8, 0.1)[0])  # us_gasoline: batches of 128
     big = training_regime(SMALL + 1)
     assert big["train.batch_size"] == 128 and big["train.steps_per_epoch"] == 8 and big["train.val_windows"] == 1024
     train, val = estimated_windows(9_900, 3, 48, 1, 0.8, 0.1)
