@@ -56,8 +56,9 @@ class StageSpec:
     trains: inputs -> True when this call trains a network (the device kind joins the key);
     files: what it writes, copied into the run directory;
     words: how a stage reason names a task argument that is not a config section;
-    resumes: (base directory, entry key) -> True when an interrupted computation of that entry
-    left something it resumes from (a training's checkpoint): its reason then says so.
+    resumes: (base directory, entry key) -> True when an earlier computation of that entry left
+    something it resumes from (a training's checkpoint: an interrupted run's, or a finished one's
+    whose output went missing): its reason then says so.
     """
 
     name: str
@@ -438,8 +439,8 @@ class Run:
         if planned.run:
             self.offload_statistics()
             if not planned.forced and spec.resumes(Path(planned.base), planned.key):
-                planned = planned.model_copy(update={"reason": f"{planned.reason}; resumes where an interrupted "
-                                                               "run stopped (its checkpoint)"})
+                planned = planned.model_copy(update={"reason": f"{planned.reason}; resumes from the checkpoint "
+                                                               "a previous run left"})
         return planned
 
     def feature(self, ref: StageRef) -> None:

@@ -85,8 +85,8 @@ def test_damaged_cache_recomputes_that_stage_and_what_depends_on_it(tiny_cfg):
     (model / "model.pt").unlink()
     third, _ = run(cfg)
     assert actions(third)["train"] == "recomputed" and reasons(third)["train"] == (
-        "output missing or corrupt: model.pt missing"
-    )
+        "output missing or corrupt: model.pt missing; resumes from the checkpoint a previous run left"
+    )  # its last epoch's: the model is restored, not trained again
     import shutil
 
     shutil.rmtree(model.parent.parent / "figures")  # a whole stage cache deleted

@@ -141,7 +141,7 @@ def test_a_stopped_run_and_a_run_that_lost_its_server_end_bit_identical_to_an_un
         assert "is unusable (its sha256 does not match its content); training resumes from the previous" in log2
         assert f"resuming from the checkpoint at epoch {at_stop - 2}" in log2
         (train_line,) = [ln for ln in log2.splitlines() if ln.strip().startswith("train ")]
-        assert "resumes where an interrupted run stopped (its checkpoint)" in train_line  # not just "first run"
+        assert "resumes from the checkpoint a previous run left" in train_line  # not just "first run"
         assert_identical(run_dir_of(log2), reference_dir)
 
         out, err = restart.communicate(timeout=300)
