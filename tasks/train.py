@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 STAGE = StageSpec(
     "train", packages=("torch",), run_only=frozenset({"device", "checkpoint_every", "log_every", "deadline"}),
     trains=lambda inputs: True, files=(MODEL_FILE, HISTORY_FILE),
-    resumes=lambda base, key: any(p.is_file() for p in (checkpoint_path(base, key),
-                                                         previous_checkpoint(checkpoint_path(base, key)))),
+    resumes=lambda base, key: any(p.is_file() for p in checkpoints(checkpoint_path(base, key))),
 )
 
 
@@ -49,6 +48,11 @@ def checkpoint_path(root: Path, key: str) -> Path:
 def previous_checkpoint(path: Path) -> Path:
     """The checkpoint written before the one at `path` (kept until the next one is written)."""
     return path.with_name("checkpoint.previous.pt")
+
+
+def checkpoints(path: Path) -> tuple[Path, Path]:
+    """Where a training resumes from, newest first: the checkpoint at `path`, then the previous one."""
+    return path, previous_checkpoint(path)
 
 
 # A checkpoint file: this header line, the sha256 of the rest, a newline, then torch.save's bytes.
@@ -64,7 +68,7 @@ def load_checkpoint(path: Path) -> dict | None:
     aside, and the previous one, or a fresh start, gives the same result, since a checkpoint holds
     every random state the rest of the training uses.
     """
-    for candidate in (path, previous_checkpoint(path)):
+    for candidate in checkpoints(path):
         if not candidate.is_file():
             continue
         try:

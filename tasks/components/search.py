@@ -75,8 +75,8 @@ def candidates(season: int | None, shortest: int, horizon: int = 1, longer: int 
 def training_regime(windows: int) -> dict[str, Any]:
     """Training settings for members with `windows` training windows (over all series), on top of
     the candidates: none up to SMALL (every window every epoch, batches of 32, as the quality panel
-    was tuned on its short series), then a fixed amount of work per epoch, so that an epoch's cost stops growing with
-    the data (Darts and NeuralForecast bound training by steps the same way):
+    was tuned on its short series), then a fixed amount of work per epoch, so that an epoch's cost
+    stops growing with the data (Darts and NeuralForecast bound training by steps the same way):
 
         batch_size 128        torch's CPU GRU costs 10 us a window and step at 32, 3.7 at 128
         steps_per_epoch 8     an epoch reads 1,024 windows, drawn afresh each epoch

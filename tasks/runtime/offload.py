@@ -178,6 +178,11 @@ class Pool:
             w = self.workers[0]
         w.prestart()
 
+    def widen(self, size: int) -> None:
+        """Allow up to `size` workers from now on (never fewer than now)."""
+        with self._lock:
+            self.size = max(self.size, size)
+
     def stop(self) -> None:
         """Stop every worker (Worker.stop)."""
         for w in list(self.workers):
@@ -266,9 +271,8 @@ def prestart() -> None:
 
 def widen(size: int) -> None:
     """Allow up to `size` workers from now on (a search whose fits take long enough to be worth a
-    second import of statsforecast: flows/search.py SECOND_WORKER_FROM)."""
-    with _pool._lock:
-        _pool.size = max(_pool.size, size)
+    second import of statsforecast: flows/search.py SECOND_WORKER_FROM; Pool.widen)."""
+    _pool.widen(size)
 
 
 if __name__ == "__main__":
