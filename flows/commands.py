@@ -28,6 +28,9 @@ from tasks.errors import InputError
 # --------------------------------------------------------------------------- running
 
 
+BROKEN_PIPE_STATUS = 128 + 13  # as a shell reports a command killed by SIGPIPE (`yes | head`)
+
+
 def main(argv: list[str]) -> int:
     """Entry point: parse and check once, then carry the subcommand out; bad input -> exit 2."""
     debug, deployment = "--debug" in argv, deployment_named(argv)
@@ -56,6 +59,9 @@ def main(argv: list[str]) -> int:
         return fail(str(exc), exc, debug)
     except KeyboardInterrupt as exc:  # Ctrl-C in a command that is not a run (server, check, clean, ...)
         return fail("interrupted", exc, debug, status=130)
+    except BrokenPipeError:  # the output's reader stopped reading (`... | head`): what was done stays done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's exit flush fails again
+        return BROKEN_PIPE_STATUS
 
 
 def run(inv: Invocation, info: dict) -> int:

@@ -453,3 +453,15 @@ def test_a_python_without_the_project_installed_says_how_to_run_it_in_one_line(t
     [line] = proc.stderr.splitlines()
     assert line.startswith(f"error: {sys.executable} (Python 3.") and "cannot import 'pydantic'" in line
     assert "virtualenv" in line and list(tmp_path.iterdir()) == []
+
+
+def test_output_piped_into_a_reader_that_left_ends_quietly(tmp_path):
+    """`python flows/rnn_flow.py ... | head -2`: the reader closes the pipe before the command
+    writes; no BrokenPipeError traceback, and the status a shell gives a command stopped by SIGPIPE."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "flows" / "rnn_flow.py"), "check", *OUT], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # no reader left before its first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err
