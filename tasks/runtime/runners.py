@@ -46,8 +46,9 @@ def task_runner(cfg: Any) -> Any:
 
 @functools.cache
 def warm_up_torch() -> None:
-    """Run, once a process and in this thread, the first-use code of torch's optimiser that builds
-    Python ASTs (inspect.signature of builtins, torch._dynamo's first import): see warm_up."""
+    """Run, once a process and in this thread, the first-use code of torch.optim.Adam that builds
+    Python ASTs (inspect.signature of builtins, torch._dynamo's first import): see warm_up. Only
+    training off the CPU uses it (tasks.components.steps.make_optimizer)."""
     import torch
 
     w = torch.zeros(1, requires_grad=True)
@@ -68,9 +69,9 @@ def warm_up_statistics() -> None:
     AutoTheta(season_length=1).fit(y).predict(1)
 
 
-def warm_up() -> None:
-    """Run, once in this thread, the first-use code of torch's optimiser and statsforecast's models
-    that builds Python ASTs.
+def warm_up(device: str = "cpu") -> None:
+    """Run, once in this thread, the first-use code of torch's optimiser (where training on
+    `device` uses torch.optim: off the CPU) and of statsforecast's models that builds Python ASTs.
 
     CPython 3.11 keeps one AST-constructor recursion counter for all threads: two threads building
     ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (CPython
@@ -81,11 +82,14 @@ def warm_up() -> None:
     Once a process (a run that reuses every entry never calls it: Run.map_together calls it only
     before a wave with more than one task to compute). While the statistical worker serves this
     process (tasks.runtime.offload), statsforecast never runs here: only torch's part is done, and
-    statsforecast is not even imported (about 2 s of a short run).
+    statsforecast is not even imported (about 2 s of a short run). On the CPU the optimiser is
+    tasks.components.steps.FusedAdam, whose first step builds no AST and imports no
+    torch._dynamo (tests/unit/test_warm_up.py), so nothing of torch is warmed there.
     """
     from tasks.components import references
 
-    warm_up_torch()
+    if device != "cpu":
+        warm_up_torch()
     if references.offload is None:
         warm_up_statistics()
 

@@ -327,7 +327,8 @@ class Run:
         order = turns([len(plans) for _, plans, _ in live]) if interleave else list(range(len(calls)))
         building = [sum(p.run for p in plans) for _, plans, _ in live]
         if sum(building) > 1 and self.cfg.runner.kind == "local" and self.cfg.runner.workers > 1:
-            warm_up()  # tasks about to compute side by side in threads: no first-use AST building left to them
+            # tasks about to compute side by side in threads: no first-use AST building left to them
+            warm_up(self.cfg.train.device)
         for (spec, plans, _), n in zip(live, building):
             progress.begin(spec.name, len(plans), building=n, work=planned.get(spec.name))
         try:

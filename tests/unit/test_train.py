@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import logging
 import math
@@ -199,3 +200,50 @@ def test_epoch_lines_name_the_model_so_parallel_members_can_be_told_apart():
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert [r.getMessage() for r in records] == ["gru-32 L24 seed 43: epoch 1/2  train 5.000e-01  val 2.500e-01"]
+
+
+def _adam_run(make, steps: int = 30, decay_at: int = 15):
+    """Weights and optimiser state after `steps` Adam steps of a GRU with a head and a parameter
+    that never gets a gradient; the learning rate halved in place at `decay_at` (as a plateau does)."""
+    torch.manual_seed(0)
+    gru, head, unused = torch.nn.GRU(2, 16, batch_first=True), torch.nn.Linear(16, 1), torch.nn.Linear(3, 3)
+    params = [*gru.parameters(), *head.parameters(), *unused.parameters()]
+    opt = make(params)
+    g = torch.Generator().manual_seed(1)
+    for t in range(steps):
+        if t == decay_at:
+            opt.param_groups[0]["lr"] *= 0.5
+        loss = head(gru(torch.randn(8, 5, 2, generator=g))[0][:, -1]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return params, opt
+
+
+def test_fused_adam_is_torchs_fused_adam_to_the_bit_and_shares_its_checkpoint_format():
+    from tasks.components.steps import FusedAdam
+
+    ours, ours_opt = _adam_run(lambda p: FusedAdam(p, lr=1e-2))
+    theirs, theirs_opt = _adam_run(lambda p: torch.optim.Adam(p, lr=1e-2, fused=True))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    a, b = ours_opt.state_dict(), theirs_opt.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    assert sorted(a["state"]) == sorted(b["state"]) and len(a["state"]) == len(ours) - 2  # `unused` has none
+    for i, state in a["state"].items():
+        assert state.keys() == b["state"][i].keys()
+        assert all(torch.equal(v, b["state"][i][k]) and v.dtype == b["state"][i][k].dtype for k, v in state.items())
+    # a checkpoint of either resumes in the other: ten more steps from each give the same bits
+    for blob, other in ((b, lambda p: FusedAdam(p, lr=1.0)), (a, lambda p: torch.optim.Adam(p, lr=1.0, fused=True))):
+        resumed = []
+        for make in (other, lambda p: torch.optim.Adam(p, lr=1.0, fused=True)):
+            params = [p.detach().clone().requires_grad_(True) for p in ours]
+            opt = make(params)
+            opt.load_state_dict(copy.deepcopy(blob))  # torch's Adam steps a loaded state's tensors in place
+            for _ in range(10):
+                opt.zero_grad(set_to_none=True)
+                (params[0].sum() ** 2 + params[-3].pow(2).sum()).backward()
+                opt.step()
+            resumed.append(params)
+        assert all(torch.equal(x, y) for x, y in zip(*resumed))
+    with pytest.raises(ValueError, match="parameter"):
+        FusedAdam(ours[:3], lr=1e-2).load_state_dict(a)
