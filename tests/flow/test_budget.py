@@ -48,6 +48,8 @@ def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_thr
     summary, _ = run(search_config(tmp_path, ten_minutes(tmp_path)), until="evaluate")
     rates = sorted(rate for rate, _ in begun["train"].values())  # the progress display weighs each member by its cost
     assert len(rates) == 4 and rates[-1] > 2 * rates[0]  # a window read over 64 steps costs more than one of 20
+    planned = [rate * epochs for rate, epochs in begun["train"].values()]  # in the order the wave submits them
+    assert planned == sorted(planned, reverse=True)  # longest first (listed: the 64-step gru-64s first and last)
     budget = summary["budget"]
     assert budget["source"] == "auto" and budget["limit"] > budget["estimate"] and not budget["skipped"]
     assert "144: networks on windows of 20, 144, 288 points" in budget["policy"]
@@ -62,6 +64,14 @@ def test_a_long_sub_daily_season_is_removed_by_mstl_and_the_networks_read_it_thr
     predictions = pd.read_parquet(Path(summary["run_dir"]) / "predictions.parquet")
     assert predictions["ets"].notna().all()  # the reference: MSTL+AutoETS's own test forecasts
     assert set(board["model.recurrent_steps"].dropna()) == {64}  # the windows over 64 points, read by their tail
+    varied = [c for c in board.columns if c.split(".")[0] in ("model", "train")]  # what the members vary
+    assert {"model.cell", "model.skip", "train.seed"} <= set(varied)
+    for _, row in board[board["model_entry"] != ""].iterrows():  # submitted out of order, each kept with its own
+        params = json.loads((Path(row["model_entry"]) / "manifest.json").read_text())["key_inputs"]["params"]
+        for column in varied:
+            section, name = column.split(".")
+            if pd.notna(row[column]):
+                assert params[section][name] == row[column], (column, row["member"])
     lines = summary_lines(summary)
     assert any(ln.startswith("time limit ") and "(auto: 3 x the estimate + 60 s" in ln for ln in lines)
     assert any(ln.startswith("seasons: 144: ") for ln in lines)
