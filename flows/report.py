@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from prefect import get_run_logger
 
+from flows.options import FLAG_OF_FIELD
 from flows.wording import gate_line, interval_words, ratio_phrase
 from tasks.components.gate import baseline_names
 from tasks.components.metrics import metric_text
@@ -27,7 +28,7 @@ from tasks.formats.scores import read_metrics
 from tasks.promote import action_words
 from tasks.runtime import progress, publish, store
 from tasks.runtime.ledger import run_dir_of, write_run_dir
-from tasks.runtime.stages import Run
+from tasks.runtime.stages import RESUMES, Run
 
 logging.getLogger("tasks").setLevel(logging.INFO)
 
@@ -73,7 +74,9 @@ def finish(run: Run, promoted: dict | None = None, promote: bool = False, leader
         store.write_bytes(run_dir / LEADERBOARD_FILE, leaderboard.to_parquet(index=False))
         store.write_json(run_dir / "winner.json", winner.model_dump(mode="json"))
     store.write_json(run_dir / "promotion.json", summary["promotion"])
-    get_run_logger().info("%s", "\n".join(summary_lines(summary)), extra={SUMMARY_RECORD: True})
+    # settings named by their command-line options here too: a served or deployed run's log shows the
+    # block the command line prints
+    get_run_logger().info("%s", "\n".join(summary_lines(summary, FLAG_OF_FIELD)), extra={SUMMARY_RECORD: True})
     publish.flush()  # the artifacts reach the server before the flow run ends (bounded: publish.FLUSH_S)
     FINISHED["summary"] = summary
     return summary
@@ -176,12 +179,15 @@ def leaderboard_line(lb: dict) -> str:
 
 def stage_line(row: dict) -> str:
     """One stage of the summary: reused or recomputed, why (against the previous run of the same
-    data), and for a stage of several entries (buckets, members) how many were recomputed and, for
-    a sweep or a search, that the reason is the best model's entry."""
+    data), and for a stage of several entries (buckets, members) how many were recomputed (and of
+    them resumed from a checkpoint) and, for a sweep or a search, that the reason is the best model's
+    entry."""
     notes = ["the best model's"] if row.get("featured") else []
     if row.get("entries", 0) > 1:
-        done = row.get("recomputed", 0)
+        done, resumed = row.get("recomputed", 0), row.get("resumed", 0)
         notes.append(f"{done} of {row['entries']} entries recomputed" if done else f"all {row['entries']} entries reused")
+        if resumed:  # an interrupted search's members: the best model's own reason may not say it
+            notes[-1] += f", {resumed} of them {RESUMES.replace('resumes', 'resumed', 1)}"
     return f"  {row['stage']:<9} {row['action']:<10} {row['reason']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -300,7 +306,7 @@ def report(run: Run, result: dict, metrics: dict[str, dict], lines: list[str], c
         figs[figure_title("forecast")] = run.refs["forecast"].file(FORECAST_FIGURE)
     settings = settings_of(run, cfg, exclude)
     if settings["auto"]:
-        lines = [*lines, settings_line(settings)]
+        lines = [*lines, settings_line(settings, FLAG_OF_FIELD)]
     title = f"{model_name(cfg.model.cell, result)} forecast report — {run.name}"
     return publish.report_markdown(title, lines, metrics, figs, config=settings_table(cfg),
                                    auto=set(settings["auto"]))

@@ -69,11 +69,13 @@ def serve(inv) -> int:
         url = require_server(url)
         from flows.rnn_flow import rnn_pipeline
 
-        print(f"serving {rnn_pipeline.name}/{schedule['name']} on {url}; stop with Ctrl-C", file=sys.stderr)
+        print(f"serving {rnn_pipeline.name}/{schedule['name']} on {url}; stop with Ctrl-C; a run now: "
+              f"prefect deployment run '{rnn_pipeline.name}/{schedule['name']}'", file=sys.stderr)
         print(f"its runs write under {confinement.root} (data: {confinement.data_dir}) and read data files from "
               f"{', '.join(confinement.data) or 'no folder (the generated series only)'}", file=sys.stderr)
         rnn_pipeline.serve(name=schedule["name"], cron=schedule["cron"], interval=schedule["interval"],
-                           parameters=params, global_limit=1, limit=1, tags=["rnnflow", "retrain"])
+                           parameters=params, global_limit=1, limit=1, tags=["rnnflow", "retrain"],
+                           print_starting_message=False)  # the lines above say it, in the project's words
     return 0
 
 

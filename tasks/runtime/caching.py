@@ -140,6 +140,7 @@ class StagePlan(BaseModel):
     threads: int = 1  # torch CPU threads of the task that builds it (how it runs: not in the key)
     source: str = ""  # the data the run reads (stages.source_of): reasons compare runs of the same data only
     run_name: str = ""  # the run that planned it
+    resumes: bool = False  # it runs on from the checkpoint a previous (interrupted) run left
 
     @property
     def ref(self) -> store.StageRef:

@@ -41,6 +41,7 @@ from tasks.runtime.retry import RETRY_OPTIONS
 log = logging.getLogger(__name__)
 
 StageRef = store.StageRef
+RESUMES = "resumes from the checkpoint a previous run left"  # what an entry's reason adds (StageSpec.resumes)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class StageRow:
     entries: int = 0  # how many entries the stage has (buckets, members); key and entry are the first's
     recomputed: int = 0
     featured: str = ""  # "built" or "reused" when the reason is one entry's (Run.feature), not the first's
+    resumed: int = 0  # entries built on from a previous run's checkpoint (an interrupted search's members)
 
 
 Inputs = dict[str, Any]
@@ -410,6 +412,7 @@ class Run:
             row.key, row.entry = plan.key, str(ref.path)
         row.entries += 1
         row.recomputed += built
+        row.resumed += built and plan.resumes
         row.prefect_state = "Completed" if row.recomputed else "Cached"
         return ref
 
@@ -440,8 +443,7 @@ class Run:
         if planned.run:
             self.offload_statistics()
             if not planned.forced and spec.resumes(Path(planned.base), planned.key):
-                planned = planned.model_copy(update={"reason": f"{planned.reason}; resumes from the checkpoint "
-                                                               "a previous run left"})
+                planned = planned.model_copy(update={"reason": f"{planned.reason}; {RESUMES}", "resumes": True})
         return planned
 
     def feature(self, ref: StageRef) -> None:

@@ -81,6 +81,17 @@ def _logs_of(server: PrefectServer, run_id, timeout: float = 30.0) -> list[dict]
         time.sleep(0.5)
 
 
+def _summary_logged(server: PrefectServer, run_id, timeout: float = 30.0) -> str:
+    """The summary block the flow run logged (its settings line included), once it has arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e["message"] for e in _logs_of(server, run_id) if "\nsettings: " in e["message"]]
+        if found or time.monotonic() > deadline:
+            assert found, "no summary block in the flow run's logs"
+            return found[0]
+        time.sleep(0.5)
+
+
 def _artifacts(server: PrefectServer, run_id) -> dict[str, dict]:
     arts = api_post(server, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [str(run_id)]}}})
     return {a["key"]: a for a in arts if a["key"]}
@@ -108,6 +119,10 @@ def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect
 
         run = _trigger(prefect_server)
         assert run.state.is_completed(), f"{run.state}\n{log.read_text()[-3000:]}"
+        said = log.read_text()
+        assert "prefect deployment run 'rnn_pipeline/rnn-retrain'" in said and "is being served" not in said
+        summary = _summary_logged(prefect_server, run.id)
+        assert "--cell rnn" in summary and "model.cell" not in summary  # named as the command line names them
         assert run.name.startswith("rnn-")
         tasks = api_post(prefect_server, "task_runs/filter", {"flow_runs": {"id": {"any_": [str(run.id)]}}})
         assert {t["name"].rsplit("-", 1)[0] for t in tasks} >= STAGE_TASKS

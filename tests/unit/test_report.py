@@ -96,3 +96,15 @@ def test_leaderboard_settings_keep_their_type_and_survive_parquet(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b.parquet"), board)
     assert table_rows(board)[1:] == [{"model.hidden_size": 32, "train.lr": 0.003, "model.cell": "lstm", "mixed": "auto"},
                                      {"model.hidden_size": None, "train.lr": None, "model.cell": None, "mixed": None}]
+
+
+def test_a_stage_line_counts_the_entries_that_resumed_from_a_checkpoint():
+    """After an interrupted search, the best model's own reason may be "first run" while other
+    members ran on from their checkpoints: the line counts those."""
+    from flows.report import stage_line
+
+    row = {"stage": "train", "action": "recomputed", "reason": "no cached output (first run)", "featured": "built",
+           "entries": 19, "recomputed": 8, "resumed": 3}
+    assert stage_line(row) == ("  train     recomputed no cached output (first run) (the best model's; 8 of 19 entries "
+                               "recomputed, 3 of them resumed from the checkpoint a previous run left)")
+    assert "resumed" not in stage_line({**row, "resumed": 0})
