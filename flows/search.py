@@ -219,7 +219,7 @@ def longest_first(costs: list[NetworkCost]) -> list[int]:
     core idles behind a long member started last (longest-processing-time-first, Graham 1969).
     Which members run, their seeds and their bits do not depend on it: each trains alone on one
     thread. Measured on the half-hourly cost file: its two long naive-skip networks (170-260
-    epochs) came last in the members' own order, and one core idled for their last 22 s."""
+    epochs) came last in the members' own order, and one core idled for the last 7-25 s of the wave."""
     return sorted(range(len(costs)), key=lambda i: -costs[i].seconds())
 
 

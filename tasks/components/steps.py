@@ -29,7 +29,7 @@ class FusedAdam:
     same update, to the bit, as `torch.optim.Adam(params, lr, fused=True)`.
 
     Why not torch.optim.Adam itself: constructing any torch.optim.Optimizer imports
-    torch._dynamo (its add_param_group is wrapped by torch._disable_dynamo), 1.1-1.3 s of CPU on
+    torch._dynamo (its add_param_group is wrapped by torch._disable_dynamo), 1.2-1.4 s of CPU on
     the reference machine, in every process that trains: on a short file that is a tenth of the
     whole run. The functional form imports nothing.
 
