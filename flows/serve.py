@@ -70,7 +70,8 @@ def serve(inv) -> int:
         from flows.rnn_flow import rnn_pipeline
 
         print(f"serving {rnn_pipeline.name}/{schedule['name']} on {url}; stop with Ctrl-C; a run now: "
-              f"prefect deployment run '{rnn_pipeline.name}/{schedule['name']}'", file=sys.stderr)
+              f"PREFECT_API_URL={url} prefect deployment run '{rnn_pipeline.name}/{schedule['name']}'",
+              file=sys.stderr)
         print(f"its runs write under {confinement.root} (data: {confinement.data_dir}) and read data files from "
               f"{', '.join(confinement.data) or 'no folder (the generated series only)'}", file=sys.stderr)
         rnn_pipeline.serve(name=schedule["name"], cron=schedule["cron"], interval=schedule["interval"],

@@ -293,7 +293,7 @@ def start_session_server(port: int | None = None) -> tuple[Server, bool]:
     host, default_port = local_address()
     if port is None and known is not None and (address := host_port(known.url)) is not None:
         host, port = address  # restart where it was
-    port = port or default_port
+    port = free_port(host) if port == 0 else port or default_port  # 0: any free port, as sockets mean it
     if server_answers(api_url(host, port)):
         return Server(api_url(host, port), 0, ""), False
     if not port_free(host, port):

@@ -90,7 +90,7 @@ def server_parser() -> Parser:
                            "server, so a rerun takes seconds; the UI shows every run.")
     p.add_argument("action", nargs="?", default="start", metavar="start|stop|status",
                    help="start it (default), stop it, or say whether it runs")
-    p.add_argument("--port", type=int, help="port to listen on (default: Prefect's server.api.port, 4200)")
+    p.add_argument("--port", type=int, help="port to listen on (default: Prefect's server.api.port, 4200; 0: a free one)")
     p.add_argument("--debug", action="store_true", help="show tracebacks (default: off)")
     return p
 

@@ -100,7 +100,9 @@ def _handle(signum: int, frame: Any) -> None:
         signal.signal(sig, signal.SIG_IGN)
     _state["stopping"] = True
     stage = current_stage()
-    os.write(2, f"\n{line(stage)}\n".encode())
+    progress = sys.modules.get("tasks.runtime.progress")  # a live display: erased, the cursor shown again
+    erase = progress.abandon() if progress is not None else ""
+    os.write(2, f"{erase or chr(10)}{line(stage)}\n".encode())
     _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")
     stop_children()
     for stream in (sys.stdout, sys.stderr):

@@ -268,6 +268,26 @@ def display(stream: IO[str] | None = None, live: bool | None = None) -> Iterator
         _active = previous
 
 
+def abandon() -> str:
+    """For a process about to leave at once (a signal handler before os._exit): stop the live
+    display's redraws and return the terminal codes that erase it and show the cursor again (rich
+    hides it while the display is live), to write before the last line; '' without a live display.
+    Does not wait for the redraw thread (a handler must not block on a lock it may hold)."""
+    shown = _active
+    live = shown._live if shown is not None else None
+    if live is None:
+        return ""
+    shown._stop.set()
+    redraws = getattr(live, "_refresh_thread", None)
+    if redraws is not None:
+        redraws.done.set()  # what rich's own stop sets; its last redraw, if one is under way, ends first
+    try:
+        erase = live._live_render.position_cursor().segment.text  # back to the display's first line, erased
+    except Exception:  # rich changed: at least the current line
+        erase = ""
+    return f"{erase}\r\x1b[2K\x1b[?25h"
+
+
 def active() -> Display | None:
     """The console display in use in this process, if any."""
     return _active

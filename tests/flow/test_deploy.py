@@ -120,7 +120,8 @@ def test_served_deployment_runs_the_pipeline_and_publishes_its_artifacts(prefect
         run = _trigger(prefect_server)
         assert run.state.is_completed(), f"{run.state}\n{log.read_text()[-3000:]}"
         said = log.read_text()
-        assert "prefect deployment run 'rnn_pipeline/rnn-retrain'" in said and "is being served" not in said
+        assert (f"PREFECT_API_URL={prefect_server.api_url} prefect deployment run 'rnn_pipeline/rnn-retrain'" in said
+                and "is being served" not in said)
         summary = _summary_logged(prefect_server, run.id)
         assert "--cell rnn" in summary and "model.cell" not in summary  # named as the command line names them
         assert run.name.startswith("rnn-")

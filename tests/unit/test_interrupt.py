@@ -83,3 +83,44 @@ def test_the_temporary_servers_process_dies_with_a_run_killed_by_sigkill():
     while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the tied child outlived its parent"
         time.sleep(0.05)
+
+
+PTY_PROBE = """
+import os, signal, time
+from tasks.runtime import interrupt, progress
+interrupt.arm()
+with progress.display():  # stderr is a terminal: rich's live display, which hides the cursor
+    progress.begin("train", 8, building=8)
+    progress.item("train", "gru-64 L24 seed 42", 3, 300, "epoch")
+    time.sleep(1.0)  # a few redraws
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(10)
+"""
+
+
+def test_an_interrupt_on_a_terminal_erases_the_live_display_and_shows_the_cursor_again():
+    """Ctrl-C during a live display: the handler leaves through os._exit, so rich never stops it;
+    the interrupt line must come after the display is erased and the cursor shown again."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", PTY_PROBE], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    said = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the probe left: the terminal is closed
+            break
+        if not chunk:
+            break
+        said += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 130
+    text = said.decode(errors="replace")
+    assert "\x1b[?25l" in text, "the live display never started (nothing to restore)"
+    end = text.rindex("interrupted at ")
+    assert text.rfind("\x1b[?25h") > text.rfind("\x1b[?25l") and text.rfind("\x1b[?25h") < end
+    assert "gru-64" not in text[end:]  # no redraw after the line

@@ -123,3 +123,20 @@ def psutil_name() -> str:
     import psutil
 
     return psutil.Process().name()
+
+
+def test_port_0_asks_for_a_free_port_not_prefects_default(closed_port, tmp_path, monkeypatch):
+    """`server --port 0` once started on 4200, where another user's server may be."""
+    from flows import server as servers
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.setenv("PREFECT_SERVER_API_PORT", str(closed_port))  # the default, were 0 taken for "none"
+    monkeypatch.setattr(servers, "free_port", lambda host="127.0.0.1": closed_port + 1)
+    started = []
+    monkeypatch.setattr(servers, "spawn_server", lambda host, port, log, ui=True, tied=False:
+                        started.append(port) or servers.Server(servers.api_url(host, port), 0, str(log)))
+    monkeypatch.setattr(servers, "wait_until_healthy", lambda server, what: None)
+    monkeypatch.setattr(servers, "port_free", lambda host, port: True)
+    monkeypatch.setattr(servers, "server_answers", lambda url, *a, **k: False)
+    server, fresh = servers.start_session_server(0)
+    assert fresh and started == [closed_port + 1] and server.url.endswith(f":{closed_port + 1}/api")
