@@ -11,10 +11,17 @@ from torch.optim.adam import adam as adam_update  # the functional Adam (FusedAd
 from tasks.components.series_data import SeriesData
 
 
+def uses_torch_optim(device_type: str) -> bool:
+    """Does training on this kind of device step a torch.optim optimiser (whose first use imports
+    torch._dynamo and builds ASTs: tasks.runtime.runners.warm_up)? Everywhere but the CPU."""
+    return device_type != "cpu"
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device, capturable: bool = False):
     """Adam, fused where the device supports it (cpu, cuda), else foreach. On the CPU it is
-    `FusedAdam` (the same kernel, the same bits, without torch.optim.Optimizer's import cost)."""
-    if device.type == "cpu" and not capturable:
+    `FusedAdam` (the same kernel, the same bits, without torch.optim.Optimizer's import cost; a
+    CUDA graph's capturable Adam is CUDA's only)."""
+    if not uses_torch_optim(device.type):
         return FusedAdam(model.parameters(), lr=lr)
     if device.type in ("cpu", "cuda"):
         # a tensor lr can be decayed without re-capturing a CUDA graph

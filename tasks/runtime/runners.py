@@ -87,8 +87,9 @@ def warm_up(device: str = "cpu") -> None:
     torch._dynamo (tests/unit/test_warm_up.py), so nothing of torch is warmed there.
     """
     from tasks.components import references
+    from tasks.components.steps import uses_torch_optim
 
-    if device != "cpu":
+    if uses_torch_optim(device):
         warm_up_torch()
     if references.offload is None:
         warm_up_statistics()
