@@ -369,15 +369,19 @@ def start_temporary_server(meanwhile: Callable[[], None] | None = None) -> Serve
     Its stop is registered with atexit before the run starts, so it runs after Prefect's own exit
     handlers (registered later; atexit runs them in reverse) have sent the last logs and events.
     """
+    from tasks.runtime import interrupt
+
     log = Path(tempfile.gettempdir()) / f"rnnflow-prefect-server-{os.getpid()}.log"
     server = spawn_server("127.0.0.1", free_port(), log, ui=False, tied=True)
     atexit.register(_stop_temporary, server)
+    interrupt.remove_on_exit(log)  # SIGINT/SIGTERM leave through os._exit, past atexit
     try:
         if meanwhile:
             meanwhile()
         wait_until_healthy(server, "temporary")
     except ServerError:
         atexit.unregister(_stop_temporary)
+        interrupt.keep_on_exit(log)
         stop_process(server.pid)  # its log stays, for the user to read
         raise
     return server

@@ -5,8 +5,8 @@
 The command line arms the handler (`arm`) before any work. On the first SIGINT (Ctrl-C) or
 SIGTERM (`timeout`, `kill`, Kubernetes, CI cancellation) it writes that one line to stderr,
 tells the Prefect server the flow run crashed (bounded: REPORT_S), stops every process this one
-started (the temporary Prefect server, Dask workers: SIGTERM, then SIGKILL after STOP_S), and
-leaves with status 128 + the signal number (130, 143) through `os._exit`. Nothing waits for a
+started (the temporary Prefect server, Dask workers: SIGTERM, then SIGKILL after STOP_S), removes
+the files registered with `remove_on_exit` (the temporary server's log), and leaves with status 128 + the signal number (130, 143) through `os._exit`. Nothing waits for a
 worker thread in the middle of a training epoch or a statistical fit, and nothing needs to:
 every stage entry is published by one rename of a complete directory and every file by one
 rename of a complete temp file (tasks/runtime/store.py), so what was finished is on disk and
@@ -33,7 +33,8 @@ REPORT_S = 2.0  # at most this long to tell the server the flow run crashed
 STOP_S = 3.0  # child processes get this long to exit on SIGTERM before SIGKILL
 
 _NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-_state: dict[str, Any] = {"armed": False, "stage": "start-up", "entries": set(), "flow_run": None, "stopping": False}
+_state: dict[str, Any] = {"armed": False, "stage": "start-up", "entries": set(), "flow_run": None, "stopping": False,
+                          "leftovers": []}
 
 
 def arm() -> bool:
@@ -67,6 +68,26 @@ def rearm(flow_run_id: Any = None) -> None:
     for sig in _NAMES:
         if signal.getsignal(sig) is not _handle:
             signal.signal(sig, _handle)
+
+
+def remove_on_exit(path: os.PathLike | str) -> None:
+    """Remove the file at `path` (if it is there) when this process leaves through `os._exit`
+    (a signal, or `remove_leftovers`), where atexit handlers never run: a temporary server's log."""
+    _state["leftovers"].append(os.fspath(path))
+
+
+def keep_on_exit(path: os.PathLike | str) -> None:
+    """Undo `remove_on_exit(path)`: the file is worth keeping (a failed server start's log)."""
+    _state["leftovers"] = [p for p in _state["leftovers"] if p != os.fspath(path)]
+
+
+def remove_leftovers() -> None:
+    """Remove the files `remove_on_exit` named; one that is gone already is no error."""
+    for path in _state["leftovers"]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def at_stage(stage: str, entry: str | None = None) -> None:
@@ -105,6 +126,7 @@ def _handle(signum: int, frame: Any) -> None:
     os.write(2, f"{erase or chr(10)}{line(stage)}\n".encode())
     _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")
     stop_children()
+    remove_leftovers()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

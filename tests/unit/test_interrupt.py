@@ -26,6 +26,10 @@ FIT = (
     "import statsforecast.models  # imported here: the signal lands in the fit, not in an import\n"
     "interrupt.arm()\n"
     "interrupt.at_stage('evaluate', 'backtest')\n"
+    "for name in ('server.log', 'kept.log'):  # as flows/server.py registers a temporary server's log\n"
+    "    open(sys.argv[1] + '/' + name, 'w').close()\n"
+    "    interrupt.remove_on_exit(sys.argv[1] + '/' + name)\n"
+    "interrupt.keep_on_exit(sys.argv[1] + '/kept.log')\n"
     "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
     "y = 10 + np.sin(np.arange(3000) * 2 * np.pi / 24) * 3 + np.random.default_rng(0).normal(0, 0.05, 3000).cumsum()\n"
     "with ThreadPoolExecutor(1) as pool:\n"
@@ -36,10 +40,11 @@ FIT = (
 )
 
 
-def test_sigterm_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_child_left():
+def test_sigterm_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_child_left(tmp_path):
     """SIGTERM (Ctrl-C's SIGINT takes the same path: tests/flow/test_signals.py) while a runner
-    thread is deep in a statsforecast fit that takes minutes."""
-    proc = subprocess.Popen([sys.executable, "-c", FIT], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    thread is deep in a statsforecast fit that takes minutes; the files registered for removal
+    (a temporary server's log) are gone, those kept again are not."""
+    proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         child = int(proc.stdout.readline())
@@ -54,6 +59,7 @@ def test_sigterm_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_
         assert err.strip().splitlines() == [
             "interrupted at evaluate; finished stages are kept, run the same command to resume"]
         assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.log"]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

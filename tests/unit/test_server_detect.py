@@ -140,3 +140,30 @@ def test_port_0_asks_for_a_free_port_not_prefects_default(closed_port, tmp_path,
     monkeypatch.setattr(servers, "server_answers", lambda url, *a, **k: False)
     server, fresh = servers.start_session_server(0)
     assert fresh and started == [closed_port + 1] and server.url.endswith(f":{closed_port + 1}/api")
+
+
+# What a flow run started from the command line sees of flow-run heartbeats (flows/commands.py
+# no_heartbeats): Prefect's flow engine reads this setting when the run starts.
+HEARTBEATS = (
+    "from prefect.settings import get_current_settings\n"
+    "from flows.commands import no_heartbeats\n"
+    "with no_heartbeats():\n"
+    "    print(get_current_settings().flows.heartbeat_frequency)\n"
+    "print(get_current_settings().flows.heartbeat_frequency)\n"
+)
+
+
+def heartbeats(home: Path, **env: str) -> list[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    proc = subprocess.run([sys.executable, "-c", HEARTBEATS], cwd=ROOT, capture_output=True, text=True,
+                          env={**base, "PREFECT_HOME": str(home), **env}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
+
+
+def test_a_command_line_run_sends_no_heartbeats_unless_the_user_set_them(tmp_path):
+    assert heartbeats(tmp_path) == ["None", "180"]  # off within the run only; Prefect's default outside
+    assert heartbeats(tmp_path, PREFECT_FLOWS_HEARTBEAT_FREQUENCY="60") == ["60", "60"]
+    assert heartbeats(tmp_path, PREFECT_FLOWS_HEARTBEAT_FREQUENCY="180") == ["180", "180"]  # set, if to the default
+    (tmp_path / "profiles.toml").write_text('active = "mine"\n[profiles.mine]\nPREFECT_FLOWS_HEARTBEAT_FREQUENCY = 90\n')
+    assert heartbeats(tmp_path) == ["90", "90"]
