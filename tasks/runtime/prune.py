@@ -199,7 +199,10 @@ def remove_entry(entry: Path, leases: Leases | None = None) -> str:
 def describe(p: Pruned, keep: int, dry_run: bool = False) -> str:
     """One line: what went (or would go), how much that frees, what stayed, and what could not go
     and why."""
-    which = f"the newest {keep} and the champion's" if p.champion else f"the newest {keep}"
+    if p.champion:
+        which = f"the newest {keep} and the champion's"
+    else:  # fewer folders than --keep: all of them, not "the newest 10" of 5
+        which = f"the newest {keep}" if p.kept_runs >= keep else f"all there are; --keep {keep}"
     kept = (f"{_count(p.kept_runs, 'run folder')} ({which}) and "
             f"{_count(p.kept_entries, 'cache entry', 'cache entries')} they use")
     tail = _busy(p) + _in_use(p) + _failed(p)

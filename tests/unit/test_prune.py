@@ -72,8 +72,8 @@ def test_a_dry_run_removes_nothing_and_says_what_would_go(tmp_path):
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert describe(out, keep=1, dry_run=True).startswith("would remove 1 run folder, 1 cache entry (train 1)")
     assert prune(root, data, keep=10).runs == []
-    assert describe(prune(root, data, keep=10), keep=10) == ("nothing to remove: kept 3 run folders (the newest 10) "
-                                                            "and 4 cache entries they use")  # no champion beyond them
+    assert describe(prune(root, data, keep=10), keep=10) == ("nothing to remove: kept 3 run folders (all there are; "
+                                                            "--keep 10) and 4 cache entries they use")  # no champion beyond them
 
 
 def test_an_entry_being_built_is_left_alone(tmp_path):
