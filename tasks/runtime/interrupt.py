@@ -120,19 +120,27 @@ def _handle(signum: int, frame: Any) -> None:
     for sig in _NAMES:  # a second Ctrl-C while stopping changes nothing
         signal.signal(sig, signal.SIG_IGN)
     _state["stopping"] = True
-    stage = current_stage()
-    progress = sys.modules.get("tasks.runtime.progress")  # a live display: erased, the cursor shown again
-    erase = progress.abandon() if progress is not None else ""
-    os.write(2, f"{erase or chr(10)}{line(stage)}\n".encode())
-    _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")
-    stop_children()
-    remove_leftovers()
-    for stream in (sys.stdout, sys.stderr):
+    try:  # nothing here may keep the process from stopping: an exception would be raised in the main
+        # thread instead, and the run would go on (a fit in a runner thread for minutes)
+        stage = current_stage()
+        progress = sys.modules.get("tasks.runtime.progress")  # a live display: erased, the cursor shown again
+        erase = progress.abandon() if progress is not None else ""
         try:
-            stream.flush()
-        except Exception:
+            os.write(2, f"{erase or chr(10)}{line(stage)}\n".encode())
+        except OSError:  # stderr is gone: `... | tee log` on Ctrl-C, where the shell stops tee as well
             pass
-    os._exit(128 + signum)
+        _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")
+    finally:
+        try:
+            stop_children()
+            remove_leftovers()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+        finally:
+            os._exit(128 + signum)
 
 
 def _report_crash(message: str) -> None:

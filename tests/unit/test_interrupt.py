@@ -65,6 +65,27 @@ def test_sigterm_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def test_sigterm_stops_the_run_when_its_output_pipe_is_gone(tmp_path):
+    """`python flows/rnn_flow.py ... 2>&1 | tee run.log` and Ctrl-C: the shell stops tee too, and
+    when tee is gone first the interrupt line cannot be written (EPIPE). The run still stops at
+    once: before, the failed write raised in the main thread instead and the fit went on."""
+    proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        child = int(proc.stdout.readline())
+        time.sleep(2.0)  # well inside the fit (it takes minutes)
+        proc.stdout.close()  # the reader is gone: stdout and stderr are a broken pipe
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+        assert time.monotonic() - sent < 10
+        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.log"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 # A process that starts a child tied to it (as the temporary server is), prints the child's pid,
 # then waits to be killed.
 TIED = (
