@@ -1,12 +1,15 @@
-"""SIGINT and SIGTERM stop a command-line run within seconds, whatever it is doing.
+"""SIGINT, SIGTERM and SIGHUP stop a command-line run within seconds, whatever it is doing.
 
     interrupted at train; finished stages are kept, run the same command to resume
 
-The command line arms the handler (`arm`) before any work. On the first SIGINT (Ctrl-C) or
-SIGTERM (`timeout`, `kill`, Kubernetes, CI cancellation) it writes that one line to stderr,
-tells the Prefect server the flow run crashed (bounded: REPORT_S), stops every process this one
-started (the temporary Prefect server, Dask workers: SIGTERM, then SIGKILL after STOP_S), removes
-the files registered with `remove_on_exit` (the temporary server's log), and leaves with status 128 + the signal number (130, 143) through `os._exit`. Nothing waits for a
+The command line arms the handler (`arm`) before any work. On the first SIGINT (Ctrl-C),
+SIGTERM (`timeout`, `kill`, Kubernetes, CI cancellation) or SIGHUP (the terminal or the ssh
+connection closed; not under `nohup`, which ignores it) it writes that one line to stderr (if it
+still can: a pipe's reader or the terminal may be gone), tells the Prefect server the flow run
+crashed (bounded: REPORT_S), stops every process this one started (the temporary Prefect server,
+Dask workers: SIGTERM, then SIGKILL after STOP_S), removes the files registered with
+`remove_on_exit` (the temporary server's log), and leaves with status 128 + the signal number
+(130, 143, 129) through `os._exit`. Nothing waits for a
 worker thread in the middle of a training epoch or a statistical fit, and nothing needs to:
 every stage entry is published by one rename of a complete directory and every file by one
 rename of a complete temp file (tasks/runtime/store.py), so what was finished is on disk and
@@ -32,17 +35,20 @@ from typing import Any
 REPORT_S = 2.0  # at most this long to tell the server the flow run crashed
 STOP_S = 3.0  # child processes get this long to exit on SIGTERM before SIGKILL
 
-_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 _state: dict[str, Any] = {"armed": False, "stage": "start-up", "entries": set(), "flow_run": None, "stopping": False,
-                          "leftovers": []}
+                          "leftovers": [], "signals": []}
 
 
 def arm() -> bool:
-    """Install the handler for SIGINT and SIGTERM in this process (the main thread only; False
-    elsewhere, where Python cannot install signal handlers)."""
+    """Install the handler for SIGINT, SIGTERM and SIGHUP in this process (the main thread only;
+    False elsewhere, where Python cannot install signal handlers). A SIGHUP this process was
+    started ignoring (`nohup`) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    for sig in _NAMES:
+    _state["signals"] = [sig for sig in _NAMES
+                         if not (sig == signal.SIGHUP and signal.getsignal(sig) is signal.SIG_IGN)]
+    for sig in _state["signals"]:
         signal.signal(sig, _handle)
     _state["armed"] = True
     return True
@@ -65,7 +71,7 @@ def rearm(flow_run_id: Any = None) -> None:
     if not _state["armed"] or threading.current_thread() is not threading.main_thread():
         return
     _state["flow_run"] = flow_run_id
-    for sig in _NAMES:
+    for sig in _state["signals"]:
         if signal.getsignal(sig) is not _handle:
             signal.signal(sig, _handle)
 
@@ -117,7 +123,7 @@ def line(stage: str) -> str:
 
 
 def _handle(signum: int, frame: Any) -> None:
-    for sig in _NAMES:  # a second Ctrl-C while stopping changes nothing
+    for sig in _state["signals"]:  # a second Ctrl-C while stopping changes nothing
         signal.signal(sig, signal.SIG_IGN)
     _state["stopping"] = True
     try:  # nothing here may keep the process from stopping: an exception would be raised in the main

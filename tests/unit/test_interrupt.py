@@ -86,6 +86,43 @@ def test_sigterm_stops_the_run_when_its_output_pipe_is_gone(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def test_sighup_stops_the_run_unless_it_was_started_under_nohup(tmp_path):
+    """The terminal or the ssh connection closing (SIGHUP) stops a run as SIGTERM does, with
+    status 129; under `nohup` (SIGHUP ignored from the start) the run goes on."""
+    def start(ignore_hangup: bool) -> tuple[subprocess.Popen, int]:
+        def preexec() -> None:
+            if ignore_hangup:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+        proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec)
+        return proc, int(proc.stdout.readline())
+
+    proc, child = start(ignore_hangup=False)
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 129
+        assert err.strip().splitlines() == [
+            "interrupted at evaluate; finished stages are kept, run the same command to resume"]
+        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc, child = start(ignore_hangup=True)
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None  # nohup: still fitting
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 # A process that starts a child tied to it (as the temporary server is), prints the child's pid,
 # then waits to be killed.
 TIED = (
