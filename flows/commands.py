@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     debug, deployment = "--debug" in argv, deployment_named(argv)
     try:
         inv = parse(argv)
-        if inv.command in ("run", "sweep"):  # SIGINT/SIGTERM/SIGHUP: one line, exit 130/143/129, nothing left running
+        if inv.command in ("run", "sweep"):  # SIGINT/TERM/HUP: one line, exit 130/143/129, nothing left running
             from tasks.runtime import interrupt
 
             interrupt.arm()
@@ -116,10 +116,11 @@ def no_heartbeats() -> contextlib.AbstractContextManager:
 
     Heartbeats let an automation mark a deployment's run Crashed when its infrastructure dies
     without a word (Prefect's "detect zombie flows" guide: "flow runs triggered by deployments").
-    A run started here reports Crashed itself on SIGINT/SIGTERM/SIGHUP (tasks/runtime/interrupt.py), and
-    the person who started it sees it end; meanwhile the flow's end waits for the heartbeat
-    thread, which sleeps in 1 s steps: 0.5 s a run on average (1.0 s in a profiled AirPassengers
-    run of 12 s). Runs of deployments (`serve`, workers) never come through here and keep them.
+    A run started here reports Crashed itself on SIGINT, SIGTERM and SIGHUP
+    (tasks/runtime/interrupt.py), and the person who started it sees it end; meanwhile the
+    flow's end waits for the heartbeat thread, which sleeps in 1 s steps: 0.5 s a run on average
+    (1.0 s in a profiled AirPassengers run of 12 s). Runs of deployments (`serve`, workers) never
+    come through here and keep them.
     """
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
     from prefect.settings.models.flows import FlowsSettings

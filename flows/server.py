@@ -374,7 +374,7 @@ def start_temporary_server(meanwhile: Callable[[], None] | None = None) -> Serve
     log = Path(tempfile.gettempdir()) / f"rnnflow-prefect-server-{os.getpid()}.log"
     server = spawn_server("127.0.0.1", free_port(), log, ui=False, tied=True)
     atexit.register(_stop_temporary, server)
-    interrupt.remove_on_exit(log)  # SIGINT/SIGTERM leave through os._exit, past atexit
+    interrupt.remove_on_exit(log)  # a signal's exit is os._exit, past atexit
     try:
         if meanwhile:
             meanwhile()

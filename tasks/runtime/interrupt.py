@@ -9,11 +9,11 @@ still can: a pipe's reader or the terminal may be gone), tells the Prefect serve
 crashed (bounded: REPORT_S), stops every process this one started (the temporary Prefect server,
 Dask workers: SIGTERM, then SIGKILL after STOP_S), removes the files registered with
 `remove_on_exit` (the temporary server's log), and leaves with status 128 + the signal number
-(130, 143, 129) through `os._exit`. Nothing waits for a
-worker thread in the middle of a training epoch or a statistical fit, and nothing needs to:
-every stage entry is published by one rename of a complete directory and every file by one
-rename of a complete temp file (tasks/runtime/store.py), so what was finished is on disk and
-what was not leaves only temp files, which the next run sweeps before it reuses the rest.
+(130, 143, 129) through `os._exit`. Nothing waits for a worker thread in the middle of a training
+epoch or a statistical fit, and nothing needs to: every stage entry is published by one rename
+of a complete directory and every file by one rename of a complete temp file
+(tasks/runtime/store.py), so what was finished is on disk and what was not leaves only temp
+files, which the next run sweeps before it reuses the rest.
 
 Prefect's flow engine installs its own SIGTERM handler when a flow starts: it raises
 TerminationSignal in the main thread, which then waits for the task runner's threads (a
