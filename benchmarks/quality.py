@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--quick: none)")
     p.add_argument("--search", choices=("auto", "on", "off"), help="passed to every run (default: the flow's "
                    "default, auto: the search for a data file)")
+    p.add_argument("--search-seeds", type=int, help="passed to every run: seeds per searched configuration "
+                   "(default: the flow's, 2)")
     p.add_argument("--json", help="also write every number as JSON (default: benchmarks/quality.json; --quick: none)")
     p.add_argument("--merge", help="instead of running: comma-separated JSON files of runs over parts of the panel "
                    "(--series ... --json FILE, run side by side), written as one table")
@@ -306,12 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     from flows.server import prefect_api
 
     logging.getLogger("tasks").setLevel(logging.ERROR)  # the stages' progress lines: not for a table run
-    extra = ("--search", a.search) if a.search else ()
+    extra = (("--search", a.search) if a.search else ()) + (
+        ("--search-seeds", str(a.search_seeds)) if a.search_seeds else ())
     res = {"mode": "quick" if a.quick else "full", "seeds": seeds, "panel": [s.name for s in panel],
            "machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": [],
            "command": "python benchmarks/quality.py" + (" --quick" if a.quick else "")
            + (f" --seeds {a.seeds}" if a.seeds else "") + (f" --series {a.series}" if a.series else "")
-           + (f" --search {a.search}" if a.search else "")}
+           + (f" --search {a.search}" if a.search else "")
+           + (f" --search-seeds {a.search_seeds}" if a.search_seeds else "")}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnflow-quality-") as tmp, prefect_api():
         work = Path(tmp)
