@@ -1,8 +1,9 @@
-"""SIGINT/SIGTERM stop a run within seconds, even inside a statistical fit, and leave no process:
+"""SIGINT/SIGTERM/SIGHUP stop a run within seconds, even inside a statistical fit, and leave no process:
 real signals to real processes (tasks/runtime/interrupt.py, flows/server.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,87 +41,79 @@ FIT = (
 )
 
 
-def test_sigterm_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_child_left(tmp_path):
-    """SIGTERM (Ctrl-C's SIGINT takes the same path: tests/flow/test_signals.py) while a runner
-    thread is deep in a statsforecast fit that takes minutes; the files registered for removal
-    (a temporary server's log) are gone, those kept again are not."""
-    proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+@contextlib.contextmanager
+def fit_process(tmp_path: Path, merge_output: bool = False, ignore_hangup: bool = False):
+    """FIT in a process of its own session (its files in `tmp_path`), yields (the process, its
+    child's pid) once the fit runs; killed at the end if still running. merge_output: stderr
+    into the stdout pipe; ignore_hangup: started under `nohup` (SIGHUP ignored)."""
+    def preexec() -> None:
+        if ignore_hangup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=preexec)
     try:
         child = int(proc.stdout.readline())
         time.sleep(2.0)  # well inside the fit (it takes minutes)
         assert proc.poll() is None
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert time.monotonic() - sent < 10
-        assert proc.returncode == 143
-        assert "finished" not in out
-        assert err.strip().splitlines() == [
-            "interrupted at evaluate; finished stages are kept, run the same command to resume"]
-        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.log"]
+        yield proc, child
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def assert_stopped(proc: subprocess.Popen, child: int, tmp_path: Path, status: int, sent: float) -> None:
+    """Stopped within seconds with `status`, its child gone, the files registered for removal
+    removed and the one kept again kept."""
+    assert proc.wait(timeout=30) == status
+    assert time.monotonic() - sent < 10
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.log"]
+
+
+def test_sigterm_in_a_statistical_fit_ends_the_run_at_once_with_one_line_and_no_child_left(tmp_path):
+    """SIGTERM (Ctrl-C's SIGINT takes the same path: tests/flow/test_signals.py) while a runner
+    thread is deep in a statsforecast fit that takes minutes; the files registered for removal
+    (a temporary server's log) are gone, those kept again are not."""
+    with fit_process(tmp_path) as (proc, child):
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert_stopped(proc, child, tmp_path, 143, sent)
+        assert "finished" not in out
+        assert err.strip().splitlines() == [
+            "interrupted at evaluate; finished stages are kept, run the same command to resume"]
 
 
 def test_sigterm_stops_the_run_when_its_output_pipe_is_gone(tmp_path):
     """`python flows/rnn_flow.py ... 2>&1 | tee run.log` and Ctrl-C: the shell stops tee too, and
     when tee is gone first the interrupt line cannot be written (EPIPE). The run still stops at
     once: before, the failed write raised in the main thread instead and the fit went on."""
-    proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        child = int(proc.stdout.readline())
-        time.sleep(2.0)  # well inside the fit (it takes minutes)
+    with fit_process(tmp_path, merge_output=True) as (proc, child):
         proc.stdout.close()  # the reader is gone: stdout and stderr are a broken pipe
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 143
-        assert time.monotonic() - sent < 10
-        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.log"]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert_stopped(proc, child, tmp_path, 143, sent)
 
 
 def test_sighup_stops_the_run_unless_it_was_started_under_nohup(tmp_path):
     """The terminal or the ssh connection closing (SIGHUP) stops a run as SIGTERM does, with
     status 129; under `nohup` (SIGHUP ignored from the start) the run goes on."""
-    def start(ignore_hangup: bool) -> tuple[subprocess.Popen, int]:
-        def preexec() -> None:
-            if ignore_hangup:
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-        proc = subprocess.Popen([sys.executable, "-c", FIT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec)
-        return proc, int(proc.stdout.readline())
-
-    proc, child = start(ignore_hangup=False)
-    try:
-        time.sleep(2.0)
+    with fit_process(tmp_path) as (proc, child):
+        sent = time.monotonic()
         proc.send_signal(signal.SIGHUP)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 129
+        _, err = proc.communicate(timeout=30)
+        assert_stopped(proc, child, tmp_path, 129, sent)
         assert err.strip().splitlines() == [
             "interrupted at evaluate; finished stages are kept, run the same command to resume"]
-        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc, child = start(ignore_hangup=True)
-    try:
-        time.sleep(2.0)
+    with fit_process(tmp_path, ignore_hangup=True) as (proc, child):
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         assert proc.poll() is None  # nohup: still fitting
+        sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 143
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert_stopped(proc, child, tmp_path, 143, sent)
 
 
 # A process that starts a child tied to it (as the temporary server is), prints the child's pid,
