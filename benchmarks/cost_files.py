@@ -119,7 +119,8 @@ def frame(name: str) -> pd.DataFrame:
 
 
 def write_file(entry: CostFile, folder: Path) -> Path:
-    """Write `entry` as a CSV under `folder`; its path."""
+    """Write `entry` as a CSV under `folder` (made if missing); its path."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{entry.name}.csv"
     df = frame(entry.name)
     df = df.assign(timestamp=pd.to_datetime(df["timestamp"]).dt.strftime("%Y-%m-%d %H:%M:%S"))

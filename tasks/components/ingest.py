@@ -232,9 +232,9 @@ def _check_column(df: pd.DataFrame, field: str, name: str) -> None:
         raise InputError(field, name, f"{count} columns have this name (columns {where} of "
                          f"{', '.join(n if n.isprintable() else repr(n) for n in names)}): rename one")
     close = suggest_column(df, field, str(name))
-    hint = f"did you mean {close!r}? " if close else ""
+    hint = f"; did you mean {close!r}?" if close else ""
     shown = ", ".join(n if n.isprintable() else repr(n) for n in names)  # a newline in a name: still one line
-    raise InputError(field, name, f"no such column; {hint}(columns: {shown})")
+    raise InputError(field, name, f"no such column{hint} (columns: {shown})")
 
 
 _TIME_WORDS = ("date", "time", "timestamp", "ds", "day", "week", "month", "quarter", "year", "period", "hour", "t")

@@ -131,8 +131,8 @@ def _handle(signum: int, frame: Any) -> None:
         stage = current_stage()
         progress = sys.modules.get("tasks.runtime.progress")  # a live display: erased, the cursor shown again
         erase = progress.abandon() if progress is not None else ""
-        try:
-            os.write(2, f"{erase or chr(10)}{line(stage)}\n".encode())
+        try:  # on a terminal the line starts on a line of its own (after the echoed ^C); in a log, no blank line
+            os.write(2, f"{erase or (chr(10) if os.isatty(2) else '')}{line(stage)}\n".encode())
         except OSError:  # stderr is gone: `... | tee log` on Ctrl-C, where the shell stops tee as well
             pass
         _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")

@@ -273,6 +273,8 @@ EXACT = {
     "id-column-misspelt": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sales",
                             "--id-column", "stor"], lambda: with_store(monthly()),
                            "--id-column='stor': no such column; did you mean 'store'? (columns: store, month, sales)"),
+    "value-column-unlike-any": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "nope"],
+                                monthly, "--value-column='nope': no such column (columns: month, sales)"),
     "semicolon-file": (["--data-path", "m.csv", "--time-column", "month", "--value-column", "sale"], semicolon_csv,
                        "--value-column='sale': no such column; did you mean 'sales'? (columns: month, sales)"),
     "until-unknown": (["--until", "figure"], None,
