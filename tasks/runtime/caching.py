@@ -152,6 +152,9 @@ def stage_key(stage: str, key_inputs: dict) -> str:
     return store.sha256_json({"stage": stage, **key_inputs})[:24]
 
 
+FIRST_STAGE = "window"  # the first stage a run records in its output directory (generate's: the data directory)
+
+
 def plan_stage(
     base: str | Path,
     stage: str,
@@ -173,7 +176,9 @@ def plan_stage(
     (previous_run; never with a run of another file in the same output directory), entry by
     entry (closest); a reused entry whose key that run did not use says so ("an earlier run's
     entry; against the previous run: ..."), so that a stage reused while the one after it is
-    recomputed reads as it happened. words: how a reason names a parameter that is not a config
+    recomputed reads as it happened. A stage no run of this data has reached, after one that
+    reached FIRST_STAGE (interrupted, or stopped by --until), says so rather than "first run".
+    words: how a reason names a parameter that is not a config
     section ({"anchor": ...}); threads: the torch CPU threads its task computes with; lease:
     called with the entry's directory before it is looked at (tasks/runtime/leases.py: `clean`
     then leaves it alone); run_name: the run planning it (its own entries are not "previous")."""
@@ -195,6 +200,8 @@ def plan_stage(
         run, reason = True, f"output missing or corrupt: {problem}"
     elif previous:
         run, reason = True, explain_change(closest(previous, key_inputs), key_inputs, words)
+    elif stage != FIRST_STAGE and reached_earlier(base, FIRST_STAGE, source, run_name):
+        run, reason = True, "no cached output (an earlier run of this data stopped before this stage)"
     else:
         other = recent_records(base, stage)
         run, reason = True, "no cached output (first run on this data)" if other else "no cached output (first run)"
@@ -285,7 +292,8 @@ RECENT = 32  # entries remembered per stage in latest.json (a sweep's members of
 
 def recent_records(base: str | Path, stage: str) -> list[dict]:
     """The entries this stage used last, most recent first: {"inputs": key inputs, "source": the
-    data the run read (None when not recorded), "run": the run's name}; empty before its first run."""
+    data the run read (None when not recorded), "run": the run's name, "since": the first run that
+    used the entry (absent in records older than it)}; empty before its first run."""
     try:
         blob = store.read_json(Path(base) / "cache" / stage / "latest.json")
     except (OSError, ValueError):
@@ -297,6 +305,13 @@ def recent_records(base: str | Path, stage: str) -> list[dict]:
 def recent_inputs(base: str | Path, stage: str) -> list[dict]:
     """Key inputs of the entries this stage used last, most recent first (empty before its first run)."""
     return [r["inputs"] for r in recent_records(base, stage)]
+
+
+def reached_earlier(base: str | Path, stage: str, source: str, run_name: str) -> bool:
+    """Did a run of data `source` other than `run_name` use an entry of `stage` (the records keep
+    the run that first used each entry: "since")?"""
+    return any(r["source"] == source and r.get("since", r["run"]) not in (None, run_name)
+               for r in recent_records(base, stage))
 
 
 def previous_run(base: str | Path, stage: str, source: str, run_name: str = "") -> list[dict]:
@@ -316,9 +331,12 @@ def record_latest(plans: list[StagePlan]) -> None:
     if not plans:
         return
     last = plans[-1]
-    mine = [{"inputs": p.key_inputs, "source": p.source, "run": p.run_name} for p in reversed(plans)]
+    older = recent_records(last.base, last.stage)
+    since = {stage_key(last.stage, r["inputs"]): r.get("since", r["run"]) for r in older}  # who used it first
+    mine = [{"inputs": p.key_inputs, "source": p.source, "run": p.run_name,
+             "since": since.get(p.key) or p.run_name} for p in reversed(plans)]
     recent, seen = [], set()
-    for record in mine + recent_records(last.base, last.stage):
+    for record in mine + older:
         key = stage_key(last.stage, record["inputs"])
         if key not in seen:
             seen.add(key)

@@ -144,6 +144,29 @@ def test_reasons_compare_with_the_previous_run_of_the_same_data_only(tmp_path):
                    upstream={"window": "w9"}).reason == "inputs unchanged"
 
 
+def test_a_stage_no_run_of_the_data_reached_is_not_called_a_first_run(tmp_path):
+    """An interrupted run (or --until window) recorded its window only: the next run, which reuses
+    that window, says the train stage's first build is due to an earlier run having stopped; a
+    genuinely first run, and a run of other data, still say first run."""
+    def window(source: str, run: str, seq_length: int = 20):
+        p = plan_stage(tmp_path, "window", params={"window": {"seq_length": seq_length}}, upstream={}, code={},
+                       env={}, source=source, run_name=run)
+        caching.record_latest([p])
+
+    src = "/data/sales.csv"
+    window(src, "run-1")
+    i = inputs()
+    first = plan_stage(tmp_path, "train", params=i["params"], upstream=i["upstream"], code=i["code"], env=i["env"],
+                       source=src, run_name="run-1")
+    assert first.reason == "no cached output (first run)"  # run-1 itself made the window: it is the first
+    window(src, "run-2")  # the same window entry, reused: recorded as run-2's, first used by run-1
+    stopped = "no cached output (an earlier run of this data stopped before this stage)"
+    assert planned(tmp_path, src, "run-2").reason == stopped
+    window("/data/other.csv", "run-3", seq_length=24)
+    assert planned(tmp_path, "/data/other.csv", "run-3", params={"train": {"epochs": 7, "lr": 0.1}}
+                   ).reason == "no cached output (first run on this data)"
+
+
 def test_an_entry_reused_from_an_older_run_says_how_it_differs_from_the_previous_run(tmp_path):
     """A grid-file sweep's window: reused (an older run built it), yet not the previous run's; the
     stage after it, recomputed for that reason, now reads as consistent with it."""
