@@ -85,8 +85,9 @@ DATA_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 
 def check_data_path(path: str) -> None:
     """A --data-path that does not exist: InputError naming it as typed, the absolute path it was
-    looked for at (relative paths are read from the current directory) and the closest file or
-    directory beside it ("did you mean 'sales.csv'?"), or the directory that is missing."""
+    looked for at when that differs (relative paths are read from the current directory) and the
+    closest file or directory beside it ("did you mean 'sales.csv'?"), or the directory that is
+    missing."""
     typed = Path(path).expanduser()
     if typed.exists():
         return
@@ -96,7 +97,8 @@ def check_data_path(path: str) -> None:
     names = [q.name for q in where.parent.iterdir() if q.is_dir() or q.suffix.lower() in DATA_SUFFIXES]
     close = difflib.get_close_matches(where.name, names, n=1, cutoff=0.6)
     hint = f"; did you mean {str(typed.parent / close[0]) if typed.parent != Path('.') else close[0]!r}?" if close else ""
-    raise InputError("data_path", path, f"file not found (looked for {where}){hint}")
+    looked = "" if str(where) == path else f" (looked for {where})"  # an absolute path typed: said once
+    raise InputError("data_path", path, f"file not found{looked}{hint}")
 
 
 COLUMN_FIELDS = ("time_column", "value_column", "id_column", "group_column")

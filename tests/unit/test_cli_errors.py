@@ -435,6 +435,9 @@ def test_a_missing_data_file_is_named_by_its_absolute_path_with_the_closest_file
     assert cli_in([*OUT, "--data-path", "note.md"]) == 2  # only data files are suggested
     assert capsys.readouterr().err.splitlines() == [
         f"error: --data-path='note.md': file not found (looked for {tmp_path / 'note.md'})"]
+    absolute = str(tmp_path / "gone.csv")  # typed absolute: not said twice
+    assert cli_in([*OUT, "--data-path", absolute]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: --data-path={absolute!r}: file not found"]
 
 
 def test_every_missing_column_is_named_at_once(cli_in, tmp_path, capsys):
