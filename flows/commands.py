@@ -146,11 +146,7 @@ def _leave(status: int, url: str | None, final_state: bool = True) -> int:
     print(line, file=sys.stderr)
     if url and server_answers(url, timeout=2.0):
         return status
-    interrupt.stop_children()
-    interrupt.remove_leftovers()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    interrupt.leave_now(status)
 
 
 def exit_status(summary: dict) -> int:

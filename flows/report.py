@@ -28,7 +28,7 @@ from tasks.formats.scores import read_metrics
 from tasks.promote import action_words
 from tasks.runtime import progress, publish, store
 from tasks.runtime.ledger import run_dir_of, write_run_dir
-from tasks.runtime.stages import RESUMES, Run
+from tasks.runtime.stages import FROM_CHECKPOINT, Run
 
 logging.getLogger("tasks").setLevel(logging.INFO)
 
@@ -187,7 +187,7 @@ def stage_line(row: dict) -> str:
         done, resumed = row.get("recomputed", 0), row.get("resumed", 0)
         notes.append(f"{done} of {row['entries']} entries recomputed" if done else f"all {row['entries']} entries reused")
         if resumed:  # an interrupted search's members: the best model's own reason may not say it
-            notes[-1] += f", {resumed} of them {RESUMES.replace('resumes', 'resumed', 1)}"
+            notes[-1] += f", {resumed} of them resumed {FROM_CHECKPOINT}"
     return f"  {row['stage']:<9} {row['action']:<10} {row['reason']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 

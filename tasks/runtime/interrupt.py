@@ -78,7 +78,7 @@ def rearm(flow_run_id: Any = None) -> None:
 
 def remove_on_exit(path: os.PathLike | str) -> None:
     """Remove the file at `path` (if it is there) when this process leaves through `os._exit`
-    (a signal, or `remove_leftovers`), where atexit handlers never run: a temporary server's log."""
+    (leave_now: a signal, a server gone), where atexit handlers never run: a temporary server's log."""
     _state["leftovers"].append(os.fspath(path))
 
 
@@ -87,7 +87,7 @@ def keep_on_exit(path: os.PathLike | str) -> None:
     _state["leftovers"] = [p for p in _state["leftovers"] if p != os.fspath(path)]
 
 
-def remove_leftovers() -> None:
+def _remove_leftovers() -> None:
     """Remove the files `remove_on_exit` named; one that is gone already is no error."""
     for path in _state["leftovers"]:
         try:
@@ -137,16 +137,23 @@ def _handle(signum: int, frame: Any) -> None:
             pass
         _report_crash(f"{line(stage)} ({_NAMES.get(signum, signum)})")
     finally:
-        try:
-            stop_children()
-            remove_leftovers()
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-        finally:
-            os._exit(128 + signum)
+        leave_now(128 + signum)
+
+
+def leave_now(status: int) -> None:
+    """Leave this process at once with `status` (os._exit: no atexit handler, no waiting for
+    threads): every process it started stopped first (stop_children), the files `remove_on_exit`
+    named removed, stdout and stderr flushed where they still can be."""
+    try:
+        stop_children()
+        _remove_leftovers()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a pipe whose reader is gone
+                pass
+    finally:
+        os._exit(status)
 
 
 def _report_crash(message: str) -> None:

@@ -41,7 +41,8 @@ from tasks.runtime.retry import RETRY_OPTIONS
 log = logging.getLogger(__name__)
 
 StageRef = store.StageRef
-RESUMES = "resumes from the checkpoint a previous run left"  # what an entry's reason adds (StageSpec.resumes)
+FROM_CHECKPOINT = "from the checkpoint a previous run left"
+RESUMES = f"resumes {FROM_CHECKPOINT}"  # what an entry's reason adds (StageSpec.resumes)
 
 
 @dataclass(frozen=True)
